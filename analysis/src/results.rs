@@ -1,0 +1,312 @@
+//! The results file: what `netpoll profile --json` writes. Documented in docs/results-format.md;
+//! bump [`SCHEMA`] on any change that an older reader would misread.
+
+use std::{collections::BTreeMap, fs, path::Path};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Histogram;
+
+/// Schema name and version of the results file.
+pub const SCHEMA: &str = "netpoll-results/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a netpoll results file: {source}")]
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{path} has schema {found:?}; this netpoll reads {SCHEMA:?}")]
+    Schema { path: String, found: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    pub schema: String,
+    pub tool: Tool,
+    pub target: Target,
+    pub host: Host,
+    /// How the probes were attached: `tp_btf`, `raw_tp` or `tracepoint`.
+    pub hook: String,
+    /// Whether read/write calls were split into socket and other (needs the sock tracepoints).
+    pub socket_split: bool,
+    /// Wall-clock start and end, RFC 3339 UTC.
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_ns: u64,
+    /// Why collection stopped: `duration`, `interrupted`, `targets_exited` or `command_exited`.
+    pub end_reason: String,
+    /// True when the run was cut short (Ctrl-C): numbers cover only the time collected.
+    pub partial: bool,
+    /// Exit status of a spawned command (`-- CMD`), when it exited by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_exit_code: Option<i32>,
+    /// Totals by syscall; read/write calls appear once per `fd` kind seen.
+    pub syscalls: Vec<SyscallStats>,
+    /// Totals by class: `socket_read`, `socket_write`, `other_read`, `other_write`, `epoll`,
+    /// `poll_select`, `accept`, `connect`, `io_uring`.
+    pub classes: Vec<SyscallStats>,
+    /// Calls already blocked when the probes attached: latency is a lower bound (exit - attach).
+    pub lower_bound: Vec<SyscallStats>,
+    /// Per-process breakdown (`--per-pid`), keyed by pid.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub processes: BTreeMap<u32, ProcessStats>,
+    pub counters: Counters,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Target {
+    /// `pid`, `comm`, `cgroup`, `command` or `all`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pids: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Whether tasks created by the targets were followed.
+    pub follow_children: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Host {
+    pub hostname: String,
+    pub kernel: String,
+    pub arch: String,
+    pub cpus: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessStats {
+    pub comm: String,
+    pub syscalls: Vec<SyscallStats>,
+    pub classes: Vec<SyscallStats>,
+}
+
+/// Counters and histograms of one syscall (or class) in one run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyscallStats {
+    /// Syscall name (`epoll_wait`, `recvfrom`, ...) or class name (`socket_read`, ...).
+    pub name: String,
+    /// For read/write syscalls: `socket` or `other` (files, pipes, eventfds...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<String>,
+    pub calls: u64,
+    pub errors: u64,
+    pub eagain: u64,
+    pub bytes: u64,
+    /// Waiting calls (epoll, poll, select) that returned no ready event.
+    pub zero_ready: u64,
+    /// Waiting calls made with a zero timeout (could not block).
+    pub nonblocking: u64,
+    pub latency_sum_ns: u64,
+    /// Latency histogram, nanoseconds, as `[low, high, count]` buckets.
+    pub latency_ns: Histogram,
+    /// Ready events per successful waiting call, as `[low, high, count]` buckets.
+    #[serde(default, skip_serializing_if = "Histogram::is_empty")]
+    pub ready_events: Histogram,
+}
+
+impl SyscallStats {
+    pub fn merge(&mut self, other: &SyscallStats) {
+        self.calls += other.calls;
+        self.errors += other.errors;
+        self.eagain += other.eagain;
+        self.bytes += other.bytes;
+        self.zero_ready += other.zero_ready;
+        self.nonblocking += other.nonblocking;
+        self.latency_sum_ns += other.latency_sum_ns;
+        self.latency_ns.merge(&other.latency_ns);
+        self.ready_events.merge(&other.ready_events);
+    }
+
+    /// Exact mean latency (from the in-kernel sum), if any call was seen.
+    pub fn mean_ns(&self) -> Option<f64> {
+        (self.calls > 0).then(|| self.latency_sum_ns as f64 / self.calls as f64)
+    }
+
+    /// Display label: `read (socket)`, `epoll_wait`, `socket_read`.
+    pub fn label(&self) -> String {
+        match &self.fd {
+            Some(fd) => format!("{} ({fd})", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// Things that would otherwise be lost silently, and bookkeeping worth knowing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Counters {
+    /// Calls not measured because the in-flight map was full.
+    pub in_flight_full: u64,
+    /// Tasks created by targets that could not be followed (target map full).
+    pub targets_full: u64,
+    /// Calls counted without their process because the per-process map was full.
+    pub pid_stats_full: u64,
+    /// Threads that exited inside a measured call (the call never returned).
+    pub died_in_call: u64,
+    /// Tasks (threads and processes) created by targets and followed.
+    pub followed_tasks: u64,
+}
+
+impl Results {
+    pub fn load(path: &Path) -> Result<Results, LoadError> {
+        let shown = path.display().to_string();
+        let text = fs::read_to_string(path).map_err(|source| LoadError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Parses results text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Results, LoadError> {
+        #[derive(Deserialize)]
+        struct SchemaOnly {
+            schema: String,
+        }
+        let path = origin.to_string();
+        let head: SchemaOnly = serde_json::from_str(text).map_err(|source| LoadError::Json {
+            path: path.clone(),
+            source,
+        })?;
+        if head.schema != SCHEMA {
+            return Err(LoadError::Schema {
+                path,
+                found: head.schema,
+            });
+        }
+        serde_json::from_str(text).map_err(|source| LoadError::Json { path, source })
+    }
+
+    pub fn class(&self, name: &str) -> Option<&SyscallStats> {
+        self.classes.iter().find(|c| c.name == name)
+    }
+
+    /// A syscall's totals over both fd kinds.
+    pub fn syscall(&self, name: &str) -> Option<SyscallStats> {
+        let mut rows = self.syscalls.iter().filter(|s| s.name == name);
+        let mut total = rows.next()?.clone();
+        rows.for_each(|r| total.merge(r));
+        total.fd = None;
+        Some(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_other_schemas_with_a_clear_error() {
+        let err = Results::parse(r#"{"schema":"netpoll-results/9"}"#, "x.json").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"x.json has schema "netpoll-results/9"; this netpoll reads "netpoll-results/1""#
+        );
+        let err = Results::parse("{", "y.json").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("y.json is not a netpoll results file"),
+            "{err}"
+        );
+    }
+}
+
+/// Order in which class totals are listed.
+pub const CLASS_ORDER: [&str; 9] = [
+    "epoll",
+    "poll_select",
+    "io_uring",
+    "accept",
+    "connect",
+    "socket_read",
+    "socket_write",
+    "other_read",
+    "other_write",
+];
+
+/// Class of a syscall row: `socket_read`, `other_write`, `epoll`, ... (from the syscall table).
+pub fn class_of(row: &SyscallStats) -> Option<String> {
+    let syscall = netpoll_ebpf::syscalls::SYSCALLS
+        .iter()
+        .find(|s| s.name == row.name)?;
+    Some(match &row.fd {
+        Some(fd) => format!("{fd}_{}", syscall.family),
+        None => syscall.family.to_string(),
+    })
+}
+
+/// Sums syscall rows into class totals, in [`CLASS_ORDER`], skipping classes without calls.
+pub fn classes_of(rows: &[SyscallStats]) -> Vec<SyscallStats> {
+    CLASS_ORDER
+        .iter()
+        .filter_map(|&class| {
+            let mut total = SyscallStats {
+                name: class.to_string(),
+                ..SyscallStats::default()
+            };
+            rows.iter()
+                .filter(|r| class_of(r).as_deref() == Some(class))
+                .for_each(|r| total.merge(r));
+            (total.calls > 0).then_some(total)
+        })
+        .collect()
+}
+
+impl SyscallStats {
+    /// What happened between `earlier` and `self` (both cumulative).
+    pub fn since(&self, earlier: &SyscallStats) -> SyscallStats {
+        SyscallStats {
+            name: self.name.clone(),
+            fd: self.fd.clone(),
+            calls: self.calls.saturating_sub(earlier.calls),
+            errors: self.errors.saturating_sub(earlier.errors),
+            eagain: self.eagain.saturating_sub(earlier.eagain),
+            bytes: self.bytes.saturating_sub(earlier.bytes),
+            zero_ready: self.zero_ready.saturating_sub(earlier.zero_ready),
+            nonblocking: self.nonblocking.saturating_sub(earlier.nonblocking),
+            latency_sum_ns: self.latency_sum_ns.saturating_sub(earlier.latency_sum_ns),
+            latency_ns: self.latency_ns.since(&earlier.latency_ns),
+            ready_events: self.ready_events.since(&earlier.ready_events),
+        }
+    }
+}
+
+#[cfg(test)]
+mod class_tests {
+    use super::*;
+
+    #[test]
+    fn classes_follow_the_syscall_table() {
+        let row = |name: &str, fd: Option<&str>, calls| SyscallStats {
+            name: name.into(),
+            fd: fd.map(Into::into),
+            calls,
+            ..Default::default()
+        };
+        let rows = [
+            row("read", Some("socket"), 3),
+            row("recvfrom", Some("socket"), 4),
+            row("read", Some("other"), 5),
+            row("epoll_pwait", None, 7),
+        ];
+        let classes = classes_of(&rows);
+        let names: Vec<_> = classes.iter().map(|c| (c.name.as_str(), c.calls)).collect();
+        assert_eq!(names, [("epoll", 7), ("socket_read", 7), ("other_read", 5)]);
+    }
+}

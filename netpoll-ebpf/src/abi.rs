@@ -1,0 +1,187 @@
+//! Map keys and values exchanged between the BPF programs and user space, and the names of the
+//! maps, globals and programs. Everything is `#[repr(C)]` with explicit padding.
+
+use crate::{
+    histogram::{LATENCY_BUCKETS, READY_BUCKETS},
+    syscalls::NUM_SYSCALLS,
+};
+
+/// Value of the `SYSCALL_TABLE` array map, indexed by syscall number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallInfo {
+    /// Index in [`crate::syscalls::SYSCALLS`] plus one; 0 means "not measured".
+    pub index_plus_one: u8,
+    /// [`crate::syscalls::Kind`] as u8.
+    pub kind: u8,
+    /// [`crate::syscalls::Wait`] as u8.
+    pub wait: u8,
+    pub wait_arg: u8,
+}
+
+/// A measured call in progress on one thread (value of `IN_FLIGHT`, keyed by thread id).
+/// `start_ns == 0` marks a slot whose call has already been accounted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InFlight {
+    pub start_ns: u64,
+    pub index: u8,
+    /// Set by the socket send/receive tracepoints while the call runs.
+    pub socket: u8,
+    /// The call was asked not to block (zero timeout).
+    pub nonblocking: u8,
+    /// [`crate::syscalls::Kind`] as u8.
+    pub kind: u8,
+    pub _pad: [u8; 4],
+}
+
+/// Everything recorded for one slot (syscall x socket/other x measured/lower-bound).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SlotStats {
+    pub calls: u64,
+    /// Calls that returned an error (negative return value), including EAGAIN.
+    pub errors: u64,
+    pub eagain: u64,
+    /// Bytes moved, for read and write calls (sum of positive return values).
+    pub bytes: u64,
+    /// Waiting calls that returned zero ready events (timed out, or nothing ready).
+    pub zero_ready: u64,
+    /// Waiting calls made with a zero timeout (polls that could not block).
+    pub nonblocking: u64,
+    pub latency_sum_ns: u64,
+    pub _reserved: u64,
+    /// Latency histogram in nanoseconds, see [`crate::histogram`].
+    pub latency: [u64; LATENCY_BUCKETS],
+    /// Ready events (return value) per successful waiting call.
+    pub ready: [u64; READY_BUCKETS],
+}
+
+impl SlotStats {
+    pub const ZERO: SlotStats = SlotStats {
+        calls: 0,
+        errors: 0,
+        eagain: 0,
+        bytes: 0,
+        zero_ready: 0,
+        nonblocking: 0,
+        latency_sum_ns: 0,
+        _reserved: 0,
+        latency: [0; LATENCY_BUCKETS],
+        ready: [0; READY_BUCKETS],
+    };
+}
+
+/// Key of `PID_STATS` (used with `--per-pid`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PidSlot {
+    pub tgid: u32,
+    pub slot: u32,
+}
+
+/// Slots per syscall index: socket/other x measured/lower-bound.
+pub const NUM_SLOTS: usize = NUM_SYSCALLS * 4;
+
+/// Where a call's numbers go. `lower_bound` calls were already blocked when the probes attached:
+/// their latency is counted from the attach time.
+#[inline(always)]
+pub const fn slot(index: usize, socket: bool, lower_bound: bool) -> usize {
+    ((lower_bound as usize * NUM_SYSCALLS + index) << 1) | socket as usize
+}
+
+/// Indices of the `COUNTERS` per-CPU array: things that would otherwise be lost silently.
+pub mod counter {
+    /// A measured call found `IN_FLIGHT` full: the call is not measured.
+    pub const IN_FLIGHT_FULL: u32 = 0;
+    /// A child of a target could not be added to `TARGETS`: it is not followed.
+    pub const TARGETS_FULL: u32 = 1;
+    /// `PID_STATS` was full: the call is counted in the totals without a process.
+    pub const PID_STATS_FULL: u32 = 2;
+    /// A thread exited while inside a measured call (the call never returned).
+    pub const DIED_IN_CALL: u32 = 3;
+    /// Tasks (processes and threads) created by targets and added to `TARGETS`.
+    pub const FOLLOWED_TASKS: u32 = 4;
+    pub const COUNT: u32 = 8;
+}
+
+/// Target filter chosen at load time (global `FILTER_MODE`).
+pub mod filter {
+    pub const ALL: u8 = 0;
+    pub const PIDS: u8 = 1;
+    pub const COMM: u8 = 2;
+    pub const CGROUP: u8 = 3;
+}
+
+/// Names of maps shared with user space.
+pub mod maps {
+    pub const SYSCALL_TABLE: &str = "SYSCALL_TABLE";
+    pub const IN_FLIGHT: &str = "IN_FLIGHT";
+    pub const STATS: &str = "STATS";
+    pub const PID_STATS: &str = "PID_STATS";
+    pub const TARGETS: &str = "TARGETS";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const ATTACH_NS: &str = "ATTACH_NS";
+}
+
+/// Capacity of `IN_FLIGHT` (threads that can be inside a measured call at once) and `TARGETS`.
+pub const MAX_THREADS: u32 = 65_536;
+pub const MAX_TARGETS: u32 = 65_536;
+pub const MAX_PID_SLOTS: u32 = 16_384;
+
+/// Linux errno for "try again": the non-blocking call would have blocked.
+pub const EAGAIN: i64 = 11;
+
+/// io_uring_enter flag: wait for completions.
+pub const IORING_ENTER_GETEVENTS: u64 = 1;
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain #[repr(C)] integers with explicit padding, valid for any bit pattern.
+    unsafe impl aya::Pod for super::SyscallInfo {}
+    unsafe impl aya::Pod for super::InFlight {}
+    unsafe impl aya::Pod for super::SlotStats {}
+    unsafe impl aya::Pod for super::PidSlot {}
+}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::{align_of, offset_of, size_of};
+
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<SyscallInfo>(), 4);
+        assert_eq!(size_of::<InFlight>(), 16);
+        assert_eq!(offset_of!(InFlight, index), 8);
+        assert_eq!(size_of::<PidSlot>(), 8);
+        assert_eq!(offset_of!(SlotStats, latency), 64);
+        assert_eq!(
+            size_of::<SlotStats>(),
+            64 + 8 * (LATENCY_BUCKETS + READY_BUCKETS)
+        );
+        assert_eq!(align_of::<SlotStats>(), 8);
+    }
+
+    #[test]
+    fn per_cpu_values_fit_the_kernel_limit() {
+        // The kernel refuses per-CPU map values over 32 KiB (PCPU_MIN_UNIT_SIZE).
+        assert!(size_of::<SlotStats>() <= 32 * 1024);
+    }
+
+    #[test]
+    fn slots_are_distinct_and_dense() {
+        let mut seen = [false; NUM_SLOTS];
+        for index in 0..NUM_SYSCALLS {
+            for socket in [false, true] {
+                for lower in [false, true] {
+                    let s = slot(index, socket, lower);
+                    assert!(!seen[s]);
+                    seen[s] = true;
+                }
+            }
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+}

@@ -1,0 +1,130 @@
+//! `netpoll`: measure, with eBPF, how a process waits for and moves network I/O.
+
+mod output;
+mod probes;
+mod profile;
+mod system;
+mod target;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "netpoll",
+    version,
+    about = "Measure, with eBPF, what really happens inside network servers of different I/O models",
+    long_about = "Measure, with eBPF, what really happens inside network servers of different I/O models.\n\n\
+        netpoll times epoll_wait, poll/select, accept, connect, io_uring_enter and socket reads and writes \
+        inside the kernel, per call, with log-linear histograms kept in BPF maps (no per-event copying). \
+        Read and write calls are split into socket and other (files, pipes, eventfds)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Profile processes: counts, errors, EAGAINs, bytes and latency histograms of their I/O syscalls.
+    #[command(after_help = "Examples:\n  \
+        netpoll profile --pid $(pidof redis-server) --duration 10\n  \
+        netpoll profile --comm nginx --per-pid --interval 1\n  \
+        netpoll profile --json out.json -- python3 -m http.server 8000\n\n\
+        Needs root (or CAP_BPF and CAP_PERFMON). Ctrl-C stops collection, prints what was \
+        collected and writes --json; the exit code is then 130.")]
+    Profile(ProfileArgs),
+}
+
+#[derive(clap::Args)]
+struct ProfileArgs {
+    /// Profile this process (all its threads, and what it spawns); repeat for several.
+    #[arg(short, long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Profile every task with this name (as in /proc/PID/comm, at most 15 bytes).
+    #[arg(short, long, value_name = "NAME")]
+    comm: Option<String>,
+    /// Profile every task in this cgroup v2 (absolute, or relative to /sys/fs/cgroup).
+    #[arg(short = 'g', long, value_name = "PATH")]
+    cgroup: Option<PathBuf>,
+    /// Profile every process on the machine.
+    #[arg(short, long)]
+    all: bool,
+    /// Do not follow processes and threads created by --pid targets or the command.
+    #[arg(long)]
+    no_follow: bool,
+    /// Break the results down by process.
+    #[arg(long)]
+    per_pid: bool,
+    /// Stop after this many seconds (default: until Ctrl-C, the command exits, or every --pid exits).
+    #[arg(short, long, value_name = "SECS", value_parser = parse_seconds)]
+    duration: Option<Duration>,
+    /// Print a class summary every SECS seconds while collecting.
+    #[arg(short, long, value_name = "SECS", value_parser = parse_seconds)]
+    interval: Option<Duration>,
+    /// Write the full results (every bucket and counter) as JSON; see docs/results-format.md.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Hook kind to use (default: the cheapest the kernel accepts: tp-btf, raw-tp, tracepoint).
+    #[arg(long, value_enum)]
+    hook: Option<probes::HookMode>,
+    /// Do not print the report (with --json).
+    #[arg(short, long)]
+    quiet: bool,
+    /// Attach do-nothing programs on the same hooks instead: the floor of the overhead benchmark.
+    #[arg(long, hide = true)]
+    empty_programs: bool,
+    /// Command to start and profile from its first syscall.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{s} must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn main() -> ExitCode {
+    // First, so that Ctrl-C at any moment is handled (probes detached, results written).
+    let signals = match profile::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("netpoll: error: cannot install signal handlers: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Profile(a) => profile::run(
+            profile::Request {
+                pids: a.pids,
+                comm: a.comm,
+                cgroup: a.cgroup,
+                all: a.all,
+                command: a.command,
+                follow_children: !a.no_follow,
+                per_pid: a.per_pid,
+                duration: a.duration,
+                interval: a.interval,
+                json: a.json,
+                hook: a.hook,
+                floor: a.empty_programs,
+                quiet: a.quiet,
+            },
+            &signals,
+        ),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("netpoll: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Terminal rendering: tables like `perf trace -s`, histograms like bpftrace's `hist()`.
+
+use std::fmt::Write as _;
+
+use analysis::{Histogram, Results, results::SyscallStats};
+
+/// 850ns, 12.3µs, 4.56ms, 1.23s.
+pub fn fmt_ns(ns: u64) -> String {
+    let f = ns as f64;
+    match ns {
+        0..1_000 => format!("{ns}ns"),
+        1_000..1_000_000 => format!("{:.1}µs", f / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.2}ms", f / 1e6),
+        _ => format!("{:.2}s", f / 1e9),
+    }
+}
+
+pub fn fmt_bytes(b: u64) -> String {
+    let f = b as f64;
+    match b {
+        0..1024 => format!("{b}B"),
+        1024..1_048_576 => format!("{:.1}KiB", f / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1}MiB", f / 1_048_576.0),
+        _ => format!("{:.2}GiB", f / 1_073_741_824.0),
+    }
+}
+
+/// bpftrace's bucket labels: 512, 1K, 2M.
+fn power_label(v: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "T"),
+        (1 << 30, "G"),
+        (1 << 20, "M"),
+        (1 << 10, "K"),
+    ];
+    for (scale, unit) in UNITS {
+        if v >= scale && v % scale == 0 {
+            return format!("{}{unit}", v / scale);
+        }
+    }
+    v.to_string()
+}
+
+fn quantile(h: &Histogram, q: f64) -> String {
+    h.quantile(q).map_or("-".into(), |x| fmt_ns(x.estimate()))
+}
+
+fn row(out: &mut String, label: &str, s: &SyscallStats, seconds: f64) {
+    let rate = if seconds > 0.0 {
+        s.calls as f64 / seconds
+    } else {
+        0.0
+    };
+    let bytes = if s.bytes > 0 {
+        fmt_bytes(s.bytes)
+    } else {
+        "-".into()
+    };
+    let max = s.latency_ns.max().map_or("-".into(), |m| fmt_ns(m.high));
+    let _ = writeln!(
+        out,
+        "{label:<22} {:>9} {:>10.1} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        s.calls,
+        rate,
+        s.errors,
+        s.eagain,
+        bytes,
+        quantile(&s.latency_ns, 0.5),
+        quantile(&s.latency_ns, 0.9),
+        quantile(&s.latency_ns, 0.99),
+        quantile(&s.latency_ns, 0.999),
+        max,
+    );
+}
+
+/// One table of rows under a title column.
+pub fn table(title: &str, rows: &[SyscallStats], seconds: f64) -> String {
+    let mut out = format!(
+        "{title:<22} {:>9} {:>10} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+        "CALLS", "RATE/s", "ERRORS", "EAGAIN", "BYTES", "P50", "P90", "P99", "P99.9", "MAX"
+    );
+    for s in rows {
+        row(&mut out, &s.label(), s, seconds);
+    }
+    out
+}
+
+/// A histogram in bpftrace's style: one row per power of two, bars scaled to the largest row.
+pub fn histogram(title: &str, h: &Histogram) -> String {
+    let mut rows: Vec<(u64, u64)> = Vec::new(); // (power-of-two row start, count)
+    for (low, _, count) in h.buckets() {
+        let start = if low == 0 { 0 } else { 1 << low.ilog2() };
+        match rows.last_mut() {
+            Some((s, c)) if *s == start => *c += count,
+            _ => rows.push((start, count)),
+        }
+    }
+    let peak = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1);
+    let mut out = format!("@{title}:\n");
+    for (start, count) in rows {
+        let range = match start {
+            0 => "[0]".to_string(),
+            1 => "[1]".to_string(),
+            s => format!("[{}, {})", power_label(s), power_label(s * 2)),
+        };
+        let bar = "@".repeat((count * 52 / peak) as usize);
+        let _ = writeln!(out, "{range:<13} {count:>8} |{bar:<52}|");
+    }
+    out
+}
+
+/// The end-of-run report.
+pub fn report(results: &Results) -> String {
+    let seconds = results.duration_ns as f64 / 1e9;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nnetpoll profile: {} hooks, {:.2}s{}\n",
+        results.hook,
+        seconds,
+        if results.partial {
+            " (partial: interrupted)"
+        } else {
+            ""
+        }
+    );
+    if results.syscalls.is_empty() {
+        out.push_str("No measured syscalls were made by the target.\n");
+    } else {
+        out.push_str(&table("SYSCALL", &results.syscalls, seconds));
+        out.push('\n');
+        out.push_str(&table("CLASS", &results.classes, seconds));
+    }
+    for class in &results.classes {
+        let _ = write!(
+            out,
+            "\n{}",
+            histogram(&format!("{} latency (ns)", class.name), &class.latency_ns)
+        );
+        if !class.ready_events.is_empty() {
+            let _ = writeln!(
+                out,
+                "{}: {} calls returned no ready event, {} were non-blocking (zero timeout), {} could block",
+                class.name,
+                class.zero_ready,
+                class.nonblocking,
+                class.calls - class.nonblocking
+            );
+            let _ = write!(
+                out,
+                "{}",
+                histogram(
+                    &format!("{} ready events per call", class.name),
+                    &class.ready_events
+                )
+            );
+        }
+    }
+    if !results.lower_bound.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nCalls already in progress when the probes attached (latency is a lower bound):"
+        );
+        out.push_str(&table("SYSCALL", &results.lower_bound, seconds));
+    }
+    for (pid, process) in &results.processes {
+        let _ = writeln!(out);
+        out.push_str(&table(
+            &format!("PID {pid} ({})", process.comm),
+            &process.classes,
+            seconds,
+        ));
+    }
+    let c = &results.counters;
+    for (n, what) in [
+        (
+            c.in_flight_full,
+            "calls were not measured: the in-flight map was full",
+        ),
+        (
+            c.targets_full,
+            "tasks created by targets could not be followed: the target map was full",
+        ),
+        (
+            c.pid_stats_full,
+            "calls are in the totals but not in a process: the per-process map was full",
+        ),
+        (c.died_in_call, "threads exited inside a measured call"),
+    ] {
+        if n > 0 {
+            let _ = writeln!(out, "warning: {n} {what}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(fmt_ns(850), "850ns");
+        assert_eq!(fmt_ns(12_340), "12.3µs");
+        assert_eq!(fmt_ns(4_560_000), "4.56ms");
+        assert_eq!(fmt_ns(1_230_000_000), "1.23s");
+    }
+
+    #[test]
+    fn histogram_rows_are_powers_of_two_like_bpftrace() {
+        let mut h = Histogram::new(netpoll_ebpf::histogram::LATENCY_BUCKETS);
+        h.record_n(1500, 10);
+        h.record_n(1900, 10);
+        h.record_n(3000, 5);
+        let text = histogram("x", &h);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "@x:");
+        assert!(
+            lines[1].starts_with("[1K, 2K)") && lines[1].contains(" 20 |"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("[2K, 4K)") && lines[2].contains(" 5 |"),
+            "{text}"
+        );
+        assert_eq!(lines[1].matches('@').count(), 52);
+        assert_eq!(lines[2].matches('@').count(), 13);
+    }
+}

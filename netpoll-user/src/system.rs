@@ -1,0 +1,157 @@
+//! Facts about and preconditions of the running system: privileges, tracefs, processes, clocks.
+
+use std::{
+    fs,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Loading tracing programs needs root, or CAP_BPF plus CAP_PERFMON: say which is missing.
+pub fn check_privileges() -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    // Effective capabilities from /proc: CAP_PERFMON is 38, CAP_BPF is 39.
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let missing: Vec<&str> = [(39, "CAP_BPF"), (38, "CAP_PERFMON")]
+        .into_iter()
+        .filter(|(bit, _)| eff & (1 << bit) == 0)
+        .map(|(_, name)| name)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "netpoll needs root, or the capabilities CAP_BPF and CAP_PERFMON (missing: {}); try `sudo netpoll ...`",
+        missing.join(" and ")
+    )
+}
+
+/// Mounts tracefs at /sys/kernel/tracing when it is absent (classic tracepoints and the fork
+/// follower need it). Returns a note to print when it mounted something.
+pub fn ensure_tracefs() -> Result<Option<String>> {
+    if Path::new(TRACEFS).join("events").is_dir() {
+        return Ok(None);
+    }
+    nix::mount::mount(Some("tracefs"), TRACEFS, Some("tracefs"), nix::mount::MsFlags::empty(), None::<&str>)
+        .with_context(|| format!("tracefs is not mounted and mounting it failed; mount it with `mount -t tracefs tracefs {TRACEFS}`"))?;
+    Ok(Some(format!("mounted tracefs at {TRACEFS}")))
+}
+
+/// Byte offset of `field` in a tracepoint's record, from its tracefs format file.
+pub fn tracepoint_field_offset(category: &str, event: &str, field: &str) -> Result<u32> {
+    let path = PathBuf::from(TRACEFS)
+        .join("events")
+        .join(category)
+        .join(event)
+        .join("format");
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    for line in text.lines() {
+        let mut parts = line.trim().split(';').map(str::trim);
+        let (Some(decl), Some(offset)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let is_field = decl
+            .strip_prefix("field:")
+            .and_then(|d| d.split_whitespace().last())
+            .is_some_and(|name| name == field);
+        if let (true, Some(n)) = (is_field, offset.strip_prefix("offset:")) {
+            return n
+                .parse()
+                .with_context(|| format!("bad offset in {}", path.display()));
+        }
+    }
+    bail!("{} has no field {field}", path.display())
+}
+
+/// A process is alive while /proc has it and it is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised comm, which may itself contain ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|s| s != 'Z' && s != 'X'),
+        Err(_) => false,
+    }
+}
+
+pub fn process_comm(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_default()
+}
+
+/// The cgroup v2 id of a cgroup directory (its inode number), as bpf_get_current_cgroup_id sees it.
+pub fn cgroup_id(path: &Path) -> Result<(PathBuf, u64)> {
+    let full = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        Path::new("/sys/fs/cgroup").join(path)
+    };
+    let stat = nix::sys::statfs::statfs(&full)
+        .with_context(|| format!("--cgroup {}: no such cgroup directory", full.display()))?;
+    if stat.filesystem_type() != nix::sys::statfs::CGROUP2_SUPER_MAGIC {
+        bail!("--cgroup {}: not a cgroup v2 directory", full.display());
+    }
+    let meta = fs::metadata(&full).with_context(|| format!("--cgroup {}", full.display()))?;
+    if !meta.is_dir() {
+        bail!("--cgroup {}: not a cgroup v2 directory", full.display());
+    }
+    Ok((full, meta.ino()))
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of bpf_ktime_get_ns.
+pub fn monotonic_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .unwrap_or(nix::sys::time::TimeSpec::new(0, 0));
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+pub fn host() -> analysis::results::Host {
+    let uts = nix::sys::utsname::uname().ok();
+    let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
+        uts.as_ref()
+            .map(|u| f(u).to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    analysis::results::Host {
+        hostname: field(|u| u.nodename()),
+        kernel: field(|u| u.release()),
+        arch: std::env::consts::ARCH.to_string(),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    }
+}
+
+/// Current UTC time as RFC 3339 with milliseconds.
+pub fn utc_now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_has_the_right_shape() {
+        let s = super::utc_now_rfc3339();
+        assert_eq!(s.len(), 24, "{s}");
+        assert!(s.starts_with("20") && s.ends_with('Z'), "{s}");
+    }
+
+    #[test]
+    fn this_process_is_alive_and_pid_zero_is_not_a_process() {
+        assert!(super::process_alive(std::process::id()));
+        assert!(!super::process_alive(0));
+    }
+}

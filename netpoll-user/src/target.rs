@@ -1,0 +1,149 @@
+//! What to profile: existing processes, a name, a cgroup, or a command netpoll starts itself.
+
+use std::{
+    ffi::CString,
+    os::fd::{AsRawFd, OwnedFd},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, bail};
+use nix::{
+    fcntl::OFlag,
+    sys::wait::{WaitPidFlag, WaitStatus, waitpid},
+    unistd::{ForkResult, Pid, fork, pipe2},
+};
+
+use crate::system;
+
+/// Checks that every PID names a live process.
+pub fn check_pids(pids: &[u32]) -> Result<()> {
+    for &pid in pids {
+        if !system::process_alive(pid) {
+            bail!("--pid {pid}: no such process");
+        }
+    }
+    Ok(())
+}
+
+/// A command forked and held before `exec` until the probes are attached, so that its very first
+/// syscall is seen.
+pub struct HeldCommand {
+    pub pid: u32,
+    exec_error: OwnedFd,
+    program: String,
+}
+
+pub enum CommandState {
+    Running,
+    Exited(i32),
+}
+
+fn resolve(program: &str) -> Option<PathBuf> {
+    let is_executable =
+        |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file();
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return is_executable(&p).then_some(p);
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| is_executable(p))
+}
+
+impl HeldCommand {
+    pub fn spawn(argv: &[String]) -> Result<HeldCommand> {
+        let Some(program) = argv.first() else {
+            bail!("no command given after --")
+        };
+        let Some(path) = resolve(program) else {
+            bail!("cannot start `{program}`: no such executable (not found in PATH)")
+        };
+        let path = CString::new(path.into_os_string().into_encoded_bytes())
+            .context("command path contains a NUL byte")?;
+        let args: Vec<CString> = argv
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .context("command argument contains a NUL byte")?;
+        let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        arg_ptrs.push(std::ptr::null());
+        let (err_read, err_write) = pipe2(OFlag::O_CLOEXEC)?;
+
+        // SAFETY: the child only calls async-signal-safe functions (kill, execv, write, _exit)
+        // on memory prepared before the fork.
+        match unsafe { fork() }.context("fork failed")? {
+            ForkResult::Child => unsafe {
+                libc::close(err_read.as_raw_fd());
+                // Wait, stopped, for the probes. Stopping is not a syscall netpoll measures, so
+                // the wait leaves no trace in the results (a blocking read would).
+                libc::kill(libc::getpid(), libc::SIGSTOP);
+                libc::execv(path.as_ptr(), arg_ptrs.as_ptr());
+                let errno = *libc::__errno_location();
+                libc::write(err_write.as_raw_fd(), (&raw const errno).cast(), 4);
+                libc::_exit(127);
+            },
+            ForkResult::Parent { child } => {
+                drop(err_write);
+                match waitpid(child, Some(WaitPidFlag::WUNTRACED)) {
+                    Ok(WaitStatus::Stopped(..)) => {}
+                    other => bail!("`{program}` did not wait for the probes: {other:?}"),
+                }
+                Ok(HeldCommand {
+                    pid: child.as_raw() as u32,
+                    exec_error: err_read,
+                    program: program.clone(),
+                })
+            }
+        }
+    }
+
+    /// Lets the command `exec`; fails if exec failed.
+    pub fn release(&mut self) -> Result<()> {
+        nix::sys::signal::kill(
+            Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGCONT,
+        )
+        .context("resuming the command")?;
+        let mut errno = [0u8; 4];
+        // Blocks until exec succeeds (the CLOEXEC pipe closes) or the child reports its errno.
+        match nix::unistd::read(self.exec_error.as_raw_fd(), &mut errno) {
+            Ok(4) => {
+                let _ = waitpid(Pid::from_raw(self.pid as i32), None);
+                bail!(
+                    "cannot start `{}`: {}",
+                    self.program,
+                    std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno))
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn poll(&self) -> CommandState {
+        match waitpid(Pid::from_raw(self.pid as i32), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => CommandState::Exited(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => CommandState::Exited(128 + signal as i32),
+            Ok(_) => CommandState::Running,
+            Err(_) => CommandState::Exited(-1),
+        }
+    }
+
+    /// Stops the command (SIGINT, then SIGKILL after a grace period) and reaps it.
+    pub fn stop(&self) -> Option<i32> {
+        let pid = Pid::from_raw(self.pid as i32);
+        // A command still held stopped must be woken to die of SIGINT.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        for _ in 0..40 {
+            if let CommandState::Exited(code) = self.poll() {
+                return Some(code);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        None
+    }
+}

@@ -1,0 +1,114 @@
+//! Installs what building and testing netpoll needs, saying what it installs; quick when all is
+//! present. The versions are those verified in ../shared/TOOLCHAIN.md.
+
+use std::{path::Path, process::Command};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{cargo, run};
+
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+/// bpf-linker 0.13 built against Debian's LLVM 22 (its default feature wants LLVM 23).
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Debian packages the build needs: LLVM 22 for bpf-linker.
+const BUILD_PACKAGES: &[&str] = &["llvm-22-dev"];
+/// Debian packages the tests and benchmarks drive: a real third-party server, its client,
+/// bpftool to check that nothing stays attached, and the tools the overhead benchmark compares.
+pub const TEST_PACKAGES: &[&str] = &[
+    "redis-server",
+    "redis-tools",
+    "bpftool",
+    "bpftrace",
+    "strace",
+];
+
+fn have_package(name: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", name])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !have_package(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "installing {} needs root: run `sudo apt-get install {}` or run this command as root",
+            missing.join(" "),
+            missing.join(" ")
+        );
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn bpf_linker_ok() -> bool {
+    Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn rust_src_installed() -> Result<bool> {
+    let out = Command::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", "nightly"])
+        .output()
+        .context("running rustup (the eBPF build needs rustup's nightly toolchain)")?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src")))
+}
+
+/// Makes the machine able to build the BPF programs.
+pub fn build_prerequisites() -> Result<()> {
+    apt_install(BUILD_PACKAGES)?;
+    if !rust_src_installed()? {
+        eprintln!(
+            "xtask: installing rust-src for the nightly toolchain (the BPF target builds core from source)"
+        );
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    if !bpf_linker_ok() {
+        if !Path::new(LLVM_PREFIX).is_dir() {
+            bail!("{LLVM_PREFIX} is missing although llvm-22-dev is installed");
+        }
+        eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about 80 s)");
+        run(cargo()
+            .args([
+                "install",
+                "--locked",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ])
+            .env("LLVM_PREFIX", LLVM_PREFIX))?;
+    }
+    Ok(())
+}
+
+/// Build prerequisites plus what the tests drive.
+pub fn test_prerequisites() -> Result<()> {
+    build_prerequisites()?;
+    apt_install(TEST_PACKAGES)
+}
