@@ -161,6 +161,9 @@ pub struct Counters {
     pub died_in_call: u64,
     /// Tasks (threads and processes) created by targets and followed.
     pub followed_tasks: u64,
+    /// Threads with an entry in the in-flight map when the run ended (live target threads; dead
+    /// threads' entries are removed when they exit).
+    pub in_flight_entries: u64,
 }
 
 impl Results {

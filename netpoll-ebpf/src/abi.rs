@@ -119,6 +119,7 @@ pub mod maps {
     pub const IN_FLIGHT: &str = "IN_FLIGHT";
     pub const STATS: &str = "STATS";
     pub const PID_STATS: &str = "PID_STATS";
+    pub const PID_COMM: &str = "PID_COMM";
     pub const TARGETS: &str = "TARGETS";
     pub const COUNTERS: &str = "COUNTERS";
     pub const ATTACH_NS: &str = "ATTACH_NS";
@@ -127,7 +128,9 @@ pub mod maps {
 /// Capacity of `IN_FLIGHT` (threads that can be inside a measured call at once) and `TARGETS`.
 pub const MAX_THREADS: u32 = 65_536;
 pub const MAX_TARGETS: u32 = 65_536;
-pub const MAX_PID_SLOTS: u32 = 16_384;
+/// Entries of `PID_STATS` with `--per-pid`: processes x slots they use (about 2 MiB per 64 entries
+/// and CPU, preallocated).
+pub const MAX_PID_SLOTS: u32 = 1024;
 
 /// Linux errno for "try again": the non-blocking call would have blocked.
 pub const EAGAIN: i64 = 11;

@@ -6,7 +6,6 @@
 //! log-linear histograms, so nothing is copied to user space per event.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_ktime_get_ns, bpf_probe_read_user,
@@ -40,9 +39,14 @@ static SYSCALL_TABLE: Array<SyscallInfo> = Array::with_max_entries(MAX_SYSCALL_N
 static IN_FLIGHT: HashMap<u32, InFlight> = HashMap::with_max_entries(MAX_THREADS, 0);
 #[map]
 static STATS: PerCpuArray<SlotStats> = PerCpuArray::with_max_entries(NUM_SLOTS as u32, 0);
+/// Preallocated (allocation on demand fails for values this large); the loader sizes it to 1
+/// entry unless `--per-pid` asks for it.
 #[map]
 static PID_STATS: PerCpuHashMap<PidSlot, SlotStats> =
-    PerCpuHashMap::with_max_entries(MAX_PID_SLOTS, BPF_F_NO_PREALLOC);
+    PerCpuHashMap::with_max_entries(MAX_PID_SLOTS, 0);
+/// Name of each process in `PID_STATS`, taken at its first measured call.
+#[map]
+static PID_COMM: HashMap<u32, [u8; 16]> = HashMap::with_max_entries(MAX_PID_SLOTS, 0);
 /// Processes (tgids) being profiled in PID mode, with everything they spawn.
 #[map]
 pub static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0);
@@ -355,6 +359,10 @@ fn stats_for(pid_tgid: u64, slot: u32) -> Option<*mut SlotStats> {
     }
     let zero = ZERO_STATS.get(0)?;
     if PID_STATS.insert(&key, zero, 0).is_ok() {
+        if let Ok(comm) = bpf_get_current_comm() {
+            // Best effort: a missing name is shown as empty.
+            let _ = PID_COMM.insert(&key.tgid, &comm, 0);
+        }
         return PID_STATS.get_ptr_mut(&key);
     }
     // Full: still count the call in the totals, without its process.

@@ -14,7 +14,9 @@ use aya::{
     programs::{BtfTracePoint, RawTracePoint, TracePoint},
 };
 use netpoll_ebpf::{
-    abi::{NUM_SLOTS, PidSlot, SlotStats, SyscallInfo, counter, filter, maps},
+    abi::{
+        InFlight, MAX_PID_SLOTS, NUM_SLOTS, PidSlot, SlotStats, SyscallInfo, counter, filter, maps,
+    },
     syscalls::{NUM_SYSCALLS, SYSCALLS},
 };
 
@@ -89,6 +91,8 @@ pub struct Snapshot {
     /// Indexed by `netpoll_ebpf::abi::slot`.
     pub slots: Vec<SyscallStats>,
     pub per_pid: BTreeMap<u32, Vec<SyscallStats>>,
+    /// Process names for `per_pid`, as the kernel saw them at each process's first call.
+    pub comms: BTreeMap<u32, String>,
     pub counters: Counters,
 }
 
@@ -152,6 +156,11 @@ impl Probes {
             .override_global("REGS_ARG_OFFSETS", &arg_offsets, true)
             .override_global("REGS_NR_OFFSET", &nr_offset, true)
             .override_global("FORK_CHILD_PID_OFFSET", &fork_child_pid_offset, true)
+            // PID_STATS is preallocated: keep it tiny unless it is used.
+            .map_max_entries(
+                maps::PID_STATS,
+                if options.per_pid { MAX_PID_SLOTS } else { 1 },
+            )
             .load(OBJECT)
             .context("loading netpoll's BPF object failed")?;
 
@@ -352,6 +361,16 @@ impl Probes {
                 }
             }
         }
+        let mut comms = BTreeMap::new();
+        if self.per_pid {
+            let names: HashMap<&MapData, u32, [u8; 16]> =
+                HashMap::try_from(self.map(maps::PID_COMM)?)?;
+            for entry in names.iter() {
+                let (pid, comm) = entry?;
+                let len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+                comms.insert(pid, String::from_utf8_lossy(&comm[..len]).into_owned());
+            }
+        }
         let counters: PerCpuArray<&MapData, u64> =
             PerCpuArray::try_from(self.map(maps::COUNTERS)?)?;
         let read = |i: u32| -> Result<u64> { Ok(counters.get(&i, 0)?.iter().sum()) };
@@ -361,10 +380,16 @@ impl Probes {
             pid_stats_full: read(counter::PID_STATS_FULL)?,
             died_in_call: read(counter::DIED_IN_CALL)?,
             followed_tasks: read(counter::FOLLOWED_TASKS)?,
+            in_flight_entries: {
+                let in_flight: HashMap<&MapData, u32, InFlight> =
+                    HashMap::try_from(self.map(maps::IN_FLIGHT)?)?;
+                in_flight.keys().count() as u64
+            },
         };
         Ok(Snapshot {
             slots,
             per_pid,
+            comms,
             counters,
         })
     }

@@ -287,7 +287,11 @@ pub fn results_from(snapshot: &Snapshot) -> Results {
             (
                 pid,
                 ProcessStats {
-                    comm: system::process_comm(pid),
+                    comm: snapshot
+                        .comms
+                        .get(&pid)
+                        .cloned()
+                        .unwrap_or_else(|| system::process_comm(pid)),
                     syscalls,
                     classes,
                 },
