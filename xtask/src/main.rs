@@ -1,30 +1,73 @@
-//! `cargo xtask`: netpoll's automation. Each subcommand installs what it needs first.
+//! `cargo xtask`: netpoll's automation. Each task installs what it needs first and says so.
 
+mod bench;
+mod experiments;
 mod setup;
+mod test;
 
-use std::process::Command;
+use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "netpoll's automation")]
+#[command(
+    name = "cargo xtask",
+    about = "netpoll's automation: setup, tests, experiments, benchmarks"
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Task,
+    task: Task,
 }
 
 #[derive(Subcommand)]
 enum Task {
     /// Install what building netpoll needs (LLVM 22, bpf-linker, nightly rust-src) and what its
-    /// tests drive (redis, bpftool, bpftrace, strace).
+    /// tests drive (redis, bpftool, bpftrace, strace). Quick when everything is there.
     Setup,
+    /// Run every check and test, as CI does: fmt, clippy, unit tests, and the integration tests
+    /// that load the real probes (needs root).
+    Test,
+    /// Run the experiments and keep their results (for now: a demo profile of redis-server).
+    Experiments {
+        /// Where to write results (default: target/experiments/<unix time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
+    /// The overhead benchmark's syscall loop (internal).
+    #[command(hide = true)]
+    BenchLoop { iterations: u64 },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// ns per syscall of a 1-byte socketpair loop with nothing, empty programs, netpoll,
+    /// bpftrace and strace attached, interleaved, with ratios.
+    Overhead {
+        /// Interleaved rounds; the median of each setup is reported.
+        #[arg(long, default_value_t = 7)]
+        rounds: usize,
+        /// write+read iterations per run (strace runs 1/20 of them).
+        #[arg(long, default_value_t = 500_000)]
+        iterations: u64,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match cli.task {
         Task::Setup => setup::test_prerequisites(),
+        Task::Test => test::test(),
+        Task::Experiments { out } => experiments::experiments(out),
+        Task::Bench {
+            bench: Bench::Overhead { rounds, iterations },
+        } => bench::overhead(rounds, iterations),
+        Task::BenchLoop { iterations } => bench::syscall_loop(iterations),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

@@ -1,0 +1,279 @@
+//! `cargo xtask bench overhead`: what each way of watching syscalls costs the watched process.
+//!
+//! A loop writes and reads 1 byte over an AF_UNIX socketpair (2 syscalls per iteration) and
+//! reports ns per syscall. It runs with nothing attached, with do-nothing programs on netpoll's
+//! hooks (the floor: the cost of the hooks themselves), with `netpoll profile`, with bpftrace
+//! running the equivalent latency histogram, and with `strace -c`. Setups are interleaved round
+//! by round, so drift on a noisy machine hits them all alike; medians are reported, with ratios.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use nix::{
+    sys::{
+        signal::{Signal, kill},
+        wait::{WaitPidFlag, WaitStatus, waitpid},
+    },
+    unistd::Pid,
+};
+
+use crate::{cargo, run, setup};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Setup {
+    Nothing,
+    Floor,
+    Netpoll,
+    Bpftrace,
+    Strace,
+}
+
+impl Setup {
+    fn name(self) -> &'static str {
+        match self {
+            Setup::Nothing => "nothing attached",
+            Setup::Floor => "empty programs (floor)",
+            Setup::Netpoll => "netpoll profile",
+            Setup::Bpftrace => "bpftrace latency hist",
+            Setup::Strace => "strace -c",
+        }
+    }
+
+    /// strace costs ~40x per syscall: fewer iterations keep its runs short.
+    fn iterations(self, base: u64) -> u64 {
+        if self == Setup::Strace {
+            base / 20
+        } else {
+            base
+        }
+    }
+}
+
+/// The loop, run as `xtask bench-loop N`: stops itself until the watcher is attached, then
+/// prints ns per syscall.
+pub fn syscall_loop(iterations: u64) -> Result<()> {
+    let mut pair = [0i32; 2];
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) } != 0 {
+        bail!("socketpair: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: signalling ourselves; the parent continues us once the watcher is attached.
+    unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
+    let mut byte = [0u8; 1];
+    let start = Instant::now();
+    for _ in 0..iterations {
+        // SAFETY: 1-byte buffers on our own sockets.
+        unsafe {
+            libc::write(pair[0], byte.as_ptr().cast(), 1);
+            libc::read(pair[1], byte.as_mut_ptr().cast(), 1);
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / (2 * iterations) as f64;
+    println!("{ns:.1}");
+    Ok(())
+}
+
+pub fn overhead(rounds: usize, iterations: u64) -> Result<()> {
+    setup::test_prerequisites()?;
+    run(cargo().args(["build", "--release", "--package", "netpoll-user"]))?;
+    let netpoll = workspace_root()?.join("target/release/netpoll");
+    let xtask = std::env::current_exe()?;
+    let mut setups = vec![Setup::Nothing, Setup::Floor, Setup::Netpoll];
+    for (tool, setup) in [("bpftrace", Setup::Bpftrace), ("strace", Setup::Strace)] {
+        if which(tool) {
+            setups.push(setup);
+        } else {
+            eprintln!("xtask: {tool} is not installed: skipping it");
+        }
+    }
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
+    for round in 0..rounds {
+        // Rotate the order each round so no setup always runs first or last.
+        for k in 0..setups.len() {
+            let i = (k + round) % setups.len();
+            let ns = measure(
+                setups[i],
+                setups[i].iterations(iterations),
+                &netpoll,
+                &xtask,
+            )
+            .with_context(|| format!("measuring with {}", setups[i].name()))?;
+            eprintln!(
+                "xtask: round {}/{rounds}: {:<24} {ns:>9.1} ns/syscall",
+                round + 1,
+                setups[i].name()
+            );
+            samples[i].push(ns);
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let medians: Vec<f64> = samples.iter().map(|s| median(s)).collect();
+    let base = medians[0];
+    println!(
+        "\nns per syscall, 1-byte AF_UNIX write+read loop, median of {rounds} interleaved rounds:"
+    );
+    println!(
+        "{:<24} {:>10} {:>10} {:>12} {:>12}",
+        "setup", "ns/syscall", "added ns", "x nothing", "spread"
+    );
+    for (i, s) in setups.iter().enumerate() {
+        let (lo, hi) = samples[i]
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        println!(
+            "{:<24} {:>10.1} {:>10.1} {:>11.2}x {:>5.0}-{:<6.0}",
+            s.name(),
+            medians[i],
+            medians[i] - base,
+            medians[i] / base,
+            lo,
+            hi
+        );
+    }
+    let added = |s: Setup| {
+        setups
+            .iter()
+            .position(|&x| x == s)
+            .map(|i| medians[i] - base)
+    };
+    if let (Some(netpoll), Some(floor)) = (added(Setup::Netpoll), added(Setup::Floor)) {
+        println!(
+            "\nnetpoll adds {:.2}x what the empty-program floor adds (target <= 1.5x)",
+            netpoll / floor
+        );
+        if let Some(bpftrace) = added(Setup::Bpftrace) {
+            println!(
+                "netpoll adds {:.0}% of what bpftrace adds (target <= 40%)",
+                100.0 * netpoll / bpftrace
+            );
+        }
+        if let Some(strace) = added(Setup::Strace) {
+            println!(
+                "netpoll adds {:.1}% of what strace -c adds",
+                100.0 * netpoll / strace
+            );
+        }
+    }
+    Ok(())
+}
+
+fn measure(setup: Setup, iterations: u64, netpoll: &Path, xtask: &Path) -> Result<f64> {
+    let target = Command::new(xtask)
+        .args(["bench-loop", &iterations.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let pid = Pid::from_raw(target.id() as i32);
+    match waitpid(pid, Some(WaitPidFlag::WUNTRACED)) {
+        Ok(WaitStatus::Stopped(..)) => {}
+        other => bail!("the loop did not stop for the watcher: {other:?}"),
+    }
+    let pid_s = target.id().to_string();
+    let watcher = match setup {
+        Setup::Nothing => None,
+        Setup::Floor => Some(watch(
+            Command::new(netpoll).args(["profile", "--quiet", "--empty-programs", "--pid", &pid_s]),
+            "attached",
+        )?),
+        Setup::Netpoll => Some(watch(
+            Command::new(netpoll).args(["profile", "--quiet", "--pid", &pid_s]),
+            "attached",
+        )?),
+        Setup::Bpftrace => {
+            // The same measurement as netpoll: per-syscall latency histograms of the target.
+            let script = format!(
+                "tracepoint:raw_syscalls:sys_enter /pid == {pid_s}/ {{ @start[tid] = nsecs; }}\n\
+                 tracepoint:raw_syscalls:sys_exit /@start[tid]/ {{ @ns[args->id] = hist(nsecs - @start[tid]); delete(@start[tid]); }}"
+            );
+            let child = watch(Command::new("bpftrace").args(["-e", &script]), "Attaching")?;
+            // bpftrace prints "Attaching N probes..." before attaching them.
+            std::thread::sleep(Duration::from_secs(1));
+            Some(child)
+        }
+        Setup::Strace => Some(watch(
+            Command::new("strace").args(["-c", "-f", "-p", &pid_s]),
+            "attached",
+        )?),
+    };
+    kill(pid, Signal::SIGCONT)?;
+    let out = target.wait_with_output()?;
+    if let Some(mut w) = watcher {
+        let _ = kill(Pid::from_raw(w.id() as i32), Signal::SIGINT);
+        let _ = w.wait();
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("the loop printed no measurement")
+}
+
+/// Starts a watcher and waits until its stderr or stdout says `ready`.
+fn watch(cmd: &mut Command, ready: &str) -> Result<Child> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            if line.contains(ready) {
+                return Ok(child);
+            }
+            seen.push(line);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "{cmd:?} exited ({status}) before attaching: {}",
+                seen.join(" / ")
+            );
+        }
+    }
+    let _ = child.kill();
+    bail!("{cmd:?} did not attach within 60 s: {}", seen.join(" / "))
+}
+
+fn which(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
