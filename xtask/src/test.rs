@@ -1,6 +1,11 @@
 //! `cargo xtask test`: every check and test, as CI runs them.
 
-use anyhow::{Result, bail};
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, bail};
 
 use crate::{cargo, run, setup};
 
@@ -25,11 +30,68 @@ pub fn test() -> Result<()> {
     )?;
     // Unit tests of every crate, then the privileged integration tests (one at a time: they
     // share kernel state; the probes test binary sets that itself).
-    step("tests", cargo().args(["test", "--workspace"]))?;
+    eprintln!("xtask: tests: cargo test --workspace");
+    let (passed, failed) = cargo_test(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    // One closing line for the whole run (cargo prints one per test binary, doc tests last).
+    println!("tests: {passed} passed, {failed} failed");
+    if failed > 0 || passed == 0 {
+        bail!("{failed} tests failed, {passed} passed");
+    }
     Ok(())
 }
 
-fn step(what: &str, cmd: &mut std::process::Command) -> Result<()> {
+fn step(what: &str, cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: {what}: {cmd:?}");
     run(cmd)
+}
+
+/// Runs `cargo test`, echoing its output, and adds up its "test result:" lines.
+fn cargo_test(cmd: &mut Command) -> Result<(u64, u64)> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                passed += count_before(rest, " passed");
+                failed += count_before(rest, " failed");
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && failed == 0 {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok((passed, failed))
+}
+
+/// In "ok. 15 passed; 0 failed; ...", the number before `word`.
+fn count_before(text: &str, word: &str) -> u64 {
+    text.split(';')
+        .find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(word.trim_start_matches(' '))
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_come_from_cargo_test_result_lines() {
+        let line =
+            "ok. 15 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 11.12s";
+        assert_eq!(super::count_before(line, " passed"), 15);
+        assert_eq!(super::count_before(line, " failed"), 2);
+        assert_eq!(
+            super::count_before("FAILED. 7 passed; 3 failed;", " failed"),
+            3
+        );
+    }
 }
