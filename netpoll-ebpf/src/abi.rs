@@ -19,8 +19,9 @@ pub struct SyscallInfo {
     pub wait_arg: u8,
 }
 
-/// A measured call in progress on one thread (value of `IN_FLIGHT`, keyed by thread id).
-/// `start_ns == 0` marks a slot whose call has already been accounted.
+/// A measured call in progress on one thread (in `CURRENT`, or parked in `IN_FLIGHT` by thread
+/// id). `start_ns == 0` means no call: in `IN_FLIGHT`, a mark of the socket tracepoints for a
+/// call that began before the probes attached.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InFlight {
@@ -33,6 +34,20 @@ pub struct InFlight {
     /// [`crate::syscalls::Kind`] as u8.
     pub kind: u8,
     pub _pad: [u8; 4],
+}
+
+/// Per-CPU state (`CURRENT`): the measured call of the thread running on this CPU, and the
+/// last target verdict (PID mode), valid while `verdict_generation` matches `TARGETS_GEN`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Current {
+    pub tid: u32,
+    pub _pad: u32,
+    /// `call.start_ns == 0`: no call in progress.
+    pub call: InFlight,
+    pub verdict_for: u64,
+    pub verdict_generation: u64,
+    pub verdict: u64,
 }
 
 /// Everything recorded for one slot (syscall x socket/other x measured/lower-bound).
@@ -143,6 +158,7 @@ mod user {
     // SAFETY: plain #[repr(C)] integers with explicit padding, valid for any bit pattern.
     unsafe impl aya::Pod for super::SyscallInfo {}
     unsafe impl aya::Pod for super::InFlight {}
+    unsafe impl aya::Pod for super::Current {}
     unsafe impl aya::Pod for super::SlotStats {}
     unsafe impl aya::Pod for super::PidSlot {}
 }
@@ -159,6 +175,7 @@ mod tests {
         assert_eq!(size_of::<InFlight>(), 16);
         assert_eq!(offset_of!(InFlight, index), 8);
         assert_eq!(size_of::<PidSlot>(), 8);
+        assert_eq!(size_of::<Current>(), 48);
         assert_eq!(offset_of!(SlotStats, latency), 64);
         assert_eq!(
             size_of::<SlotStats>(),

@@ -110,6 +110,12 @@ pub fn btf_task_exit(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+#[btf_tracepoint(function = "sched_switch")]
+pub fn btf_switch(_ctx: BtfTracePointContext) -> i32 {
+    probe::on_switch_out();
+    0
+}
+
 // Raw tracepoints: same arguments as the BTF ones, read without BTF.
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
@@ -141,6 +147,12 @@ pub fn raw_sock_send(_ctx: RawTracePointContext) -> i32 {
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn raw_task_exit(_ctx: RawTracePointContext) -> i32 {
     probe::on_task_exit();
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn raw_switch(_ctx: RawTracePointContext) -> i32 {
+    probe::on_switch_out();
     0
 }
 
@@ -183,6 +195,12 @@ pub fn tp_task_exit(_ctx: TracePointContext) -> i32 {
     0
 }
 
+#[tracepoint]
+pub fn tp_switch(_ctx: TracePointContext) -> i32 {
+    probe::on_switch_out();
+    0
+}
+
 /// Follows children in every hook mode: fork is rare, so the classic tracepoint's cost is moot,
 /// and its record names the child's pid without reading `struct task_struct`.
 #[tracepoint]
@@ -213,6 +231,10 @@ pub fn floor_btf_sock_recv(_ctx: BtfTracePointContext) -> i32 {
 pub fn floor_btf_sock_send(_ctx: BtfTracePointContext) -> i32 {
     0
 }
+#[btf_tracepoint(function = "sched_switch")]
+pub fn floor_btf_switch(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn floor_raw_sys_enter(_ctx: RawTracePointContext) -> i32 {
     0
@@ -229,6 +251,10 @@ pub fn floor_raw_sock_recv(_ctx: RawTracePointContext) -> i32 {
 pub fn floor_raw_sock_send(_ctx: RawTracePointContext) -> i32 {
     0
 }
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn floor_raw_switch(_ctx: RawTracePointContext) -> i32 {
+    0
+}
 #[tracepoint]
 pub fn floor_tp_sys_enter(_ctx: TracePointContext) -> i32 {
     0
@@ -243,5 +269,9 @@ pub fn floor_tp_sock_recv(_ctx: TracePointContext) -> i32 {
 }
 #[tracepoint]
 pub fn floor_tp_sock_send(_ctx: TracePointContext) -> i32 {
+    0
+}
+#[tracepoint]
+pub fn floor_tp_switch(_ctx: TracePointContext) -> i32 {
     0
 }

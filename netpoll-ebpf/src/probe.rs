@@ -1,9 +1,12 @@
 //! What every hook does, whatever kind of hook carries it: filter, time, classify, aggregate.
 //!
-//! A measured call is timed from `sys_enter` to `sys_exit` of the same thread (`IN_FLIGHT`, keyed
-//! by thread id). Socket tracepoints that fire in between mark it as socket I/O. At exit the call
-//! lands in one per-CPU slot of `STATS` (or of `PID_STATS` with `--per-pid`): counters plus
-//! log-linear histograms, so nothing is copied to user space per event.
+//! A measured call is timed from `sys_enter` to `sys_exit` of the same thread. While the thread
+//! runs, its call lives in the per-CPU `CURRENT` slot: no hash lookup on the hot path. If the
+//! thread is switched out mid-call (it blocks, or is preempted), `sched_switch` parks the call in
+//! `IN_FLIGHT` (keyed by thread id), where its exit finds it on whatever CPU it resumes. Socket
+//! tracepoints that fire in between mark the call as socket I/O. At exit the call lands in one
+//! per-CPU slot of `STATS` (or of `PID_STATS` with `--per-pid`): counters plus log-linear
+//! histograms, so nothing is copied to user space per event.
 
 use aya_ebpf::{
     helpers::{
@@ -15,7 +18,7 @@ use aya_ebpf::{
 };
 use netpoll_ebpf::{
     abi::{
-        EAGAIN, IORING_ENTER_GETEVENTS, InFlight, MAX_PID_SLOTS, MAX_TARGETS, MAX_THREADS,
+        Current, EAGAIN, IORING_ENTER_GETEVENTS, InFlight, MAX_PID_SLOTS, MAX_TARGETS, MAX_THREADS,
         NUM_SLOTS, PidSlot, SlotStats, SyscallInfo, counter, filter, slot,
     },
     histogram::{READY_MAX, bucket_index},
@@ -35,8 +38,15 @@ static PER_PID: u8 = 0;
 
 #[map]
 static SYSCALL_TABLE: Array<SyscallInfo> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+/// Calls whose thread was switched out before they returned, by thread id.
 #[map]
 static IN_FLIGHT: HashMap<u32, InFlight> = HashMap::with_max_entries(MAX_THREADS, 0);
+/// The call of the thread running on this CPU, and this CPU's cached target verdict.
+#[map]
+static CURRENT: PerCpuArray<Current> = PerCpuArray::with_max_entries(1, 0);
+/// Bumped whenever `TARGETS` grows, so cached "not a target" verdicts expire.
+#[map]
+static TARGETS_GEN: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
 static STATS: PerCpuArray<SlotStats> = PerCpuArray::with_max_entries(NUM_SLOTS as u32, 0);
 /// Preallocated (allocation on demand fails for values this large); the loader sizes it to 1
@@ -133,18 +143,43 @@ fn is_nonblocking<A: SyscallArgs>(info: &SyscallInfo, args: &A) -> bool {
     }
 }
 
+/// `is_target`, cached per CPU in PID mode (where it costs a hash lookup): the thread on a CPU
+/// changes far less often than it makes syscalls.
+#[inline(always)]
+fn is_target_cached(current: &mut Current, pid_tgid: u64) -> bool {
+    if global(&FILTER_MODE) != filter::PIDS {
+        return is_target(pid_tgid);
+    }
+    let generation = TARGETS_GEN.get(0).copied().unwrap_or(0);
+    if current.verdict_for == pid_tgid && current.verdict_generation == generation {
+        return current.verdict != 0;
+    }
+    let verdict = is_target(pid_tgid);
+    current.verdict_for = pid_tgid;
+    current.verdict_generation = generation;
+    current.verdict = verdict as u64;
+    verdict
+}
+
+#[inline(always)]
+fn current() -> Option<&'static mut Current> {
+    // SAFETY: a per-CPU value; tracepoint programs do not migrate while they run.
+    CURRENT.get_ptr_mut(0).map(|c| unsafe { &mut *c })
+}
+
 /// `sys_enter`: start timing a measured call of a target thread.
 #[inline(always)]
 pub fn on_sys_enter<A: SyscallArgs>(nr: i64, args: &A) {
     let Some(info) = lookup_syscall(nr) else {
         return;
     };
+    let Some(current) = current() else { return };
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_target(pid_tgid) {
+    if !is_target_cached(current, pid_tgid) {
         return;
     }
-    let tid = pid_tgid as u32;
-    let call = InFlight {
+    current.tid = pid_tgid as u32;
+    current.call = InFlight {
         index: info.index_plus_one - 1,
         socket: 0,
         nonblocking: is_nonblocking(&info, args) as u8,
@@ -153,67 +188,74 @@ pub fn on_sys_enter<A: SyscallArgs>(nr: i64, args: &A) {
         // SAFETY: helper without arguments. Taken last so the probe's own work is not timed.
         start_ns: unsafe { bpf_ktime_get_ns() },
     };
-    match IN_FLIGHT.get_ptr_mut(&tid) {
-        // SAFETY: the entry belongs to this thread, which is here and nowhere else.
-        Some(slot) => unsafe { *slot = call },
-        None => {
-            if IN_FLIGHT.insert(&tid, &call, 0).is_err() {
-                bump(counter::IN_FLIGHT_FULL);
-            }
-        }
-    }
 }
 
-/// `sys_exit`: account a measured call. `nr` is read only when the thread has no call in flight,
-/// which happens for calls that were already running when the probes attached.
+/// `sched_switch`, in the context of the task leaving the CPU: park its unfinished call.
+#[inline(always)]
+pub fn on_switch_out() {
+    let Some(current) = current() else { return };
+    if current.call.start_ns == 0 {
+        return;
+    }
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if current.tid != tid {
+        return;
+    }
+    if IN_FLIGHT.insert(&tid, &current.call, 0).is_err() {
+        bump(counter::IN_FLIGHT_FULL);
+    }
+    current.call.start_ns = 0;
+}
+
+/// `sys_exit`: account a measured call. `nr` is read only off the fast path.
 #[inline(always)]
 pub fn on_sys_exit(ret: i64, nr: impl FnOnce() -> i64) {
-    // SAFETY: helpers without arguments.
+    // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
-    let mut socket = false;
-    match IN_FLIGHT.get_ptr_mut(&tid) {
-        Some(ptr) => {
-            // SAFETY: this thread's own entry.
-            let call = unsafe { &mut *ptr };
-            if call.start_ns != 0 {
-                let started = call.start_ns;
-                call.start_ns = 0;
-                let latency = now.saturating_sub(started);
-                let (index, kind) = (call.index, call.kind);
-                let (is_socket, nonblocking) = (call.socket != 0, call.nonblocking != 0);
-                account(
-                    pid_tgid,
-                    index,
-                    kind,
-                    is_socket,
-                    false,
-                    nonblocking,
-                    latency,
-                    ret,
-                );
-                return;
-            }
-            if call.socket == 0 {
-                // Enter saw this thread before: this is a call we do not measure.
-                return;
-            }
-            // A socket tracepoint fired inside a call whose entry we never saw.
-            call.socket = 0;
-            socket = true;
-        }
-        None => {}
+    let Some(current) = current() else { return };
+    if current.tid == pid_tgid as u32 && current.call.start_ns != 0 {
+        // Fast path: the call ran on this CPU without being switched out.
+        let call = current.call;
+        current.call.start_ns = 0;
+        account(
+            pid_tgid,
+            &call,
+            false,
+            now.saturating_sub(call.start_ns),
+            ret,
+        );
+        return;
     }
-    on_call_started_before_attach(pid_tgid, now, ret, nr(), socket);
+    on_parked_call_exit(pid_tgid, now, ret, nr());
 }
 
-#[cold]
+/// Exit of a call that was switched out (parked in `IN_FLIGHT`), or that began before the probes
+/// attached (then its latency counts from the attach time: a lower bound).
 #[inline(never)]
-fn on_call_started_before_attach(pid_tgid: u64, now: u64, ret: i64, nr: i64, socket: bool) {
+fn on_parked_call_exit(pid_tgid: u64, now: u64, ret: i64, nr: i64) {
     let Some(info) = lookup_syscall(nr) else {
         return;
     };
+    let tid = pid_tgid as u32;
+    let mut socket = 0;
+    if let Some(parked) = IN_FLIGHT.get_ptr(&tid) {
+        // SAFETY: this thread's own entry, copied before it is removed.
+        let call = unsafe { *parked };
+        let _ = IN_FLIGHT.remove(&tid);
+        if call.start_ns != 0 {
+            account(
+                pid_tgid,
+                &call,
+                false,
+                now.saturating_sub(call.start_ns),
+                ret,
+            );
+            return;
+        }
+        // A mark left by the socket tracepoints for a call that began before we attached.
+        socket = call.socket;
+    }
     if !is_target(pid_tgid) {
         return;
     }
@@ -223,25 +265,13 @@ fn on_call_started_before_attach(pid_tgid: u64, now: u64, ret: i64, nr: i64, soc
     if attached == 0 || attached > now {
         return;
     }
-    let index = info.index_plus_one - 1;
-    account(
-        pid_tgid,
-        index,
-        info.kind,
+    let call = InFlight {
+        index: info.index_plus_one - 1,
+        kind: info.kind,
         socket,
-        true,
-        false,
-        now - attached,
-        ret,
-    );
-    // Remember the thread: its next exits take the fast path.
-    let tid = pid_tgid as u32;
-    if IN_FLIGHT.get_ptr(&tid).is_none() {
-        let seen = InFlight::default();
-        if IN_FLIGHT.insert(&tid, &seen, 0).is_err() {
-            bump(counter::IN_FLIGHT_FULL);
-        }
-    }
+        ..InFlight::default()
+    };
+    account(pid_tgid, &call, true, now - attached, ret);
 }
 
 /// `sock_recv_length` / `sock_send_length`: the call in flight on this thread touched a socket.
@@ -249,6 +279,13 @@ fn on_call_started_before_attach(pid_tgid: u64, now: u64, ret: i64, nr: i64, soc
 pub fn on_socket_io() {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
+    if let Some(current) = current()
+        && current.tid == tid
+        && current.call.start_ns != 0
+    {
+        current.call.socket = 1;
+        return;
+    }
     match IN_FLIGHT.get_ptr_mut(&tid) {
         // SAFETY: this thread's own entry.
         Some(call) => unsafe { (*call).socket = 1 },
@@ -267,10 +304,17 @@ pub fn on_socket_io() {
     }
 }
 
-/// `sched_process_exit` (per thread): drop the thread's entry so dead threads leak nothing.
+/// `sched_process_exit` (per thread): drop the thread's call so dead threads leak nothing.
 #[inline(always)]
 pub fn on_task_exit() {
     let tid = bpf_get_current_pid_tgid() as u32;
+    if let Some(current) = current()
+        && current.tid == tid
+        && current.call.start_ns != 0
+    {
+        current.call.start_ns = 0;
+        bump(counter::DIED_IN_CALL);
+    }
     if let Some(call) = IN_FLIGHT.get_ptr(&tid) {
         // SAFETY: this thread's own entry.
         if unsafe { (*call).start_ns } != 0 {
@@ -288,28 +332,20 @@ pub fn on_task_fork(child_pid: u32) {
     }
     if TARGETS.insert(&child_pid, &1, 0).is_ok() {
         bump(counter::FOLLOWED_TASKS);
+        if let Some(generation) = TARGETS_GEN.get_ptr_mut(0) {
+            // SAFETY: any change invalidates the cached verdicts; a lost race still changes it.
+            unsafe { *generation += 1 };
+        }
     } else {
         bump(counter::TARGETS_FULL);
     }
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one flat call on the hot path, inlined"
-)]
 #[inline(always)]
-fn account(
-    pid_tgid: u64,
-    index: u8,
-    kind: u8,
-    socket: bool,
-    lower_bound: bool,
-    nonblocking: bool,
-    latency: u64,
-    ret: i64,
-) {
+fn account(pid_tgid: u64, call: &InFlight, lower_bound: bool, latency: u64, ret: i64) {
+    let kind = call.kind;
     let is_rw = kind == Kind::Read as u8 || kind == Kind::Write as u8;
-    let slot = slot(index as usize, socket && is_rw, lower_bound) as u32;
+    let slot = slot(call.index as usize, call.socket != 0 && is_rw, lower_bound) as u32;
     let Some(stats) = stats_for(pid_tgid, slot) else {
         return;
     };
@@ -340,7 +376,7 @@ fn account(
             *bucket += 1;
         }
     }
-    if nonblocking {
+    if call.nonblocking != 0 {
         stats.nonblocking += 1;
     }
 }

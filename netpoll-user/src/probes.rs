@@ -96,6 +96,9 @@ pub struct Snapshot {
     pub counters: Counters,
 }
 
+/// Hooks that must all attach with one hook kind, in attach order.
+const SYSCALL_HOOKS: [&str; 3] = ["switch", "sys_exit", "sys_enter"];
+
 /// Tracepoint (category, event) of each hook, for the classic-tracepoint mode.
 fn tracepoint_of(hook: &str) -> (&'static str, &'static str) {
     match hook {
@@ -104,6 +107,7 @@ fn tracepoint_of(hook: &str) -> (&'static str, &'static str) {
         "sock_recv" => ("sock", "sock_recv_length"),
         "sock_send" => ("sock", "sock_send_length"),
         "task_exit" => ("sched", "sched_process_exit"),
+        "switch" => ("sched", "sched_switch"),
         _ => ("sched", "sched_process_fork"),
     }
 }
@@ -216,13 +220,14 @@ impl Probes {
             }
         }
 
-        // Exit before enter: calls that exit before ATTACH_NS is set are ignored, and every call
-        // entered after the enter hook is attached is then measured in full.
+        // sched_switch parks the calls of threads leaving a CPU; then exit before enter: calls
+        // that exit before ATTACH_NS is set are ignored, and every call entered after the enter
+        // hook is attached is measured in full.
         let mut last_err = None;
         for &mode in &modes {
-            let attached = probes
-                .attach(mode, floor, "sys_exit", btf.as_ref())
-                .and_then(|()| probes.attach(mode, floor, "sys_enter", btf.as_ref()));
+            let attached = SYSCALL_HOOKS
+                .iter()
+                .try_for_each(|hook| probes.attach(mode, floor, hook, btf.as_ref()));
             match attached {
                 Ok(()) => {
                     probes.hook = mode;
@@ -264,6 +269,7 @@ impl Probes {
                     "sock_recv" => "sock_recv_length",
                     "sock_send" => "sock_send_length",
                     "task_exit" => "sched_process_exit",
+                    "switch" => "sched_switch",
                     other => other,
                 };
                 p.load(function, btf)
@@ -289,7 +295,7 @@ impl Probes {
 
     /// Unloads a mode's syscall programs after a partial attach (unload also detaches).
     fn detach(&mut self, mode: HookMode, floor: &str) {
-        for hook in ["sys_enter", "sys_exit"] {
+        for hook in SYSCALL_HOOKS {
             let name = format!("{floor}{}_{hook}", mode.prefix());
             let Some(program) = self.ebpf.program_mut(&name) else {
                 continue;

@@ -74,6 +74,10 @@ fn main() {
         Trial::test("comm_filter", comm_filter),
         Trial::test("cgroup_filter", cgroup_filter),
         Trial::test(
+            "call_resuming_on_another_cpu_is_measured",
+            call_resuming_on_another_cpu_is_measured,
+        ),
+        Trial::test(
             "thread_killed_inside_a_call_leaks_nothing",
             thread_killed_inside_a_call_leaks_nothing,
         ),
@@ -171,6 +175,7 @@ mod fixture {
                 io();
             }
             "die-in-call" => die_in_call(),
+            "migrate" => migrate(),
             "sleepy" => {
                 stop_for_probes();
                 loop {
@@ -352,6 +357,24 @@ mod fixture {
                 write(null, b"abcd", 4);
             }
         }
+    }
+
+    /// Pinned to CPU 0, one epoll_wait that times out after 300 ms; meanwhile the test moves us
+    /// to CPU 1, so the call returns on another CPU than it began on.
+    fn migrate() {
+        let ep = sys(libc::SYS_epoll_create1, [0; 6]) as i32;
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 1];
+        // SAFETY: a zeroed cpu_set_t with CPU 0 set.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+        stop_for_probes();
+        sys(
+            libc::SYS_epoll_wait,
+            [ep as usize, events.as_mut_ptr() as usize, 1, 300, 0, 0],
+        );
     }
 
     /// A thread blocks in epoll_wait forever; the main thread then exits the process, which
@@ -937,6 +960,46 @@ fn cgroup_filter() -> TestResult {
     check_io(run.results())
 }
 
+fn call_resuming_on_another_cpu_is_measured() -> TestResult {
+    check(
+        std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2,
+        "this test needs 2 CPUs",
+    )?;
+    let fixture = Fixture::start("migrate");
+    let pid = fixture.child.id();
+    let profile = Profile::start(&["--pid", &pid.to_string()]);
+    fixture.go();
+    // Once it sleeps in epoll_wait on CPU 0, allow it CPU 1 only: it wakes up there.
+    let nr = libc::SYS_epoll_wait.to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .is_ok_and(|s| s.split_whitespace().next() == Some(nr.as_str()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "fixture never blocked in epoll_wait"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut cpus = nix::sched::CpuSet::new();
+    cpus.set(1).expect("cpu 1");
+    nix::sched::sched_setaffinity(Pid::from_raw(pid as i32), &cpus).expect("sched_setaffinity");
+    fixture.wait();
+    let run = profile.finish();
+    let r = run.results();
+    let wait = row(&r.syscalls, "epoll_wait", None);
+    check(wait.calls == 1 && wait.zero_ready == 1, format!("{wait:?}"))?;
+    let latency = wait.latency_ns.max().expect("one sample");
+    check(
+        latency.high >= 300 * MS && latency.low < 400 * MS,
+        format!("latency {latency:?}"),
+    )?;
+    check(
+        r.lower_bound.is_empty(),
+        format!("lower bound {:?}", r.lower_bound),
+    )
+}
+
 fn thread_killed_inside_a_call_leaks_nothing() -> TestResult {
     let run = profile_fixture("die-in-call", &[]);
     let r = run.results();
@@ -1138,7 +1201,11 @@ fn redis_server_under_load() -> TestResult {
     let already_waiting = row(&r.lower_bound, "epoll_wait", None).calls;
     check(
         already_waiting == 1,
-        format!("{already_waiting} epoll_wait calls in flight at attach"),
+        format!(
+            "{already_waiting} epoll_wait calls in flight at attach: {:?} {:?}",
+            row(&r.lower_bound, "epoll_wait", None).latency_ns,
+            r.counters
+        ),
     )?;
     check(
         epoll.calls + already_waiting >= N,
