@@ -41,8 +41,8 @@ pub struct InFlight {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Current {
-    pub tid: u32,
-    pub _pad: u32,
+    /// Thread (low 32 bits) and process (high 32 bits) of `call`.
+    pub pid_tgid: u64,
     /// `call.start_ns == 0`: no call in progress.
     pub call: InFlight,
     pub verdict_for: u64,

@@ -3,7 +3,8 @@
 //! A measured call is timed from `sys_enter` to `sys_exit` of the same thread. While the thread
 //! runs, its call lives in the per-CPU `CURRENT` slot: no hash lookup on the hot path. If the
 //! thread is switched out mid-call (it blocks, or is preempted), `sched_switch` parks the call in
-//! `IN_FLIGHT` (keyed by thread id), where its exit finds it on whatever CPU it resumes. Socket
+//! `IN_FLIGHT` (keyed by thread id), where its exit finds it on whatever CPU it resumes. So a call
+//! in `CURRENT` always belongs to the thread running on that CPU: the hooks need not ask who runs. Socket
 //! tracepoints that fire in between mark the call as socket I/O. At exit the call lands in one
 //! per-CPU slot of `STATS` (or of `PID_STATS` with `--per-pid`): counters plus log-linear
 //! histograms, so nothing is copied to user space per event.
@@ -178,7 +179,7 @@ pub fn on_sys_enter<A: SyscallArgs>(nr: i64, args: &A) {
     if !is_target_cached(current, pid_tgid) {
         return;
     }
-    current.tid = pid_tgid as u32;
+    current.pid_tgid = pid_tgid;
     current.call = InFlight {
         index: info.index_plus_one - 1,
         socket: 0,
@@ -197,10 +198,8 @@ pub fn on_switch_out() {
     if current.call.start_ns == 0 {
         return;
     }
-    let tid = bpf_get_current_pid_tgid() as u32;
-    if current.tid != tid {
-        return;
-    }
+    // The call belongs to the thread leaving the CPU (see the module comment).
+    let tid = current.pid_tgid as u32;
     if IN_FLIGHT.insert(&tid, &current.call, 0).is_err() {
         bump(counter::IN_FLIGHT_FULL);
     }
@@ -212,14 +211,13 @@ pub fn on_switch_out() {
 pub fn on_sys_exit(ret: i64, nr: impl FnOnce() -> i64) {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let pid_tgid = bpf_get_current_pid_tgid();
     let Some(current) = current() else { return };
-    if current.tid == pid_tgid as u32 && current.call.start_ns != 0 {
-        // Fast path: the call ran on this CPU without being switched out.
+    if current.call.start_ns != 0 {
+        // Fast path: this thread's call ran on this CPU without being switched out.
         let call = current.call;
         current.call.start_ns = 0;
         account(
-            pid_tgid,
+            current.pid_tgid,
             &call,
             false,
             now.saturating_sub(call.start_ns),
@@ -227,6 +225,7 @@ pub fn on_sys_exit(ret: i64, nr: impl FnOnce() -> i64) {
         );
         return;
     }
+    let pid_tgid = bpf_get_current_pid_tgid();
     on_parked_call_exit(pid_tgid, now, ret, nr());
 }
 
@@ -277,15 +276,15 @@ fn on_parked_call_exit(pid_tgid: u64, now: u64, ret: i64, nr: i64) {
 /// `sock_recv_length` / `sock_send_length`: the call in flight on this thread touched a socket.
 #[inline(always)]
 pub fn on_socket_io() {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
     if let Some(current) = current()
-        && current.tid == tid
         && current.call.start_ns != 0
     {
+        // The running thread's call (see the module comment).
         current.call.socket = 1;
         return;
     }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
     match IN_FLIGHT.get_ptr_mut(&tid) {
         // SAFETY: this thread's own entry.
         Some(call) => unsafe { (*call).socket = 1 },
@@ -309,7 +308,6 @@ pub fn on_socket_io() {
 pub fn on_task_exit() {
     let tid = bpf_get_current_pid_tgid() as u32;
     if let Some(current) = current()
-        && current.tid == tid
         && current.call.start_ns != 0
     {
         current.call.start_ns = 0;
