@@ -14,7 +14,7 @@ use std::{
 
 use analysis::{
     Results, SCHEMA,
-    results::{ProcessStats, Target, Tool, classes_of},
+    results::{ProcessStats, SyscallStats, Target, Tool, classes_of},
 };
 use anyhow::{Context as _, Result, bail};
 
@@ -197,6 +197,7 @@ pub fn run(req: Request, signals: &Signals) -> Result<i32> {
         }
     };
     let snapshot = probes.snapshot()?;
+    let tables = tables_from(&snapshot);
     let duration_ns = start.elapsed().as_nanos() as u64;
     let results = Results {
         schema: SCHEMA.to_string(),
@@ -228,7 +229,11 @@ pub fn run(req: Request, signals: &Signals) -> Result<i32> {
         end_reason: end_reason.into(),
         partial: end_reason == "interrupted",
         command_exit_code,
-        ..results_from(&snapshot)
+        syscalls: tables.syscalls,
+        classes: tables.classes,
+        lower_bound: tables.lower_bound,
+        processes: tables.processes,
+        counters: snapshot.counters.clone(),
     };
     // Detach before printing: the report is done, the target should not pay for our output.
     drop(probes);
@@ -275,72 +280,60 @@ fn describe_target(req: &Request, pids: &[u32], cgroup: Option<&PathBuf>) -> Str
     format!("PID {}", list.join(", "))
 }
 
-/// Splits a snapshot into the results' syscall, class, lower-bound and per-process lists.
-pub fn results_from(snapshot: &Snapshot) -> Results {
-    let (measured, lower_bound) = split_slots(&snapshot.slots);
-    let processes = snapshot
-        .per_pid
-        .iter()
-        .map(|(&pid, slots)| {
-            let (syscalls, _) = split_slots(slots);
-            let classes = classes_of(&syscalls);
-            (
-                pid,
-                ProcessStats {
-                    comm: snapshot
-                        .comms
-                        .get(&pid)
-                        .cloned()
-                        .unwrap_or_else(|| system::process_comm(pid)),
-                    syscalls,
-                    classes,
-                },
-            )
-        })
-        .collect::<BTreeMap<_, _>>();
-    // With --per-pid the totals are the processes' sums plus what could not be attributed.
-    let mut syscalls = measured;
-    for process in processes.values() {
-        for row in &process.syscalls {
-            match syscalls
-                .iter_mut()
-                .find(|s| s.name == row.name && s.fd == row.fd)
-            {
-                Some(total) => total.merge(row),
-                None => syscalls.push(row.clone()),
-            }
-        }
+/// The measured part of a results file, from one snapshot.
+pub struct Tables {
+    pub syscalls: Vec<SyscallStats>,
+    pub classes: Vec<SyscallStats>,
+    pub lower_bound: Vec<SyscallStats>,
+    pub processes: BTreeMap<u32, ProcessStats>,
+}
+
+/// Splits a snapshot into syscall, class, lower-bound and per-process lists. With --per-pid the
+/// totals are the processes' sums plus what could not be attributed to a process.
+pub fn tables_from(snapshot: &Snapshot) -> Tables {
+    let (mut syscalls, mut lower_bound) = split_slots(&snapshot.slots);
+    let mut processes = BTreeMap::new();
+    for (&pid, slots) in &snapshot.per_pid {
+        let (measured, lower) = split_slots(slots);
+        add_rows(&mut syscalls, &measured);
+        add_rows(&mut lower_bound, &lower);
+        let comm = snapshot
+            .comms
+            .get(&pid)
+            .cloned()
+            .unwrap_or_else(|| system::process_comm(pid));
+        let classes = classes_of(&measured);
+        processes.insert(
+            pid,
+            ProcessStats {
+                comm,
+                syscalls: measured,
+                classes,
+            },
+        );
     }
-    Results {
-        schema: SCHEMA.into(),
-        tool: Tool {
-            name: "netpoll".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        target: Target::default(),
-        host: system::host(),
-        hook: String::new(),
-        socket_split: false,
-        started_at: String::new(),
-        ended_at: String::new(),
-        duration_ns: 0,
-        end_reason: String::new(),
-        partial: false,
-        command_exit_code: None,
+    Tables {
         classes: classes_of(&syscalls),
         syscalls,
         lower_bound,
         processes,
-        counters: snapshot.counters.clone(),
     }
 }
 
-fn split_slots(
-    slots: &[analysis::results::SyscallStats],
-) -> (
-    Vec<analysis::results::SyscallStats>,
-    Vec<analysis::results::SyscallStats>,
-) {
+/// Adds rows into totals, matching by syscall and fd kind.
+fn add_rows(totals: &mut Vec<SyscallStats>, rows: &[SyscallStats]) {
+    for row in rows {
+        match totals
+            .iter_mut()
+            .find(|t| t.name == row.name && t.fd == row.fd)
+        {
+            Some(total) => total.merge(row),
+            None => totals.push(row.clone()),
+        }
+    }
+}
+
+fn split_slots(slots: &[SyscallStats]) -> (Vec<SyscallStats>, Vec<SyscallStats>) {
     let (mut measured, mut lower) = (Vec::new(), Vec::new());
     for (slot, row) in slots.iter().enumerate() {
         if row.calls == 0 {
