@@ -135,7 +135,7 @@ pub fn run(req: Request, signals: &Signals) -> Result<i32> {
         hook: req.hook,
         floor: req.floor,
     };
-    let probes = match Probes::load(&options) {
+    let mut probes = match Probes::load(&options) {
         Ok(p) => p,
         Err(e) => {
             if let Some(c) = &command {
@@ -144,6 +144,13 @@ pub fn run(req: Request, signals: &Signals) -> Result<i32> {
             return Err(e);
         }
     };
+    if probes.following {
+        // Children that existed before we attached (nginx's workers, say). Scanned after the
+        // fork hook is attached, so every child is caught by one or the other.
+        for pid in system::descendants(&pids) {
+            probes.add_target(pid)?;
+        }
+    }
     for note in &probes.notes {
         eprintln!("netpoll: note: {note}");
     }

@@ -72,6 +72,10 @@ fn main() {
             spawned_command_profiled_from_its_first_syscall,
         ),
         Trial::test("comm_filter", comm_filter),
+        Trial::test(
+            "children_that_existed_before_attach_are_included",
+            children_that_existed_before_attach_are_included,
+        ),
         Trial::test("cgroup_filter", cgroup_filter),
         Trial::test(
             "call_resuming_on_another_cpu_is_measured",
@@ -176,6 +180,7 @@ mod fixture {
             }
             "die-in-call" => die_in_call(),
             "migrate" => migrate(),
+            "tree" => tree(),
             "sleepy" => {
                 stop_for_probes();
                 loop {
@@ -375,6 +380,33 @@ mod fixture {
             libc::SYS_epoll_wait,
             [ep as usize, events.as_mut_ptr() as usize, 1, 300, 0, 0],
         );
+    }
+
+    /// A child exists before the probes attach: it writes 5 bytes, the parent 4.
+    fn tree() {
+        let null = File::options()
+            .write(true)
+            .open("/dev/null")
+            .expect("/dev/null")
+            .into_raw_fd();
+        // SAFETY: the child only makes raw syscalls and _exits.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            stop_for_probes();
+            write(null, b"abcde", 5);
+            // SAFETY: leave without cleanup.
+            unsafe { libc::_exit(0) }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child to stop, then to exit.
+        unsafe { libc::waitpid(child, &mut status, libc::WUNTRACED) };
+        stop_for_probes();
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(child, libc::SIGCONT);
+            libc::waitpid(child, &mut status, 0);
+        }
+        write(null, b"abcd", 4);
     }
 
     /// A thread blocks in epoll_wait forever; the main thread then exits the process, which
@@ -876,6 +908,16 @@ fn children_followed_and_broken_down_per_pid() -> TestResult {
     check(
         per_process == [4, 9],
         format!("bytes per process {per_process:?}"),
+    )
+}
+
+fn children_that_existed_before_attach_are_included() -> TestResult {
+    let run = profile_fixture("tree", &[]);
+    let r = run.results();
+    let writes = row(&r.syscalls, "write", Some("other"));
+    check(
+        writes.calls == 2 && writes.bytes == 9,
+        format!("writes {} bytes {}", writes.calls, writes.bytes),
     )
 }
 
