@@ -50,6 +50,7 @@ fn main() {
             "every_hook_kind_measures_the_same",
             every_hook_kind_measures_the_same,
         ),
+        Trial::test("missing_tracefs_is_mounted", missing_tracefs_is_mounted),
         Trial::test(
             "accepts_and_connects_counted_exactly",
             accepts_and_connects_counted_exactly,
@@ -795,6 +796,27 @@ fn every_hook_kind_measures_the_same() -> TestResult {
             .map_err(|e| format!("with --hook {hook}: {}", e.message().unwrap_or_default()))?;
     }
     Ok(())
+}
+
+fn missing_tracefs_is_mounted() -> TestResult {
+    // Unmount tracefs (left mounted by earlier runs), then let netpoll find it missing.
+    let tracefs = std::path::Path::new("/sys/kernel/tracing/events");
+    if tracefs.exists() {
+        let ok = Command::new("umount")
+            .arg("/sys/kernel/tracing")
+            .status()
+            .is_ok_and(|s| s.success());
+        check(ok, "cannot unmount tracefs for the test")?;
+    }
+    check(!tracefs.exists(), "tracefs still mounted")?;
+    let run = profile_fixture("io", &["--hook", "tracepoint"]);
+    check(
+        run.stderr
+            .contains("mounted tracefs at /sys/kernel/tracing"),
+        format!("no note in:\n{}", run.stderr),
+    )?;
+    check(tracefs.exists(), "tracefs is mounted afterwards")?;
+    check_io(run.results())
 }
 
 fn accepts_and_connects_counted_exactly() -> TestResult {
