@@ -445,15 +445,18 @@ fn empty_slot(slot: usize) -> SyscallStats {
 fn sum_cpus<'a>(slot: usize, per_cpu: impl Iterator<Item = &'a SlotStats>) -> SyscallStats {
     let mut row = empty_slot(slot);
     for cpu in per_cpu {
-        row.calls += cpu.calls;
-        row.errors += cpu.errors;
-        row.eagain += cpu.eagain;
-        row.bytes += cpu.bytes;
-        row.zero_ready += cpu.zero_ready;
-        row.nonblocking += cpu.nonblocking;
-        row.latency_sum_ns += cpu.latency_sum_ns;
-        row.latency_ns.merge(&Histogram::from_counts(&cpu.latency));
-        row.ready_events.merge(&Histogram::from_counts(&cpu.ready));
+        row.merge(&SyscallStats {
+            calls: cpu.calls,
+            errors: cpu.errors,
+            eagain: cpu.eagain,
+            bytes: cpu.bytes,
+            zero_ready: cpu.zero_ready,
+            nonblocking: cpu.nonblocking,
+            latency_sum_ns: cpu.latency_sum_ns,
+            latency_ns: Histogram::from_counts(&cpu.latency),
+            ready_events: Histogram::from_counts(&cpu.ready),
+            ..SyscallStats::default()
+        });
     }
     row
 }

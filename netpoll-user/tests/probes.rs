@@ -224,9 +224,16 @@ mod fixture {
         );
     }
 
-    /// File read of 1000 bytes; socket write 300 + read 300; sendto 200 + recvfrom 200; pipe
-    /// write 10 + read 10; one non-blocking read of an empty socket (EAGAIN).
-    fn io() {
+    /// Descriptors for `io_calls`: a regular file, a connected TCP pair (and its listener), a pipe.
+    struct IoFds {
+        file: i32,
+        client: i32,
+        server: i32,
+        pipe: [i32; 2],
+        _listener: TcpListener,
+    }
+
+    fn io_setup() -> IoFds {
         let path = std::env::temp_dir().join(format!("netpoll-fixture-{}", std::process::id()));
         File::create(&path)
             .and_then(|mut f| f.write_all(&[7u8; 4096]))
@@ -237,25 +244,37 @@ mod fixture {
         let mut pipe = [0i32; 2];
         // SAFETY: valid out-pointer.
         unsafe { libc::pipe(pipe.as_mut_ptr()) };
+        IoFds {
+            file,
+            client,
+            server,
+            pipe,
+            _listener,
+        }
+    }
+
+    /// Stops for the probes after the set-up; `io_calls` then.
+    fn io() {
+        let fds = io_setup();
         stop_for_probes();
-        io_calls(file, client, server, pipe);
+        io_calls(&fds);
     }
 
     fn io_after_stop() {
-        let path = std::env::temp_dir().join(format!("netpoll-fixture-{}", std::process::id()));
-        File::create(&path)
-            .and_then(|mut f| f.write_all(&[7u8; 4096]))
-            .expect("temp file");
-        let file = File::open(&path).expect("open").into_raw_fd();
-        let _ = std::fs::remove_file(&path);
-        let (client, server, _listener) = tcp_pair();
-        let mut pipe = [0i32; 2];
-        // SAFETY: valid out-pointer.
-        unsafe { libc::pipe(pipe.as_mut_ptr()) };
-        io_calls(file, client, server, pipe);
+        io_calls(&io_setup());
     }
 
-    fn io_calls(file: i32, client: i32, server: i32, pipe: [i32; 2]) {
+    /// File read of 1000 bytes; socket write 300 + read 300; sendto 200 + recvfrom 200; pipe
+    /// write 10 + read 10; one non-blocking read of an empty socket (EAGAIN).
+    fn io_calls(
+        &IoFds {
+            file,
+            client,
+            server,
+            pipe,
+            ..
+        }: &IoFds,
+    ) {
         let mut buf = vec![0u8; 4096];
         read(file, &mut buf, 1000);
         write(client, &buf, 300);
