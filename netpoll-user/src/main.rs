@@ -3,8 +3,10 @@
 mod output;
 mod probes;
 mod profile;
+mod serve;
 mod system;
 mod target;
+mod workloads;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -35,6 +37,37 @@ enum Command {
         Needs root (or CAP_BPF and CAP_PERFMON). Ctrl-C stops collection, prints what was \
         collected and writes --json; the exit code is then 130.")]
     Profile(ProfileArgs),
+    /// List the I/O models that `serve` can run.
+    Models,
+    /// Run the echo service written in one I/O model (see `netpoll models`), until killed.
+    #[command(
+        after_help = "The protocol: the client sends --payload bytes, the server does the \
+        per-request work (--think-us, --disk-read) and sends the same bytes back.\n\n\
+        Example:\n  netpoll serve --model epoll-lt --listen 127.0.0.1:7878 --payload 64"
+    )]
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// I/O model to run (see `netpoll models`).
+    #[arg(short, long)]
+    model: String,
+    /// Address to listen on; port 0 picks a free one (printed on start).
+    #[arg(short, long, default_value = "127.0.0.1:7878")]
+    listen: std::net::SocketAddr,
+    /// Bytes per request and per reply.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// CPU work per request, in microseconds (spinning).
+    #[arg(long, default_value_t = 0)]
+    think_us: u64,
+    /// Bytes read from a file per request (file I/O, which epoll cannot multiplex).
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    disk_read: usize,
+    /// Threads for epoll-reactors and tokio (default: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 #[derive(clap::Args)]
@@ -133,6 +166,19 @@ fn main() -> ExitCode {
             },
             &signals,
         ),
+        Command::Models => {
+            serve::list_models();
+            Ok(0)
+        }
+        Command::Serve(a) => serve::serve(serve::ServeRequest {
+            model: a.model,
+            listen: a.listen,
+            payload: a.payload,
+            think_us: a.think_us,
+            disk_read: a.disk_read,
+            threads: a.threads,
+        })
+        .map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
