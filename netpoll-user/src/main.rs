@@ -68,6 +68,9 @@ struct ServeArgs {
     /// Threads for epoll-reactors and tokio (default: one per CPU).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// io-uring: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL).
+    #[arg(long)]
+    sqpoll: bool,
 }
 
 #[derive(clap::Args)]
@@ -124,14 +127,6 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    // First, so that Ctrl-C at any moment is handled (probes detached, results written).
-    let signals = match profile::Signals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("netpoll: error: cannot install signal handlers: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -148,24 +143,29 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Profile(a) => profile::run(
-            profile::Request {
-                pids: a.pids,
-                comm: a.comm,
-                cgroup: a.cgroup,
-                all: a.all,
-                command: a.command,
-                follow_children: !a.no_follow,
-                per_pid: a.per_pid,
-                duration: a.duration,
-                interval: a.interval,
-                json: a.json,
-                hook: a.hook,
-                floor: a.empty_programs,
-                quiet: a.quiet,
-            },
-            &signals,
-        ),
+        Command::Profile(a) => match profile::Signals::install() {
+            // Before anything is attached, so that Ctrl-C at any moment is handled (probes
+            // detached, results written).
+            Err(e) => Err(e.context("cannot install signal handlers")),
+            Ok(signals) => profile::run(
+                profile::Request {
+                    pids: a.pids,
+                    comm: a.comm,
+                    cgroup: a.cgroup,
+                    all: a.all,
+                    command: a.command,
+                    follow_children: !a.no_follow,
+                    per_pid: a.per_pid,
+                    duration: a.duration,
+                    interval: a.interval,
+                    json: a.json,
+                    hook: a.hook,
+                    floor: a.empty_programs,
+                    quiet: a.quiet,
+                },
+                &signals,
+            ),
+        },
         Command::Models => {
             serve::list_models();
             Ok(0)
@@ -177,6 +177,7 @@ fn main() -> ExitCode {
             think_us: a.think_us,
             disk_read: a.disk_read,
             threads: a.threads,
+            sqpoll: a.sqpoll,
         })
         .map(|()| 0),
     };

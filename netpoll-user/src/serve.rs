@@ -17,6 +17,7 @@ pub struct ServeRequest {
     pub think_us: u64,
     pub disk_read: usize,
     pub threads: usize,
+    pub sqpoll: bool,
 }
 
 pub fn list_models() {
@@ -43,6 +44,7 @@ pub fn serve(req: ServeRequest) -> Result<()> {
         disk_read: req.disk_read,
         disk_file: disk_file.clone(),
         threads: req.threads,
+        sqpoll: req.sqpoll,
     });
     let listener = TcpListener::bind(req.listen)
         .with_context(|| format!("cannot listen on {}", req.listen))?;

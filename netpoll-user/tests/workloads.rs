@@ -10,7 +10,7 @@ use std::{
 
 const NETPOLL: &str = env!("CARGO_BIN_EXE_netpoll");
 
-const MODELS: [&str; 9] = [
+const MODELS: [&str; 10] = [
     "blocking-threads",
     "blocking-iterative",
     "nonblocking-spin",
@@ -20,6 +20,7 @@ const MODELS: [&str; 9] = [
     "epoll-et",
     "epoll-reactors",
     "tokio",
+    "io-uring",
 ];
 
 /// A server started with `netpoll serve`, killed on drop.
@@ -106,6 +107,12 @@ fn every_model_echoes_64k_payloads_through_partial_reads_and_writes() {
         let server = Server::start(model, 65536, &[]);
         exercise(&server, 65536, 4, 8);
     }
+}
+
+#[test]
+fn io_uring_with_sqpoll_echoes() {
+    let server = Server::start("io-uring", 512, &["--sqpoll"]);
+    exercise(&server, 512, 8, 20);
 }
 
 #[test]

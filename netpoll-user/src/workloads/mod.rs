@@ -10,6 +10,7 @@ mod blocking_iterative;
 mod blocking_threads;
 mod epoll;
 mod epoll_reactors;
+mod io_uring;
 mod nonblocking_spin;
 mod poll;
 mod select;
@@ -38,6 +39,8 @@ pub struct Config {
     pub disk_file: Option<PathBuf>,
     /// Threads for models that use several (epoll-reactors, tokio); 0 means one per CPU.
     pub threads: usize,
+    /// io-uring: let a kernel thread poll the submission queue (IORING_SETUP_SQPOLL).
+    pub sqpoll: bool,
 }
 
 impl Config {
@@ -103,6 +106,11 @@ pub const MODELS: &[Model] = &[
         name: "tokio",
         about: "tokio's multi-threaded runtime, a task per connection (Go's netpoller, in Rust)",
         serve: tokio_tasks::serve,
+    },
+    Model {
+        name: "io-uring",
+        about: "io_uring: queue reads and writes, collect completions (--sqpoll: no syscalls when busy)",
+        serve: io_uring::serve,
     },
 ];
 
@@ -337,6 +345,7 @@ mod tests {
             disk_read: 0,
             disk_file: None,
             threads: 1,
+            sqpoll: false,
         });
         let mut handler = Handler::new(config).expect("handler");
         let mut conn = Conn::new(stream, 100);

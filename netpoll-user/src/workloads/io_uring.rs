@@ -1,0 +1,118 @@
+//! io_uring: completion-based I/O. Instead of asking which sockets are ready and then reading,
+//! the server queues the reads, writes and accepts themselves and collects their results. With
+//! `--sqpoll` a kernel thread polls the submission queue, so a busy server makes few syscalls.
+
+use std::{
+    io,
+    net::TcpListener,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    sync::Arc,
+};
+
+use anyhow::{Context as _, Result};
+use io_uring::{IoUring, opcode, squeue, types::Fd};
+
+use super::{Config, Handler};
+
+const ACCEPT: u64 = u64::MAX;
+
+/// A connection's buffer and progress through the current request or reply.
+struct Conn {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+    done: usize,
+    writing: bool,
+}
+
+impl Conn {
+    /// The next operation: receive or send the rest of the buffer.
+    fn next_op(&mut self, token: u64) -> squeue::Entry {
+        let fd = Fd(self.fd.as_raw_fd());
+        let rest = &mut self.buf[self.done..];
+        let op = if self.writing {
+            opcode::Send::new(fd, rest.as_ptr(), rest.len() as u32).build()
+        } else {
+            opcode::Recv::new(fd, rest.as_mut_ptr(), rest.len() as u32).build()
+        };
+        op.user_data(token)
+    }
+}
+
+fn push(ring: &mut IoUring, entry: &squeue::Entry) -> io::Result<()> {
+    loop {
+        // SAFETY: every buffer an entry points into lives in a `Conn` that stays in `conns`
+        // (its Vec never moves) until the operation's completion has been handled.
+        if unsafe { ring.submission().push(entry) }.is_ok() {
+            return Ok(());
+        }
+        ring.submit()?;
+    }
+}
+
+pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
+    let mut builder = IoUring::builder();
+    if config.sqpoll {
+        builder.setup_sqpoll(1000);
+    }
+    let mut ring = builder
+        .build(512)
+        .context("io_uring_setup failed (is io_uring enabled?)")?;
+    let mut handler = Handler::new(config.clone())?;
+    let accept = opcode::Accept::new(
+        Fd(listener.as_raw_fd()),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    )
+    .build()
+    .user_data(ACCEPT);
+    push(&mut ring, &accept)?;
+    // Slot i holds the connection with token i; freed slots are reused.
+    let mut conns: Vec<Option<Conn>> = Vec::new();
+    loop {
+        ring.submit_and_wait(1)?;
+        let completions: Vec<(u64, i32)> = ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
+        for (token, res) in completions {
+            if token == ACCEPT {
+                if res >= 0 {
+                    // SAFETY: the kernel returned a new descriptor that we now own.
+                    let fd = unsafe { OwnedFd::from_raw_fd(res) };
+                    let conn = Conn {
+                        fd,
+                        buf: vec![0; config.payload],
+                        done: 0,
+                        writing: false,
+                    };
+                    let slot = conns.iter().position(Option::is_none).unwrap_or_else(|| {
+                        conns.push(None);
+                        conns.len() - 1
+                    });
+                    let conn = conns[slot].insert(conn);
+                    push(&mut ring, &conn.next_op(slot as u64))?;
+                }
+                push(&mut ring, &accept)?;
+                continue;
+            }
+            let slot = token as usize;
+            let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if res <= 0 {
+                // EOF or error: closing the descriptor ends the connection.
+                conns[slot] = None;
+                continue;
+            }
+            conn.done += res as usize;
+            if conn.done == conn.buf.len() {
+                if !conn.writing {
+                    handler.handle()?;
+                }
+                conn.writing = !conn.writing;
+                conn.done = 0;
+            }
+            push(&mut ring, &conn.next_op(token))?;
+        }
+    }
+}
