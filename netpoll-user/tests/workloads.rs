@@ -10,7 +10,7 @@ use std::{
 
 const NETPOLL: &str = env!("CARGO_BIN_EXE_netpoll");
 
-const MODELS: [&str; 10] = [
+const MODELS: [&str; 11] = [
     "blocking-threads",
     "blocking-iterative",
     "nonblocking-spin",
@@ -21,6 +21,7 @@ const MODELS: [&str; 10] = [
     "epoll-reactors",
     "tokio",
     "io-uring",
+    "sigio",
 ];
 
 /// A server started with `netpoll serve`, killed on drop.

@@ -14,6 +14,7 @@ mod io_uring;
 mod nonblocking_spin;
 mod poll;
 mod select;
+mod sigio;
 mod tokio_tasks;
 
 use std::{
@@ -111,6 +112,11 @@ pub const MODELS: &[Model] = &[
         name: "io-uring",
         about: "io_uring: queue reads and writes, collect completions (--sqpoll: no syscalls when busy)",
         serve: io_uring::serve,
+    },
+    Model {
+        name: "sigio",
+        about: "signal-driven I/O: the kernel signals which socket is ready (O_ASYNC, F_SETSIG)",
+        serve: sigio::serve,
     },
 ];
 
