@@ -205,15 +205,14 @@ impl Probes {
                 probes.notes.push("sched_process_exit is unavailable: entries of threads that die inside a call are kept until the run ends".into());
             }
             if options.follow_children && matches!(options.filter, Filter::Pids(_)) {
-                match (
-                    &fork_offset,
-                    probes.attach(HookMode::Tracepoint, "", "task_fork", btf.as_ref()),
-                ) {
-                    (Ok(_), Ok(())) => probes.following = true,
-                    (Err(e), _) => probes
-                        .notes
-                        .push(format!("not following children of the targets: {e:#}")),
-                    (_, Err(e)) => probes
+                // Without the child_pid offset the fork program would read garbage: skip it.
+                let followed = match &fork_offset {
+                    Ok(_) => probes.attach(HookMode::Tracepoint, "", "task_fork", btf.as_ref()),
+                    Err(e) => Err(anyhow!("{e:#}")),
+                };
+                match followed {
+                    Ok(()) => probes.following = true,
+                    Err(e) => probes
                         .notes
                         .push(format!("not following children of the targets: {e:#}")),
                 }
