@@ -1,8 +1,9 @@
 //! netpoll's analysis library: the histogram model shared with the probes' bucket layout, and the
-//! versioned results file that `netpoll profile` writes and later tools read back.
+//! versioned results files that `netpoll profile`, `load` and `run` write and later tools read back.
 
 pub mod histogram;
 pub mod results;
+pub mod run;
 
 pub use histogram::{Histogram, Quantile};
 pub use results::{Results, SCHEMA};

@@ -58,6 +58,9 @@ pub struct Results {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub processes: BTreeMap<u32, ProcessStats>,
     pub counters: Counters,
+    /// `netpoll run`: the workload, client-side results, server process figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<crate::run::RunInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,8 +1,10 @@
 //! `netpoll`: measure, with eBPF, how a process waits for and moves network I/O.
 
+mod load;
 mod output;
 mod probes;
 mod profile;
+mod run;
 mod serve;
 mod system;
 mod target;
@@ -46,16 +48,43 @@ enum Command {
         Example:\n  netpoll serve --model epoll-lt --listen 127.0.0.1:7878 --payload 64"
     )]
     Serve(ServeArgs),
+    /// Load a server like wrk/wrk2: closed loop, or open loop at a constant rate without
+    /// coordinated omission; latency percentiles and histogram.
+    #[command(
+        after_help = "TARGET is HOST:PORT for netpoll's echo protocol (see `netpoll serve`), \
+        or an http:// URL: HTTP/1.1 keep-alive GET requests, for nginx and other servers.\n\n\
+        Closed loop (default): each connection sends its next request when the reply arrives; \
+        latency is from send to reply. Open loop (--rate): requests are sent on a fixed schedule \
+        and latency is measured from each request's intended start, so time spent queued behind \
+        a slow reply is counted, not omitted (as in wrk2).\n\n\
+        Examples:\n  \
+        netpoll load 127.0.0.1:7878 -c 64 -d 10\n  \
+        netpoll load 127.0.0.1:7878 -c 16 --rate 20000 --json load.json\n  \
+        netpoll load http://127.0.0.1:8080/index.html -c 32 -t 2"
+    )]
+    Load(LoadCmdArgs),
+    /// Run one I/O model's server under load with the probes attached: client latency and
+    /// throughput, server syscalls, CPU and context switches, per request.
+    #[command(
+        after_help = "The server runs as its own process (`netpoll serve`), held until the \
+        probes are attached; the load comes from this process. Syscall figures, CPU time and \
+        context switches cover the measurement window only (after --warmup).\n\n\
+        Examples:\n  \
+        netpoll run --model epoll-lt -c 64 -d 5\n  \
+        netpoll run --model blocking-threads --think-us 200 --json blocking.json\n  \
+        netpoll run --model select -c 8 --idle-connections 900 --rate 5000\n\n\
+        Needs root (or CAP_BPF and CAP_PERFMON). Ctrl-C stops the run: the server is stopped, \
+        the probes detached, partial results printed and written."
+    )]
+    Run(RunArgs),
 }
 
+/// The echo server's options, shared by `serve` and `run`.
 #[derive(clap::Args)]
-struct ServeArgs {
+struct ServerArgs {
     /// I/O model to run (see `netpoll models`).
     #[arg(short, long)]
     model: String,
-    /// Address to listen on; port 0 picks a free one (printed on start).
-    #[arg(short, long, default_value = "127.0.0.1:7878")]
-    listen: std::net::SocketAddr,
     /// Bytes per request and per reply.
     #[arg(long, default_value_t = 64)]
     payload: usize,
@@ -71,6 +100,109 @@ struct ServeArgs {
     /// io-uring: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL).
     #[arg(long)]
     sqpoll: bool,
+}
+
+/// The load generator's options, shared by `load` and `run`.
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// Connections sending requests (one outstanding request each).
+    #[arg(short, long, default_value_t = 16)]
+    connections: usize,
+    /// Load-generator threads, each driving a share of the connections from one epoll loop.
+    #[arg(short = 't', long, default_value_t = 1)]
+    client_threads: usize,
+    /// Measured time, after the warm-up.
+    #[arg(short, long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    duration: Duration,
+    /// Time loaded but not measured first (connections warm, caches and thread pools filled).
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_seconds_or_zero)]
+    warmup: Duration,
+    /// Open loop: requests per second over all connections, on a fixed schedule.
+    #[arg(short = 'R', long, value_name = "REQ/S", value_parser = parse_rate, allow_negative_numbers = true)]
+    rate: Option<f64>,
+    /// Extra connections opened first and left silent (select and poll scan them every call).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    idle_connections: usize,
+    /// A request without a reply after this long counts as a timeout; its connection is reopened.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_seconds)]
+    timeout: Duration,
+}
+
+impl ServerArgs {
+    fn request(&self, listen: std::net::SocketAddr) -> serve::ServeRequest {
+        serve::ServeRequest {
+            model: self.model.clone(),
+            listen,
+            payload: self.payload,
+            think_us: self.think_us,
+            disk_read: self.disk_read,
+            threads: self.threads,
+            sqpoll: self.sqpoll,
+        }
+    }
+}
+
+impl LoadArgs {
+    fn options(&self) -> load::LoadOptions {
+        load::LoadOptions {
+            connections: self.connections,
+            idle_connections: self.idle_connections,
+            threads: self.client_threads,
+            rate: self.rate,
+            warmup: self.warmup,
+            duration: self.duration,
+            timeout: self.timeout,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct LoadCmdArgs {
+    /// HOST:PORT (echo protocol) or http://HOST[:PORT]/PATH.
+    target: String,
+    /// Echo protocol: bytes per request (the server's --payload).
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Write the results as JSON (schema netpoll-load/1, see docs/results-format.md).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// No progress bar and no report (with --json).
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Address the server listens on (port 0: a free one).
+    #[arg(short, long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Write the full results as JSON; see docs/results-format.md.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Hook kind to use (default: the cheapest the kernel accepts).
+    #[arg(long, value_enum)]
+    hook: Option<probes::HookMode>,
+    /// No progress bar and no report (with --json).
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Address to listen on; port 0 picks a free one (printed on start).
+    #[arg(short, long, default_value = "127.0.0.1:7878")]
+    listen: std::net::SocketAddr,
+    /// Serve on this inherited, already listening socket instead (used by `netpoll run`).
+    #[arg(long, hide = true, value_name = "FD")]
+    listen_fd: Option<i32>,
 }
 
 #[derive(clap::Args)]
@@ -126,6 +258,22 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+fn parse_seconds_or_zero(s: &str) -> Result<Duration, String> {
+    if s.parse::<f64>() == Ok(0.0) {
+        return Ok(Duration::ZERO);
+    }
+    parse_seconds(s)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s} is not a positive number of requests per second"
+        )),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -143,7 +291,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Profile(a) => match profile::Signals::install() {
+        Command::Profile(a) => match system::Signals::install() {
             // Before anything is attached, so that Ctrl-C at any moment is handled (probes
             // detached, results written).
             Err(e) => Err(e.context("cannot install signal handlers")),
@@ -170,16 +318,33 @@ fn main() -> ExitCode {
             serve::list_models();
             Ok(0)
         }
-        Command::Serve(a) => serve::serve(serve::ServeRequest {
-            model: a.model,
-            listen: a.listen,
-            payload: a.payload,
-            think_us: a.think_us,
-            disk_read: a.disk_read,
-            threads: a.threads,
-            sqpoll: a.sqpoll,
-        })
-        .map(|()| 0),
+        Command::Serve(a) => serve::serve(a.server.request(a.listen), a.listen_fd).map(|()| 0),
+        Command::Load(a) => match system::Signals::install() {
+            Err(e) => Err(e.context("cannot install signal handlers")),
+            Ok(signals) => load::command::run(
+                load::command::Request {
+                    target: a.target,
+                    payload: a.payload,
+                    options: a.load.options(),
+                    json: a.json,
+                    quiet: a.quiet,
+                },
+                &signals,
+            ),
+        },
+        Command::Run(a) => match system::Signals::install() {
+            Err(e) => Err(e.context("cannot install signal handlers")),
+            Ok(signals) => run::run(
+                run::Request {
+                    server: a.server.request(a.listen),
+                    load: a.load.options(),
+                    json: a.json,
+                    hook: a.hook,
+                    quiet: a.quiet,
+                },
+                &signals,
+            ),
+        },
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

@@ -2,7 +2,11 @@
 
 use std::fmt::Write as _;
 
-use analysis::{Histogram, Results, results::SyscallStats};
+use analysis::{
+    Histogram, Results,
+    results::SyscallStats,
+    run::{LoadResults, Percentiles, RunInfo},
+};
 
 /// 850ns, 12.3µs, 4.56ms, 1.23s.
 pub fn fmt_ns(ns: u64) -> String {
@@ -115,7 +119,12 @@ pub fn report(results: &Results) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\nnetpoll profile: {} hooks, {:.2}s{}\n",
+        "\nnetpoll {}: {} hooks, {:.2}s{}\n",
+        if results.run.is_some() {
+            "run (server side)"
+        } else {
+            "profile"
+        },
         results.hook,
         seconds,
         if results.partial {
@@ -192,6 +201,183 @@ pub fn report(results: &Results) -> String {
         }
     }
     out
+}
+
+/// A row of percentiles; `mean`: whether `p.mean` is known (HdrHistogram) or not (buckets).
+fn percentile_row(out: &mut String, label: &str, p: &Percentiles, mean: bool) {
+    let _ = writeln!(
+        out,
+        "{label:<34} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        fmt_ns(p.min),
+        fmt_ns(p.p50),
+        fmt_ns(p.p90),
+        fmt_ns(p.p99),
+        fmt_ns(p.p999),
+        fmt_ns(p.max),
+        if mean {
+            fmt_ns(p.mean as u64)
+        } else {
+            "-".into()
+        },
+    );
+}
+
+fn bucket_percentiles(h: &Histogram) -> Percentiles {
+    let q = |q: f64| h.quantile(q).map_or(0, |x| x.estimate());
+    Percentiles {
+        min: h.min().map_or(0, |x| x.low),
+        p50: q(0.5),
+        p90: q(0.9),
+        p99: q(0.99),
+        p999: q(0.999),
+        max: h.max().map_or(0, |x| x.high),
+        mean: 0.0,
+    }
+}
+
+/// The client side of a load run, like wrk's summary plus a bpftrace-style histogram.
+pub fn load_report(load: &LoadResults) -> String {
+    let seconds = load.duration_ns as f64 / 1e9;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nnetpoll load: {} requests in {seconds:.2}s{}, {} sent, {} received",
+        load.requests,
+        if load.partial { " (partial)" } else { "" },
+        fmt_bytes(load.bytes_sent),
+        fmt_bytes(load.bytes_received),
+    );
+    let _ = write!(out, "  throughput   {:.1} requests/s", load.throughput_rps);
+    match load.rate {
+        Some(rate) => {
+            let _ = writeln!(
+                out,
+                " ({:.1}% of the {rate} req/s asked for)",
+                load.throughput_rps / rate * 100.0
+            );
+        }
+        None => out.push('\n'),
+    }
+    let e = &load.errors;
+    if e.total() == 0 {
+        let _ = writeln!(out, "  errors       none");
+    } else {
+        let _ = writeln!(
+            out,
+            "  errors       {} (connect {}, i/o {}, closed {}, bad reply {}, HTTP status {}, timeouts {})",
+            e.total(),
+            e.connect,
+            e.io,
+            e.closed,
+            e.bad_response,
+            e.http_status,
+            e.timeouts
+        );
+    }
+    if load.unsent > 0 {
+        let _ = writeln!(
+            out,
+            "  unsent       {} requests were due but never sent: the server fell behind the rate",
+            load.unsent
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<34} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "LATENCY", "MIN", "P50", "P90", "P99", "P99.9", "MAX", "MEAN"
+    );
+    let corrected = if load.mode == "open" {
+        "from intended start"
+    } else {
+        "from send"
+    };
+    percentile_row(
+        &mut out,
+        &format!("request latency ({corrected})"),
+        &load.latency_percentiles,
+        true,
+    );
+    if load.mode == "open" {
+        // What a closed-loop tool would have reported: hides time spent waiting to be sent.
+        let service = bucket_percentiles(&load.service_time_ns);
+        percentile_row(&mut out, "service time (from actual send)", &service, false);
+    }
+    if let Some(lag) = &load.send_lag {
+        percentile_row(&mut out, "generator's own send lag", lag, true);
+    }
+    let _ = write!(
+        out,
+        "\n{}",
+        histogram("request latency (ns)", &load.latency_ns)
+    );
+    out
+}
+
+/// Server-side figures of `netpoll run`, per request.
+pub fn run_report(run: &RunInfo) -> String {
+    let p = &run.server_process;
+    let r = &run.per_request;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nserver {} (PID {}): CPU {} user + {} system, {} voluntary + {} involuntary context switches, at most {} threads",
+        run.model,
+        p.pid,
+        fmt_ns(p.cpu_user_ns),
+        fmt_ns(p.cpu_system_ns),
+        p.voluntary_switches,
+        p.involuntary_switches,
+        p.peak_threads
+    );
+    let _ = writeln!(
+        out,
+        "per request: {:.2} syscalls, {:.2} epoll waits, {:.2} EAGAINs, {:.2} context switches, {:.1}µs server CPU",
+        r.syscalls, r.epoll_waits, r.eagain, r.context_switches, r.cpu_us
+    );
+    if let Some(died) = &p.died {
+        let _ = writeln!(out, "the server died during the run: {died}");
+    }
+    out
+}
+
+/// A JSON results file, opened before any work starts so that an unwritable path fails early
+/// (and nothing measured is lost to it later).
+pub struct JsonFile {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl JsonFile {
+    pub fn create(path: &std::path::Path, option: &str) -> anyhow::Result<JsonFile> {
+        use anyhow::Context as _;
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("{option} {}: cannot write", path.display()))?;
+        Ok(JsonFile {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Replaces the file's contents with `value`, pretty-printed, and says so on stderr.
+    pub fn write(&mut self, value: &impl serde::Serialize) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        use std::io::{Seek as _, Write as _};
+        let path = self.path.display().to_string();
+        let mut write = || -> anyhow::Result<()> {
+            self.file.set_len(0)?;
+            self.file.rewind()?;
+            serde_json::to_writer_pretty(&mut self.file, value)?;
+            self.file.write_all(b"\n")?;
+            Ok(())
+        };
+        write().with_context(|| format!("{path}: write failed"))?;
+        eprintln!("netpoll: wrote {path}");
+        Ok(())
+    }
 }
 
 #[cfg(test)]

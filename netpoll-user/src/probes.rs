@@ -87,6 +87,7 @@ pub struct Probes {
 }
 
 /// One read of every map, summed over CPUs.
+#[derive(Clone)]
 pub struct Snapshot {
     /// Indexed by `netpoll_ebpf::abi::slot`.
     pub slots: Vec<SyscallStats>,
@@ -94,6 +95,39 @@ pub struct Snapshot {
     /// Process names for `per_pid`, as the kernel saw them at each process's first call.
     pub comms: BTreeMap<u32, String>,
     pub counters: Counters,
+}
+
+impl Snapshot {
+    /// What happened between `earlier` and `self` (a measurement window).
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        let rows_since = |now: &[SyscallStats], before: Option<&Vec<SyscallStats>>| {
+            now.iter()
+                .enumerate()
+                .map(|(i, row)| match before.and_then(|b| b.get(i)) {
+                    Some(b) => row.since(b),
+                    None => row.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let (c, e) = (&self.counters, &earlier.counters);
+        Snapshot {
+            slots: rows_since(&self.slots, Some(&earlier.slots)),
+            per_pid: self
+                .per_pid
+                .iter()
+                .map(|(pid, rows)| (*pid, rows_since(rows, earlier.per_pid.get(pid))))
+                .collect(),
+            comms: self.comms.clone(),
+            counters: Counters {
+                in_flight_full: c.in_flight_full.saturating_sub(e.in_flight_full),
+                targets_full: c.targets_full.saturating_sub(e.targets_full),
+                pid_stats_full: c.pid_stats_full.saturating_sub(e.pid_stats_full),
+                died_in_call: c.died_in_call.saturating_sub(e.died_in_call),
+                followed_tasks: c.followed_tasks.saturating_sub(e.followed_tasks),
+                in_flight_entries: c.in_flight_entries,
+            },
+        }
+    }
 }
 
 /// Hooks that must all attach with one hook kind, in attach order.

@@ -2,13 +2,7 @@
 
 use std::{
     collections::BTreeMap,
-    fs::File,
-    io::{Seek as _, Write as _},
     path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
     time::{Duration, Instant},
 };
 
@@ -16,7 +10,7 @@ use analysis::{
     Results, SCHEMA,
     results::{ProcessStats, SyscallStats, Target, Tool, classes_of},
 };
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::{
     output,
@@ -42,36 +36,8 @@ pub struct Request {
     pub quiet: bool,
 }
 
-/// SIGINT and SIGTERM, noticed at any moment from start-up on.
-pub struct Signals {
-    pub interrupt: Arc<AtomicBool>,
-    pub terminate: Arc<AtomicBool>,
-}
-
-impl Signals {
-    pub fn install() -> Result<Signals> {
-        let signals = Signals {
-            interrupt: Arc::default(),
-            terminate: Arc::default(),
-        };
-        signal_hook::flag::register(signal_hook::consts::SIGINT, signals.interrupt.clone())?;
-        signal_hook::flag::register(signal_hook::consts::SIGTERM, signals.terminate.clone())?;
-        Ok(signals)
-    }
-
-    fn received(&self) -> Option<i32> {
-        if self.interrupt.load(Ordering::Relaxed) {
-            Some(130)
-        } else if self.terminate.load(Ordering::Relaxed) {
-            Some(143)
-        } else {
-            None
-        }
-    }
-}
-
 /// Runs a profile; returns the process exit code.
-pub fn run(req: Request, signals: &Signals) -> Result<i32> {
+pub fn run(req: Request, signals: &system::Signals) -> Result<i32> {
     // Everything a user can get wrong is checked before anything is attached.
     let targets = [
         !req.pids.is_empty(),
@@ -91,18 +57,11 @@ pub fn run(req: Request, signals: &Signals) -> Result<i32> {
         bail!("--duration and --interval must be greater than zero");
     }
     system::check_privileges()?;
-    let mut json = match &req.json {
-        Some(path) => Some((
-            File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(path)
-                .with_context(|| format!("--json {}: cannot write", path.display()))?,
-            path.clone(),
-        )),
-        None => None,
-    };
+    let mut json = req
+        .json
+        .as_deref()
+        .map(|p| output::JsonFile::create(p, "--json"))
+        .transpose()?;
     target::check_pids(&req.pids)?;
     let comm = req.comm.clone();
     if let Some(name) = &comm
@@ -241,26 +200,17 @@ pub fn run(req: Request, signals: &Signals) -> Result<i32> {
         lower_bound: tables.lower_bound,
         processes: tables.processes,
         counters: snapshot.counters.clone(),
+        run: None,
     };
     // Detach before printing: the report is done, the target should not pay for our output.
     drop(probes);
     if !req.quiet {
         print!("{}", output::report(&results));
     }
-    if let Some((file, path)) = json.as_mut() {
-        write_json(file, &results)
-            .with_context(|| format!("--json {}: write failed", path.display()))?;
-        eprintln!("netpoll: wrote {}", path.display());
+    if let Some(json) = json.as_mut() {
+        json.write(&results)?;
     }
     Ok(exit_code)
-}
-
-fn write_json(file: &mut File, results: &Results) -> Result<()> {
-    file.set_len(0)?;
-    file.rewind()?;
-    serde_json::to_writer_pretty(&mut *file, results)?;
-    file.write_all(b"\n")?;
-    Ok(())
 }
 
 fn describe_target(req: &Request, pids: &[u32], cgroup: Option<&PathBuf>) -> String {

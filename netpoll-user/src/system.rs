@@ -4,6 +4,10 @@ use std::{
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -173,6 +177,107 @@ pub fn utc_now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
+/// SIGINT and SIGTERM, noticed at any moment from start-up on.
+pub struct Signals {
+    pub interrupt: Arc<AtomicBool>,
+    pub terminate: Arc<AtomicBool>,
+}
+
+impl Signals {
+    pub fn install() -> Result<Signals> {
+        let signals = Signals {
+            interrupt: Arc::default(),
+            terminate: Arc::default(),
+        };
+        signal_hook::flag::register(signal_hook::consts::SIGINT, signals.interrupt.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, signals.terminate.clone())?;
+        Ok(signals)
+    }
+
+    pub fn received(&self) -> Option<i32> {
+        if self.interrupt.load(Ordering::Relaxed) {
+            Some(130)
+        } else if self.terminate.load(Ordering::Relaxed) {
+            Some(143)
+        } else {
+            None
+        }
+    }
+}
+
+/// Raises the soft limit on open descriptors to `needed` (and the hard limit too, when
+/// privileged); a clear error when it cannot. Children inherit the raised limit.
+pub fn ensure_fd_limit(needed: u64, what: &str) -> Result<()> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("getrlimit(RLIMIT_NOFILE)")?;
+    if soft >= needed {
+        return Ok(());
+    }
+    if setrlimit(Resource::RLIMIT_NOFILE, needed, hard.max(needed)).is_err() {
+        bail!(
+            "{what} need {needed} file descriptors, but the limit is {soft} and cannot be raised \
+             above {hard} (see `ulimit -n` and /proc/sys/fs/nr_open); use fewer connections"
+        );
+    }
+    Ok(())
+}
+
+/// Field `n` (1-based, as in proc(5)) of a /proc/PID/stat line.
+fn stat_field(stat: &str, n: usize) -> Option<u64> {
+    // Fields after the parenthesised name, which may itself contain spaces, start at 3.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split(' ').nth(n.checked_sub(3)?)?.parse().ok()
+}
+
+/// CPU time and scheduling figures of a process, read from /proc.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessSample {
+    pub user_ns: u64,
+    pub system_ns: u64,
+    /// Summed over the live threads.
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    pub threads: u64,
+}
+
+impl ProcessSample {
+    /// CPU time and thread count only (one small read); None when the process is gone.
+    pub fn read_stat(pid: u32) -> Option<ProcessSample> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let field = |n| stat_field(&stat, n);
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Some(ProcessSample {
+            user_ns: field(14)? * 1_000_000_000 / ticks,
+            system_ns: field(15)? * 1_000_000_000 / ticks,
+            threads: field(20)?,
+            ..ProcessSample::default()
+        })
+    }
+
+    /// Everything, context switches summed over the threads; None when the process is gone.
+    pub fn read(pid: u32) -> Option<ProcessSample> {
+        let mut sample = Self::read_stat(pid)?;
+        for task in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+            let Ok(status) = fs::read_to_string(task.path().join("status")) else {
+                continue; // the thread exited meanwhile
+            };
+            for line in status.lines() {
+                let value = |prefix: &str| {
+                    line.strip_prefix(prefix)
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                };
+                if let Some(v) = value("voluntary_ctxt_switches:") {
+                    sample.voluntary_switches += v;
+                } else if let Some(v) = value("nonvoluntary_ctxt_switches:") {
+                    sample.involuntary_switches += v;
+                }
+            }
+        }
+        Some(sample)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -192,6 +297,33 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         assert!(found.contains(&child.id()), "{found:?}");
+    }
+
+    #[test]
+    fn this_process_has_threads_and_cpu_time() {
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(300)))
+            })
+            .collect();
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(30);
+        while std::time::Instant::now() < until {}
+        let sample = super::ProcessSample::read(std::process::id()).expect("own /proc");
+        assert!(sample.threads >= 4, "{sample:?}");
+        assert!(
+            super::ProcessSample::read_stat(std::process::id())
+                .unwrap()
+                .threads
+                >= 4
+        );
+        assert!(sample.user_ns + sample.system_ns > 0, "{sample:?}");
+        assert!(
+            sample.voluntary_switches + sample.involuntary_switches > 0,
+            "{sample:?}"
+        );
+        handles.into_iter().for_each(|h| h.join().unwrap());
+        assert_eq!(super::stat_field("1 (a b) S 7", 4), Some(7));
+        assert!(super::ProcessSample::read(0).is_none());
     }
 
     #[test]

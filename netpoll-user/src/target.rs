@@ -54,6 +54,12 @@ fn resolve(program: &str) -> Option<PathBuf> {
 
 impl HeldCommand {
     pub fn spawn(argv: &[String]) -> Result<HeldCommand> {
+        Self::spawn_passing(argv, None)
+    }
+
+    /// Like `spawn`, and the command inherits descriptor `pass` (close-on-exec cleared in the
+    /// child only).
+    pub fn spawn_passing(argv: &[String], pass: Option<i32>) -> Result<HeldCommand> {
         let Some(program) = argv.first() else {
             bail!("no command given after --")
         };
@@ -71,11 +77,14 @@ impl HeldCommand {
         arg_ptrs.push(std::ptr::null());
         let (err_read, err_write) = pipe2(OFlag::O_CLOEXEC)?;
 
-        // SAFETY: the child only calls async-signal-safe functions (kill, execv, write, _exit)
+        // SAFETY: the child only calls async-signal-safe functions (fcntl, kill, execv, write, _exit)
         // on memory prepared before the fork.
         match unsafe { fork() }.context("fork failed")? {
             ForkResult::Child => unsafe {
                 libc::close(err_read.as_raw_fd());
+                if let Some(fd) = pass {
+                    libc::fcntl(fd, libc::F_SETFD, 0);
+                }
                 // Wait, stopped, for the probes. Stopping is not a syscall netpoll measures, so
                 // the wait leaves no trace in the results (a blocking read would).
                 libc::kill(libc::getpid(), libc::SIGSTOP);

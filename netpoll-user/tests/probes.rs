@@ -18,7 +18,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
 use analysis::{Results, results::SyscallStats};
+use common::assert_nothing_attached;
 use libtest_mimic::{Arguments, Trial};
 use nix::{
     sys::{
@@ -615,43 +618,6 @@ impl Finished {
         self.results
             .as_ref()
             .unwrap_or_else(|| panic!("no results written:\n{}", self.stderr))
-    }
-}
-
-/// Names of every netpoll program, as bpftool shows them (15 bytes).
-fn our_program_names() -> Vec<String> {
-    let text = include_str!("../../netpoll-ebpf/src/hooks.rs");
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("pub fn "))
-        .filter_map(|l| l.split('(').next())
-        .map(|name| name.chars().take(15).collect())
-        .collect()
-}
-
-/// No netpoll program may stay loaded after a run. The kernel frees a program shortly after
-/// its last fd closes (deferred work), so allow it a moment.
-fn assert_nothing_attached() {
-    let names = our_program_names();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let out = Command::new("bpftool")
-            .args(["prog", "show"])
-            .output()
-            .expect("bpftool (installed by `cargo xtask test`)");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let loaded: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "name").nth(1))
-            .filter(|n| names.iter().any(|ours| ours == n))
-            .collect();
-        if loaded.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "netpoll programs still loaded 5 s after netpoll exited: {loaded:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

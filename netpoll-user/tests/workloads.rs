@@ -2,69 +2,15 @@
 //! payloads (64 KiB forces partial reads and writes). No privileges needed.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{Read as _, Write as _},
     net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::Duration,
 };
 
-const NETPOLL: &str = env!("CARGO_BIN_EXE_netpoll");
+mod common;
 
-const MODELS: [&str; 11] = [
-    "blocking-threads",
-    "blocking-iterative",
-    "nonblocking-spin",
-    "select",
-    "poll",
-    "epoll-lt",
-    "epoll-et",
-    "epoll-reactors",
-    "tokio",
-    "io-uring",
-    "sigio",
-];
-
-/// A server started with `netpoll serve`, killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(model: &str, payload: usize, extra: &[&str]) -> Server {
-        let mut child = Command::new(NETPOLL)
-            .args([
-                "serve",
-                "--model",
-                model,
-                "--listen",
-                "127.0.0.1:0",
-                "--payload",
-                &payload.to_string(),
-            ])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn netpoll serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("first line");
-        let addr = line.trim().rsplit(' ').next().expect("address").to_string();
-        assert!(
-            line.contains("listening on"),
-            "unexpected first line {line:?}"
-        );
-        Server { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{MODELS, NETPOLL, Server};
 
 /// `clients` connections at once, each sending `requests` distinct payloads and checking replies.
 fn exercise(server: &Server, payload: usize, clients: usize, requests: usize) {

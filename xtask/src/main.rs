@@ -56,6 +56,21 @@ enum Bench {
         #[arg(long, default_value_t = 500_000)]
         iterations: u64,
     },
+    /// Requests/s of `netpoll load` against wrk's on the same nginx, interleaved, with ratios.
+    Load {
+        /// Interleaved rounds; medians are reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Threads for both generators.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Connections for both generators.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+    },
 }
 
 fn main() {
@@ -66,8 +81,17 @@ fn main() {
         Task::Experiments { out } => experiments::experiments(out),
         Task::Bench {
             bench: Bench::Overhead { rounds, iterations },
-        } => bench::overhead(rounds, iterations),
-        Task::BenchLoop { iterations } => bench::syscall_loop(iterations),
+        } => bench::overhead::overhead(rounds, iterations),
+        Task::Bench {
+            bench:
+                Bench::Load {
+                    rounds,
+                    seconds,
+                    threads,
+                    connections,
+                },
+        } => bench::load::load(rounds, seconds, threads, connections),
+        Task::BenchLoop { iterations } => bench::overhead::syscall_loop(iterations),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

@@ -13,11 +13,13 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages the build needs: LLVM 22 for bpf-linker.
 const BUILD_PACKAGES: &[&str] = &["llvm-22-dev"];
-/// Debian packages the tests and benchmarks drive: a real third-party server, its client,
-/// bpftool to check that nothing stays attached, and the tools the overhead benchmark compares.
+/// Debian packages the tests and benchmarks drive: real third-party servers (redis, nginx),
+/// redis's client, bpftool to check that nothing stays attached, and the tools the overhead
+/// benchmark compares.
 pub const TEST_PACKAGES: &[&str] = &[
     "redis-server",
     "redis-tools",
+    "nginx-light",
     "bpftool",
     "bpftrace",
     "strace",

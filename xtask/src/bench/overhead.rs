@@ -8,7 +8,7 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -22,6 +22,7 @@ use nix::{
     unistd::Pid,
 };
 
+use super::{median, which, workspace_root};
 use crate::{cargo, run, setup};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -111,11 +112,6 @@ pub fn overhead(rounds: usize, iterations: u64) -> Result<()> {
             samples[i].push(ns);
         }
     }
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let medians: Vec<f64> = samples.iter().map(|s| median(s)).collect();
     let base = medians[0];
     println!(
@@ -261,19 +257,4 @@ fn watch(cmd: &mut Command, ready: &str) -> Result<Child> {
     }
     let _ = child.kill();
     bail!("{cmd:?} did not attach within 60 s: {}", seen.join(" / "))
-}
-
-fn which(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-pub fn workspace_root() -> Result<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .map(Path::to_path_buf)
-        .context("xtask has no parent directory")
 }

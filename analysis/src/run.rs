@@ -1,0 +1,234 @@
+//! What `netpoll load` measures on the client side, and what `netpoll run` adds to a results file:
+//! the workload, the server process's CPU and scheduling figures, and per-request ratios.
+//! Documented in docs/results-format.md.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Histogram, results::Host, results::Tool};
+
+/// Schema of the file `netpoll load --json` writes (client-side results only).
+pub const LOAD_SCHEMA: &str = "netpoll-load/1";
+
+/// The file `netpoll load --json` writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadFile {
+    pub schema: String,
+    pub tool: Tool,
+    pub host: Host,
+    pub started_at: String,
+    pub ended_at: String,
+    pub load: LoadResults,
+}
+
+/// Client-side results of one load run. Only requests whose intended start lies in the
+/// measurement window (after the warm-up) are counted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LoadResults {
+    /// `host:port`, or the URL in HTTP mode.
+    pub target: String,
+    /// `echo` (netpoll's workloads) or `http` (HTTP/1.1 keep-alive GET).
+    pub protocol: String,
+    /// Echo: bytes per request and reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<usize>,
+    /// `closed` (each connection sends its next request when the reply arrives) or `open`
+    /// (constant rate, latency measured from each request's intended start).
+    pub mode: String,
+    /// Open loop: the requested rate, requests per second over all connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    pub connections: usize,
+    /// Extra connections opened and left silent for the whole run.
+    pub idle_connections: usize,
+    pub threads: usize,
+    pub warmup_ns: u64,
+    /// Length of the measurement window actually run (shorter when partial).
+    pub duration_ns: u64,
+    /// True when the run was cut short (Ctrl-C, or the server died).
+    pub partial: bool,
+    /// Requests answered.
+    pub requests: u64,
+    /// `requests` per second of the measurement window.
+    pub throughput_rps: f64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub errors: LoadErrors,
+    /// Open loop: requests due in the window that were never sent because their connection was
+    /// still waiting for an earlier reply at the end (the server fell behind the rate).
+    pub unsent: u64,
+    /// Latency from each request's intended start to its reply's last byte, nanoseconds. Closed
+    /// loop: the intended start is the send. Open loop: the schedule's time, so time a request
+    /// spent queued behind a slow reply counts (no coordinated omission).
+    pub latency_ns: Histogram,
+    /// From the request's actual send to its reply (what a closed-loop tool would report).
+    pub service_time_ns: Histogram,
+    /// Percentiles of `latency_ns`, exact to 3 significant digits (HdrHistogram).
+    pub latency_percentiles: Percentiles,
+    /// Open loop: how late the generator itself sent requests (send time minus the later of
+    /// the intended time and the moment the connection was free). Part of `latency_ns`; if it
+    /// is not small next to the latencies, the generator, not the server, is the bottleneck.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag: Option<Percentiles>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadErrors {
+    /// Connections that could not be opened (or reopened after an error).
+    pub connect: u64,
+    /// Read or write failures (resets and the like).
+    pub io: u64,
+    /// Connections the server closed while a request was outstanding.
+    pub closed: u64,
+    /// Replies that were not the expected echo, or not parseable HTTP.
+    pub bad_response: u64,
+    /// HTTP replies with a status other than 2xx or 3xx (their latency is recorded too).
+    pub http_status: u64,
+    /// Requests without a reply within `--timeout` (the connection is then reopened).
+    pub timeouts: u64,
+}
+
+impl LoadErrors {
+    pub fn total(&self) -> u64 {
+        self.connect + self.io + self.closed + self.bad_response + self.http_status + self.timeouts
+    }
+
+    pub fn add(&mut self, o: &LoadErrors) {
+        self.connect += o.connect;
+        self.io += o.io;
+        self.closed += o.closed;
+        self.bad_response += o.bad_response;
+        self.http_status += o.http_status;
+        self.timeouts += o.timeouts;
+    }
+}
+
+/// Latency percentiles in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub min: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+/// What `netpoll run` adds to a results file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The I/O model the server ran (see `netpoll models`).
+    pub model: String,
+    pub server: ServerConfig,
+    pub load: LoadResults,
+    pub server_process: ServerProcess,
+    pub per_request: PerRequest,
+}
+
+/// The server's options.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub payload: usize,
+    pub think_us: u64,
+    pub disk_read: usize,
+    /// Threads asked for (0: one per CPU, for the models that use several).
+    pub threads: usize,
+    pub sqpoll: bool,
+}
+
+/// The server process during the measurement window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServerProcess {
+    pub pid: u32,
+    /// CPU time in user and kernel mode (all threads, clock-tick resolution).
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    /// Context switches of the server's threads: voluntary (it blocked) and involuntary
+    /// (preempted). Threads that exited during the window are not included.
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    /// Most threads seen at once (sampled every 50 ms, and at both ends of the window).
+    pub peak_threads: u64,
+    /// How the server ended when it died during the run, e.g. `killed by SIGKILL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub died: Option<String>,
+}
+
+/// Server-side figures divided by the requests answered in the window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PerRequest {
+    /// Every measured syscall (socket reads and writes, waits, accepts, file reads...).
+    pub syscalls: f64,
+    /// epoll_wait, epoll_pwait and epoll_pwait2 calls.
+    pub epoll_waits: f64,
+    /// Calls that returned EAGAIN.
+    pub eagain: f64,
+    pub context_switches: f64,
+    /// Server CPU time (user + system), microseconds.
+    pub cpu_us: f64,
+}
+
+impl PerRequest {
+    /// Ratios over `requests`; all zero when no request was answered.
+    pub fn compute(
+        requests: u64,
+        syscalls: u64,
+        epoll_waits: u64,
+        eagain: u64,
+        process: &ServerProcess,
+    ) -> PerRequest {
+        if requests == 0 {
+            return PerRequest::default();
+        }
+        let n = requests as f64;
+        PerRequest {
+            syscalls: syscalls as f64 / n,
+            epoll_waits: epoll_waits as f64 / n,
+            eagain: eagain as f64 / n,
+            context_switches: (process.voluntary_switches + process.involuntary_switches) as f64
+                / n,
+            cpu_us: (process.cpu_user_ns + process.cpu_system_ns) as f64 / 1e3 / n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_request_ratios() {
+        let process = ServerProcess {
+            cpu_user_ns: 3_000_000,
+            cpu_system_ns: 1_000_000,
+            voluntary_switches: 150,
+            involuntary_switches: 50,
+            ..ServerProcess::default()
+        };
+        let r = PerRequest::compute(100, 450, 120, 7, &process);
+        assert_eq!(r.syscalls, 4.5);
+        assert_eq!(r.epoll_waits, 1.2);
+        assert_eq!(r.eagain, 0.07);
+        assert_eq!(r.context_switches, 2.0);
+        assert_eq!(r.cpu_us, 40.0);
+        assert_eq!(
+            PerRequest::compute(0, 5, 5, 5, &process),
+            PerRequest::default()
+        );
+    }
+
+    #[test]
+    fn error_total_adds_every_kind() {
+        let mut e = LoadErrors {
+            connect: 1,
+            io: 2,
+            closed: 3,
+            bad_response: 4,
+            http_status: 5,
+            timeouts: 6,
+        };
+        e.add(&e.clone());
+        assert_eq!(e.total(), 42);
+    }
+}

@@ -1,0 +1,538 @@
+//! The load generator: `netpoll load`, and the client side of `netpoll run`.
+//!
+//! Worker threads (`worker.rs`) each drive a share of the connections from one epoll loop; this
+//! module plans the run, opens the idle connections, times the warm-up and measurement phases
+//! (calling a [`Watcher`] at each boundary so that `run` can snapshot the probes there), shows
+//! progress, and merges the workers' HdrHistograms into [`LoadResults`].
+
+pub mod command;
+mod protocol;
+mod worker;
+
+use std::{
+    net::{SocketAddr, TcpStream, ToSocketAddrs},
+    sync::{Barrier, OnceLock, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use analysis::{
+    Histogram,
+    run::{LoadErrors, LoadResults, Percentiles},
+};
+use anyhow::{Context as _, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use netpoll_ebpf::histogram::LATENCY_BUCKETS;
+
+pub use protocol::Protocol;
+use worker::{Shared, WorkerResults};
+
+/// A load run, validated.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub addr: SocketAddr,
+    /// How the target was given: `host:port` or the URL.
+    pub target: String,
+    pub protocol: Protocol,
+    /// Echo payload, for the results.
+    pub payload: Option<usize>,
+    pub connections: usize,
+    pub idle_connections: usize,
+    pub threads: usize,
+    /// Requests per second over all connections (open loop); `None`: closed loop.
+    pub rate: Option<f64>,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub timeout: Duration,
+}
+
+/// What the user asked for.
+pub struct LoadOptions {
+    pub connections: usize,
+    pub idle_connections: usize,
+    pub threads: usize,
+    pub rate: Option<f64>,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub timeout: Duration,
+}
+
+impl Plan {
+    /// A plan for `target`: `host:port` (echo of `payload` bytes) or `http://host[:port]/path`.
+    pub fn new(target: &str, payload: usize, o: &LoadOptions) -> Result<Plan> {
+        let (addr, protocol, payload) = match target.strip_prefix("http://") {
+            Some(rest) => {
+                let (authority, path) = match rest.find('/') {
+                    Some(i) => (&rest[..i], &rest[i..]),
+                    None => (rest, "/"),
+                };
+                let with_port = if authority
+                    .rsplit_once(':')
+                    .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    authority.to_string()
+                } else {
+                    format!("{authority}:80")
+                };
+                (
+                    resolve(&with_port, target)?,
+                    Protocol::http_get(authority, path),
+                    None,
+                )
+            }
+            None if target.contains("://") => {
+                bail!("{target}: only http:// URLs (or host:port for the echo protocol)")
+            }
+            None => {
+                if payload == 0 {
+                    bail!("--payload must be at least 1 byte");
+                }
+                (
+                    resolve(target, target)?,
+                    Protocol::echo(payload),
+                    Some(payload),
+                )
+            }
+        };
+        Plan::with(addr, target.to_string(), protocol, payload, o)
+    }
+
+    pub fn with(
+        addr: SocketAddr,
+        target: String,
+        protocol: Protocol,
+        payload: Option<usize>,
+        o: &LoadOptions,
+    ) -> Result<Plan> {
+        if o.connections == 0 {
+            bail!("--connections must be at least 1");
+        }
+        if o.threads == 0 {
+            bail!("--client-threads must be at least 1");
+        }
+        if o.duration.is_zero() || o.timeout.is_zero() {
+            bail!("--duration and --timeout must be greater than zero");
+        }
+        if let Some(rate) = o.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            bail!("--rate must be a positive number of requests per second");
+        }
+        Ok(Plan {
+            addr,
+            target,
+            protocol,
+            payload,
+            connections: o.connections,
+            idle_connections: o.idle_connections,
+            // A thread without a connection would have nothing to do.
+            threads: o.threads.min(o.connections),
+            rate: o.rate,
+            warmup: o.warmup,
+            duration: o.duration,
+            timeout: o.timeout,
+        })
+    }
+
+    /// Descriptors the client needs: every connection, plus room for the rest of the process.
+    pub fn descriptors(&self) -> u64 {
+        (self.connections + self.idle_connections) as u64 + 64
+    }
+
+    fn describe(&self) -> String {
+        let protocol = match self.payload {
+            Some(p) => format!("echo, {p} B"),
+            None => "HTTP GET".into(),
+        };
+        let mode = match self.rate {
+            Some(r) => format!("open loop at {r} req/s"),
+            None => "closed loop".into(),
+        };
+        let idle = if self.idle_connections > 0 {
+            format!(" + {} idle", self.idle_connections)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} ({protocol}), {} connections{idle}, {} thread{}, {mode}",
+            self.target,
+            self.connections,
+            self.threads,
+            if self.threads == 1 { "" } else { "s" }
+        )
+    }
+}
+
+fn resolve(host_port: &str, shown: &str) -> Result<SocketAddr> {
+    host_port
+        .to_socket_addrs()
+        .with_context(|| format!("{shown}: not a host:port address"))?
+        .next()
+        .with_context(|| format!("{shown}: the name has no address"))
+}
+
+/// Why a run ended early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGINT or SIGTERM; the exit code to use (130 or 143).
+    Signal(i32),
+    /// The server process died (`run`), described.
+    ServerDied(String),
+}
+
+/// Sees the run's phases: `run` snapshots probes and the server process at the boundaries.
+pub trait Watcher {
+    /// The warm-up is over: measurement begins.
+    fn measurement_started(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The measurement window closed (at its planned end, or early when stopped).
+    fn measurement_ended(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Called every 50 ms; a reason to stop the run early.
+    fn check(&mut self) -> Option<StopReason>;
+}
+
+/// The outcome of a load run.
+pub struct Outcome {
+    pub results: LoadResults,
+    pub stopped: Option<StopReason>,
+}
+
+const TICK: Duration = Duration::from_millis(50);
+
+/// Runs the plan; `progress`: draw a progress bar on stderr (when it is a terminal).
+pub fn run(plan: &Plan, watcher: &mut dyn Watcher, progress: bool) -> Result<Outcome> {
+    // Opened first and kept silent: the descriptors a readiness loop must scan for nothing.
+    let mut idle = Vec::with_capacity(plan.idle_connections);
+    for i in 0..plan.idle_connections {
+        let stream = TcpStream::connect_timeout(&plan.addr, plan.timeout).with_context(|| {
+            format!(
+                "cannot open idle connection {} of {} to {}",
+                i + 1,
+                plan.idle_connections,
+                plan.addr
+            )
+        })?;
+        idle.push(stream);
+    }
+    let shared = Shared::default();
+    let start = Barrier::new(plan.threads + 1);
+    let origin = OnceLock::new();
+    let bar = progress_bar(plan, progress);
+    let (workers, timing, stopped) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..plan.threads)
+            .map(|i| {
+                let (shared, start, origin) = (&shared, &start, &origin);
+                scope.spawn(move || worker::run(plan, i, shared, start, origin))
+            })
+            .collect();
+        start.wait();
+        let origin = *origin.get_or_init(Instant::now);
+        let phases = if shared.setup_failed.load(Ordering::Relaxed) {
+            // The failed worker's own error is reported below.
+            Err(anyhow::anyhow!("a load thread could not connect"))
+        } else {
+            announce(plan);
+            drive(plan, watcher, &shared, &handles, origin, &bar)
+        };
+        // Whatever happened, the workers stop and are joined before results are merged.
+        if phases.as_ref().map_or(true, |p| p.stopped.is_some()) {
+            shared.stop.store(true, Ordering::Relaxed);
+        }
+        let mut workers = Vec::new();
+        let mut first_error = None;
+        for h in handles {
+            match h.join() {
+                Ok(Ok(w)) => workers.push(w),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(anyhow::anyhow!("a load thread panicked"));
+                }
+            }
+        }
+        // A worker's error says what went wrong; the driver's only that something did.
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let phases = phases?;
+        Ok((workers, phases.measured, phases.stopped))
+    })?;
+    bar.finish_and_clear();
+    drop(idle);
+    Ok(Outcome {
+        results: merge(plan, workers, timing, stopped.is_some()),
+        stopped,
+    })
+}
+
+struct Phases {
+    /// Length of the measurement window actually run.
+    measured: Duration,
+    stopped: Option<StopReason>,
+}
+
+/// Times the warm-up and measurement phases, calling the watcher at each boundary.
+fn drive(
+    plan: &Plan,
+    watcher: &mut dyn Watcher,
+    shared: &Shared,
+    workers: &[std::thread::ScopedJoinHandle<'_, Result<WorkerResults>>],
+    origin: Instant,
+    bar: &ProgressBar,
+) -> Result<Phases> {
+    let end = plan.warmup + plan.duration;
+    let mut measuring = false;
+    let mut last = (Duration::ZERO, 0u64);
+    if plan.warmup.is_zero() {
+        watcher.measurement_started()?;
+        measuring = true;
+    }
+    loop {
+        let elapsed = origin.elapsed();
+        let boundary = if measuring { end } else { plan.warmup };
+        std::thread::sleep(boundary.saturating_sub(elapsed).min(TICK));
+        let elapsed = origin.elapsed();
+        if let Some(reason) = watcher.check() {
+            shared.stop.store(true, Ordering::Relaxed);
+            if measuring {
+                watcher.measurement_ended()?;
+            }
+            return Ok(Phases {
+                measured: elapsed.saturating_sub(plan.warmup),
+                stopped: Some(reason),
+            });
+        }
+        if workers.iter().any(|w| w.is_finished()) && elapsed < end {
+            // A worker failed (its error is reported when joined).
+            shared.stop.store(true, Ordering::Relaxed);
+            bail!("the load stopped early");
+        }
+        if !measuring && elapsed >= plan.warmup {
+            watcher.measurement_started()?;
+            measuring = true;
+            bar.set_prefix("measuring");
+        }
+        if elapsed >= end {
+            watcher.measurement_ended()?;
+            return Ok(Phases {
+                measured: plan.duration,
+                stopped: None,
+            });
+        }
+        let replies = shared.replies.load(Ordering::Relaxed);
+        if elapsed - last.0 >= Duration::from_millis(500) {
+            let rate = (replies - last.1) as f64 / (elapsed - last.0).as_secs_f64();
+            bar.set_message(format!("{rate:.0} replies/s"));
+            last = (elapsed, replies);
+        }
+        bar.set_position(elapsed.as_millis() as u64);
+    }
+}
+
+fn progress_bar(plan: &Plan, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let total = (plan.warmup + plan.duration).as_millis() as u64;
+    // Hidden by indicatif itself when stderr is not a terminal.
+    let bar = ProgressBar::new(total);
+    let style =
+        ProgressStyle::with_template("{prefix:>9} [{bar:32}] {elapsed:>3}/{duration} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(if plan.warmup.is_zero() {
+        "measuring"
+    } else {
+        "warm-up"
+    });
+    bar
+}
+
+fn merge(
+    plan: &Plan,
+    workers: Vec<WorkerResults>,
+    measured: Duration,
+    partial: bool,
+) -> LoadResults {
+    let mut latency = worker::new_histogram();
+    let mut service_time = worker::new_histogram();
+    let mut send_lag = worker::new_histogram();
+    let mut errors = LoadErrors::default();
+    let (mut requests, mut sent, mut received, mut unsent) = (0, 0, 0, 0);
+    for w in &workers {
+        // Same bounds on every worker: adding cannot fail.
+        let _ = latency.add(&w.latency);
+        // Closed loop: service time is the latency (workers record it once).
+        let _ = service_time.add(if plan.rate.is_some() {
+            &w.service_time
+        } else {
+            &w.latency
+        });
+        let _ = send_lag.add(&w.send_lag);
+        errors.add(&w.errors);
+        requests += w.requests;
+        sent += w.bytes_sent;
+        received += w.bytes_received;
+        unsent += w.unsent;
+    }
+    let seconds = measured.as_secs_f64();
+    LoadResults {
+        target: plan.target.clone(),
+        protocol: plan.protocol.name().into(),
+        payload: plan.payload,
+        mode: if plan.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        }
+        .into(),
+        rate: plan.rate,
+        connections: plan.connections,
+        idle_connections: plan.idle_connections,
+        threads: plan.threads,
+        warmup_ns: plan.warmup.as_nanos() as u64,
+        duration_ns: measured.as_nanos() as u64,
+        partial,
+        requests,
+        throughput_rps: if seconds > 0.0 {
+            requests as f64 / seconds
+        } else {
+            0.0
+        },
+        bytes_sent: sent,
+        bytes_received: received,
+        errors,
+        unsent,
+        latency_ns: to_buckets(&latency),
+        service_time_ns: to_buckets(&service_time),
+        latency_percentiles: percentiles(&latency),
+        send_lag: plan.rate.map(|_| percentiles(&send_lag)),
+    }
+}
+
+/// Re-buckets an HdrHistogram into the results file's log-linear layout (3.1 % buckets).
+fn to_buckets(h: &hdrhistogram::Histogram<u64>) -> Histogram {
+    let mut out = Histogram::new(LATENCY_BUCKETS);
+    for v in h.iter_recorded() {
+        out.record_n(
+            h.median_equivalent(v.value_iterated_to()),
+            v.count_at_value(),
+        );
+    }
+    out
+}
+
+fn percentiles(h: &hdrhistogram::Histogram<u64>) -> Percentiles {
+    if h.is_empty() {
+        return Percentiles::default();
+    }
+    Percentiles {
+        min: h.min(),
+        p50: h.value_at_quantile(0.5),
+        p90: h.value_at_quantile(0.9),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+        mean: h.mean(),
+    }
+}
+
+/// Prints the plan being run, on stderr, like the other commands' "attached" line.
+fn announce(plan: &Plan) {
+    let warmup = if plan.warmup.is_zero() {
+        String::new()
+    } else {
+        format!("{:.1}s warm-up, then ", plan.warmup.as_secs_f64())
+    };
+    eprintln!(
+        "netpoll: loading {}; {warmup}{:.1}s measured",
+        plan.describe(),
+        plan.duration.as_secs_f64()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> LoadOptions {
+        LoadOptions {
+            connections: 4,
+            idle_connections: 0,
+            threads: 8,
+            rate: None,
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn targets_choose_the_protocol() {
+        let echo = Plan::new("127.0.0.1:7878", 64, &options()).unwrap();
+        assert_eq!(echo.protocol.name(), "echo");
+        assert_eq!(echo.payload, Some(64));
+        assert_eq!(echo.threads, 4, "no more threads than connections");
+        let http = Plan::new("http://127.0.0.1:8080/a/b?c", 64, &options()).unwrap();
+        assert_eq!(http.addr, "127.0.0.1:8080".parse().unwrap());
+        let request = String::from_utf8(http.protocol.request().to_vec()).unwrap();
+        assert!(request.starts_with("GET /a/b?c HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"));
+        let default_port = Plan::new("http://127.0.0.1", 1, &options()).unwrap();
+        assert_eq!(default_port.addr.port(), 80);
+    }
+
+    #[test]
+    fn bad_plans_are_refused_with_the_option_named() {
+        let err = |target: &str, o: LoadOptions| {
+            Plan::new(target, 64, &o).err().map(|e| format!("{e:#}"))
+        };
+        assert!(
+            err("https://x", options())
+                .unwrap()
+                .contains("only http://")
+        );
+        assert!(
+            err("nonsense", options())
+                .unwrap()
+                .contains("not a host:port")
+        );
+        let zero = |f: fn(&mut LoadOptions)| {
+            let mut o = options();
+            f(&mut o);
+            err("127.0.0.1:1", o).unwrap()
+        };
+        assert!(zero(|o| o.connections = 0).contains("--connections"));
+        assert!(zero(|o| o.threads = 0).contains("--client-threads"));
+        assert!(zero(|o| o.duration = Duration::ZERO).contains("--duration"));
+        assert!(zero(|o| o.rate = Some(0.0)).contains("--rate"));
+        assert!(zero(|o| o.rate = Some(-5.0)).contains("--rate"));
+        assert!(
+            Plan::new("127.0.0.1:1", 0, &options())
+                .unwrap_err()
+                .to_string()
+                .contains("--payload")
+        );
+    }
+
+    #[test]
+    fn rebucketing_keeps_counts_and_percentiles() {
+        let mut h = worker::new_histogram();
+        for v in 1..=10_000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let b = to_buckets(&h);
+        assert_eq!(b.total(), 10_000);
+        let p50 = b.quantile(0.5).unwrap().estimate() as f64;
+        assert!((p50 / 5_000_000.0 - 1.0).abs() < 0.02, "{p50}");
+        let p = percentiles(&h);
+        assert!(
+            (p.p99 as f64 / 9_900_000.0 - 1.0).abs() < 0.002,
+            "{}",
+            p.p99
+        );
+    }
+}

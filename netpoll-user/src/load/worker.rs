@@ -1,0 +1,563 @@
+//! One load-generator thread: its share of the connections on one edge-triggered epoll instance,
+//! each connection with at most one request outstanding (like wrk2; no pipelining).
+//!
+//! Open loop: connection `g` of `C` sends its k-th request at `g/rate + k*C/rate` after the start;
+//! if the previous reply is late, the request goes out as soon as it arrives, and its latency is
+//! still measured from the scheduled time, so waiting behind a slow reply is counted rather than
+//! omitted. Closed loop: the next request goes out when the reply arrives.
+
+use std::{
+    cmp::Reverse,
+    collections::BinaryHeap,
+    io::{self, Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    sync::{
+        Barrier, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use analysis::run::LoadErrors;
+use anyhow::{Context as _, Result};
+use hdrhistogram::Histogram;
+
+use super::{
+    Plan,
+    protocol::{Progress, Reply, ReplyParser},
+};
+
+/// State shared by the driver and the workers.
+#[derive(Default)]
+pub struct Shared {
+    /// Set by the driver to end the run early.
+    pub stop: AtomicBool,
+    /// Replies received so far (warm-up included), for the progress bar.
+    pub replies: AtomicU64,
+    /// A worker could not open its connections (it says why when joined).
+    pub setup_failed: AtomicBool,
+}
+
+/// What one worker measured.
+pub struct WorkerResults {
+    pub latency: Histogram<u64>,
+    pub service_time: Histogram<u64>,
+    pub requests: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub errors: LoadErrors,
+    pub unsent: u64,
+    /// How late the generator itself sent requests: send time minus the later of the intended
+    /// time and the moment the connection was free.
+    pub send_lag: Histogram<u64>,
+}
+
+/// Largest latency recorded exactly: an hour, in nanoseconds.
+const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
+/// How often outstanding requests are checked against the timeout.
+const TIMEOUT_SCAN_NS: u64 = 10_000_000;
+/// Longest epoll wait, so that a stop request is noticed promptly.
+const MAX_WAIT_NS: u64 = 50_000_000;
+/// Below this, wait for the next request's time by polling rather than sleeping.
+const SPIN_NS: u64 = 100_000;
+/// Pause before reopening a connection that could not be opened.
+const RECONNECT_DELAY_NS: u64 = 100_000_000;
+
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("static bounds are valid")
+}
+
+enum State {
+    /// Waiting for its next request's time (open loop) or for the run to start.
+    Idle,
+    /// Request `written` bytes out; reply being parsed.
+    Busy {
+        intended: u64,
+        sent: u64,
+        written: usize,
+    },
+    /// The connection failed and could not be reopened yet.
+    Disconnected,
+}
+
+enum Outcome {
+    Pending,
+    Failed {
+        intended: u64,
+        failure: Failure,
+    },
+    Replied {
+        intended: u64,
+        sent: u64,
+        reply: Reply,
+    },
+    IdleClosed,
+    IdleJunk,
+}
+
+#[derive(Clone, Copy)]
+enum Failure {
+    Connect,
+    Io,
+    Closed,
+    BadResponse,
+    Timeout,
+}
+
+impl Failure {
+    fn count(self, errors: &mut LoadErrors) {
+        match self {
+            Failure::Connect => errors.connect += 1,
+            Failure::Io => errors.io += 1,
+            Failure::Closed => errors.closed += 1,
+            Failure::BadResponse => errors.bad_response += 1,
+            Failure::Timeout => errors.timeouts += 1,
+        }
+    }
+}
+
+struct Conn {
+    stream: Option<TcpStream>,
+    state: State,
+    parser: ReplyParser,
+    /// Index of the next request in this connection's open-loop schedule.
+    next: u64,
+    /// When the connection last became free to send (its previous reply arrived).
+    free_at: u64,
+    /// Open loop: the schedule's first time and period, nanoseconds.
+    first: f64,
+    period: f64,
+}
+
+impl Conn {
+    fn scheduled(&self, k: u64) -> u64 {
+        (self.first + k as f64 * self.period) as u64
+    }
+}
+
+struct Worker<'a> {
+    plan: &'a Plan,
+    epoll: Epoll,
+    conns: Vec<Conn>,
+    /// Idle or disconnected connections by the time they act next.
+    due: BinaryHeap<Reverse<(u64, usize)>>,
+    origin: Instant,
+    warmup_ns: u64,
+    end_ns: u64,
+    results: WorkerResults,
+    buf: Vec<u8>,
+    replies: u64,
+}
+
+fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_nonblocking(true)?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Runs worker `index`: connects, waits at `start` for the others, loads until the end of the
+/// measurement window (or `shared.stop`), then waits up to the timeout for outstanding replies.
+pub fn run(
+    plan: &Plan,
+    index: usize,
+    shared: &Shared,
+    start: &Barrier,
+    origin: &OnceLock<Instant>,
+) -> Result<WorkerResults> {
+    // Timers fire up to the thread's timer slack late (50 µs by default); that lateness would be
+    // counted as latency of every open-loop request, so ask for none.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+    let setup = setup(plan, index);
+    if setup.is_err() {
+        shared.setup_failed.store(true, Ordering::Relaxed);
+    }
+    start.wait();
+    let origin = *origin.get_or_init(Instant::now);
+    let (epoll, conns) = setup?;
+    let mut worker = Worker {
+        plan,
+        epoll,
+        conns,
+        due: BinaryHeap::new(),
+        origin,
+        warmup_ns: plan.warmup.as_nanos() as u64,
+        end_ns: (plan.warmup + plan.duration).as_nanos() as u64,
+        results: WorkerResults {
+            latency: new_histogram(),
+            service_time: new_histogram(),
+            requests: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            errors: LoadErrors::default(),
+            unsent: 0,
+            send_lag: new_histogram(),
+        },
+        buf: vec![0; 64 * 1024],
+        replies: 0,
+    };
+    worker.load(shared)?;
+    Ok(worker.results)
+}
+
+fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Conn>)> {
+    let epoll = Epoll::new()?;
+    let mut conns = Vec::new();
+    let period = plan.rate.map_or(0.0, |r| plan.connections as f64 * 1e9 / r);
+    for g in (index..plan.connections).step_by(plan.threads) {
+        let stream = connect(plan.addr, plan.timeout)
+            .with_context(|| format!("cannot connect to {}", plan.addr))?;
+        epoll.add(stream.as_raw_fd(), conns.len() as u64)?;
+        conns.push(Conn {
+            stream: Some(stream),
+            state: State::Idle,
+            parser: ReplyParser::default(),
+            next: 0,
+            free_at: 0,
+            first: plan.rate.map_or(0.0, |r| g as f64 * 1e9 / r),
+            period,
+        });
+    }
+    Ok((epoll, conns))
+}
+
+impl Worker<'_> {
+    fn now(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    fn measured(&self, intended: u64) -> bool {
+        intended >= self.warmup_ns && intended < self.end_ns
+    }
+
+    fn load(&mut self, shared: &Shared) -> Result<()> {
+        for slot in 0..self.conns.len() {
+            let at = self.conns[slot].scheduled(0);
+            self.due.push(Reverse((at, slot)));
+        }
+        let drain_end = self.end_ns + self.plan.timeout.as_nanos() as u64;
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        let mut next_timeout_scan = 0;
+        loop {
+            let now = self.now();
+            if shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let sending = now < self.end_ns;
+            if !sending && (now >= drain_end || self.outstanding() == 0) {
+                break;
+            }
+            while let Some(&Reverse((at, slot))) = self.due.peek()
+                && sending
+                && at <= now
+            {
+                self.due.pop();
+                self.act(slot, now);
+            }
+            if now >= next_timeout_scan {
+                self.expire(now);
+                next_timeout_scan = now + TIMEOUT_SCAN_NS;
+            }
+            let mut wake = next_timeout_scan.min(now + MAX_WAIT_NS);
+            if sending {
+                wake = wake.min(self.end_ns);
+                if let Some(&Reverse((at, _))) = self.due.peek() {
+                    // Waking from a sleep takes tens of µs, which would be counted against the
+                    // server: sleep until shortly before a request's time, then poll.
+                    wake = wake.min(at.saturating_sub(SPIN_NS));
+                }
+            } else {
+                wake = wake.min(drain_end);
+            }
+            let n = self.epoll.wait(&mut events, wake.saturating_sub(now))?;
+            for ev in &events[..n] {
+                let readable = ev.events & !(libc::EPOLLOUT as u32) != 0;
+                self.on_ready(ev.u64 as usize, readable);
+            }
+            if self.replies > 0 {
+                shared.replies.fetch_add(self.replies, Ordering::Relaxed);
+                self.replies = 0;
+            }
+        }
+        self.count_unsent();
+        Ok(())
+    }
+
+    fn outstanding(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|c| matches!(c.state, State::Busy { .. }))
+            .count()
+    }
+
+    /// A connection's time came: reopen it if it failed, then send its request.
+    fn act(&mut self, slot: usize, now: u64) {
+        if matches!(self.conns[slot].state, State::Disconnected) && !self.reopen(slot, now) {
+            return;
+        }
+        let conn = &mut self.conns[slot];
+        let intended = if self.plan.rate.is_some() {
+            conn.scheduled(conn.next)
+        } else {
+            now
+        };
+        conn.next += 1;
+        conn.parser.reset();
+        if self.plan.rate.is_some() && intended >= self.warmup_ns && intended < self.end_ns {
+            let lag = now.saturating_sub(intended.max(conn.free_at));
+            self.results.send_lag.saturating_record(lag.max(1));
+        }
+        conn.state = State::Busy {
+            intended,
+            sent: now,
+            written: 0,
+        };
+        // Just sent: the reply cannot be there yet, and its arrival will be signalled.
+        self.on_ready(slot, false);
+    }
+
+    /// Makes what progress the socket allows, then acts on the outcome. `readable`: the event
+    /// said there is something to read (otherwise only writing is tried).
+    fn on_ready(&mut self, slot: usize, readable: bool) {
+        match self.progress(slot, readable) {
+            Outcome::Pending => {}
+            Outcome::Failed { intended, failure } => self.fail(slot, intended, failure),
+            Outcome::Replied {
+                intended,
+                sent,
+                reply,
+            } => {
+                let done = self.now();
+                if self.measured(intended) {
+                    let r = &mut self.results;
+                    r.requests += 1;
+                    r.latency.saturating_record((done - intended).max(1));
+                    if self.plan.rate.is_some() {
+                        // Closed loop: the same as the latency, merged from it at the end.
+                        r.service_time.saturating_record((done - sent).max(1));
+                    }
+                    if !(200..400).contains(&reply.status) {
+                        r.errors.http_status += 1;
+                    }
+                }
+                self.replies += 1;
+                self.conns[slot].state = State::Idle;
+                self.conns[slot].free_at = done;
+                if reply.close {
+                    self.reopen_later(slot, done);
+                } else {
+                    self.schedule_next(slot, done);
+                }
+            }
+            // A server may close an idle keep-alive connection: reopen it quietly.
+            Outcome::IdleClosed => self.reopen_later(slot, self.now()),
+            Outcome::IdleJunk => self.fail(slot, self.now(), Failure::BadResponse),
+        }
+    }
+
+    /// Writes the rest of the request and reads what the reply has so far.
+    fn progress(&mut self, slot: usize, readable: bool) -> Outcome {
+        let request = self.plan.protocol.request();
+        let conn = &mut self.conns[slot];
+        let Some(stream) = conn.stream.as_mut() else {
+            return Outcome::Pending;
+        };
+        let State::Busy {
+            intended,
+            sent,
+            written,
+        } = &mut conn.state
+        else {
+            if !readable {
+                return Outcome::Pending;
+            }
+            // Idle: only an EOF or bytes nobody asked for can be pending.
+            return match stream.read(&mut self.buf) {
+                Ok(0) => Outcome::IdleClosed,
+                Ok(_) => Outcome::IdleJunk,
+                Err(_) => Outcome::Pending,
+            };
+        };
+        let (intended, sent) = (*intended, *sent);
+        let failed = |failure| Outcome::Failed { intended, failure };
+        while *written < request.len() {
+            match stream.write(&request[*written..]) {
+                Ok(n) => {
+                    *written += n;
+                    self.results.bytes_sent += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Pending,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return failed(Failure::Io),
+            }
+        }
+        if !readable {
+            // A write-space event: nothing to read (reading would only return EAGAIN).
+            return Outcome::Pending;
+        }
+        loop {
+            match stream.read(&mut self.buf) {
+                Ok(0) => return failed(Failure::Closed),
+                Ok(n) => {
+                    self.results.bytes_received += n as u64;
+                    match conn.parser.feed(&self.plan.protocol, &self.buf[..n]) {
+                        Progress::NeedMore => {}
+                        Progress::Bad => return failed(Failure::BadResponse),
+                        Progress::Done(reply) => {
+                            return Outcome::Replied {
+                                intended,
+                                sent,
+                                reply,
+                            };
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Pending,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return failed(Failure::Io),
+            }
+        }
+    }
+
+    /// After a reply: the next request now (closed loop) or at its scheduled time (open loop).
+    fn schedule_next(&mut self, slot: usize, now: u64) {
+        let conn = &self.conns[slot];
+        let at = if self.plan.rate.is_some() {
+            conn.scheduled(conn.next)
+        } else {
+            now
+        };
+        if at <= now && now < self.end_ns {
+            self.act(slot, now);
+        } else {
+            self.due.push(Reverse((at, slot)));
+        }
+    }
+
+    fn count_error(&mut self, failure: Failure, at: u64) {
+        if self.measured(at) {
+            failure.count(&mut self.results.errors);
+        }
+    }
+
+    /// The request failed: count it, drop the connection, open another.
+    fn fail(&mut self, slot: usize, intended: u64, failure: Failure) {
+        self.count_error(failure, intended);
+        let now = self.now();
+        self.reopen_later(slot, now);
+    }
+
+    fn reopen_later(&mut self, slot: usize, now: u64) {
+        let conn = &mut self.conns[slot];
+        conn.stream = None;
+        conn.state = State::Disconnected;
+        self.due.push(Reverse((now, slot)));
+    }
+
+    /// Opens a new connection for `slot`; false (and a retry queued) when that fails.
+    fn reopen(&mut self, slot: usize, now: u64) -> bool {
+        let opened = connect(self.plan.addr, self.plan.timeout).and_then(|stream| {
+            self.epoll.add(stream.as_raw_fd(), slot as u64)?;
+            Ok(stream)
+        });
+        match opened {
+            Ok(stream) => {
+                self.conns[slot].stream = Some(stream);
+                self.conns[slot].state = State::Idle;
+                self.conns[slot].free_at = self.now();
+                true
+            }
+            Err(_) => {
+                self.count_error(Failure::Connect, now);
+                self.due.push(Reverse((now + RECONNECT_DELAY_NS, slot)));
+                false
+            }
+        }
+    }
+
+    /// Requests outstanding longer than the timeout are counted and their connections reopened.
+    fn expire(&mut self, now: u64) {
+        let timeout = self.plan.timeout.as_nanos() as u64;
+        for slot in 0..self.conns.len() {
+            if let State::Busy { intended, sent, .. } = self.conns[slot].state
+                && now.saturating_sub(sent) > timeout
+            {
+                self.fail(slot, intended, Failure::Timeout);
+            }
+        }
+    }
+
+    /// Open loop: requests scheduled in the window that never went out.
+    fn count_unsent(&mut self) {
+        if self.plan.rate.is_none() {
+            return;
+        }
+        for conn in &self.conns {
+            let mut k = conn.next;
+            loop {
+                let at = conn.scheduled(k);
+                if at >= self.end_ns {
+                    break;
+                }
+                if at >= self.warmup_ns {
+                    self.results.unsent += 1;
+                }
+                k += 1;
+            }
+        }
+    }
+}
+
+/// An epoll instance, edge-triggered, with nanosecond timeouts (epoll_pwait2).
+struct Epoll(OwnedFd);
+
+impl Epoll {
+    fn new() -> io::Result<Epoll> {
+        // SAFETY: plain syscall; the result is checked and owned.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn add(&self, fd: i32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: token,
+        };
+        // SAFETY: valid descriptors, event on the stack.
+        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn wait(&self, events: &mut [libc::epoll_event], timeout_ns: u64) -> io::Result<usize> {
+        let timeout = libc::timespec {
+            tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+        };
+        // SAFETY: a valid buffer of `events.len()` entries and a timespec on the stack.
+        let n = unsafe {
+            libc::epoll_pwait2(
+                self.0.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                &timeout,
+                std::ptr::null(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(0);
+            }
+            return Err(e);
+        }
+        Ok(n as usize)
+    }
+}

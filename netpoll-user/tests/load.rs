@@ -1,0 +1,249 @@
+//! The load generator measures what it claims: injected server delays, requested open-loop
+//! rates, the queueing a closed-loop tool would hide, HTTP servers, and bad input. No privileges
+//! needed. Timing tests run one at a time (a 2-core machine has no room for two).
+
+mod common;
+
+use std::{
+    fs,
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use analysis::run::{LOAD_SCHEMA, LoadFile, LoadResults};
+use common::{Server, netpoll, one_line_failure};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn temp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("netpoll-test-{}-{name}", std::process::id()))
+}
+
+/// Runs `netpoll load TARGET ARGS --json`, and reads the results back.
+fn load(target: &str, args: &[&str]) -> LoadResults {
+    let json = temp("load.json");
+    let json_arg = json.display().to_string();
+    let mut all = vec!["load", target, "--quiet", "--json", &json_arg];
+    all.extend_from_slice(args);
+    let out = netpoll(&all);
+    assert!(
+        out.status.success(),
+        "netpoll load failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = fs::read_to_string(&json).expect("results file");
+    let _ = fs::remove_file(&json);
+    let file: LoadFile = serde_json::from_str(&text).expect("a netpoll-load file");
+    assert_eq!(file.schema, LOAD_SCHEMA);
+    file.load
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+#[test]
+fn a_known_server_delay_is_measured() {
+    let _one = ONE_AT_A_TIME.lock();
+    let server = Server::start("epoll-lt", 64, &["--think-us", "5000"]);
+    let r = load(&server.addr, &["-c", "1", "-d", "1", "--warmup", "0.2"]);
+    let p = r.latency_percentiles;
+    // One connection, 5 ms of server CPU per request: every latency is 5 ms and a little.
+    assert!(
+        ms(p.min) >= 5.0 && ms(p.p50) >= 5.0 && ms(p.p50) < 6.5,
+        "{p:?}"
+    );
+    assert!(r.requests >= 140 && r.requests <= 200, "{}", r.requests);
+    assert_eq!(r.errors.total(), 0);
+    assert_eq!(r.latency_ns.total(), r.requests);
+    assert_eq!(r.mode, "closed");
+}
+
+#[test]
+fn the_open_loop_holds_its_rate() {
+    let _one = ONE_AT_A_TIME.lock();
+    let server = Server::start("epoll-lt", 64, &[]);
+    let r = load(
+        &server.addr,
+        &["-c", "8", "-R", "2000", "-d", "2", "--warmup", "0.5"],
+    );
+    let achieved = r.throughput_rps / 2000.0;
+    assert!(
+        (0.98..=1.02).contains(&achieved),
+        "{} req/s",
+        r.throughput_rps
+    );
+    assert_eq!(r.unsent, 0);
+    assert_eq!(r.errors.total(), 0);
+    assert_eq!(r.mode, "open");
+    // The generator itself sends on time: its own lag is far below a request's period (0.5 ms).
+    let lag = r.send_lag.expect("open loop reports its lag");
+    assert!(lag.p50 < 50_000, "{lag:?}");
+}
+
+#[test]
+fn open_loop_latency_counts_the_queueing_a_closed_loop_hides() {
+    let _one = ONE_AT_A_TIME.lock();
+    // 4 ms per request: the server manages 250 req/s; ask for 400 for one second.
+    let server = Server::start("epoll-lt", 64, &["--think-us", "4000"]);
+    let open = load(
+        &server.addr,
+        &["-c", "4", "-R", "400", "-d", "1", "--warmup", "0"],
+    );
+    // Requests fall further behind the schedule as the second goes on: by its end, about
+    // 150 requests (0.6 s of work) are late. Measured from the send, each takes ~16 ms.
+    let service_p50 = open
+        .service_time_ns
+        .quantile(0.5)
+        .expect("service")
+        .estimate();
+    assert!(
+        ms(open.latency_percentiles.p99) > 200.0,
+        "{:?}",
+        open.latency_percentiles
+    );
+    assert!(ms(service_p50) < 40.0, "service p50 {}", ms(service_p50));
+    assert!(open.unsent > 50, "unsent {}", open.unsent);
+    assert!(open.throughput_rps < 300.0, "{}", open.throughput_rps);
+    // A closed loop on the same server reports only the service time.
+    let closed = load(&server.addr, &["-c", "4", "-d", "1", "--warmup", "0"]);
+    assert!(
+        ms(closed.latency_percentiles.p99) < 40.0,
+        "{:?}",
+        closed.latency_percentiles
+    );
+}
+
+#[test]
+fn idle_connections_stay_open_and_silent() {
+    let _one = ONE_AT_A_TIME.lock();
+    let server = Server::start("poll", 64, &[]);
+    let r = load(
+        &server.addr,
+        &[
+            "-c",
+            "2",
+            "--idle-connections",
+            "300",
+            "-d",
+            "0.5",
+            "--warmup",
+            "0",
+        ],
+    );
+    assert_eq!(r.idle_connections, 300);
+    assert!(r.requests > 100 && r.errors.total() == 0, "{r:?}");
+    // Only the active connections sent anything.
+    assert_eq!(r.bytes_sent % 64, 0);
+}
+
+/// nginx, installed by `cargo xtask test`, serving a small file on a free port; stopped on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Nginx {
+    fn start() -> Nginx {
+        let dir = temp("nginx");
+        fs::create_dir_all(dir.join("html")).expect("nginx dir");
+        fs::write(dir.join("html/index.html"), "hello from nginx\n").expect("index");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{}}\nhttp {{ access_log off; client_body_temp_path {d};\n\
+             server {{ listen 127.0.0.1:{port}; root {d}/html; }} }}\n"
+        );
+        fs::write(dir.join("nginx.conf"), conf).expect("conf");
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (nginx-light, installed by `cargo xtask test`)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx { child, port, dir }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master takes its worker with it.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn remove(path: &Path) {
+    let _ = fs::remove_file(path);
+}
+
+#[test]
+fn http_mode_loads_nginx_and_counts_bad_statuses() {
+    let _one = ONE_AT_A_TIME.lock();
+    let nginx = Nginx::start();
+    let url = format!("http://127.0.0.1:{}/index.html", nginx.port);
+    let ok = load(&url, &["-c", "4", "-d", "0.5", "--warmup", "0.1"]);
+    assert_eq!(ok.protocol, "http");
+    assert!(ok.requests > 100, "{ok:?}");
+    assert_eq!(ok.errors.total(), 0, "{:?}", ok.errors);
+    // Each reply carries the 17-byte file, with headers.
+    assert!(ok.bytes_received > ok.requests * 17 * 2, "{ok:?}");
+
+    let missing = format!("http://127.0.0.1:{}/nothing-here", nginx.port);
+    let r = load(&missing, &["-c", "2", "-d", "0.3", "--warmup", "0"]);
+    assert!(r.requests > 10);
+    assert_eq!(r.errors.http_status, r.requests, "every reply was a 404");
+    remove(&temp("load.json"));
+}
+
+#[test]
+fn bad_input_gets_one_line() {
+    // Nothing listens on a port just released.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let closed = format!("127.0.0.1:{port}");
+    let err = one_line_failure(&netpoll(&["load", &closed, "-d", "0.2"]), 1);
+    assert!(
+        err.contains("cannot connect") && err.contains("refused"),
+        "{err}"
+    );
+    for (args, expected) in [
+        (vec!["-d", "0"], "positive number of seconds"),
+        (vec!["-R", "-5"], "positive number of requests per second"),
+        (vec!["-c", "0"], "--connections must be at least 1"),
+        (vec!["--payload", "0"], "--payload must be at least 1 byte"),
+    ] {
+        let mut all = vec!["load", "127.0.0.1:9"];
+        all.extend(args);
+        let out = netpoll(&all);
+        let code = out.status.code();
+        let err = one_line_failure(&out, code.unwrap_or(-1));
+        assert!(
+            err.contains(expected) && matches!(code, Some(1 | 2)),
+            "{all:?}: {err}"
+        );
+    }
+    let err = one_line_failure(&netpoll(&["load", "https://example.org/"]), 1);
+    assert!(err.contains("only http://"), "{err}");
+    // More connections than any descriptor limit allows: refused before connecting.
+    let err = one_line_failure(&netpoll(&["load", "127.0.0.1:9", "-c", "5000000"]), 1);
+    assert!(err.contains("file descriptors"), "{err}");
+}

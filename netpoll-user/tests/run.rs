@@ -1,0 +1,281 @@
+//! `netpoll run`: the server of each I/O model under load with the real probes attached (needs
+//! root). The probe counts must show what each model has to do; faults (a dying server, Ctrl-C,
+//! bad input) must leave results, a clear error, and nothing attached. One run at a time.
+
+mod common;
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use analysis::{Results, results::SyscallStats, run::RunInfo};
+use common::{MODELS, assert_nothing_attached, netpoll, one_line_failure};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn json_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("netpoll-run-{}-{name}.json", std::process::id()))
+}
+
+/// `netpoll run --model MODEL ARGS --quiet --json`, successful; the results.
+fn run(model: &str, args: &[&str]) -> Results {
+    let json = json_path(model);
+    let json_arg = json.display().to_string();
+    let mut all = vec!["run", "--model", model, "--quiet", "--json", &json_arg];
+    all.extend_from_slice(args);
+    let out = netpoll(&all);
+    assert!(
+        out.status.success(),
+        "{model}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = Results::load(&json).expect("results");
+    let _ = fs::remove_file(&json);
+    assert_nothing_attached();
+    results
+}
+
+fn info(r: &Results) -> &RunInfo {
+    r.run.as_ref().expect("run section")
+}
+
+fn class<'a>(r: &'a Results, name: &str) -> Option<&'a SyscallStats> {
+    r.classes.iter().find(|c| c.name == name)
+}
+
+const SHORT: [&str; 6] = ["-c", "4", "-d", "0.5", "--warmup", "0.2"];
+
+#[test]
+fn every_model_runs_and_reports_both_sides() {
+    let _one = ONE_AT_A_TIME.lock();
+    for model in MODELS {
+        let r = run(model, &SHORT);
+        let run = info(&r);
+        assert_eq!(run.model, model);
+        assert!(run.load.requests > 50, "{model}: {:?}", run.load);
+        assert_eq!(run.load.errors.total(), 0, "{model}: {:?}", run.load.errors);
+        assert_eq!(r.end_reason, "duration");
+        assert!(!r.partial);
+        // The server answered every request through some measured syscall.
+        let moved = if model == "io-uring" {
+            "io_uring"
+        } else {
+            "socket_write"
+        };
+        let calls = class(&r, moved).map_or(0, |c| c.calls);
+        assert!(calls > 0, "{model}: no {moved} calls: {:?}", r.classes);
+        assert!(run.per_request.syscalls > 0.0, "{model}");
+        assert!(run.server_process.peak_threads >= 1, "{model}");
+        assert!(
+            run.server_process.cpu_user_ns + run.server_process.cpu_system_ns > 0,
+            "{model}"
+        );
+    }
+}
+
+#[test]
+fn blocking_threads_and_epoll_do_what_their_models_must() {
+    let _one = ONE_AT_A_TIME.lock();
+    let connections = 8;
+    let args = ["-c", "8", "-d", "1", "--warmup", "0.3"];
+
+    let blocking = run("blocking-threads", &args);
+    let b = info(&blocking);
+    assert!(
+        class(&blocking, "epoll").is_none(),
+        "{:?}",
+        blocking.classes
+    );
+    assert!(class(&blocking, "poll_select").is_none());
+    let reads = class(&blocking, "socket_read").expect("socket reads");
+    // Blocking sockets: a read waits for data, it never says EAGAIN.
+    assert_eq!(reads.eagain, 0);
+    // Every request's 64 bytes were read by the server, give or take the window's edges: the
+    // client counts requests by their start, the server's window is two probe snapshots taken
+    // by a thread that wakes within a few hundred µs of each edge.
+    let expected = b.load.requests * 64;
+    let slack = (connections * 64 * 2).max(expected / 200);
+    assert!(
+        reads.bytes + slack >= expected && reads.bytes <= expected + slack,
+        "read {} bytes for {} requests",
+        reads.bytes,
+        b.load.requests
+    );
+    // A thread per connection, plus the accepting one.
+    assert!(
+        b.server_process.peak_threads > connections,
+        "{:?}",
+        b.server_process
+    );
+    // Each request wakes a blocked thread: about one voluntary switch per request.
+    assert!(b.per_request.context_switches > 0.5, "{:?}", b.per_request);
+
+    let epoll = run("epoll-lt", &args);
+    let e = info(&epoll);
+    let waits = class(&epoll, "epoll").expect("epoll_wait calls");
+    assert!(waits.calls > 0 && e.per_request.epoll_waits > 0.0);
+    assert_eq!(e.server_process.peak_threads, 1);
+    // Non-blocking sockets read only when ready: no read waits (the slowest stays far below the
+    // time between requests), and draining to EAGAIN is how the reactor knows it is done.
+    let reads = class(&epoll, "socket_read").expect("socket reads");
+    assert!(reads.eagain > 0);
+    let p99 = reads.latency_ns.quantile(0.99).expect("reads").high;
+    assert!(p99 < 100_000, "epoll-lt socket read p99 {p99} ns");
+    // The blocking server's reads include waiting for the next request.
+    let blocking_mean = class(&blocking, "socket_read").and_then(|c| c.mean_ns());
+    assert!(
+        blocking_mean > reads.mean_ns().map(|m| m * 3.0),
+        "blocking {blocking_mean:?} vs epoll {:?}",
+        reads.mean_ns()
+    );
+}
+
+#[test]
+fn nonblocking_spin_burns_eagains() {
+    let _one = ONE_AT_A_TIME.lock();
+    // A modest rate leaves the server time between requests, which it spends asking.
+    let r = run(
+        "nonblocking-spin",
+        &["-c", "4", "-R", "1000", "-d", "0.5", "--warmup", "0.2"],
+    );
+    let run = info(&r);
+    let eagain: u64 = r.syscalls.iter().map(|s| s.eagain).sum();
+    assert!(
+        eagain > 10 * run.load.requests,
+        "{eagain} EAGAINs for {} requests",
+        run.load.requests
+    );
+    assert!(run.per_request.eagain > 10.0);
+    assert!(class(&r, "epoll").is_none() && class(&r, "poll_select").is_none());
+}
+
+#[test]
+fn a_server_that_dies_mid_run_is_reported_and_client_results_kept() {
+    let _one = ONE_AT_A_TIME.lock();
+    let json = json_path("died");
+    let child = Command::new(common::NETPOLL)
+        .args([
+            "run", "--model", "poll", "-c", "4", "-d", "10", "--warmup", "0.2",
+        ])
+        .args(["--quiet", "--json", &json.display().to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("netpoll run");
+    // Find the server (our child's child) and kill it mid-run.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let server = loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+            .unwrap_or_default();
+        if let Some(pid) = children.split_whitespace().next() {
+            break pid.to_string();
+        }
+        assert!(Instant::now() < deadline, "no server process");
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let _ = Command::new("kill").args(["-KILL", &server]).status();
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the server died during the run (killed by SIGKILL)"),
+        "{err}"
+    );
+    let r = Results::load(&json).expect("results written");
+    let _ = fs::remove_file(&json);
+    assert_eq!(r.end_reason, "server_died");
+    assert!(r.partial);
+    let run = info(&r);
+    assert!(run.load.partial && run.load.requests > 0, "{:?}", run.load);
+    assert_eq!(
+        run.server_process.died.as_deref(),
+        Some("killed by SIGKILL")
+    );
+    assert_eq!(r.command_exit_code, Some(128 + 9));
+    assert_nothing_attached();
+}
+
+#[test]
+fn ctrl_c_stops_the_server_and_writes_partial_results() {
+    let _one = ONE_AT_A_TIME.lock();
+    let json = json_path("interrupted");
+    let child = Command::new(common::NETPOLL)
+        .args([
+            "run", "--model", "tokio", "-c", "4", "-d", "10", "--warmup", "0.2",
+        ])
+        .args(["--quiet", "--json", &json.display().to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("netpoll run");
+    std::thread::sleep(Duration::from_millis(1200));
+    let server = fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = Results::load(&json).expect("results written");
+    let _ = fs::remove_file(&json);
+    assert!(r.partial && r.end_reason == "interrupted");
+    let run = info(&r);
+    assert!(run.load.requests > 0);
+    assert!(
+        run.load.duration_ns < 2_000_000_000,
+        "{}",
+        run.load.duration_ns
+    );
+    assert!(!server.is_empty(), "no server seen");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{server}")).exists()
+            || fs::read_to_string(format!("/proc/{server}/stat")).is_ok_and(|s| s.contains(") Z")),
+        "server {server} still running"
+    );
+    assert_nothing_attached();
+}
+
+#[test]
+fn bad_input_is_refused_before_anything_starts() {
+    let _one = ONE_AT_A_TIME.lock();
+    let err = one_line_failure(&netpoll(&["run", "--model", "smoke-signals"]), 1);
+    assert!(err.contains("the models are: blocking-threads"), "{err}");
+
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let err = one_line_failure(
+        &netpoll(&["run", "--model", "poll", "--listen", &addr, "-d", "1"]),
+        1,
+    );
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+
+    let err = one_line_failure(&netpoll(&["run", "--model", "poll", "-d", "0"]), 2);
+    assert!(err.contains("positive number of seconds"), "{err}");
+    let err = one_line_failure(&netpoll(&["run", "--model", "poll", "--rate", "0"]), 2);
+    assert!(err.contains("positive number of requests"), "{err}");
+    let err = one_line_failure(&netpoll(&["run", "--model", "poll", "-c", "5000000"]), 1);
+    assert!(err.contains("file descriptors"), "{err}");
+    let err = one_line_failure(
+        &netpoll(&[
+            "run",
+            "--model",
+            "poll",
+            "--json",
+            "/nonexistent/dir/x.json",
+        ]),
+        1,
+    );
+    assert!(err.contains("cannot write"), "{err}");
+    assert_nothing_attached();
+}
