@@ -83,6 +83,10 @@ enum State {
 
 enum Outcome {
     Pending,
+    /// Turn write-space events on (the request is stuck) or off (it went out).
+    Watch {
+        write: bool,
+    },
     Failed {
         intended: u64,
         failure: Failure,
@@ -125,6 +129,8 @@ struct Conn {
     next: u64,
     /// When the connection last became free to send (its previous reply arrived).
     free_at: u64,
+    /// Write-space events are on (a request is stuck half-written).
+    watching_write: bool,
     /// Open loop: the schedule's first time and period, nanoseconds.
     first: f64,
     period: f64,
@@ -216,6 +222,7 @@ fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Conn>)> {
             parser: ReplyParser::default(),
             next: 0,
             free_at: 0,
+            watching_write: false,
             first: plan.rate.map_or(0.0, |r| g as f64 * 1e9 / r),
             period,
         });
@@ -323,6 +330,21 @@ impl Worker<'_> {
     fn on_ready(&mut self, slot: usize, readable: bool) {
         match self.progress(slot, readable) {
             Outcome::Pending => {}
+            Outcome::Watch { write } => {
+                let watched = self.conns[slot].stream.as_ref().map(|stream| {
+                    self.epoll
+                        .ctl(libc::EPOLL_CTL_MOD, stream.as_raw_fd(), slot as u64, write)
+                });
+                match watched {
+                    Some(Err(_)) => {
+                        let intended = self.intended_of(slot);
+                        self.fail(slot, intended, Failure::Io);
+                    }
+                    // Done writing: the reply may already be in; read it now.
+                    _ if !write => self.on_ready(slot, true),
+                    _ => {}
+                }
+            }
             Outcome::Failed { intended, failure } => self.fail(slot, intended, failure),
             Outcome::Replied {
                 intended,
@@ -388,10 +410,20 @@ impl Worker<'_> {
                     *written += n;
                     self.results.bytes_sent += n as u64;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Pending,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if conn.watching_write {
+                        return Outcome::Pending;
+                    }
+                    conn.watching_write = true;
+                    return Outcome::Watch { write: true };
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return failed(Failure::Io),
             }
+        }
+        if conn.watching_write {
+            conn.watching_write = false;
+            return Outcome::Watch { write: false };
         }
         if !readable {
             // A write-space event: nothing to read (reading would only return EAGAIN).
@@ -418,6 +450,13 @@ impl Worker<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return failed(Failure::Io),
             }
+        }
+    }
+
+    fn intended_of(&self, slot: usize) -> u64 {
+        match self.conns[slot].state {
+            State::Busy { intended, .. } => intended,
+            _ => self.now(),
         }
     }
 
@@ -467,6 +506,7 @@ impl Worker<'_> {
                 self.conns[slot].stream = Some(stream);
                 self.conns[slot].state = State::Idle;
                 self.conns[slot].free_at = self.now();
+                self.conns[slot].watching_write = false;
                 true
             }
             Err(_) => {
@@ -525,12 +565,19 @@ impl Epoll {
     }
 
     fn add(&self, fd: i32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, false)
+    }
+
+    /// Watches `fd` for readability, and for write space too when `write` (only while a request
+    /// is stuck half-written: write-space events on every reply would cost both sides).
+    fn ctl(&self, op: i32, fd: i32, token: u64, write: bool) -> io::Result<()> {
+        let out = if write { libc::EPOLLOUT } else { 0 };
         let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET | out) as u32,
             u64: token,
         };
         // SAFETY: valid descriptors, event on the stack.
-        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut ev) } < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
