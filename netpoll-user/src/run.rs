@@ -208,14 +208,23 @@ pub fn run(req: Request, signals: &system::Signals) -> Result<i32> {
 
     let tables = tables_from(&window);
     let (p0, p1) = (&before.1, &after.1);
+    let switches_known = p0.switches_read && p1.switches_read;
+    if !switches_known {
+        eprintln!(
+            "netpoll: note: the server's context switches could not be read at both ends of the \
+             window; they are reported as 0"
+        );
+    }
     let server_process = ServerProcess {
         pid: server.pid,
         cpu_user_ns: p1.user_ns.saturating_sub(p0.user_ns),
         cpu_system_ns: p1.system_ns.saturating_sub(p0.system_ns),
-        voluntary_switches: p1.voluntary_switches.saturating_sub(p0.voluntary_switches),
-        involuntary_switches: p1
+        voluntary_switches: (p1.voluntary_switches.saturating_sub(p0.voluntary_switches))
+            * u64::from(switches_known),
+        involuntary_switches: (p1
             .involuntary_switches
-            .saturating_sub(p0.involuntary_switches),
+            .saturating_sub(p0.involuntary_switches))
+            * u64::from(switches_known),
         peak_threads,
         died: died.as_ref().map(|d| d.0.clone()),
     };

@@ -238,6 +238,8 @@ pub struct ProcessSample {
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
     pub threads: u64,
+    /// The switch counts were read (`read`, not `read_stat`).
+    pub switches_read: bool,
 }
 
 impl ProcessSample {
@@ -258,6 +260,7 @@ impl ProcessSample {
     /// Everything, context switches summed over the threads; None when the process is gone.
     pub fn read(pid: u32) -> Option<ProcessSample> {
         let mut sample = Self::read_stat(pid)?;
+        sample.switches_read = true;
         for task in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
             let Ok(status) = fs::read_to_string(task.path().join("status")) else {
                 continue; // the thread exited meanwhile

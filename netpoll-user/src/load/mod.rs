@@ -240,6 +240,7 @@ pub fn run(plan: &Plan, watcher: &mut dyn Watcher, progress: bool) -> Result<Out
         if phases.as_ref().map_or(true, |p| p.stopped.is_some()) {
             shared.stop.store(true, Ordering::Relaxed);
         }
+        shared.may_close.store(true, Ordering::Relaxed);
         let mut workers = Vec::new();
         let mut first_error = None;
         for h in handles {

@@ -37,6 +37,10 @@ pub struct Shared {
     pub replies: AtomicU64,
     /// A worker could not open its connections (it says why when joined).
     pub setup_failed: AtomicBool,
+    /// Set by the driver once the measurement window's end has been observed: until then the
+    /// workers keep their connections open, so that closing them (and the server's reaction,
+    /// say its threads exiting) stays out of the window.
+    pub may_close: AtomicBool,
 }
 
 /// What one worker measured.
@@ -204,7 +208,11 @@ pub fn run(
         buf: vec![0; 64 * 1024],
         replies: 0,
     };
-    worker.load(shared)?;
+    let loaded = worker.load(shared);
+    while !shared.may_close.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    loaded?;
     Ok(worker.results)
 }
 
