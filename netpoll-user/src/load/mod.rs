@@ -219,7 +219,7 @@ pub fn run(plan: &Plan, watcher: &mut dyn Watcher, progress: bool) -> Result<Out
     let shared = Shared::default();
     let start = Barrier::new(plan.threads + 1);
     let origin = OnceLock::new();
-    let bar = progress_bar(plan, progress);
+    let mut bar = ProgressBar::hidden();
     let (workers, timing, stopped) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..plan.threads)
             .map(|i| {
@@ -234,6 +234,7 @@ pub fn run(plan: &Plan, watcher: &mut dyn Watcher, progress: bool) -> Result<Out
             Err(anyhow::anyhow!("a load thread could not connect"))
         } else {
             announce(plan);
+            bar = progress_bar(plan, progress);
             drive(plan, watcher, &shared, &handles, origin, &bar)
         };
         // Whatever happened, the workers stop and are joined before results are merged.
@@ -286,7 +287,7 @@ fn drive(
 ) -> Result<Phases> {
     let end = plan.warmup + plan.duration;
     let mut measuring = false;
-    let mut last = (Duration::ZERO, 0u64);
+    let mut last = (Duration::ZERO, 0u64, 0.0);
     if plan.warmup.is_zero() {
         watcher.measurement_started()?;
         measuring = true;
@@ -325,10 +326,18 @@ fn drive(
         }
         let replies = shared.replies.load(Ordering::Relaxed);
         if elapsed - last.0 >= Duration::from_millis(500) {
-            let rate = (replies - last.1) as f64 / (elapsed - last.0).as_secs_f64();
-            bar.set_message(format!("{rate:.0} replies/s"));
-            last = (elapsed, replies);
+            last = (
+                elapsed,
+                replies,
+                (replies - last.1) as f64 / (elapsed - last.0).as_secs_f64(),
+            );
         }
+        bar.set_message(format!(
+            "{:.1}/{:.1}s  {:.0} replies/s",
+            elapsed.as_secs_f64(),
+            end.as_secs_f64(),
+            last.2
+        ));
         bar.set_position(elapsed.as_millis() as u64);
     }
 }
@@ -340,10 +349,9 @@ fn progress_bar(plan: &Plan, show: bool) -> ProgressBar {
     let total = (plan.warmup + plan.duration).as_millis() as u64;
     // Hidden by indicatif itself when stderr is not a terminal.
     let bar = ProgressBar::new(total);
-    let style =
-        ProgressStyle::with_template("{prefix:>9} [{bar:32}] {elapsed:>3}/{duration} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+    let style = ProgressStyle::with_template("{prefix:>9} [{bar:32}] {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
     bar.set_style(style);
     bar.set_prefix(if plan.warmup.is_zero() {
         "measuring"
