@@ -77,6 +77,25 @@ enum Command {
         the probes detached, partial results printed and written."
     )]
     Run(RunArgs),
+    /// Charts and a report from results files: SVG and PNG charts, index.html, report.md and
+    /// results.csv.
+    #[command(after_help = "RESULTS are files written by `netpoll run --json` or `netpoll \
+        profile --json`, or directories of them. Runs of several models are compared chart by \
+        chart, each model in the same colour everywhere; profile results get a card each.\n\n\
+        Examples:\n  \
+        netpoll report epoll.json blocking.json --out report/\n  \
+        netpoll report results/ --out report/ && xdg-open report/index.html")]
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Results files, or directories of them.
+    #[arg(required = true, value_name = "RESULTS")]
+    inputs: Vec<PathBuf>,
+    /// Directory to write the report into (created if needed).
+    #[arg(short, long, value_name = "DIR", default_value = "netpoll-report")]
+    out: PathBuf,
 }
 
 /// The echo server's options, shared by `serve` and `run`.
@@ -185,6 +204,9 @@ struct RunArgs {
     /// Write the full results as JSON; see docs/results-format.md.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Also write charts and a report (and results.json) into this directory.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
     /// Hook kind to use (default: the cheapest the kernel accepts).
     #[arg(long, value_enum)]
     hook: Option<probes::HookMode>,
@@ -234,6 +256,9 @@ struct ProfileArgs {
     /// Write the full results (every bucket and counter) as JSON; see docs/results-format.md.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Also write charts and a report (and results.json) into this directory.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
     /// Hook kind to use (default: the cheapest the kernel accepts: tp-btf, raw-tp, tracepoint).
     #[arg(long, value_enum)]
     hook: Option<probes::HookMode>,
@@ -307,6 +332,7 @@ fn main() -> ExitCode {
                     duration: a.duration,
                     interval: a.interval,
                     json: a.json,
+                    out: a.out,
                     hook: a.hook,
                     floor: a.empty_programs,
                     quiet: a.quiet,
@@ -318,6 +344,7 @@ fn main() -> ExitCode {
             serve::list_models();
             Ok(0)
         }
+        Command::Report(a) => output::report_command(&a.inputs, &a.out).map(|()| 0),
         Command::Serve(a) => serve::serve(a.server.request(a.listen), a.listen_fd).map(|()| 0),
         Command::Load(a) => match system::Signals::install() {
             Err(e) => Err(e.context("cannot install signal handlers")),
@@ -339,6 +366,7 @@ fn main() -> ExitCode {
                     server: a.server.request(a.listen),
                     load: a.load.options(),
                     json: a.json,
+                    out: a.out,
                     hook: a.hook,
                     quiet: a.quiet,
                 },

@@ -340,6 +340,43 @@ pub fn run_report(run: &RunInfo) -> String {
     out
 }
 
+/// `netpoll report`: results files in, report out.
+pub fn report_command(inputs: &[std::path::PathBuf], out: &std::path::Path) -> anyhow::Result<()> {
+    let runs = analysis::report::load(inputs)?;
+    let written = analysis::report::write(out, &runs)?;
+    eprintln!(
+        "netpoll: wrote {} files into {}; open {}",
+        written.len(),
+        out.display(),
+        out.join("index.html").display()
+    );
+    Ok(())
+}
+
+/// `--out DIR` of `profile` and `run`: results.json and the report beside it. The directory is
+/// created before any work starts, so that an unusable path fails early.
+pub struct ReportDir {
+    dir: std::path::PathBuf,
+    json: JsonFile,
+}
+
+impl ReportDir {
+    pub fn create(dir: &std::path::Path) -> anyhow::Result<ReportDir> {
+        use anyhow::Context as _;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--out {}: cannot create the directory", dir.display()))?;
+        Ok(ReportDir {
+            dir: dir.to_path_buf(),
+            json: JsonFile::create(&dir.join("results.json"), "--out")?,
+        })
+    }
+
+    pub fn write(&mut self, results: &Results) -> anyhow::Result<()> {
+        self.json.write(results)?;
+        report_command(&[self.dir.join("results.json")], &self.dir)
+    }
+}
+
 /// A JSON results file, opened before any work starts so that an unwritable path fails early
 /// (and nothing measured is lost to it later).
 pub struct JsonFile {

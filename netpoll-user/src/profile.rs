@@ -31,6 +31,7 @@ pub struct Request {
     pub duration: Option<Duration>,
     pub interval: Option<Duration>,
     pub json: Option<PathBuf>,
+    pub out: Option<PathBuf>,
     pub hook: Option<HookMode>,
     pub floor: bool,
     pub quiet: bool,
@@ -62,6 +63,7 @@ pub fn run(req: Request, signals: &system::Signals) -> Result<i32> {
         .as_deref()
         .map(|p| output::JsonFile::create(p, "--json"))
         .transpose()?;
+    let mut out = req.out.as_deref().map(output::ReportDir::create).transpose()?;
     target::check_pids(&req.pids)?;
     let comm = req.comm.clone();
     if let Some(name) = &comm
@@ -209,6 +211,9 @@ pub fn run(req: Request, signals: &system::Signals) -> Result<i32> {
     }
     if let Some(json) = json.as_mut() {
         json.write(&results)?;
+    }
+    if let Some(out) = out.as_mut() {
+        out.write(&results)?;
     }
     Ok(exit_code)
 }

@@ -25,6 +25,7 @@ pub struct Request {
     pub server: ServeRequest,
     pub load: LoadOptions,
     pub json: Option<PathBuf>,
+    pub out: Option<PathBuf>,
     pub hook: Option<HookMode>,
     pub quiet: bool,
 }
@@ -105,6 +106,7 @@ pub fn run(req: Request, signals: &system::Signals) -> Result<i32> {
         .as_deref()
         .map(|p| output::JsonFile::create(p, "--json"))
         .transpose()?;
+    let mut out = req.out.as_deref().map(output::ReportDir::create).transpose()?;
     system::check_privileges()?;
     // Listening here makes a busy port a clear error now, and tells us the address; the server
     // inherits the socket.
@@ -300,6 +302,9 @@ pub fn run(req: Request, signals: &system::Signals) -> Result<i32> {
     }
     if let Some(json) = json.as_mut() {
         json.write(&results)?;
+    }
+    if let Some(out) = out.as_mut() {
+        out.write(&results)?;
     }
     if let Some((how, _)) = &died {
         eprintln!(

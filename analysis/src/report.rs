@@ -1,0 +1,708 @@
+//! From results files to a report: charts (SVG + PNG), `index.html` (self-contained, charts
+//! inline), `report.md` (the same tables, linking the PNGs) and `results.csv` (one row per run
+//! and syscall class).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    Histogram,
+    chart::{self, Chart, Series, color_of},
+    png::Renderer,
+    results::{LoadError, Results, SyscallStats},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{0}: no results files (*.json) in this directory")]
+    EmptyDirectory(String),
+    #[error("no results files given")]
+    NoInputs,
+    #[error(transparent)]
+    Chart(#[from] chart::ChartError),
+    #[error(transparent)]
+    Png(#[from] crate::png::PngError),
+    #[error("{path}: cannot write: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// A results file and the label its series carry in charts.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub path: PathBuf,
+    pub label: String,
+    pub results: Results,
+}
+
+/// Loads results files; a directory stands for the `*.json` files in it (sorted).
+pub fn load(inputs: &[PathBuf]) -> Result<Vec<Run>, ReportError> {
+    if inputs.is_empty() {
+        return Err(ReportError::NoInputs);
+    }
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = fs::read_dir(input)
+                .map_err(|source| LoadError::Io {
+                    path: input.display().to_string(),
+                    source,
+                })?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect();
+            if found.is_empty() {
+                return Err(ReportError::EmptyDirectory(input.display().to_string()));
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(input.clone());
+        }
+    }
+    let mut runs = Vec::new();
+    for path in files {
+        let results = Results::load(&path)?;
+        runs.push(Run {
+            label: String::new(),
+            path,
+            results,
+        });
+    }
+    // Models in `netpoll models` order, then everything else as given.
+    runs.sort_by_key(|r| {
+        r.results.run.as_ref().map_or(chart::MODEL_ORDER.len(), |i| {
+            chart::MODEL_ORDER
+                .iter()
+                .position(|m| *m == i.model)
+                .unwrap_or(chart::MODEL_ORDER.len())
+        })
+    });
+    label_runs(&mut runs);
+    Ok(runs)
+}
+
+/// Labels: the model (for `netpoll run` results), else what was profiled; made unique with the
+/// connection count, then the file name.
+fn label_runs(runs: &mut [Run]) {
+    for run in runs.iter_mut() {
+        run.label = match &run.results.run {
+            Some(info) => info.model.clone(),
+            None => profile_label(&run.results),
+        };
+    }
+    let count = |runs: &[Run], label: &str| runs.iter().filter(|r| r.label == label).count();
+    for i in 0..runs.len() {
+        if count(runs, &runs[i].label) > 1
+            && let Some(info) = &runs[i].results.run
+        {
+            runs[i].label = format!("{} c={}", info.model, info.load.connections);
+        }
+    }
+    for i in 0..runs.len() {
+        if count(runs, &runs[i].label) > 1 {
+            let stem = runs[i]
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            runs[i].label = format!("{} ({stem})", runs[i].label);
+        }
+    }
+}
+
+fn profile_label(r: &Results) -> String {
+    let t = &r.target;
+    match t.kind.as_str() {
+        "comm" => t.comm.clone().unwrap_or_default(),
+        "cgroup" => t.cgroup.clone().unwrap_or_default(),
+        "command" => t.command.first().cloned().unwrap_or_default(),
+        "all" => "every process".into(),
+        _ => format!(
+            "PID {}",
+            t.pids
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    }
+}
+
+fn series(run: &Run) -> Series {
+    Series {
+        label: run.label.clone(),
+        color: color_of(&run.label),
+    }
+}
+
+/// Parameters that differ between `netpoll run` results: charts that compare runs say so.
+pub fn mixed_parameters(runs: &[&Run], include_connections: bool) -> Option<String> {
+    let mut differ = Vec::new();
+    let mut check = |name: &str, values: BTreeSet<String>| {
+        if values.len() > 1 {
+            differ.push(format!(
+                "{name} {}",
+                values.into_iter().collect::<Vec<_>>().join("/")
+            ));
+        }
+    };
+    let infos: Vec<_> = runs.iter().filter_map(|r| r.results.run.as_ref()).collect();
+    if include_connections {
+        check(
+            "connections",
+            infos.iter().map(|i| i.load.connections.to_string()).collect(),
+        );
+    }
+    check(
+        "payload (B)",
+        infos.iter().map(|i| i.server.payload.to_string()).collect(),
+    );
+    check(
+        "think (µs)",
+        infos.iter().map(|i| i.server.think_us.to_string()).collect(),
+    );
+    check(
+        "disk read (B)",
+        infos.iter().map(|i| i.server.disk_read.to_string()).collect(),
+    );
+    check(
+        "rate",
+        infos
+            .iter()
+            .map(|i| i.load.rate.map_or("closed loop".into(), |r| format!("{r}/s")))
+            .collect(),
+    );
+    check(
+        "idle connections",
+        infos
+            .iter()
+            .map(|i| i.load.idle_connections.to_string())
+            .collect(),
+    );
+    (!differ.is_empty()).then(|| format!("mixed parameters: {}", differ.join("; ")))
+}
+
+/// The class a run waits in: epoll, else poll/select, else io_uring (blocking models: none).
+fn wait_class(r: &Results) -> Option<&SyscallStats> {
+    ["epoll", "poll_select", "io_uring"]
+        .iter()
+        .find_map(|c| r.class(c))
+}
+
+/// Every chart for these runs.
+pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
+    let mut charts = Vec::new();
+    let workloads: Vec<&Run> = runs.iter().filter(|r| r.results.run.is_some()).collect();
+    let all: Vec<&Run> = runs.iter().collect();
+    let note = mixed_parameters(&workloads, true);
+    let note = note.as_deref();
+    if !workloads.is_empty() {
+        let pct: Vec<(Series, Vec<f64>)> = workloads
+            .iter()
+            .filter_map(|r| {
+                let p = r.results.run.as_ref()?.load.latency_percentiles;
+                Some((
+                    series(r),
+                    [p.p50, p.p90, p.p99, p.p999, p.max]
+                        .iter()
+                        .map(|v| *v as f64)
+                        .collect(),
+                ))
+            })
+            .collect();
+        charts.push(chart::percentiles(
+            "request_latency",
+            "End-to-end request latency by I/O model (client side)",
+            note,
+            &["p50", "p90", "p99", "p99.9", "max"],
+            &pct,
+        )?);
+        type Figure = fn(&crate::run::RunInfo) -> f64;
+        let figures: [(&str, &str, &str, Figure); 5] = [
+            (
+                "throughput",
+                "Requests per second",
+                "requests/s",
+                |i| i.load.throughput_rps,
+            ),
+            (
+                "syscalls_per_request",
+                "Server syscalls per request",
+                "syscalls per request",
+                |i| i.per_request.syscalls,
+            ),
+            (
+                "switches_per_request",
+                "Server context switches per request",
+                "context switches per request",
+                |i| i.per_request.context_switches,
+            ),
+            (
+                "cpu_per_request",
+                "Server CPU time per request (user + system)",
+                "CPU µs per request",
+                |i| i.per_request.cpu_us,
+            ),
+            (
+                "threads",
+                "Server threads (peak)",
+                "threads",
+                |i| i.server_process.peak_threads as f64,
+            ),
+        ];
+        for (name, title, y, figure) in figures {
+            let bars: Vec<(Series, f64)> = workloads
+                .iter()
+                .filter_map(|r| Some((series(r), figure(r.results.run.as_ref()?))))
+                .collect();
+            charts.push(chart::bars(name, title, note, y, &bars)?);
+        }
+        charts.extend(versus_connections(&workloads)?);
+    }
+    let reads: Vec<(Series, &Histogram)> = all
+        .iter()
+        .filter_map(|r| Some((series(r), &r.results.class("socket_read")?.latency_ns)))
+        .collect();
+    let waits: Vec<(Series, &Histogram)> = all
+        .iter()
+        .filter_map(|r| {
+            let class = wait_class(&r.results)?;
+            let s = series(r);
+            Some((
+                Series {
+                    label: format!("{} ({})", s.label, class.name),
+                    color: s.color,
+                },
+                &class.latency_ns,
+            ))
+        })
+        .collect();
+    if all.len() > 1 || !workloads.is_empty() {
+        charts.push(chart::latency_overlay(
+            "socket_read_latency",
+            "Time inside socket reads: a blocking read waits for data, a ready read does not",
+            note,
+            &reads,
+        )?);
+        charts.push(chart::latency_cdf(
+            "socket_read_cdf",
+            "Socket read latency, cumulative",
+            note,
+            &reads,
+        )?);
+        charts.push(chart::latency_overlay(
+            "wait_latency",
+            "Time inside the waiting call (epoll_wait, poll/select, io_uring_enter)",
+            note,
+            &waits,
+        )?);
+        charts.push(chart::latency_cdf(
+            "wait_cdf",
+            "Waiting-call latency, cumulative",
+            note,
+            &waits,
+        )?);
+        let ready: Vec<(Series, &Histogram)> = all
+            .iter()
+            .filter_map(|r| {
+                let class = ["epoll", "poll_select"]
+                    .iter()
+                    .find_map(|c| r.results.class(c))?;
+                Some((series(r), &class.ready_events))
+            })
+            .collect();
+        charts.push(chart::ready_events(
+            "ready_events",
+            "Ready descriptors per epoll/poll/select call: what one wait-up batches",
+            note,
+            &ready,
+        )?);
+    }
+    for (i, run) in runs.iter().enumerate() {
+        if run.results.run.is_none() {
+            charts.push(chart::profile_card(
+                &format!("profile_{}", i + 1),
+                &run.label,
+                &run.results,
+            )?);
+        }
+    }
+    Ok(charts)
+}
+
+/// Throughput and CPU per request against connections, one line per model.
+fn versus_connections(workloads: &[&Run]) -> Result<Vec<Chart>, ReportError> {
+    let mut by_model: BTreeMap<&str, Vec<&Run>> = BTreeMap::new();
+    for r in workloads {
+        if let Some(info) = &r.results.run {
+            by_model.entry(info.model.as_str()).or_default().push(r);
+        }
+    }
+    let several = by_model.values().any(|runs| {
+        runs.iter()
+            .filter_map(|r| r.results.run.as_ref())
+            .map(|i| i.load.connections)
+            .collect::<BTreeSet<_>>()
+            .len()
+            > 1
+    });
+    let note = match (several, mixed_parameters(workloads, false)) {
+        (false, _) => Some(
+            "each model ran at one connection count: run it with several -c values for a curve"
+                .to_string(),
+        ),
+        (true, mixed) => mixed,
+    };
+    let mut out = Vec::new();
+    type Figure = fn(&crate::run::RunInfo) -> f64;
+    let figures: [(&str, &str, &str, Figure); 2] = [
+        (
+            "throughput_vs_connections",
+            "Throughput against connections",
+            "requests/s",
+            |i| i.load.throughput_rps,
+        ),
+        (
+            "cpu_vs_connections",
+            "Server CPU per request against connections",
+            "CPU µs per request",
+            |i| i.per_request.cpu_us,
+        ),
+    ];
+    for (name, title, y, figure) in figures {
+        let lines: Vec<(Series, Vec<(f64, f64)>)> = by_model
+            .iter()
+            .map(|(model, runs)| {
+                let points = runs
+                    .iter()
+                    .filter_map(|r| r.results.run.as_ref())
+                    .map(|i| (i.load.connections as f64, figure(i)))
+                    .collect();
+                (
+                    Series {
+                        label: model.to_string(),
+                        color: color_of(model),
+                    },
+                    points,
+                )
+            })
+            .collect();
+        out.push(chart::lines(
+            name,
+            title,
+            note.as_deref(),
+            ("connections", y),
+            &lines,
+        )?);
+    }
+    Ok(out)
+}
+
+fn ns(v: f64) -> String {
+    chart::fmt_ns(v)
+}
+
+fn quantile(h: &Histogram, q: f64) -> String {
+    h.quantile(q).map_or("-".into(), |x| ns(x.estimate() as f64))
+}
+
+/// The key figures of each workload run: (header, rows).
+fn run_table(runs: &[Run]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let header = vec![
+        "run",
+        "model",
+        "connections",
+        "mode",
+        "requests/s",
+        "p50",
+        "p99",
+        "p99.9",
+        "errors",
+        "syscalls/req",
+        "epoll waits/req",
+        "EAGAIN/req",
+        "switches/req",
+        "CPU µs/req",
+        "threads",
+    ];
+    let rows = runs
+        .iter()
+        .filter_map(|r| {
+            let i = r.results.run.as_ref()?;
+            let l = &i.load;
+            let p = &i.per_request;
+            Some(vec![
+                r.label.clone(),
+                i.model.clone(),
+                l.connections.to_string(),
+                l.rate.map_or("closed".into(), |rate| format!("open {rate}/s")),
+                format!("{:.0}", l.throughput_rps),
+                ns(l.latency_percentiles.p50 as f64),
+                ns(l.latency_percentiles.p99 as f64),
+                ns(l.latency_percentiles.p999 as f64),
+                l.errors.total().to_string(),
+                format!("{:.2}", p.syscalls),
+                format!("{:.2}", p.epoll_waits),
+                format!("{:.2}", p.eagain),
+                format!("{:.2}", p.context_switches),
+                format!("{:.1}", p.cpu_us),
+                i.server_process.peak_threads.to_string(),
+            ])
+        })
+        .collect();
+    (header, rows)
+}
+
+/// Syscall classes of every run: (header, rows).
+fn class_table(runs: &[Run]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let header = vec![
+        "run", "class", "calls", "errors", "EAGAIN", "bytes", "p50", "p99", "max",
+    ];
+    let mut rows = Vec::new();
+    for r in runs {
+        for c in &r.results.classes {
+            rows.push(vec![
+                r.label.clone(),
+                c.name.clone(),
+                c.calls.to_string(),
+                c.errors.to_string(),
+                c.eagain.to_string(),
+                c.bytes.to_string(),
+                quantile(&c.latency_ns, 0.5),
+                quantile(&c.latency_ns, 0.99),
+                c.latency_ns
+                    .max()
+                    .map_or("-".into(), |m| ns(m.high as f64)),
+            ]);
+        }
+    }
+    (header, rows)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn html_table(out: &mut String, (header, rows): (Vec<&str>, Vec<Vec<String>>)) {
+    out.push_str("<table>\n<tr>");
+    for h in header {
+        let _ = write!(out, "<th>{}</th>", html_escape(h));
+    }
+    out.push_str("</tr>\n");
+    for row in rows {
+        out.push_str("<tr>");
+        for cell in row {
+            let _ = write!(out, "<td>{}</td>", html_escape(&cell));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
+}
+
+fn md_table(out: &mut String, (header, rows): (Vec<&str>, Vec<Vec<String>>)) {
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let _ = writeln!(out, "|{}", " --- |".repeat(header.len()));
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | ").replace('\n', " "));
+    }
+    out.push('\n');
+}
+
+/// What each run was: file, target, parameters, machine.
+fn runs_table(runs: &[Run]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let header = vec![
+        "run",
+        "file",
+        "what",
+        "parameters",
+        "measured",
+        "host",
+        "kernel",
+        "hook",
+        "started",
+    ];
+    let rows = runs
+        .iter()
+        .map(|r| {
+            let res = &r.results;
+            let (what, params) = match &res.run {
+                Some(i) => (
+                    format!("netpoll run --model {}", i.model),
+                    format!(
+                        "payload {} B, think {} µs, disk read {} B, {} connections + {} idle, {} client thread(s), {}, warm-up {:.1} s",
+                        i.server.payload,
+                        i.server.think_us,
+                        i.server.disk_read,
+                        i.load.connections,
+                        i.load.idle_connections,
+                        i.load.threads,
+                        i.load.rate.map_or("closed loop".into(), |rate| format!("open loop {rate}/s")),
+                        i.load.warmup_ns as f64 / 1e9
+                    ),
+                ),
+                None => (
+                    format!("netpoll profile ({})", res.target.kind),
+                    String::new(),
+                ),
+            };
+            vec![
+                r.label.clone(),
+                r.path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                what,
+                params,
+                format!(
+                    "{:.2} s{}",
+                    res.duration_ns as f64 / 1e9,
+                    if res.partial { " (partial)" } else { "" }
+                ),
+                format!("{} ({} CPUs, {})", res.host.hostname, res.host.cpus, res.host.arch),
+                res.host.kernel.clone(),
+                res.hook.clone(),
+                res.started_at.clone(),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
+/// One CSV row per run and syscall class.
+pub fn csv(runs: &[Run]) -> String {
+    let mut out = String::from(
+        "run,file,model,connections,rate,throughput_rps,request_p50_ns,request_p99_ns,class,calls,errors,eagain,bytes,zero_ready,nonblocking,mean_ns,p50_ns,p99_ns,max_ns\n",
+    );
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    for r in runs {
+        let info = r.results.run.as_ref();
+        let q = |h: &Histogram, q: f64| h.quantile(q).map_or(String::new(), |x| x.estimate().to_string());
+        for c in &r.results.classes {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                field(&r.label),
+                field(&r.path.display().to_string()),
+                info.map_or(String::new(), |i| i.model.clone()),
+                info.map_or(String::new(), |i| i.load.connections.to_string()),
+                info.and_then(|i| i.load.rate)
+                    .map_or(String::new(), |rate| rate.to_string()),
+                info.map_or(String::new(), |i| format!("{:.1}", i.load.throughput_rps)),
+                info.map_or(String::new(), |i| i.load.latency_percentiles.p50.to_string()),
+                info.map_or(String::new(), |i| i.load.latency_percentiles.p99.to_string()),
+                c.name,
+                c.calls,
+                c.errors,
+                c.eagain,
+                c.bytes,
+                c.zero_ready,
+                c.nonblocking,
+                c.mean_ns().map_or(String::new(), |m| format!("{m:.0}")),
+                q(&c.latency_ns, 0.5),
+                q(&c.latency_ns, 0.99),
+                c.latency_ns.max().map_or(String::new(), |m| m.high.to_string()),
+            );
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222}\
+table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}\
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}figure{margin:2em 0}\
+figcaption{color:#555;font-size:14px}svg{max-width:100%;height:auto}";
+
+/// Writes every chart (SVG and PNG), index.html, report.md and results.csv into `dir`.
+/// Returns the paths written.
+pub fn write(dir: &Path, runs: &[Run]) -> Result<Vec<PathBuf>, ReportError> {
+    let written = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| ReportError::Write { path, source }
+    };
+    fs::create_dir_all(dir).map_err(written(dir))?;
+    let charts = charts(runs)?;
+    let renderer = Renderer::new()?;
+    let mut paths = Vec::new();
+    for chart in &charts {
+        let svg = dir.join(format!("{}.svg", chart.name));
+        fs::write(&svg, &chart.svg).map_err(written(&svg))?;
+        let png = dir.join(format!("{}.png", chart.name));
+        fs::write(&png, renderer.png(&chart.name, &chart.svg)?).map_err(written(&png))?;
+        paths.push(svg);
+        paths.push(png);
+    }
+
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>netpoll report</title><style>{STYLE}</style></head><body>\n\
+         <h1>netpoll report</h1>\n<p>{} result file(s). Latencies are measured in the kernel per \
+         call (server side) and per request by the load generator (client side); see \
+         docs/results-format.md.</p>\n",
+        runs.len()
+    );
+    let mut md = format!("# netpoll report\n\n{} result file(s).\n\n", runs.len());
+    let (header, rows) = run_table(runs);
+    if !rows.is_empty() {
+        html.push_str("<h2>Workloads</h2>\n");
+        md.push_str("## Workloads\n\n");
+        html_table(&mut html, (header.clone(), rows.clone()));
+        md_table(&mut md, (header, rows));
+    }
+    html.push_str("<h2>Charts</h2>\n");
+    md.push_str("## Charts\n\n");
+    for chart in &charts {
+        // Inline, so the page opens from disk with nothing beside it.
+        let svg = chart
+            .svg
+            .trim_start_matches(|c| c != '<')
+            .trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")
+            .trim();
+        let _ = writeln!(
+            html,
+            "<figure id=\"{name}\">{svg}<figcaption>{title} (<a href=\"{name}.svg\">SVG</a>, \
+             <a href=\"{name}.png\">PNG</a>)</figcaption></figure>",
+            name = chart.name,
+            title = html_escape(&chart.title),
+        );
+        let _ = writeln!(md, "### {}\n\n![{}]({}.png)\n", chart.title, chart.name, chart.name);
+    }
+    html.push_str("<h2>Syscall classes</h2>\n");
+    md.push_str("## Syscall classes\n\n");
+    html_table(&mut html, class_table(runs));
+    md_table(&mut md, class_table(runs));
+    html.push_str("<h2>Runs</h2>\n");
+    md.push_str("## Runs\n\n");
+    html_table(&mut html, runs_table(runs));
+    md_table(&mut md, runs_table(runs));
+    html.push_str("</body></html>\n");
+
+    for (name, text) in [
+        ("index.html", html),
+        ("report.md", md),
+        ("results.csv", csv(runs)),
+    ] {
+        let path = dir.join(name);
+        fs::write(&path, text).map_err(written(&path))?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
