@@ -72,10 +72,14 @@ pub const MODEL_ORDER: [&str; 11] = [
     "sigio",
 ];
 
-/// A model's colour; anything else (classes, profile targets) gets one from its name.
+/// A model's colour, or a syscall class's; anything else (profile targets) gets one from its
+/// name.
 pub fn color_of(name: &str) -> RGBColor {
-    let model = name.split(' ').next().unwrap_or(name);
-    match MODEL_ORDER.iter().position(|m| *m == model) {
+    let first = name.split(' ').next().unwrap_or(name);
+    if let Some(i) = MODEL_ORDER.iter().position(|m| *m == first) {
+        return PALETTE[i % PALETTE.len()];
+    }
+    match crate::results::CLASS_ORDER.iter().position(|c| *c == first) {
         Some(i) => PALETTE[i % PALETTE.len()],
         None => {
             let hash = name
@@ -94,7 +98,13 @@ pub fn fmt_ns(ns: f64) -> String {
         n if n < 1e9 => (n / 1e6, "ms"),
         n => (n / 1e9, "s"),
     };
-    let digits = if value >= 100.0 { 0 } else if value >= 10.0 { 1 } else { 2 };
+    let digits = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
     let text = format!("{value:.digits$}");
     let text = if text.contains('.') {
         text.trim_end_matches('0').trim_end_matches('.')
@@ -180,8 +190,18 @@ fn shares(h: &Histogram) -> Vec<(f64, f64)> {
             _ => bins.push((key, count)),
         }
     }
-    bins.into_iter()
-        .map(|(k, c)| (2f64.powf((k as f64 + 0.5) / 4.0), c as f64 / total * 100.0))
+    // Empty bins between the first and last are zeros, not a line drawn across the gap.
+    let (Some(first), Some(last)) = (bins.first().map(|b| b.0), bins.last().map(|b| b.0)) else {
+        return Vec::new();
+    };
+    (first..=last)
+        .map(|k| {
+            let count = bins.iter().find(|b| b.0 == k).map_or(0, |b| b.1);
+            (
+                2f64.powf((k as f64 + 0.5) / 4.0),
+                count as f64 / total * 100.0,
+            )
+        })
         .collect()
 }
 
@@ -385,7 +405,11 @@ pub fn percentiles(
                     PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3))
                 });
             chart
-                .draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())))
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 4, color.filled())),
+                )
                 .map_err(|e| e.to_string())?;
         }
         // Latency rises to the right: the upper left is free.
@@ -476,19 +500,29 @@ pub fn lines(
     if points.is_empty() {
         return missing(name, title, "no runs in these results");
     }
-    let xmax = points.iter().map(|p| p.0).fold(1.0, f64::max) * 1.1;
+    let xmin = points.iter().map(|p| p.0).fold(f64::MAX, f64::min);
+    let xmax = points.iter().map(|p| p.0).fold(f64::MIN, f64::max);
+    // A single x value sits in the middle; several span the axis with some room.
+    let pad = if xmax > xmin {
+        (xmax - xmin) * 0.1
+    } else {
+        xmin.abs().max(1.0) * 0.5
+    };
+    let (xlo, xhi) = ((xmin - pad).max(0.0), xmax + pad);
     let ymax = points.iter().map(|p| p.1).fold(1e-9, f64::max) * 1.15;
     draw(name, title, note, |area| {
         let mut chart = ChartBuilder::on(area)
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(80)
-            .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+            .build_cartesian_2d(xlo..xhi, 0.0..ymax)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .x_desc(x_desc)
             .y_desc(y_desc)
+            .y_label_formatter(&|v| format_value(*v))
+            .x_label_formatter(&|v| format_value(*v))
             .axis_desc_style((FONT, 16))
             .label_style((FONT, 13))
             .draw()
@@ -508,7 +542,7 @@ pub fn lines(
                 .draw_series(pts.into_iter().map(|p| Circle::new(p, 5, color.filled())))
                 .map_err(|e| e.to_string())?;
         }
-        legend(&mut chart)
+        legend_at(&mut chart, SeriesLabelPosition::LowerLeft)
     })
 }
 

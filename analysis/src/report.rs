@@ -3,7 +3,7 @@
 //! and syscall class).
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeSet,
     fmt::Write as _,
     fs,
     path::{Path, PathBuf},
@@ -80,12 +80,15 @@ pub fn load(inputs: &[PathBuf]) -> Result<Vec<Run>, ReportError> {
     }
     // Models in `netpoll models` order, then everything else as given.
     runs.sort_by_key(|r| {
-        r.results.run.as_ref().map_or(chart::MODEL_ORDER.len(), |i| {
-            chart::MODEL_ORDER
-                .iter()
-                .position(|m| *m == i.model)
-                .unwrap_or(chart::MODEL_ORDER.len())
-        })
+        r.results
+            .run
+            .as_ref()
+            .map_or(chart::MODEL_ORDER.len(), |i| {
+                chart::MODEL_ORDER
+                    .iter()
+                    .position(|m| *m == i.model)
+                    .unwrap_or(chart::MODEL_ORDER.len())
+            })
     });
     label_runs(&mut runs);
     Ok(runs)
@@ -100,22 +103,27 @@ fn label_runs(runs: &mut [Run]) {
             None => profile_label(&run.results),
         };
     }
-    let count = |runs: &[Run], label: &str| runs.iter().filter(|r| r.label == label).count();
-    for i in 0..runs.len() {
-        if count(runs, &runs[i].label) > 1
-            && let Some(info) = &runs[i].results.run
-        {
-            runs[i].label = format!("{} c={}", info.model, info.load.connections);
+    // Duplicates are found before any is renamed, so that every one of them is.
+    let duplicated = |runs: &[Run]| -> Vec<bool> {
+        runs.iter()
+            .map(|r| runs.iter().filter(|o| o.label == r.label).count() > 1)
+            .collect()
+    };
+    let dups = duplicated(runs);
+    for (run, dup) in runs.iter_mut().zip(dups) {
+        if dup && let Some(info) = &run.results.run {
+            run.label = format!("{} c={}", info.model, info.load.connections);
         }
     }
-    for i in 0..runs.len() {
-        if count(runs, &runs[i].label) > 1 {
-            let stem = runs[i]
+    let dups = duplicated(runs);
+    for (run, dup) in runs.iter_mut().zip(dups) {
+        if dup {
+            let stem = run
                 .path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            runs[i].label = format!("{} ({stem})", runs[i].label);
+            run.label = format!("{} ({stem})", run.label);
         }
     }
 }
@@ -160,7 +168,10 @@ pub fn mixed_parameters(runs: &[&Run], include_connections: bool) -> Option<Stri
     if include_connections {
         check(
             "connections",
-            infos.iter().map(|i| i.load.connections.to_string()).collect(),
+            infos
+                .iter()
+                .map(|i| i.load.connections.to_string())
+                .collect(),
         );
     }
     check(
@@ -169,17 +180,27 @@ pub fn mixed_parameters(runs: &[&Run], include_connections: bool) -> Option<Stri
     );
     check(
         "think (µs)",
-        infos.iter().map(|i| i.server.think_us.to_string()).collect(),
+        infos
+            .iter()
+            .map(|i| i.server.think_us.to_string())
+            .collect(),
     );
     check(
         "disk read (B)",
-        infos.iter().map(|i| i.server.disk_read.to_string()).collect(),
+        infos
+            .iter()
+            .map(|i| i.server.disk_read.to_string())
+            .collect(),
     );
     check(
         "rate",
         infos
             .iter()
-            .map(|i| i.load.rate.map_or("closed loop".into(), |r| format!("{r}/s")))
+            .map(|i| {
+                i.load
+                    .rate
+                    .map_or("closed loop".into(), |r| format!("{r}/s"))
+            })
             .collect(),
     );
     check(
@@ -229,12 +250,9 @@ pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
         )?);
         type Figure = fn(&crate::run::RunInfo) -> f64;
         let figures: [(&str, &str, &str, Figure); 5] = [
-            (
-                "throughput",
-                "Requests per second",
-                "requests/s",
-                |i| i.load.throughput_rps,
-            ),
+            ("throughput", "Requests per second", "requests/s", |i| {
+                i.load.throughput_rps
+            }),
             (
                 "syscalls_per_request",
                 "Server syscalls per request",
@@ -253,12 +271,9 @@ pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
                 "CPU µs per request",
                 |i| i.per_request.cpu_us,
             ),
-            (
-                "threads",
-                "Server threads (peak)",
-                "threads",
-                |i| i.server_process.peak_threads as f64,
-            ),
+            ("threads", "Server threads (peak)", "threads", |i| {
+                i.server_process.peak_threads as f64
+            }),
         ];
         for (name, title, y, figure) in figures {
             let bars: Vec<(Series, f64)> = workloads
@@ -342,13 +357,17 @@ pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
 
 /// Throughput and CPU per request against connections, one line per model.
 fn versus_connections(workloads: &[&Run]) -> Result<Vec<Chart>, ReportError> {
-    let mut by_model: BTreeMap<&str, Vec<&Run>> = BTreeMap::new();
+    // Runs are in model order already: group them, keeping it.
+    let mut by_model: Vec<(&str, Vec<&Run>)> = Vec::new();
     for r in workloads {
         if let Some(info) = &r.results.run {
-            by_model.entry(info.model.as_str()).or_default().push(r);
+            match by_model.iter_mut().find(|(m, _)| *m == info.model) {
+                Some((_, runs)) => runs.push(r),
+                None => by_model.push((info.model.as_str(), vec![r])),
+            }
         }
     }
-    let several = by_model.values().any(|runs| {
+    let several = by_model.iter().any(|(_, runs)| {
         runs.iter()
             .filter_map(|r| r.results.run.as_ref())
             .map(|i| i.load.connections)
@@ -413,14 +432,14 @@ fn ns(v: f64) -> String {
 }
 
 fn quantile(h: &Histogram, q: f64) -> String {
-    h.quantile(q).map_or("-".into(), |x| ns(x.estimate() as f64))
+    h.quantile(q)
+        .map_or("-".into(), |x| ns(x.estimate() as f64))
 }
 
 /// The key figures of each workload run: (header, rows).
 fn run_table(runs: &[Run]) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let header = vec![
         "run",
-        "model",
         "connections",
         "mode",
         "requests/s",
@@ -443,9 +462,9 @@ fn run_table(runs: &[Run]) -> (Vec<&'static str>, Vec<Vec<String>>) {
             let p = &i.per_request;
             Some(vec![
                 r.label.clone(),
-                i.model.clone(),
                 l.connections.to_string(),
-                l.rate.map_or("closed".into(), |rate| format!("open {rate}/s")),
+                l.rate
+                    .map_or("closed".into(), |rate| format!("open {rate}/s")),
                 format!("{:.0}", l.throughput_rps),
                 ns(l.latency_percentiles.p50 as f64),
                 ns(l.latency_percentiles.p99 as f64),
@@ -480,9 +499,7 @@ fn class_table(runs: &[Run]) -> (Vec<&'static str>, Vec<Vec<String>>) {
                 c.bytes.to_string(),
                 quantile(&c.latency_ns, 0.5),
                 quantile(&c.latency_ns, 0.99),
-                c.latency_ns
-                    .max()
-                    .map_or("-".into(), |m| ns(m.high as f64)),
+                c.latency_ns.max().map_or("-".into(), |m| ns(m.high as f64)),
             ]);
         }
     }
@@ -497,7 +514,7 @@ fn html_escape(s: &str) -> String {
 }
 
 fn html_table(out: &mut String, (header, rows): (Vec<&str>, Vec<Vec<String>>)) {
-    out.push_str("<table>\n<tr>");
+    out.push_str("<div class=\"wide\"><table>\n<tr>");
     for h in header {
         let _ = write!(out, "<th>{}</th>", html_escape(h));
     }
@@ -509,7 +526,7 @@ fn html_table(out: &mut String, (header, rows): (Vec<&str>, Vec<Vec<String>>)) {
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</table>\n");
+    out.push_str("</table></div>\n");
 }
 
 fn md_table(out: &mut String, (header, rows): (Vec<&str>, Vec<Vec<String>>)) {
@@ -595,7 +612,10 @@ pub fn csv(runs: &[Run]) -> String {
     };
     for r in runs {
         let info = r.results.run.as_ref();
-        let q = |h: &Histogram, q: f64| h.quantile(q).map_or(String::new(), |x| x.estimate().to_string());
+        let q = |h: &Histogram, q: f64| {
+            h.quantile(q)
+                .map_or(String::new(), |x| x.estimate().to_string())
+        };
         for c in &r.results.classes {
             let _ = writeln!(
                 out,
@@ -607,8 +627,16 @@ pub fn csv(runs: &[Run]) -> String {
                 info.and_then(|i| i.load.rate)
                     .map_or(String::new(), |rate| rate.to_string()),
                 info.map_or(String::new(), |i| format!("{:.1}", i.load.throughput_rps)),
-                info.map_or(String::new(), |i| i.load.latency_percentiles.p50.to_string()),
-                info.map_or(String::new(), |i| i.load.latency_percentiles.p99.to_string()),
+                info.map_or(String::new(), |i| i
+                    .load
+                    .latency_percentiles
+                    .p50
+                    .to_string()),
+                info.map_or(String::new(), |i| i
+                    .load
+                    .latency_percentiles
+                    .p99
+                    .to_string()),
                 c.name,
                 c.calls,
                 c.errors,
@@ -619,14 +647,16 @@ pub fn csv(runs: &[Run]) -> String {
                 c.mean_ns().map_or(String::new(), |m| format!("{m:.0}")),
                 q(&c.latency_ns, 0.5),
                 q(&c.latency_ns, 0.99),
-                c.latency_ns.max().map_or(String::new(), |m| m.high.to_string()),
+                c.latency_ns
+                    .max()
+                    .map_or(String::new(), |m| m.high.to_string()),
             );
         }
     }
     out
 }
 
-const STYLE: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222}\
+const STYLE: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222}.wide{overflow-x:auto}\
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}\
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}figure{margin:2em 0}\
 figcaption{color:#555;font-size:14px}svg{max-width:100%;height:auto}";
@@ -683,7 +713,11 @@ pub fn write(dir: &Path, runs: &[Run]) -> Result<Vec<PathBuf>, ReportError> {
             name = chart.name,
             title = html_escape(&chart.title),
         );
-        let _ = writeln!(md, "### {}\n\n![{}]({}.png)\n", chart.title, chart.name, chart.name);
+        let _ = writeln!(
+            md,
+            "### {}\n\n![{}]({}.png)\n",
+            chart.title, chart.name, chart.name
+        );
     }
     html.push_str("<h2>Syscall classes</h2>\n");
     md.push_str("## Syscall classes\n\n");

@@ -79,12 +79,14 @@ enum Command {
     Run(RunArgs),
     /// Charts and a report from results files: SVG and PNG charts, index.html, report.md and
     /// results.csv.
-    #[command(after_help = "RESULTS are files written by `netpoll run --json` or `netpoll \
+    #[command(
+        after_help = "RESULTS are files written by `netpoll run --json` or `netpoll \
         profile --json`, or directories of them. Runs of several models are compared chart by \
         chart, each model in the same colour everywhere; profile results get a card each.\n\n\
         Examples:\n  \
         netpoll report epoll.json blocking.json --out report/\n  \
-        netpoll report results/ --out report/ && xdg-open report/index.html")]
+        netpoll report results/ --out report/ && xdg-open report/index.html"
+    )]
     Report(ReportArgs),
 }
 

@@ -63,7 +63,11 @@ pub fn run(req: Request, signals: &system::Signals) -> Result<i32> {
         .as_deref()
         .map(|p| output::JsonFile::create(p, "--json"))
         .transpose()?;
-    let mut out = req.out.as_deref().map(output::ReportDir::create).transpose()?;
+    let mut out = req
+        .out
+        .as_deref()
+        .map(output::ReportDir::create)
+        .transpose()?;
     target::check_pids(&req.pids)?;
     let comm = req.comm.clone();
     if let Some(name) = &comm

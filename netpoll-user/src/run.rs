@@ -106,7 +106,11 @@ pub fn run(req: Request, signals: &system::Signals) -> Result<i32> {
         .as_deref()
         .map(|p| output::JsonFile::create(p, "--json"))
         .transpose()?;
-    let mut out = req.out.as_deref().map(output::ReportDir::create).transpose()?;
+    let mut out = req
+        .out
+        .as_deref()
+        .map(output::ReportDir::create)
+        .transpose()?;
     system::check_privileges()?;
     // Listening here makes a busy port a clear error now, and tells us the address; the server
     // inherits the socket.

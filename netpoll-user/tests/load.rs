@@ -247,3 +247,19 @@ fn bad_input_gets_one_line() {
     let err = one_line_failure(&netpoll(&["load", "127.0.0.1:9", "-c", "5000000"]), 1);
     assert!(err.contains("file descriptors"), "{err}");
 }
+
+#[test]
+fn report_refuses_what_it_cannot_read_with_one_line() {
+    let err = one_line_failure(&netpoll(&["report", "/nonexistent/results.json"]), 1);
+    assert!(
+        err.contains("cannot read /nonexistent/results.json"),
+        "{err}"
+    );
+    let bad = temp("bad.json");
+    fs::write(&bad, "{\"schema\": \"netpoll-results/1\", \"tool\"").expect("write");
+    let err = one_line_failure(&netpoll(&["report", &bad.display().to_string()]), 1);
+    assert!(err.contains("is not a netpoll results file"), "{err}");
+    remove(&bad);
+    let out = netpoll(&["report"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -253,6 +253,34 @@ fn ctrl_c_stops_the_server_and_writes_partial_results() {
 }
 
 #[test]
+fn out_writes_results_charts_and_report() {
+    let _one = ONE_AT_A_TIME.lock();
+    let dir = std::env::temp_dir().join(format!("netpoll-run-{}-out", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let dir_arg = dir.display().to_string();
+    let out = netpoll(
+        &["run", "--model", "epoll-lt", "--quiet", "--out", &dir_arg]
+            .into_iter()
+            .chain(SHORT)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = Results::load(&dir.join("results.json")).expect("results.json");
+    assert_eq!(info(&results).model, "epoll-lt");
+    let html = fs::read_to_string(dir.join("index.html")).expect("index.html");
+    assert!(html.contains("<svg") && html.contains("epoll-lt"));
+    let svg = fs::read_to_string(dir.join("request_latency.svg")).expect("chart");
+    assert!(svg.contains("epoll-lt") && svg.contains("percentile"));
+    assert!(dir.join("request_latency.png").is_file() && dir.join("results.csv").is_file());
+    let _ = fs::remove_dir_all(&dir);
+    assert_nothing_attached();
+}
+
+#[test]
 fn bad_input_is_refused_before_anything_starts() {
     let _one = ONE_AT_A_TIME.lock();
     let err = one_line_failure(&netpoll(&["run", "--model", "smoke-signals"]), 1);
@@ -283,5 +311,10 @@ fn bad_input_is_refused_before_anything_starts() {
         1,
     );
     assert!(err.contains("cannot write"), "{err}");
+    let err = one_line_failure(
+        &netpoll(&["run", "--model", "poll", "--out", "/proc/version/x"]),
+        1,
+    );
+    assert!(err.contains("--out /proc/version/x"), "{err}");
     assert_nothing_attached();
 }

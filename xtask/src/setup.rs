@@ -14,12 +14,14 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the build needs: LLVM 22 for bpf-linker.
 const BUILD_PACKAGES: &[&str] = &["llvm-22-dev"];
 /// Debian packages the tests and benchmarks drive: real third-party servers (redis, nginx),
-/// redis's client, bpftool to check that nothing stays attached, and the tools the overhead
-/// benchmark compares.
+/// redis's client, bpftool to check that nothing stays attached, the tools the overhead
+/// benchmark compares, the font chart PNGs are drawn with, and a browser to open the HTML report.
 pub const TEST_PACKAGES: &[&str] = &[
     "redis-server",
     "redis-tools",
     "nginx-light",
+    "fonts-dejavu-core",
+    "chromium",
     "bpftool",
     "bpftrace",
     "strace",

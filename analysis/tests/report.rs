@@ -1,0 +1,455 @@
+//! Charts and reports from fixture results: the SVGs carry their series and axis labels, the
+//! PNGs decode to the chart size and are not blank, bad input gets a clear error, and the HTML
+//! report opens in headless Chromium showing every chart.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use analysis::{
+    Histogram, Results,
+    chart::{self, HEIGHT, WIDTH},
+    png::Renderer,
+    report::{self, Run},
+    results::{Counters, Host, SyscallStats, Target, Tool},
+    run::{LoadResults, PerRequest, Percentiles, RunInfo, ServerConfig, ServerProcess},
+};
+use netpoll_ebpf::histogram::{LATENCY_BUCKETS, READY_BUCKETS};
+use resvg::tiny_skia::Pixmap;
+
+fn histogram(values: &[(u64, u64)], buckets: usize) -> Histogram {
+    let mut h = Histogram::new(buckets);
+    for &(v, n) in values {
+        h.record_n(v, n);
+    }
+    h
+}
+
+fn stats(name: &str, calls: u64, latency: &[(u64, u64)], ready: &[(u64, u64)]) -> SyscallStats {
+    SyscallStats {
+        name: name.into(),
+        calls,
+        latency_sum_ns: latency.iter().map(|(v, n)| v * n).sum(),
+        latency_ns: histogram(latency, LATENCY_BUCKETS),
+        ready_events: histogram(ready, READY_BUCKETS),
+        ..SyscallStats::default()
+    }
+}
+
+/// A `netpoll run` result for `model`: blocking models read slowly, reactors wait in epoll.
+fn run_results(model: &str, connections: usize, payload: usize) -> Results {
+    let blocking = model.starts_with("blocking");
+    let mut classes = vec![
+        stats(
+            "socket_read",
+            1000,
+            if blocking {
+                &[(80_000, 900), (2_000_000, 100)]
+            } else {
+                &[(600, 1000)]
+            },
+            &[],
+        ),
+        stats("socket_write", 1000, &[(3_000, 1000)], &[]),
+    ];
+    if !blocking {
+        classes.insert(
+            0,
+            stats("epoll", 250, &[(1_100, 200), (40_000, 50)], &[(4, 250)]),
+        );
+    }
+    let p = |base: u64| Percentiles {
+        min: base / 2,
+        p50: base,
+        p90: base * 2,
+        p99: base * 4,
+        p999: base * 10,
+        max: base * 30,
+        mean: base as f64 * 1.2,
+    };
+    Results {
+        schema: analysis::SCHEMA.into(),
+        tool: Tool {
+            name: "netpoll".into(),
+            version: "0.1.0".into(),
+        },
+        target: Target {
+            kind: "run".into(),
+            pids: vec![42],
+            follow_children: true,
+            ..Target::default()
+        },
+        host: Host {
+            hostname: "fixture".into(),
+            kernel: "6.18.0".into(),
+            arch: "x86_64".into(),
+            cpus: 2,
+        },
+        hook: "tp_btf".into(),
+        socket_split: true,
+        started_at: "2026-11-27T00:00:00.000Z".into(),
+        ended_at: "2026-11-27T00:00:02.000Z".into(),
+        duration_ns: 2_000_000_000,
+        end_reason: "duration".into(),
+        partial: false,
+        command_exit_code: None,
+        syscalls: classes.clone(),
+        classes,
+        lower_bound: vec![],
+        processes: Default::default(),
+        counters: Counters::default(),
+        run: Some(RunInfo {
+            model: model.into(),
+            server: ServerConfig {
+                listen: "127.0.0.1:1".into(),
+                payload,
+                ..ServerConfig::default()
+            },
+            load: LoadResults {
+                target: "127.0.0.1:1".into(),
+                protocol: "echo".into(),
+                payload: Some(payload),
+                mode: "closed".into(),
+                connections,
+                threads: 1,
+                duration_ns: 2_000_000_000,
+                requests: 1000,
+                throughput_rps: 500.0 * connections as f64,
+                latency_percentiles: p(if blocking { 90_000 } else { 50_000 }),
+                ..LoadResults::default()
+            },
+            server_process: ServerProcess {
+                pid: 42,
+                cpu_user_ns: 1_000_000,
+                cpu_system_ns: 9_000_000,
+                voluntary_switches: if blocking { 1000 } else { 1 },
+                peak_threads: if blocking { connections as u64 + 1 } else { 1 },
+                ..ServerProcess::default()
+            },
+            per_request: PerRequest {
+                syscalls: if blocking { 2.0 } else { 3.25 },
+                epoll_waits: if blocking { 0.0 } else { 0.25 },
+                eagain: if blocking { 0.0 } else { 1.0 },
+                context_switches: if blocking { 1.0 } else { 0.001 },
+                cpu_us: 10.0,
+            },
+        }),
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netpoll-report-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Writes results as files and loads them back the way `netpoll report` does.
+fn runs(dir: &Path, results: &[Results]) -> Vec<Run> {
+    let inputs: Vec<PathBuf> = results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let path = dir.join(format!("run{i}.json"));
+            fs::write(&path, serde_json::to_string(r).expect("json")).expect("write");
+            path
+        })
+        .collect();
+    report::load(&inputs).expect("load")
+}
+
+fn chart<'a>(charts: &'a [chart::Chart], name: &str) -> &'a chart::Chart {
+    charts
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no chart {name}"))
+}
+
+#[test]
+fn charts_carry_their_series_axes_and_titles() {
+    let dir = temp_dir("series");
+    let runs = runs(
+        &dir,
+        &[
+            run_results("epoll-lt", 8, 64),
+            run_results("blocking-threads", 8, 64),
+        ],
+    );
+    let charts = report::charts(&runs).expect("charts");
+    let latency = chart(&charts, "request_latency");
+    for text in [
+        "epoll-lt",
+        "blocking-threads",
+        "percentile",
+        "request latency (log scale)",
+        "p99.9",
+    ] {
+        assert!(latency.svg.contains(text), "request_latency lacks {text:?}");
+    }
+    let reads = chart(&charts, "socket_read_latency");
+    assert!(reads.svg.contains("latency per call (log scale)"));
+    assert!(reads.svg.contains("share of calls (%)"));
+    // Runs are listed in `netpoll models` order, whatever the input order.
+    assert_eq!(runs[0].label, "blocking-threads");
+    // The blocking model has no waiting call; only the reactor appears.
+    let waits = chart(&charts, "wait_latency");
+    assert!(waits.svg.contains("epoll-lt (epoll)") && !waits.svg.contains("blocking-threads"));
+    let bars = chart(&charts, "switches_per_request");
+    assert!(bars.svg.contains("context switches per request") && bars.svg.contains("1.00"));
+    assert!(chart(&charts, "ready_events").svg.contains("4-7"));
+    // One connection count per model: the chart says what is missing.
+    assert!(
+        chart(&charts, "throughput_vs_connections")
+            .svg
+            .contains("each model ran at one connection count")
+    );
+    // A model keeps its colour from chart to chart.
+    let color = chart::color_of("epoll-lt");
+    let hex = format!("#{:02X}{:02X}{:02X}", color.0, color.1, color.2);
+    for name in ["request_latency", "socket_read_latency", "throughput"] {
+        assert!(
+            chart(&charts, name).svg.to_uppercase().contains(&hex),
+            "{name} lacks epoll-lt's colour {hex}"
+        );
+    }
+}
+
+#[test]
+fn pngs_decode_to_the_chart_size_and_are_not_blank() {
+    let dir = temp_dir("png");
+    let runs = runs(&dir, &[run_results("poll", 4, 64)]);
+    let charts = report::charts(&runs).expect("charts");
+    let renderer = Renderer::new().expect("a sans-serif font (fonts-dejavu-core)");
+    for c in &charts {
+        let png = renderer.png(&c.name, &c.svg).expect("png");
+        let pixmap = Pixmap::decode_png(&png).expect("decodes");
+        assert_eq!(
+            (pixmap.width(), pixmap.height()),
+            (WIDTH, HEIGHT),
+            "{}",
+            c.name
+        );
+        let dark = pixmap
+            .pixels()
+            .iter()
+            .filter(|p| p.red() < 100 && p.green() < 100 && p.blue() < 100)
+            .count();
+        // Title, labels and axes: hundreds of dark pixels, not an empty white page.
+        assert!(dark > 500, "{}: only {dark} dark pixels", c.name);
+    }
+}
+
+#[test]
+fn mixed_parameters_are_stated_in_the_charts() {
+    let dir = temp_dir("mixed");
+    let runs = runs(
+        &dir,
+        &[
+            run_results("epoll-lt", 8, 64),
+            run_results("epoll-lt", 32, 64),
+            run_results("poll", 8, 1024),
+        ],
+    );
+    // Two epoll-lt runs: told apart by their connection counts.
+    let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
+    assert!(labels.contains(&"epoll-lt c=8") && labels.contains(&"epoll-lt c=32"));
+    let charts = report::charts(&runs).expect("charts");
+    let latency = chart(&charts, "request_latency");
+    assert!(
+        latency
+            .svg
+            .contains("mixed parameters: connections 32/8; payload (B) 1024/64"),
+        "no mixed-parameters note"
+    );
+    // Against connections, the connection count is the axis, not a mix.
+    let curve = chart(&charts, "throughput_vs_connections");
+    assert!(curve.svg.contains("payload (B) 1024/64") && !curve.svg.contains("connections 32/8"));
+}
+
+#[test]
+fn empty_data_gives_a_chart_that_says_so() {
+    let mut r = run_results("epoll-lt", 8, 64);
+    r.classes.clear();
+    r.syscalls.clear();
+    let dir = temp_dir("empty");
+    let runs = runs(&dir, &[r]);
+    let charts = report::charts(&runs).expect("charts");
+    assert!(
+        chart(&charts, "socket_read_latency")
+            .svg
+            .contains("no calls of this kind in these results")
+    );
+    assert!(
+        chart(&charts, "ready_events")
+            .svg
+            .contains("no epoll, poll or select call returned ready events")
+    );
+}
+
+#[test]
+fn a_profile_gets_a_card() {
+    let mut r = run_results("epoll-lt", 8, 64);
+    r.run = None;
+    r.target = Target {
+        kind: "comm".into(),
+        comm: Some("redis-server".into()),
+        ..Target::default()
+    };
+    let dir = temp_dir("card");
+    let runs = runs(&dir, &[r]);
+    let charts = report::charts(&runs).expect("charts");
+    assert_eq!(
+        charts.len(),
+        1,
+        "{:?}",
+        charts.iter().map(|c| &c.name).collect::<Vec<_>>()
+    );
+    let card = &charts[0];
+    assert!(card.svg.contains("redis-server: 2250 calls in 2.0 s"));
+    assert!(
+        card.svg.contains("epoll (250 calls)") && card.svg.contains("socket_write (1000 calls)")
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let dir = temp_dir("bad");
+    let truncated = dir.join("truncated.json");
+    let text = serde_json::to_string(&run_results("poll", 1, 1)).expect("json");
+    fs::write(&truncated, &text[..text.len() / 2]).expect("write");
+    let err = report::load(&[truncated]).unwrap_err().to_string();
+    assert!(
+        err.contains("truncated.json is not a netpoll results file"),
+        "{err}"
+    );
+
+    let future = dir.join("future.json");
+    fs::write(
+        &future,
+        text.replace("netpoll-results/1", "netpoll-results/7"),
+    )
+    .expect("write");
+    let err = report::load(&[future]).unwrap_err().to_string();
+    assert!(err.contains("has schema \"netpoll-results/7\""), "{err}");
+
+    let empty = temp_dir("bad-empty");
+    let err = report::load(&[empty]).unwrap_err().to_string();
+    assert!(err.contains("no results files"), "{err}");
+
+    let err = report::load(&[dir.join("missing.json")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot read"), "{err}");
+
+    let good = runs(&temp_dir("bad-good"), &[run_results("poll", 1, 1)]);
+    let blocker = dir.join("a-file");
+    fs::write(&blocker, "").expect("write");
+    let err = report::write(&blocker.join("report"), &good)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot write"), "{err}");
+}
+
+#[test]
+fn the_report_has_every_file_and_table() {
+    let dir = temp_dir("files");
+    let runs = runs(
+        &dir,
+        &[
+            run_results("epoll-lt", 8, 64),
+            run_results("blocking-threads", 8, 64),
+        ],
+    );
+    let out = dir.join("report");
+    let written = report::write(&out, &runs).expect("report");
+    let charts = report::charts(&runs).expect("charts");
+    for c in &charts {
+        assert!(out.join(format!("{}.svg", c.name)).is_file());
+        assert!(out.join(format!("{}.png", c.name)).is_file());
+    }
+    assert_eq!(written.len(), charts.len() * 2 + 3);
+    let html = fs::read_to_string(out.join("index.html")).expect("html");
+    assert_eq!(html.matches("<svg").count(), charts.len(), "charts inline");
+    assert!(html.contains("<th>syscalls/req</th>") && html.contains("6.18.0"));
+    let md = fs::read_to_string(out.join("report.md")).expect("md");
+    assert_eq!(md.matches("](").count(), charts.len());
+    let csv = fs::read_to_string(out.join("results.csv")).expect("csv");
+    // Header, then one row per run and class: 3 classes for epoll-lt, 2 for blocking-threads.
+    assert_eq!(csv.lines().count(), 1 + 3 + 2, "{csv}");
+    assert!(
+        csv.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("blocking-threads,"))
+    );
+}
+
+/// Headless Chromium (Debian `chromium`, installed by `cargo xtask test`) opens the report from
+/// disk without errors, finds every chart in the page, and renders a non-blank screenshot.
+#[test]
+fn the_html_report_opens_in_chromium() {
+    let dir = temp_dir("chromium");
+    let runs = runs(
+        &dir,
+        &[
+            run_results("epoll-lt", 8, 64),
+            run_results("blocking-threads", 8, 64),
+        ],
+    );
+    let out = dir.join("report");
+    report::write(&out, &runs).expect("report");
+    let charts = report::charts(&runs).expect("charts").len();
+    let url = format!("file://{}", out.join("index.html").display());
+    let chromium = |args: &[&str]| {
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--enable-logging=stderr",
+                "--v=0",
+            ])
+            .args(args)
+            .arg(&url)
+            .output()
+            .expect("chromium (installed by `cargo xtask test`)")
+    };
+    let dom = chromium(&["--dump-dom"]);
+    let page = String::from_utf8_lossy(&dom.stdout);
+    let log = String::from_utf8_lossy(&dom.stderr);
+    assert!(dom.status.success(), "{log}");
+    assert_eq!(page.matches("<svg").count(), charts, "charts in the DOM");
+    assert_eq!(page.matches("<figure").count(), charts);
+    assert!(
+        !log.contains("Uncaught") && !log.contains("CONSOLE(") && !log.contains("ERR_FILE"),
+        "page errors:\n{log}"
+    );
+    let shot = out.join("screenshot.png");
+    let status = chromium(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1200,2400",
+        "--hide-scrollbars",
+    ]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let pixmap = Pixmap::load_png(&shot).expect("screenshot decodes");
+    assert_eq!((pixmap.width(), pixmap.height()), (1200, 2400));
+    let colored = pixmap
+        .pixels()
+        .iter()
+        .filter(|p| {
+            let (r, g, b) = (p.red() as i32, p.green() as i32, p.blue() as i32);
+            (r - g).abs() > 60 || (g - b).abs() > 60 || (r - b).abs() > 60
+        })
+        .count();
+    // Chart lines and bars are coloured; a page of text alone would have none.
+    assert!(
+        colored > 5000,
+        "only {colored} coloured pixels in the screenshot"
+    );
+}
