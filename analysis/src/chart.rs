@@ -75,6 +75,9 @@ pub const MODEL_ORDER: [&str; 11] = [
 /// A model's colour, or a syscall class's; anything else (profile targets) gets one from its
 /// name.
 pub fn color_of(name: &str) -> RGBColor {
+    if name.contains("sqpoll") {
+        return RGBColor(0, 100, 0);
+    }
     let first = name.split(' ').next().unwrap_or(name);
     if let Some(i) = MODEL_ORDER.iter().position(|m| *m == first) {
         return PALETTE[i % PALETTE.len()];

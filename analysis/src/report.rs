@@ -14,6 +14,7 @@ use crate::{
     chart::{self, Chart, Series, color_of},
     png::Renderer,
     results::{LoadError, Results, SyscallStats},
+    run::RunInfo,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +100,7 @@ pub fn load(inputs: &[PathBuf]) -> Result<Vec<Run>, ReportError> {
 fn label_runs(runs: &mut [Run]) {
     for run in runs.iter_mut() {
         run.label = match &run.results.run {
-            Some(info) => info.model.clone(),
+            Some(info) => variant(info),
             None => profile_label(&run.results),
         };
     }
@@ -112,7 +113,10 @@ fn label_runs(runs: &mut [Run]) {
     let dups = duplicated(runs);
     for (run, dup) in runs.iter_mut().zip(dups) {
         if dup && let Some(info) = &run.results.run {
-            run.label = format!("{} c={}", info.model, info.load.connections);
+            run.label = format!("{} c={}", variant(info), info.load.connections);
+            if info.load.idle_connections > 0 {
+                run.label += &format!(" idle={}", info.load.idle_connections);
+            }
         }
     }
     let dups = duplicated(runs);
@@ -126,6 +130,76 @@ fn label_runs(runs: &mut [Run]) {
             run.label = format!("{} ({stem})", run.label);
         }
     }
+}
+
+/// The model, and its variant where the model has one (io-uring with SQPOLL).
+pub fn variant(info: &RunInfo) -> String {
+    if info.server.sqpoll {
+        format!("{} sqpoll", info.model)
+    } else {
+        info.model.clone()
+    }
+}
+
+/// The parameter an experiment varies within a model, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    Connections,
+    IdleConnections,
+}
+
+impl Axis {
+    pub fn value(self, info: &RunInfo) -> usize {
+        match self {
+            Axis::Connections => info.load.connections,
+            Axis::IdleConnections => info.load.idle_connections,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Axis::Connections => "connections",
+            Axis::IdleConnections => "idle connections",
+        }
+    }
+
+    /// The axis along which some model ran at several values: idle connections first.
+    pub fn varied(workloads: &[&Run]) -> Option<Axis> {
+        [Axis::IdleConnections, Axis::Connections]
+            .into_iter()
+            .find(|&axis| {
+                let mut seen: Vec<(String, usize)> = Vec::new();
+                for info in workloads.iter().filter_map(|r| r.results.run.as_ref()) {
+                    let v = (variant(info), axis.value(info));
+                    if !seen.contains(&v) {
+                        seen.push(v);
+                    }
+                }
+                seen.iter()
+                    .any(|(m, v)| seen.iter().any(|(m2, v2)| m == m2 && v != v2))
+            })
+    }
+}
+
+/// Runs at the largest value of `axis` for their model: one run per model for the charts that
+/// compare models.
+pub fn at_largest<'a>(workloads: &[&'a Run], axis: Axis) -> Vec<&'a Run> {
+    workloads
+        .iter()
+        .filter(|r| {
+            let Some(info) = &r.results.run else {
+                return false;
+            };
+            let largest = workloads
+                .iter()
+                .filter_map(|o| o.results.run.as_ref())
+                .filter(|o| variant(o) == variant(info))
+                .map(|o| axis.value(o))
+                .max();
+            Some(axis.value(info)) == largest
+        })
+        .copied()
+        .collect()
 }
 
 fn profile_label(r: &Results) -> String {
@@ -154,7 +228,7 @@ fn series(run: &Run) -> Series {
 }
 
 /// Parameters that differ between `netpoll run` results: charts that compare runs say so.
-pub fn mixed_parameters(runs: &[&Run], include_connections: bool) -> Option<String> {
+pub fn mixed_parameters(runs: &[&Run], skip: Option<Axis>) -> Option<String> {
     let mut differ = Vec::new();
     let mut check = |name: &str, values: BTreeSet<String>| {
         if values.len() > 1 {
@@ -165,7 +239,7 @@ pub fn mixed_parameters(runs: &[&Run], include_connections: bool) -> Option<Stri
         }
     };
     let infos: Vec<_> = runs.iter().filter_map(|r| r.results.run.as_ref()).collect();
-    if include_connections {
+    if skip != Some(Axis::Connections) {
         check(
             "connections",
             infos
@@ -203,13 +277,15 @@ pub fn mixed_parameters(runs: &[&Run], include_connections: bool) -> Option<Stri
             })
             .collect(),
     );
-    check(
-        "idle connections",
-        infos
-            .iter()
-            .map(|i| i.load.idle_connections.to_string())
-            .collect(),
-    );
+    if skip != Some(Axis::IdleConnections) {
+        check(
+            "idle connections",
+            infos
+                .iter()
+                .map(|i| i.load.idle_connections.to_string())
+                .collect(),
+        );
+    }
     (!differ.is_empty()).then(|| format!("mixed parameters: {}", differ.join("; ")))
 }
 
@@ -223,9 +299,33 @@ fn wait_class(r: &Results) -> Option<&SyscallStats> {
 /// Every chart for these runs.
 pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
     let mut charts = Vec::new();
-    let workloads: Vec<&Run> = runs.iter().filter(|r| r.results.run.is_some()).collect();
-    let all: Vec<&Run> = runs.iter().collect();
-    let note = mixed_parameters(&workloads, true);
+    let every: Vec<&Run> = runs.iter().filter(|r| r.results.run.is_some()).collect();
+    let axis = Axis::varied(&every);
+    // Charts that compare models show one run per model: at the largest value swept.
+    let workloads = match axis {
+        Some(axis) => at_largest(&every, axis),
+        None => every.clone(),
+    };
+    let all: Vec<&Run> = workloads
+        .iter()
+        .copied()
+        .chain(runs.iter().filter(|r| r.results.run.is_none()))
+        .collect();
+    let note = match axis {
+        Some(axis) => {
+            let largest: BTreeSet<usize> = workloads
+                .iter()
+                .filter_map(|r| Some(axis.value(r.results.run.as_ref()?)))
+                .collect();
+            let values: Vec<String> = largest.iter().map(|v| v.to_string()).collect();
+            let mut note = format!("at {} {}", values.join("/"), axis.name());
+            if let Some(mixed) = mixed_parameters(&workloads, Some(axis)) {
+                note = format!("{note}; {mixed}");
+            }
+            Some(note)
+        }
+        None => mixed_parameters(&workloads, None),
+    };
     let note = note.as_deref();
     if !workloads.is_empty() {
         let pct: Vec<(Series, Vec<f64>)> = workloads
@@ -282,7 +382,7 @@ pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
                 .collect();
             charts.push(chart::bars(name, title, note, y, &bars)?);
         }
-        charts.extend(versus_connections(&workloads)?);
+        charts.extend(versus(&every, axis.unwrap_or(Axis::Connections))?);
     }
     let reads: Vec<(Series, &Histogram)> = all
         .iter()
@@ -355,61 +455,72 @@ pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
     Ok(charts)
 }
 
-/// Throughput and CPU per request against connections, one line per model.
-fn versus_connections(workloads: &[&Run]) -> Result<Vec<Chart>, ReportError> {
+/// Key figures against the swept parameter, one line per model.
+fn versus(workloads: &[&Run], axis: Axis) -> Result<Vec<Chart>, ReportError> {
     // Runs are in model order already: group them, keeping it.
-    let mut by_model: Vec<(&str, Vec<&Run>)> = Vec::new();
-    for r in workloads {
-        if let Some(info) = &r.results.run {
-            match by_model.iter_mut().find(|(m, _)| *m == info.model) {
-                Some((_, runs)) => runs.push(r),
-                None => by_model.push((info.model.as_str(), vec![r])),
-            }
+    let mut by_model: Vec<(String, Vec<&RunInfo>)> = Vec::new();
+    for info in workloads.iter().filter_map(|r| r.results.run.as_ref()) {
+        let key = variant(info);
+        match by_model.iter_mut().find(|(m, _)| *m == key) {
+            Some((_, infos)) => infos.push(info),
+            None => by_model.push((key, vec![info])),
         }
     }
-    let several = by_model.iter().any(|(_, runs)| {
-        runs.iter()
-            .filter_map(|r| r.results.run.as_ref())
-            .map(|i| i.load.connections)
+    let several = by_model.iter().any(|(_, infos)| {
+        infos
+            .iter()
+            .map(|i| axis.value(i))
             .collect::<BTreeSet<_>>()
             .len()
             > 1
     });
-    let note = match (several, mixed_parameters(workloads, false)) {
-        (false, _) => Some(
-            "each model ran at one connection count: run it with several -c values for a curve"
-                .to_string(),
-        ),
+    let note = match (several, mixed_parameters(workloads, Some(axis))) {
+        (false, _) => Some(format!(
+            "each model ran at one value of {}: run it at several for a curve",
+            axis.name()
+        )),
         (true, mixed) => mixed,
     };
-    let mut out = Vec::new();
-    type Figure = fn(&crate::run::RunInfo) -> f64;
-    let figures: [(&str, &str, &str, Figure); 2] = [
+    let slug = axis.name().replace(' ', "_");
+    type Figure = fn(&RunInfo) -> f64;
+    let figures: [(&str, &str, &str, Figure); 5] = [
+        ("throughput", "Throughput", "requests/s", |i| {
+            i.load.throughput_rps
+        }),
         (
-            "throughput_vs_connections",
-            "Throughput against connections",
-            "requests/s",
-            |i| i.load.throughput_rps,
+            "p99",
+            "p99 request latency",
+            "p99 request latency (µs)",
+            |i| i.load.latency_percentiles.p99 as f64 / 1e3,
         ),
         (
-            "cpu_vs_connections",
-            "Server CPU per request against connections",
+            "cpu",
+            "Server CPU per request",
             "CPU µs per request",
             |i| i.per_request.cpu_us,
         ),
+        (
+            "switches",
+            "Server context switches per request",
+            "context switches per request",
+            |i| i.per_request.context_switches,
+        ),
+        ("threads", "Server threads (peak)", "threads", |i| {
+            i.server_process.peak_threads as f64
+        }),
     ];
+    let mut out = Vec::new();
     for (name, title, y, figure) in figures {
         let lines: Vec<(Series, Vec<(f64, f64)>)> = by_model
             .iter()
-            .map(|(model, runs)| {
-                let points = runs
+            .map(|(model, infos)| {
+                let points = infos
                     .iter()
-                    .filter_map(|r| r.results.run.as_ref())
-                    .map(|i| (i.load.connections as f64, figure(i)))
+                    .map(|i| (axis.value(i) as f64, figure(i)))
                     .collect();
                 (
                     Series {
-                        label: model.to_string(),
+                        label: model.clone(),
                         color: color_of(model),
                     },
                     points,
@@ -417,10 +528,10 @@ fn versus_connections(workloads: &[&Run]) -> Result<Vec<Chart>, ReportError> {
             })
             .collect();
         out.push(chart::lines(
-            name,
-            title,
+            &format!("{name}_vs_{slug}"),
+            &format!("{title} against {}", axis.name()),
             note.as_deref(),
-            ("connections", y),
+            (axis.name(), y),
             &lines,
         )?);
     }
@@ -659,11 +770,156 @@ pub fn csv(runs: &[Run]) -> String {
 const STYLE: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222}.wide{overflow-x:auto}\
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}\
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}figure{margin:2em 0}\
-figcaption{color:#555;font-size:14px}svg{max-width:100%;height:auto}";
+figcaption{color:#555;font-size:14px}.note{color:#a33c00}svg{max-width:100%;height:auto}";
 
 /// Writes every chart (SVG and PNG), index.html, report.md and results.csv into `dir`.
 /// Returns the paths written.
-pub fn write(dir: &Path, runs: &[Run]) -> Result<Vec<PathBuf>, ReportError> {
+/// What a report says above its charts. Empty fields are left out; without a sentence, one is
+/// generated from the data ([`summary`]).
+#[derive(Debug, Clone, Default)]
+pub struct Heading {
+    pub title: String,
+    pub question: Option<String>,
+    pub sentence: Option<String>,
+    /// Warnings and failures, one line each.
+    pub notes: Vec<String>,
+    /// Extra tables: (title, header, rows).
+    pub tables: Vec<(String, Vec<String>, Vec<Vec<String>>)>,
+}
+
+/// One plain sentence (or two) stating what was measured, generated from the runs.
+pub fn summary(runs: &[Run]) -> Option<String> {
+    let every: Vec<&Run> = runs.iter().filter(|r| r.results.run.is_some()).collect();
+    let axis = Axis::varied(&every);
+    let focus = match axis {
+        Some(axis) => at_largest(&every, axis),
+        None => every.clone(),
+    };
+    let infos: Vec<(&str, &RunInfo)> = focus
+        .iter()
+        .filter_map(|r| Some((r.label.as_str(), r.results.run.as_ref()?)))
+        .collect();
+    if infos.is_empty() {
+        return None;
+    }
+    let extreme = |f: fn(&RunInfo) -> f64| {
+        let by = |a: &&(&str, &RunInfo), b: &&(&str, &RunInfo)| f(a.1).total_cmp(&f(b.1));
+        let min = infos.iter().min_by(by).map(|(l, i)| (*l, f(i)));
+        let max = infos.iter().max_by(by).map(|(l, i)| (*l, f(i)));
+        (min, max)
+    };
+    let at = match axis {
+        Some(axis) => {
+            let values: BTreeSet<usize> = infos.iter().map(|(_, i)| axis.value(i)).collect();
+            let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+            format!("At {} {}", values.join("/"), axis.name())
+        }
+        None => {
+            let c: BTreeSet<usize> = infos.iter().map(|(_, i)| i.load.connections).collect();
+            let c: Vec<String> = c.iter().map(|v| v.to_string()).collect();
+            format!("At {} connections", c.join("/"))
+        }
+    };
+    let mut text = String::new();
+    let (Some(slow), Some(fast)) = extreme(|i| i.load.throughput_rps) else {
+        return None;
+    };
+    let p99 = |label: &str| {
+        infos
+            .iter()
+            .find(|(l, _)| *l == label)
+            .map_or(0.0, |(_, i)| i.load.latency_percentiles.p99 as f64)
+    };
+    if infos.len() == 1 {
+        let _ = write!(
+            text,
+            "{at}, {} served {:.0} requests/s (p99 {})",
+            fast.0,
+            fast.1,
+            ns(p99(fast.0))
+        );
+    } else {
+        let _ = write!(
+            text,
+            "{at}, {} served the most requests ({:.0}/s, p99 {}) and {} the fewest ({:.0}/s, p99 {})",
+            fast.0,
+            fast.1,
+            ns(p99(fast.0)),
+            slow.0,
+            slow.1,
+            ns(p99(slow.0))
+        );
+    }
+    type Figure = fn(&RunInfo) -> f64;
+    let ranges: [(&str, Figure, usize); 3] = [
+        (
+            "server threads",
+            |i| i.server_process.peak_threads as f64,
+            0,
+        ),
+        (
+            "context switches per request",
+            |i| i.per_request.context_switches,
+            2,
+        ),
+        ("syscalls per request", |i| i.per_request.syscalls, 2),
+    ];
+    let mut parts = Vec::new();
+    for (what, f, digits) in ranges {
+        if let (Some(lo), Some(hi)) = extreme(f)
+            && infos.len() > 1
+        {
+            parts.push(format!(
+                "{what} from {:.digits$} ({}) to {:.digits$} ({})",
+                lo.1, lo.0, hi.1, hi.0
+            ));
+        }
+    }
+    if !parts.is_empty() {
+        let _ = write!(text, "; {}", parts.join(", "));
+    }
+    text.push('.');
+    // Along the sweep: which model lost the most throughput from the smallest value to the largest.
+    if let Some(axis) = axis {
+        let mut worst: Option<(String, f64, usize, usize)> = None;
+        let mut models: Vec<String> = every
+            .iter()
+            .filter_map(|r| Some(variant(r.results.run.as_ref()?)))
+            .collect();
+        models.dedup();
+        for model in models {
+            let mut points: Vec<(usize, f64)> = every
+                .iter()
+                .filter_map(|r| r.results.run.as_ref())
+                .filter(|i| variant(i) == model)
+                .map(|i| (axis.value(i), i.load.throughput_rps))
+                .collect();
+            points.sort_by_key(|p| p.0);
+            if let (Some(first), Some(last)) = (points.first(), points.last())
+                && first.0 != last.0
+                && first.1 > 0.0
+            {
+                let change = last.1 / first.1 - 1.0;
+                if worst.as_ref().is_none_or(|w| change < w.1) {
+                    worst = Some((model, change, first.0, last.0));
+                }
+            }
+        }
+        if let Some((model, change, from, to)) = worst {
+            let _ = write!(
+                text,
+                " From {from} to {to} {}, {model}'s throughput changed the most: {:+.0}%.",
+                axis.name(),
+                change * 100.0
+            );
+        }
+    }
+    Some(text)
+}
+
+/// Writes every chart (SVG and PNG), index.html, report.md and results.csv into `dir`.
+/// Returns the paths written.
+pub fn write(dir: &Path, runs: &[Run], heading: &Heading) -> Result<Vec<PathBuf>, ReportError> {
     let written = |path: &Path| {
         let path = path.display().to_string();
         move |source| ReportError::Write { path, source }
@@ -681,15 +937,43 @@ pub fn write(dir: &Path, runs: &[Run]) -> Result<Vec<PathBuf>, ReportError> {
         paths.push(png);
     }
 
+    let title = if heading.title.is_empty() {
+        "netpoll report"
+    } else {
+        &heading.title
+    };
     let mut html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>netpoll report</title><style>{STYLE}</style></head><body>\n\
-         <h1>netpoll report</h1>\n<p>{} result file(s). Latencies are measured in the kernel per \
-         call (server side) and per request by the load generator (client side); see \
-         docs/results-format.md.</p>\n",
+         <title>{t}</title><style>{STYLE}</style></head><body>\n<h1>{t}</h1>\n",
+        t = html_escape(title)
+    );
+    let mut md = format!("# {title}\n\n");
+    if let Some(q) = &heading.question {
+        let _ = writeln!(html, "<p><b>Question.</b> {}</p>", html_escape(q));
+        let _ = writeln!(md, "**Question.** {q}\n");
+    }
+    if let Some(sentence) = heading.sentence.clone().or_else(|| summary(runs)) {
+        let _ = writeln!(html, "<p><b>Measured.</b> {}</p>", html_escape(&sentence));
+        let _ = writeln!(md, "**Measured.** {sentence}\n");
+    }
+    for note in &heading.notes {
+        let _ = writeln!(html, "<p class=\"note\">{}</p>", html_escape(note));
+        let _ = writeln!(md, "> {note}\n");
+    }
+    let _ = writeln!(
+        html,
+        "<p>{} result file(s). Latencies are measured in the kernel per call (server side) and \
+         per request by the load generator (client side); see docs/results-format.md.</p>",
         runs.len()
     );
-    let mut md = format!("# netpoll report\n\n{} result file(s).\n\n", runs.len());
+    let _ = writeln!(md, "{} result file(s).\n", runs.len());
+    for (title, header, rows) in &heading.tables {
+        let _ = writeln!(html, "<h2>{}</h2>", html_escape(title));
+        let _ = writeln!(md, "## {title}\n");
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        html_table(&mut html, (header.clone(), rows.clone()));
+        md_table(&mut md, (header, rows.clone()));
+    }
     let (header, rows) = run_table(runs);
     if !rows.is_empty() {
         html.push_str("<h2>Workloads</h2>\n");

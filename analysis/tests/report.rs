@@ -203,7 +203,7 @@ fn charts_carry_their_series_axes_and_titles() {
     assert!(
         chart(&charts, "throughput_vs_connections")
             .svg
-            .contains("each model ran at one connection count")
+            .contains("each model ran at one value of connections")
     );
     // A model keeps its colour from chart to chart.
     let color = chart::color_of("epoll-lt");
@@ -256,16 +256,29 @@ fn mixed_parameters_are_stated_in_the_charts() {
     let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
     assert!(labels.contains(&"epoll-lt c=8") && labels.contains(&"epoll-lt c=32"));
     let charts = report::charts(&runs).expect("charts");
+    // epoll-lt ran at two connection counts: model comparisons use its largest, and say so.
     let latency = chart(&charts, "request_latency");
     assert!(
         latency
             .svg
-            .contains("mixed parameters: connections 32/8; payload (B) 1024/64"),
-        "no mixed-parameters note"
+            .contains("at 8/32 connections; mixed parameters: payload (B) 1024/64"),
+        "no note"
     );
+    assert!(latency.svg.contains("epoll-lt c=32") && !latency.svg.contains("epoll-lt c=8"));
     // Against connections, the connection count is the axis, not a mix.
     let curve = chart(&charts, "throughput_vs_connections");
     assert!(curve.svg.contains("payload (B) 1024/64") && !curve.svg.contains("connections 32/8"));
+    let sentence = report::summary(&runs).expect("a sentence");
+    assert!(
+        sentence
+            .starts_with("At 8/32 connections, epoll-lt c=32 served the most requests (16000/s"),
+        "{sentence}"
+    );
+    assert!(
+        sentence
+            .contains("From 8 to 32 connections, epoll-lt's throughput changed the most: +300%."),
+        "{sentence}"
+    );
 }
 
 #[test]
@@ -346,7 +359,7 @@ fn bad_input_gets_a_clear_error() {
     let good = runs(&temp_dir("bad-good"), &[run_results("poll", 1, 1)]);
     let blocker = dir.join("a-file");
     fs::write(&blocker, "").expect("write");
-    let err = report::write(&blocker.join("report"), &good)
+    let err = report::write(&blocker.join("report"), &good, &report::Heading::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("cannot write"), "{err}");
@@ -363,7 +376,7 @@ fn the_report_has_every_file_and_table() {
         ],
     );
     let out = dir.join("report");
-    let written = report::write(&out, &runs).expect("report");
+    let written = report::write(&out, &runs, &report::Heading::default()).expect("report");
     let charts = report::charts(&runs).expect("charts");
     for c in &charts {
         assert!(out.join(format!("{}.svg", c.name)).is_file());
@@ -398,7 +411,7 @@ fn the_html_report_opens_in_chromium() {
         ],
     );
     let out = dir.join("report");
-    report::write(&out, &runs).expect("report");
+    report::write(&out, &runs, &report::Heading::default()).expect("report");
     let charts = report::charts(&runs).expect("charts").len();
     let url = format!("file://{}", out.join("index.html").display());
     let chromium = |args: &[&str]| {

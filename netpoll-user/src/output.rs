@@ -343,7 +343,7 @@ pub fn run_report(run: &RunInfo) -> String {
 /// `netpoll report`: results files in, report out.
 pub fn report_command(inputs: &[std::path::PathBuf], out: &std::path::Path) -> anyhow::Result<()> {
     let runs = analysis::report::load(inputs)?;
-    let written = analysis::report::write(out, &runs)?;
+    let written = analysis::report::write(out, &runs, &analysis::report::Heading::default())?;
     eprintln!(
         "netpoll: wrote {} files into {}; open {}",
         written.len(),
