@@ -110,13 +110,38 @@ fn label_runs(runs: &mut [Run]) {
             .map(|r| runs.iter().filter(|o| o.label == r.label).count() > 1)
             .collect()
     };
+    // Name duplicates by what differs among them: connections, idle connections, or both.
     let dups = duplicated(runs);
-    for (run, dup) in runs.iter_mut().zip(dups) {
-        if dup && let Some(info) = &run.results.run {
-            run.label = format!("{} c={}", variant(info), info.load.connections);
-            if info.load.idle_connections > 0 {
-                run.label += &format!(" idle={}", info.load.idle_connections);
+    let labels: Vec<String> = runs.iter().map(|r| r.label.clone()).collect();
+    let differs = |label: &str, f: fn(&RunInfo) -> usize| {
+        runs.iter()
+            .filter(|r| r.label == label)
+            .filter_map(|r| r.results.run.as_ref().map(f))
+            .collect::<BTreeSet<_>>()
+            .len()
+            > 1
+    };
+    let (by_c, by_idle): (Vec<bool>, Vec<bool>) = labels
+        .iter()
+        .map(|l| {
+            (
+                differs(l, |i| i.load.connections),
+                differs(l, |i| i.load.idle_connections),
+            )
+        })
+        .unzip();
+    for (i, run) in runs.iter_mut().enumerate() {
+        if dups[i]
+            && let Some(info) = &run.results.run
+        {
+            let mut label = variant(info);
+            if by_c[i] || !by_idle[i] {
+                label += &format!(" c={}", info.load.connections);
             }
+            if by_idle[i] {
+                label += &format!(" idle={}", info.load.idle_connections);
+            }
+            run.label = label;
         }
     }
     let dups = duplicated(runs);
@@ -869,10 +894,14 @@ pub fn summary(runs: &[Run]) -> Option<String> {
         if let (Some(lo), Some(hi)) = extreme(f)
             && infos.len() > 1
         {
-            parts.push(format!(
-                "{what} from {:.digits$} ({}) to {:.digits$} ({})",
-                lo.1, lo.0, hi.1, hi.0
-            ));
+            if format!("{:.digits$}", lo.1) == format!("{:.digits$}", hi.1) {
+                parts.push(format!("{what} {:.digits$} for every model", lo.1));
+            } else {
+                parts.push(format!(
+                    "{what} from {:.digits$} ({}) to {:.digits$} ({})",
+                    lo.1, lo.0, hi.1, hi.0
+                ));
+            }
         }
     }
     if !parts.is_empty() {
@@ -906,12 +935,21 @@ pub fn summary(runs: &[Run]) -> Option<String> {
             }
         }
         if let Some((model, change, from, to)) = worst {
-            let _ = write!(
-                text,
-                " From {from} to {to} {}, {model}'s throughput changed the most: {:+.0}%.",
-                axis.name(),
-                change * 100.0
-            );
+            let _ = if change < 0.0 {
+                write!(
+                    text,
+                    " From {from} to {to} {}, {model}'s throughput fell the most: {:+.0}%.",
+                    axis.name(),
+                    change * 100.0
+                )
+            } else {
+                write!(
+                    text,
+                    " From {from} to {to} {}, no model's throughput fell; {model}'s rose the least: {:+.0}%.",
+                    axis.name(),
+                    change * 100.0
+                )
+            };
         }
     }
     Some(text)

@@ -32,6 +32,24 @@ pub fn test() -> Result<()> {
     // share kernel state; the probes test binary sets that itself).
     eprintln!("xtask: tests: cargo test --workspace");
     let (passed, failed) = cargo_test(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    // Last, the experiment suite in its short form, checked.
+    let quick = crate::bench::workspace_root()?.join("target/experiments/quick");
+    let _ = std::fs::remove_dir_all(&quick);
+    eprintln!("xtask: experiments --quick into {}", quick.display());
+    let experiments = crate::experiments::experiments(crate::experiments::Options {
+        quick: true,
+        only: None,
+        out: Some(quick.clone()),
+        repeat: 1,
+    })
+    .and_then(|out| crate::experiments::check_quick(&out));
+    let (passed, failed) = match &experiments {
+        Ok(()) => (passed + 1, failed),
+        Err(e) => {
+            eprintln!("xtask: experiments --quick FAILED: {e:#}");
+            (passed, failed + 1)
+        }
+    };
     // One closing line for the whole run (cargo prints one per test binary, doc tests last).
     println!("tests: {passed} passed, {failed} failed");
     if failed > 0 || passed == 0 {
