@@ -271,14 +271,7 @@ pub fn latency_overlay(
             .draw()
             .map_err(|e| e.to_string())?;
         for (s, points) in lines {
-            let color = s.color;
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(s.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3))
-                });
+            line(&mut chart, s, points)?;
         }
         legend(&mut chart)
     })
@@ -313,18 +306,31 @@ pub fn latency_cdf(
             .draw()
             .map_err(|e| e.to_string())?;
         for (s, h) in &series {
-            let color = s.color;
-            chart
-                .draw_series(LineSeries::new(cdf(h), color.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(s.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3))
-                });
+            line(&mut chart, s, cdf(h))?;
         }
         // Curves reach 100 % on the right: the lower right is free.
         legend_at(&mut chart, SeriesLabelPosition::LowerRight)
     })
+}
+
+/// One labelled series as a line, with its legend entry.
+fn line<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    s: &Series,
+    points: Vec<(f64, f64)>,
+) -> std::result::Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let color = s.color;
+    chart
+        .draw_series(LineSeries::new(points, color.stroke_width(2)))
+        .map_err(|e| e.to_string())?
+        .label(s.label.clone())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3)));
+    Ok(())
 }
 
 fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
@@ -400,13 +406,7 @@ pub fn percentiles(
                 .filter(|(_, y)| **y > 0.0)
                 .map(|(i, y)| (i as f64, *y))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(s.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3))
-                });
+            line(&mut chart, s, points.clone())?;
             chart
                 .draw_series(
                     points
@@ -483,6 +483,9 @@ pub fn bars(
 }
 
 fn format_value(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1e15 && v.fract() == 0.0 {
+        return format!("{v:.0}");
+    }
     match v.abs() {
         a if a >= 1000.0 => format!("{v:.0}"),
         a if a >= 10.0 => format!("{v:.1}"),
@@ -505,48 +508,68 @@ pub fn lines(
     }
     let xmin = points.iter().map(|p| p.0).fold(f64::MAX, f64::min);
     let xmax = points.iter().map(|p| p.0).fold(f64::MIN, f64::max);
+    let ymax = points.iter().map(|p| p.1).fold(1e-9, f64::max) * 1.15;
+    let axes = Axes {
+        x_desc,
+        y_desc,
+        ymax,
+    };
+    // Values spanning decades (1, 10, 100 connections) get a log axis.
+    if xmin > 0.0 && xmax / xmin >= 20.0 {
+        let x = (xmin / 1.5..xmax * 1.5).log_scale();
+        return draw(name, title, note, |area| draw_lines(area, x, &axes, series));
+    }
     // A single x value sits in the middle; several span the axis with some room.
     let pad = if xmax > xmin {
         (xmax - xmin) * 0.1
     } else {
         xmin.abs().max(1.0) * 0.5
     };
-    let (xlo, xhi) = ((xmin - pad).max(0.0), xmax + pad);
-    let ymax = points.iter().map(|p| p.1).fold(1e-9, f64::max) * 1.15;
-    draw(name, title, note, |area| {
-        let mut chart = ChartBuilder::on(area)
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(80)
-            .build_cartesian_2d(xlo..xhi, 0.0..ymax)
-            .map_err(|e| e.to_string())?;
+    let x = (xmin - pad).max(0.0)..xmax + pad;
+    draw(name, title, note, |area| draw_lines(area, x, &axes, series))
+}
+
+struct Axes<'a> {
+    x_desc: &'a str,
+    y_desc: &'a str,
+    ymax: f64,
+}
+
+fn draw_lines<XR>(
+    area: &DrawingArea<SVGBackend, Shift>,
+    x: XR,
+    axes: &Axes,
+    series: &[(Series, Vec<(f64, f64)>)],
+) -> std::result::Result<(), String>
+where
+    XR: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+    XR::CoordDescType: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x, 0.0..axes.ymax)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(axes.x_desc)
+        .y_desc(axes.y_desc)
+        .y_label_formatter(&|v| format_value(*v))
+        .x_label_formatter(&|v| format_value(*v))
+        .axis_desc_style((FONT, 16))
+        .label_style((FONT, 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (s, pts) in series {
+        let mut pts = pts.clone();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        line(&mut chart, s, pts.clone())?;
         chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .y_label_formatter(&|v| format_value(*v))
-            .x_label_formatter(&|v| format_value(*v))
-            .axis_desc_style((FONT, 16))
-            .label_style((FONT, 13))
-            .draw()
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 5, s.color.filled())))
             .map_err(|e| e.to_string())?;
-        for (s, pts) in series {
-            let color = s.color;
-            let mut pts = pts.clone();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(s.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3))
-                });
-            chart
-                .draw_series(pts.into_iter().map(|p| Circle::new(p, 5, color.filled())))
-                .map_err(|e| e.to_string())?;
-        }
-        legend_at(&mut chart, SeriesLabelPosition::LowerLeft)
-    })
+    }
+    legend_at(&mut chart, SeriesLabelPosition::LowerLeft)
 }
 
 /// Distribution of ready events per waiting call: share of calls per power-of-two bucket.
@@ -621,13 +644,7 @@ pub fn ready_events(
             .map_err(|e| e.to_string())?;
         for (s, pts) in lines {
             let color = s.color;
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(s.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3))
-                });
+            line(&mut chart, s, pts.clone())?;
             chart
                 .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))
                 .map_err(|e| e.to_string())?;

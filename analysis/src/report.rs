@@ -373,39 +373,12 @@ pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
             &["p50", "p90", "p99", "p99.9", "max"],
             &pct,
         )?);
-        type Figure = fn(&crate::run::RunInfo) -> f64;
-        let figures: [(&str, &str, &str, Figure); 5] = [
-            ("throughput", "Requests per second", "requests/s", |i| {
-                i.load.throughput_rps
-            }),
-            (
-                "syscalls_per_request",
-                "Server syscalls per request",
-                "syscalls per request",
-                |i| i.per_request.syscalls,
-            ),
-            (
-                "switches_per_request",
-                "Server context switches per request",
-                "context switches per request",
-                |i| i.per_request.context_switches,
-            ),
-            (
-                "cpu_per_request",
-                "Server CPU time per request (user + system)",
-                "CPU µs per request",
-                |i| i.per_request.cpu_us,
-            ),
-            ("threads", "Server threads (peak)", "threads", |i| {
-                i.server_process.peak_threads as f64
-            }),
-        ];
-        for (name, title, y, figure) in figures {
+        for f in &FIGURES {
             let bars: Vec<(Series, f64)> = workloads
                 .iter()
-                .filter_map(|r| Some((series(r), figure(r.results.run.as_ref()?))))
+                .filter_map(|r| Some((series(r), (f.value)(r.results.run.as_ref()?))))
                 .collect();
-            charts.push(chart::bars(name, title, note, y, &bars)?);
+            charts.push(chart::bars(f.name, f.title, note, f.unit, &bars)?);
         }
         charts.extend(versus(&every, axis.unwrap_or(Axis::Connections))?);
     }
@@ -480,6 +453,53 @@ pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
     Ok(charts)
 }
 
+/// A per-run figure that charts compare across models: bars, and lines along a sweep.
+struct Figure {
+    name: &'static str,
+    title: &'static str,
+    unit: &'static str,
+    value: fn(&RunInfo) -> f64,
+}
+
+const FIGURES: [Figure; 6] = [
+    Figure {
+        name: "throughput",
+        title: "Requests per second",
+        unit: "requests/s",
+        value: |i| i.load.throughput_rps,
+    },
+    Figure {
+        name: "p99",
+        title: "p99 request latency",
+        unit: "p99 request latency (µs)",
+        value: |i| i.load.latency_percentiles.p99 as f64 / 1e3,
+    },
+    Figure {
+        name: "syscalls_per_request",
+        title: "Server syscalls per request",
+        unit: "syscalls per request",
+        value: |i| i.per_request.syscalls,
+    },
+    Figure {
+        name: "switches_per_request",
+        title: "Server context switches per request",
+        unit: "context switches per request",
+        value: |i| i.per_request.context_switches,
+    },
+    Figure {
+        name: "cpu_per_request",
+        title: "Server CPU time per request (user + system)",
+        unit: "CPU µs per request",
+        value: |i| i.per_request.cpu_us,
+    },
+    Figure {
+        name: "threads",
+        title: "Server threads (peak)",
+        unit: "threads",
+        value: |i| i.server_process.peak_threads as f64,
+    },
+];
+
 /// Key figures against the swept parameter, one line per model.
 fn versus(workloads: &[&Run], axis: Axis) -> Result<Vec<Chart>, ReportError> {
     // Runs are in model order already: group them, keeping it.
@@ -507,41 +527,14 @@ fn versus(workloads: &[&Run], axis: Axis) -> Result<Vec<Chart>, ReportError> {
         (true, mixed) => mixed,
     };
     let slug = axis.name().replace(' ', "_");
-    type Figure = fn(&RunInfo) -> f64;
-    let figures: [(&str, &str, &str, Figure); 5] = [
-        ("throughput", "Throughput", "requests/s", |i| {
-            i.load.throughput_rps
-        }),
-        (
-            "p99",
-            "p99 request latency",
-            "p99 request latency (µs)",
-            |i| i.load.latency_percentiles.p99 as f64 / 1e3,
-        ),
-        (
-            "cpu",
-            "Server CPU per request",
-            "CPU µs per request",
-            |i| i.per_request.cpu_us,
-        ),
-        (
-            "switches",
-            "Server context switches per request",
-            "context switches per request",
-            |i| i.per_request.context_switches,
-        ),
-        ("threads", "Server threads (peak)", "threads", |i| {
-            i.server_process.peak_threads as f64
-        }),
-    ];
     let mut out = Vec::new();
-    for (name, title, y, figure) in figures {
+    for f in &FIGURES {
         let lines: Vec<(Series, Vec<(f64, f64)>)> = by_model
             .iter()
             .map(|(model, infos)| {
                 let points = infos
                     .iter()
-                    .map(|i| (axis.value(i) as f64, figure(i)))
+                    .map(|i| (axis.value(i) as f64, (f.value)(i)))
                     .collect();
                 (
                     Series {
@@ -553,10 +546,10 @@ fn versus(workloads: &[&Run], axis: Axis) -> Result<Vec<Chart>, ReportError> {
             })
             .collect();
         out.push(chart::lines(
-            &format!("{name}_vs_{slug}"),
-            &format!("{title} against {}", axis.name()),
+            &format!("{}_vs_{slug}", f.name),
+            &format!("{} against {}", f.title, axis.name()),
             note.as_deref(),
-            (axis.name(), y),
+            (axis.name(), f.unit),
             &lines,
         )?);
     }
@@ -908,48 +901,70 @@ pub fn summary(runs: &[Run]) -> Option<String> {
         let _ = write!(text, "; {}", parts.join(", "));
     }
     text.push('.');
-    // Along the sweep: which model lost the most throughput from the smallest value to the largest.
+    // Failed requests change what the latencies mean (a server that serves one connection and
+    // lets the others time out has fine latencies): name them.
+    let failing: Vec<String> = infos
+        .iter()
+        .filter(|(_, i)| i.load.errors.total() > 0)
+        .map(|(l, i)| {
+            format!(
+                "{l} ({} errors, {} of them timeouts)",
+                i.load.errors.total(),
+                i.load.errors.timeouts
+            )
+        })
+        .collect();
+    if !failing.is_empty() {
+        let _ = write!(text, " Requests failed in {}.", failing.join(", "));
+    }
+    // Along the sweep: which model lost the most throughput from its best value to the largest.
     if let Some(axis) = axis {
-        let mut worst: Option<(String, f64, usize, usize)> = None;
+        let mut worst: Option<(String, f64, usize)> = None;
         let mut models: Vec<String> = every
             .iter()
             .filter_map(|r| Some(variant(r.results.run.as_ref()?)))
             .collect();
         models.dedup();
+        let largest = every
+            .iter()
+            .filter_map(|r| Some(axis.value(r.results.run.as_ref()?)))
+            .max()
+            .unwrap_or(0);
         for model in models {
-            let mut points: Vec<(usize, f64)> = every
+            let points: Vec<(usize, f64)> = every
                 .iter()
                 .filter_map(|r| r.results.run.as_ref())
                 .filter(|i| variant(i) == model)
                 .map(|i| (axis.value(i), i.load.throughput_rps))
                 .collect();
-            points.sort_by_key(|p| p.0);
-            if let (Some(first), Some(last)) = (points.first(), points.last())
-                && first.0 != last.0
-                && first.1 > 0.0
+            let best = points.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1));
+            let last = points.iter().copied().max_by_key(|p| p.0);
+            if let (Some(best), Some(last)) = (best, last)
+                && best.1 > 0.0
+                && last.0 != best.0
             {
-                let change = last.1 / first.1 - 1.0;
+                let change = last.1 / best.1 - 1.0;
                 if worst.as_ref().is_none_or(|w| change < w.1) {
-                    worst = Some((model, change, first.0, last.0));
+                    worst = Some((model, change, best.0));
                 }
             }
         }
-        if let Some((model, change, from, to)) = worst {
-            let _ = if change < 0.0 {
-                write!(
+        match worst {
+            Some((model, change, at)) if change < -0.05 => {
+                let _ = write!(
                     text,
-                    " From {from} to {to} {}, {model}'s throughput fell the most: {:+.0}%.",
+                    " At {largest} {}, {model} had lost the most throughput from its best (at {at}): {:+.0}%.",
                     axis.name(),
                     change * 100.0
-                )
-            } else {
-                write!(
+                );
+            }
+            _ => {
+                let _ = write!(
                     text,
-                    " From {from} to {to} {}, no model's throughput fell; {model}'s rose the least: {:+.0}%.",
-                    axis.name(),
-                    change * 100.0
-                )
-            };
+                    " No model's throughput at {largest} {} was more than 5% below its best.",
+                    axis.name()
+                );
+            }
         }
     }
     Some(text)

@@ -318,62 +318,18 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Profile(a) => match system::Signals::install() {
-            // Before anything is attached, so that Ctrl-C at any moment is handled (probes
-            // detached, results written).
-            Err(e) => Err(e.context("cannot install signal handlers")),
-            Ok(signals) => profile::run(
-                profile::Request {
-                    pids: a.pids,
-                    comm: a.comm,
-                    cgroup: a.cgroup,
-                    all: a.all,
-                    command: a.command,
-                    follow_children: !a.no_follow,
-                    per_pid: a.per_pid,
-                    duration: a.duration,
-                    interval: a.interval,
-                    json: a.json,
-                    out: a.out,
-                    hook: a.hook,
-                    floor: a.empty_programs,
-                    quiet: a.quiet,
-                },
-                &signals,
-            ),
-        },
         Command::Models => {
             serve::list_models();
             Ok(0)
         }
         Command::Report(a) => output::report_command(&a.inputs, &a.out).map(|()| 0),
+        // No handlers: a server dies of SIGINT/SIGTERM like any other.
         Command::Serve(a) => serve::serve(a.server.request(a.listen), a.listen_fd).map(|()| 0),
-        Command::Load(a) => match system::Signals::install() {
+        // Handlers before anything starts, so that Ctrl-C at any moment is handled (server
+        // stopped, probes detached, results written).
+        command => match system::Signals::install() {
             Err(e) => Err(e.context("cannot install signal handlers")),
-            Ok(signals) => load::command::run(
-                load::command::Request {
-                    target: a.target,
-                    payload: a.payload,
-                    options: a.load.options(),
-                    json: a.json,
-                    quiet: a.quiet,
-                },
-                &signals,
-            ),
-        },
-        Command::Run(a) => match system::Signals::install() {
-            Err(e) => Err(e.context("cannot install signal handlers")),
-            Ok(signals) => run::run(
-                run::Request {
-                    server: a.server.request(a.listen),
-                    load: a.load.options(),
-                    json: a.json,
-                    out: a.out,
-                    hook: a.hook,
-                    quiet: a.quiet,
-                },
-                &signals,
-            ),
+            Ok(signals) => measure(command, &signals),
         },
     };
     match result {
@@ -381,6 +337,55 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("netpoll: error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The commands that measure, and must stop cleanly on SIGINT/SIGTERM.
+fn measure(command: Command, signals: &system::Signals) -> anyhow::Result<i32> {
+    match command {
+        Command::Profile(a) => profile::run(
+            profile::Request {
+                pids: a.pids,
+                comm: a.comm,
+                cgroup: a.cgroup,
+                all: a.all,
+                command: a.command,
+                follow_children: !a.no_follow,
+                per_pid: a.per_pid,
+                duration: a.duration,
+                interval: a.interval,
+                json: a.json,
+                out: a.out,
+                hook: a.hook,
+                floor: a.empty_programs,
+                quiet: a.quiet,
+            },
+            signals,
+        ),
+        Command::Load(a) => load::command::run(
+            load::command::Request {
+                target: a.target,
+                payload: a.payload,
+                options: a.load.options(),
+                json: a.json,
+                quiet: a.quiet,
+            },
+            signals,
+        ),
+        Command::Run(a) => run::run(
+            run::Request {
+                server: a.server.request(a.listen),
+                load: a.load.options(),
+                json: a.json,
+                out: a.out,
+                hook: a.hook,
+                quiet: a.quiet,
+            },
+            signals,
+        ),
+        Command::Models | Command::Report(_) | Command::Serve(_) => {
+            unreachable!("handled in main")
         }
     }
 }

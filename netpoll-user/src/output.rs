@@ -353,6 +353,35 @@ pub fn report_command(inputs: &[std::path::PathBuf], out: &std::path::Path) -> a
     Ok(())
 }
 
+/// Where `profile` and `run` write their results: `--json FILE` and `--out DIR`, both opened
+/// before any work starts.
+pub struct ResultsSinks {
+    json: Option<JsonFile>,
+    out: Option<ReportDir>,
+}
+
+impl ResultsSinks {
+    pub fn open(
+        json: Option<&std::path::Path>,
+        out: Option<&std::path::Path>,
+    ) -> anyhow::Result<ResultsSinks> {
+        Ok(ResultsSinks {
+            json: json.map(|p| JsonFile::create(p, "--json")).transpose()?,
+            out: out.map(ReportDir::create).transpose()?,
+        })
+    }
+
+    pub fn write(&mut self, results: &Results) -> anyhow::Result<()> {
+        if let Some(json) = self.json.as_mut() {
+            json.write(results)?;
+        }
+        if let Some(out) = self.out.as_mut() {
+            out.write(results)?;
+        }
+        Ok(())
+    }
+}
+
 /// `--out DIR` of `profile` and `run`: results.json and the report beside it. The directory is
 /// created before any work starts, so that an unusable path fails early.
 pub struct ReportDir {

@@ -58,16 +58,7 @@ pub fn run(req: Request, signals: &system::Signals) -> Result<i32> {
         bail!("--duration and --interval must be greater than zero");
     }
     system::check_privileges()?;
-    let mut json = req
-        .json
-        .as_deref()
-        .map(|p| output::JsonFile::create(p, "--json"))
-        .transpose()?;
-    let mut out = req
-        .out
-        .as_deref()
-        .map(output::ReportDir::create)
-        .transpose()?;
+    let mut sinks = output::ResultsSinks::open(req.json.as_deref(), req.out.as_deref())?;
     target::check_pids(&req.pids)?;
     let comm = req.comm.clone();
     if let Some(name) = &comm
@@ -213,12 +204,7 @@ pub fn run(req: Request, signals: &system::Signals) -> Result<i32> {
     if !req.quiet {
         print!("{}", output::report(&results));
     }
-    if let Some(json) = json.as_mut() {
-        json.write(&results)?;
-    }
-    if let Some(out) = out.as_mut() {
-        out.write(&results)?;
-    }
+    sinks.write(&results)?;
     Ok(exit_code)
 }
 

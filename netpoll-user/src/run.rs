@@ -101,16 +101,7 @@ pub fn run(req: Request, signals: &system::Signals) -> Result<i32> {
     if payload == 0 {
         bail!("--payload must be at least 1 byte");
     }
-    let mut json = req
-        .json
-        .as_deref()
-        .map(|p| output::JsonFile::create(p, "--json"))
-        .transpose()?;
-    let mut out = req
-        .out
-        .as_deref()
-        .map(output::ReportDir::create)
-        .transpose()?;
+    let mut sinks = output::ResultsSinks::open(req.json.as_deref(), req.out.as_deref())?;
     system::check_privileges()?;
     // Listening here makes a busy port a clear error now, and tells us the address; the server
     // inherits the socket.
@@ -304,12 +295,7 @@ pub fn run(req: Request, signals: &system::Signals) -> Result<i32> {
         print!("{}", output::report(&results));
         print!("{}", output::run_report(run));
     }
-    if let Some(json) = json.as_mut() {
-        json.write(&results)?;
-    }
-    if let Some(out) = out.as_mut() {
-        out.write(&results)?;
-    }
+    sinks.write(&results)?;
     if let Some((how, _)) = &died {
         eprintln!(
             "netpoll: error: the server died during the run ({how}); client-side results kept"

@@ -296,6 +296,13 @@ mod tests {
         assert!(find("epoll-et").is_ok());
     }
 
+    #[test]
+    fn charts_know_every_model_in_this_order() {
+        // analysis colours models by this list; the tests iterate it.
+        let names: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
+        assert_eq!(names, analysis::chart::MODEL_ORDER);
+    }
+
     /// A stream that accepts at most `chunk` bytes per call and says WouldBlock every other call.
     struct Trickle {
         input: Vec<u8>,

@@ -9,19 +9,8 @@ use std::{
 
 pub const NETPOLL: &str = env!("CARGO_BIN_EXE_netpoll");
 
-pub const MODELS: [&str; 11] = [
-    "blocking-threads",
-    "blocking-iterative",
-    "nonblocking-spin",
-    "select",
-    "poll",
-    "epoll-lt",
-    "epoll-et",
-    "epoll-reactors",
-    "tokio",
-    "io-uring",
-    "sigio",
-];
+/// Every model, in `netpoll models` order (a unit test keeps the two lists equal).
+pub const MODELS: [&str; 11] = analysis::chart::MODEL_ORDER;
 
 /// A server started with `netpoll serve`, killed on drop.
 pub struct Server {
