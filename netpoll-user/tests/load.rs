@@ -140,6 +140,30 @@ fn idle_connections_stay_open_and_silent() {
     assert_eq!(r.bytes_sent % 64, 0);
 }
 
+#[test]
+fn connections_the_server_never_accepts_do_not_stall_the_others() {
+    let _one = ONE_AT_A_TIME.lock();
+    // blocking-iterative serves one connection and never accepts another: the other 99 time out,
+    // are reopened, fill the listen backlog and then cannot connect. The served connection must
+    // keep its pace meanwhile (reconnecting is non-blocking).
+    let server = Server::start("blocking-iterative", 64, &[]);
+    let r = load(
+        &server.addr,
+        &[
+            "-c",
+            "100",
+            "--timeout",
+            "0.3",
+            "-d",
+            "2",
+            "--warmup",
+            "0.5",
+        ],
+    );
+    assert!(r.errors.timeouts + r.errors.connect > 0, "{:?}", r.errors);
+    assert!(r.throughput_rps > 1000.0, "{} req/s", r.throughput_rps);
+}
+
 /// nginx, installed by `cargo xtask test`, serving a small file on a free port; stopped on drop.
 struct Nginx {
     child: Child,

@@ -83,10 +83,15 @@ enum State {
     },
     /// The connection failed and could not be reopened yet.
     Disconnected,
+    /// A new connection is being opened (non-blocking connect, so that one slow connect does
+    /// not stall every other connection of this thread).
+    Connecting { since: u64 },
 }
 
 enum Outcome {
     Pending,
+    Connected,
+    ConnectFailed,
     /// Turn write-space events on (the request is stuck) or off (it went out).
     Watch {
         write: bool,
@@ -158,6 +163,23 @@ struct Worker<'a> {
     results: WorkerResults,
     buf: Vec<u8>,
     replies: u64,
+}
+
+/// A non-blocking connect: the stream, and whether it is already open.
+fn start_connect(addr: SocketAddr) -> io::Result<(TcpStream, bool)> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    let open = match socket.connect(&addr.into()) {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => false,
+        Err(e) => return Err(e),
+    };
+    Ok((socket.into(), open))
 }
 
 fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
@@ -309,8 +331,14 @@ impl Worker<'_> {
 
     /// A connection's time came: reopen it if it failed, then send its request.
     fn act(&mut self, slot: usize, now: u64) {
-        if matches!(self.conns[slot].state, State::Disconnected) && !self.reopen(slot, now) {
-            return;
+        match self.conns[slot].state {
+            State::Disconnected => {
+                if !self.reopen(slot, now) {
+                    return;
+                }
+            }
+            State::Connecting { .. } => return,
+            _ => {}
         }
         let conn = &mut self.conns[slot];
         let intended = if self.plan.rate.is_some() {
@@ -338,6 +366,22 @@ impl Worker<'_> {
     fn on_ready(&mut self, slot: usize, readable: bool) {
         match self.progress(slot, readable) {
             Outcome::Pending => {}
+            Outcome::Connected => {
+                let now = self.now();
+                let conn = &mut self.conns[slot];
+                let unwatched = conn.stream.as_ref().map(|stream| {
+                    self.epoll
+                        .ctl(libc::EPOLL_CTL_MOD, stream.as_raw_fd(), slot as u64, false)
+                });
+                if let Some(Err(_)) = unwatched {
+                    return self.connect_failed(slot, now);
+                }
+                conn.watching_write = false;
+                conn.state = State::Idle;
+                conn.free_at = now;
+                self.schedule_next(slot, now);
+            }
+            Outcome::ConnectFailed => self.connect_failed(slot, self.now()),
             Outcome::Watch { write } => {
                 let watched = self.conns[slot].stream.as_ref().map(|stream| {
                     self.epoll
@@ -394,6 +438,13 @@ impl Worker<'_> {
         let Some(stream) = conn.stream.as_mut() else {
             return Outcome::Pending;
         };
+        if let State::Connecting { .. } = conn.state {
+            return match stream.take_error() {
+                Ok(None) if stream.peer_addr().is_ok() => Outcome::Connected,
+                Ok(None) => Outcome::Pending,
+                _ => Outcome::ConnectFailed,
+            };
+        }
         let State::Busy {
             intended,
             sent,
@@ -503,36 +554,54 @@ impl Worker<'_> {
         self.due.push(Reverse((now, slot)));
     }
 
-    /// Opens a new connection for `slot`; false (and a retry queued) when that fails.
+    /// Starts opening a new connection for `slot`: true when it is open at once, false when it
+    /// is on its way (its writability will say) or failed (a retry is queued).
     fn reopen(&mut self, slot: usize, now: u64) -> bool {
-        let opened = connect(self.plan.addr, self.plan.timeout).and_then(|stream| {
-            self.epoll.add(stream.as_raw_fd(), slot as u64)?;
-            Ok(stream)
+        let started = start_connect(self.plan.addr).and_then(|(stream, open)| {
+            self.epoll
+                .ctl(libc::EPOLL_CTL_ADD, stream.as_raw_fd(), slot as u64, !open)?;
+            Ok((stream, open))
         });
-        match opened {
-            Ok(stream) => {
-                self.conns[slot].stream = Some(stream);
-                self.conns[slot].state = State::Idle;
-                self.conns[slot].free_at = self.now();
-                self.conns[slot].watching_write = false;
-                true
+        let conn = &mut self.conns[slot];
+        match started {
+            Ok((stream, open)) => {
+                conn.stream = Some(stream);
+                conn.watching_write = !open;
+                if open {
+                    conn.state = State::Idle;
+                    conn.free_at = now;
+                } else {
+                    conn.state = State::Connecting { since: now };
+                }
+                open
             }
             Err(_) => {
-                self.count_error(Failure::Connect, now);
-                self.due.push(Reverse((now + RECONNECT_DELAY_NS, slot)));
+                self.connect_failed(slot, now);
                 false
             }
         }
+    }
+
+    fn connect_failed(&mut self, slot: usize, now: u64) {
+        self.count_error(Failure::Connect, now);
+        let conn = &mut self.conns[slot];
+        conn.stream = None;
+        conn.state = State::Disconnected;
+        self.due.push(Reverse((now + RECONNECT_DELAY_NS, slot)));
     }
 
     /// Requests outstanding longer than the timeout are counted and their connections reopened.
     fn expire(&mut self, now: u64) {
         let timeout = self.plan.timeout.as_nanos() as u64;
         for slot in 0..self.conns.len() {
-            if let State::Busy { intended, sent, .. } = self.conns[slot].state
-                && now.saturating_sub(sent) > timeout
-            {
-                self.fail(slot, intended, Failure::Timeout);
+            match self.conns[slot].state {
+                State::Busy { intended, sent, .. } if now.saturating_sub(sent) > timeout => {
+                    self.fail(slot, intended, Failure::Timeout);
+                }
+                State::Connecting { since } if now.saturating_sub(since) > timeout => {
+                    self.connect_failed(slot, now);
+                }
+                _ => {}
             }
         }
     }
