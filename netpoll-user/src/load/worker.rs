@@ -331,14 +331,13 @@ impl Worker<'_> {
 
     /// A connection's time came: reopen it if it failed, then send its request.
     fn act(&mut self, slot: usize, now: u64) {
-        match self.conns[slot].state {
-            State::Disconnected => {
-                if !self.reopen(slot, now) {
-                    return;
-                }
-            }
+        let reopen = match self.conns[slot].state {
             State::Connecting { .. } => return,
-            _ => {}
+            State::Disconnected => true,
+            _ => false,
+        };
+        if reopen && !self.reopen(slot, now) {
+            return;
         }
         let conn = &mut self.conns[slot];
         let intended = if self.plan.rate.is_some() {
