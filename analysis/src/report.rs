@@ -413,6 +413,20 @@ pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
             note,
             &reads,
         )?);
+        // Reads of files (and pipes): readiness APIs cannot multiplex them, so whoever makes
+        // them waits. Only drawn when some run made them.
+        let files: Vec<(Series, &Histogram)> = all
+            .iter()
+            .filter_map(|r| Some((series(r), &r.results.class("other_read")?.latency_ns)))
+            .collect();
+        if !files.is_empty() {
+            charts.push(chart::latency_overlay(
+                "file_read_latency",
+                "Time inside non-socket reads (files, pipes), which readiness APIs cannot multiplex",
+                note,
+                &files,
+            )?);
+        }
         charts.push(chart::latency_overlay(
             "wait_latency",
             "Time inside the waiting call (epoll_wait, poll/select, io_uring_enter)",

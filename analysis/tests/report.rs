@@ -199,6 +199,8 @@ fn charts_carry_their_series_axes_and_titles() {
     let bars = chart(&charts, "switches_per_request");
     assert!(bars.svg.contains("context switches per request") && bars.svg.contains("\n1\n"));
     assert!(chart(&charts, "ready_events").svg.contains("4-7"));
+    // No run read files: no file-read chart.
+    assert!(charts.iter().all(|c| c.name != "file_read_latency"));
     // One connection count per model: the chart says what is missing.
     assert!(
         chart(&charts, "throughput_vs_connections")
