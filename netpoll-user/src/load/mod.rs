@@ -35,21 +35,17 @@ pub struct Plan {
     pub protocol: Protocol,
     /// Echo payload, for the results.
     pub payload: Option<usize>,
-    pub connections: usize,
-    pub idle_connections: usize,
-    pub threads: usize,
-    /// Requests per second over all connections (open loop); `None`: closed loop.
-    pub rate: Option<f64>,
-    pub warmup: Duration,
-    pub duration: Duration,
-    pub timeout: Duration,
+    /// Checked, and with no more threads than connections.
+    pub options: LoadOptions,
 }
 
 /// What the user asked for.
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub connections: usize,
     pub idle_connections: usize,
     pub threads: usize,
+    /// Requests per second over all connections (open loop); `None`: closed loop.
     pub rate: Option<f64>,
     pub warmup: Duration,
     pub duration: Duration,
@@ -122,20 +118,17 @@ impl Plan {
             target,
             protocol,
             payload,
-            connections: o.connections,
-            idle_connections: o.idle_connections,
-            // A thread without a connection would have nothing to do.
-            threads: o.threads.min(o.connections),
-            rate: o.rate,
-            warmup: o.warmup,
-            duration: o.duration,
-            timeout: o.timeout,
+            options: LoadOptions {
+                // A thread without a connection would have nothing to do.
+                threads: o.threads.min(o.connections),
+                ..o.clone()
+            },
         })
     }
 
     /// Descriptors the client needs: every connection, plus room for the rest of the process.
     pub fn descriptors(&self) -> u64 {
-        (self.connections + self.idle_connections) as u64 + 64
+        (self.options.connections + self.options.idle_connections) as u64 + 64
     }
 
     fn describe(&self) -> String {
@@ -143,21 +136,21 @@ impl Plan {
             Some(p) => format!("echo, {p} B"),
             None => "HTTP GET".into(),
         };
-        let mode = match self.rate {
+        let mode = match self.options.rate {
             Some(r) => format!("open loop at {r} req/s"),
             None => "closed loop".into(),
         };
-        let idle = if self.idle_connections > 0 {
-            format!(" + {} idle", self.idle_connections)
+        let idle = if self.options.idle_connections > 0 {
+            format!(" + {} idle", self.options.idle_connections)
         } else {
             String::new()
         };
         format!(
             "{} ({protocol}), {} connections{idle}, {} thread{}, {mode}",
             self.target,
-            self.connections,
-            self.threads,
-            if self.threads == 1 { "" } else { "s" }
+            self.options.connections,
+            self.options.threads,
+            if self.options.threads == 1 { "" } else { "s" }
         )
     }
 }
@@ -204,24 +197,25 @@ const TICK: Duration = Duration::from_millis(50);
 /// Runs the plan; `progress`: draw a progress bar on stderr (when it is a terminal).
 pub fn run(plan: &Plan, watcher: &mut dyn Watcher, progress: bool) -> Result<Outcome> {
     // Opened first and kept silent: the descriptors a readiness loop must scan for nothing.
-    let mut idle = Vec::with_capacity(plan.idle_connections);
-    for i in 0..plan.idle_connections {
-        let stream = TcpStream::connect_timeout(&plan.addr, plan.timeout).with_context(|| {
-            format!(
-                "cannot open idle connection {} of {} to {}",
-                i + 1,
-                plan.idle_connections,
-                plan.addr
-            )
-        })?;
+    let mut idle = Vec::with_capacity(plan.options.idle_connections);
+    for i in 0..plan.options.idle_connections {
+        let stream =
+            TcpStream::connect_timeout(&plan.addr, plan.options.timeout).with_context(|| {
+                format!(
+                    "cannot open idle connection {} of {} to {}",
+                    i + 1,
+                    plan.options.idle_connections,
+                    plan.addr
+                )
+            })?;
         idle.push(stream);
     }
     let shared = Shared::default();
-    let start = Barrier::new(plan.threads + 1);
+    let start = Barrier::new(plan.options.threads + 1);
     let origin = OnceLock::new();
     let mut bar = ProgressBar::hidden();
     let (workers, timing, stopped) = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..plan.threads)
+        let handles: Vec<_> = (0..plan.options.threads)
             .map(|i| {
                 let (shared, start, origin) = (&shared, &start, &origin);
                 scope.spawn(move || worker::run(plan, i, shared, start, origin))
@@ -285,16 +279,16 @@ fn drive(
     origin: Instant,
     bar: &ProgressBar,
 ) -> Result<Phases> {
-    let end = plan.warmup + plan.duration;
+    let end = plan.options.warmup + plan.options.duration;
     let mut measuring = false;
     let mut last = (Duration::ZERO, 0u64, 0.0);
-    if plan.warmup.is_zero() {
+    if plan.options.warmup.is_zero() {
         watcher.measurement_started()?;
         measuring = true;
     }
     loop {
         let elapsed = origin.elapsed();
-        let boundary = if measuring { end } else { plan.warmup };
+        let boundary = if measuring { end } else { plan.options.warmup };
         std::thread::sleep(boundary.saturating_sub(elapsed).min(TICK));
         let elapsed = origin.elapsed();
         if let Some(reason) = watcher.check() {
@@ -303,7 +297,7 @@ fn drive(
                 watcher.measurement_ended()?;
             }
             return Ok(Phases {
-                measured: elapsed.saturating_sub(plan.warmup),
+                measured: elapsed.saturating_sub(plan.options.warmup),
                 stopped: Some(reason),
             });
         }
@@ -312,7 +306,7 @@ fn drive(
             shared.stop.store(true, Ordering::Relaxed);
             bail!("the load stopped early");
         }
-        if !measuring && elapsed >= plan.warmup {
+        if !measuring && elapsed >= plan.options.warmup {
             watcher.measurement_started()?;
             measuring = true;
             bar.set_prefix("measuring");
@@ -320,7 +314,7 @@ fn drive(
         if elapsed >= end {
             watcher.measurement_ended()?;
             return Ok(Phases {
-                measured: plan.duration,
+                measured: plan.options.duration,
                 stopped: None,
             });
         }
@@ -346,14 +340,14 @@ fn progress_bar(plan: &Plan, show: bool) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
-    let total = (plan.warmup + plan.duration).as_millis() as u64;
+    let total = (plan.options.warmup + plan.options.duration).as_millis() as u64;
     // Hidden by indicatif itself when stderr is not a terminal.
     let bar = ProgressBar::new(total);
     let style = ProgressStyle::with_template("{prefix:>9} [{bar:32}] {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
     bar.set_style(style);
-    bar.set_prefix(if plan.warmup.is_zero() {
+    bar.set_prefix(if plan.options.warmup.is_zero() {
         "measuring"
     } else {
         "warm-up"
@@ -376,7 +370,7 @@ fn merge(
         // Same bounds on every worker: adding cannot fail.
         let _ = latency.add(&w.latency);
         // Closed loop: service time is the latency (workers record it once).
-        let _ = service_time.add(if plan.rate.is_some() {
+        let _ = service_time.add(if plan.options.rate.is_some() {
             &w.service_time
         } else {
             &w.latency
@@ -393,17 +387,17 @@ fn merge(
         target: plan.target.clone(),
         protocol: plan.protocol.name().into(),
         payload: plan.payload,
-        mode: if plan.rate.is_some() {
+        mode: if plan.options.rate.is_some() {
             "open"
         } else {
             "closed"
         }
         .into(),
-        rate: plan.rate,
-        connections: plan.connections,
-        idle_connections: plan.idle_connections,
-        threads: plan.threads,
-        warmup_ns: plan.warmup.as_nanos() as u64,
+        rate: plan.options.rate,
+        connections: plan.options.connections,
+        idle_connections: plan.options.idle_connections,
+        threads: plan.options.threads,
+        warmup_ns: plan.options.warmup.as_nanos() as u64,
         duration_ns: measured.as_nanos() as u64,
         partial,
         requests,
@@ -419,7 +413,7 @@ fn merge(
         latency_ns: to_buckets(&latency),
         service_time_ns: to_buckets(&service_time),
         latency_percentiles: percentiles(&latency),
-        send_lag: plan.rate.map(|_| percentiles(&send_lag)),
+        send_lag: plan.options.rate.map(|_| percentiles(&send_lag)),
     }
 }
 
@@ -452,15 +446,15 @@ fn percentiles(h: &hdrhistogram::Histogram<u64>) -> Percentiles {
 
 /// Prints the plan being run, on stderr, like the other commands' "attached" line.
 fn announce(plan: &Plan) {
-    let warmup = if plan.warmup.is_zero() {
+    let warmup = if plan.options.warmup.is_zero() {
         String::new()
     } else {
-        format!("{:.1}s warm-up, then ", plan.warmup.as_secs_f64())
+        format!("{:.1}s warm-up, then ", plan.options.warmup.as_secs_f64())
     };
     eprintln!(
         "netpoll: loading {}; {warmup}{:.1}s measured",
         plan.describe(),
-        plan.duration.as_secs_f64()
+        plan.options.duration.as_secs_f64()
     );
 }
 
@@ -485,7 +479,7 @@ mod tests {
         let echo = Plan::new("127.0.0.1:7878", 64, &options()).unwrap();
         assert_eq!(echo.protocol.name(), "echo");
         assert_eq!(echo.payload, Some(64));
-        assert_eq!(echo.threads, 4, "no more threads than connections");
+        assert_eq!(echo.options.threads, 4, "no more threads than connections");
         let http = Plan::new("http://127.0.0.1:8080/a/b?c", 64, &options()).unwrap();
         assert_eq!(http.addr, "127.0.0.1:8080".parse().unwrap());
         let request = String::from_utf8(http.protocol.request().to_vec()).unwrap();

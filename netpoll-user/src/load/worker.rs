@@ -215,8 +215,8 @@ pub fn run(
         conns,
         due: BinaryHeap::new(),
         origin,
-        warmup_ns: plan.warmup.as_nanos() as u64,
-        end_ns: (plan.warmup + plan.duration).as_nanos() as u64,
+        warmup_ns: plan.options.warmup.as_nanos() as u64,
+        end_ns: (plan.options.warmup + plan.options.duration).as_nanos() as u64,
         results: WorkerResults {
             latency: new_histogram(),
             service_time: new_histogram(),
@@ -241,9 +241,12 @@ pub fn run(
 fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Conn>)> {
     let epoll = Epoll::new()?;
     let mut conns = Vec::new();
-    let period = plan.rate.map_or(0.0, |r| plan.connections as f64 * 1e9 / r);
-    for g in (index..plan.connections).step_by(plan.threads) {
-        let stream = connect(plan.addr, plan.timeout)
+    let period = plan
+        .options
+        .rate
+        .map_or(0.0, |r| plan.options.connections as f64 * 1e9 / r);
+    for g in (index..plan.options.connections).step_by(plan.options.threads) {
+        let stream = connect(plan.addr, plan.options.timeout)
             .with_context(|| format!("cannot connect to {}", plan.addr))?;
         epoll.add(stream.as_raw_fd(), conns.len() as u64)?;
         conns.push(Conn {
@@ -253,7 +256,7 @@ fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Conn>)> {
             next: 0,
             free_at: 0,
             watching_write: false,
-            first: plan.rate.map_or(0.0, |r| g as f64 * 1e9 / r),
+            first: plan.options.rate.map_or(0.0, |r| g as f64 * 1e9 / r),
             period,
         });
     }
@@ -274,7 +277,7 @@ impl Worker<'_> {
             let at = self.conns[slot].scheduled(0);
             self.due.push(Reverse((at, slot)));
         }
-        let drain_end = self.end_ns + self.plan.timeout.as_nanos() as u64;
+        let drain_end = self.end_ns + self.plan.options.timeout.as_nanos() as u64;
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         let mut next_timeout_scan = 0;
         loop {
@@ -340,14 +343,15 @@ impl Worker<'_> {
             return;
         }
         let conn = &mut self.conns[slot];
-        let intended = if self.plan.rate.is_some() {
+        let intended = if self.plan.options.rate.is_some() {
             conn.scheduled(conn.next)
         } else {
             now
         };
         conn.next += 1;
         conn.parser.reset();
-        if self.plan.rate.is_some() && intended >= self.warmup_ns && intended < self.end_ns {
+        if self.plan.options.rate.is_some() && intended >= self.warmup_ns && intended < self.end_ns
+        {
             let lag = now.saturating_sub(intended.max(conn.free_at));
             self.results.send_lag.saturating_record(lag.max(1));
         }
@@ -407,7 +411,7 @@ impl Worker<'_> {
                     let r = &mut self.results;
                     r.requests += 1;
                     r.latency.saturating_record((done - intended).max(1));
-                    if self.plan.rate.is_some() {
+                    if self.plan.options.rate.is_some() {
                         // Closed loop: the same as the latency, merged from it at the end.
                         r.service_time.saturating_record((done - sent).max(1));
                     }
@@ -521,7 +525,7 @@ impl Worker<'_> {
     /// After a reply: the next request now (closed loop) or at its scheduled time (open loop).
     fn schedule_next(&mut self, slot: usize, now: u64) {
         let conn = &self.conns[slot];
-        let at = if self.plan.rate.is_some() {
+        let at = if self.plan.options.rate.is_some() {
             conn.scheduled(conn.next)
         } else {
             now
@@ -591,7 +595,7 @@ impl Worker<'_> {
 
     /// Requests outstanding longer than the timeout are counted and their connections reopened.
     fn expire(&mut self, now: u64) {
-        let timeout = self.plan.timeout.as_nanos() as u64;
+        let timeout = self.plan.options.timeout.as_nanos() as u64;
         for slot in 0..self.conns.len() {
             match self.conns[slot].state {
                 State::Busy { intended, sent, .. } if now.saturating_sub(sent) > timeout => {
@@ -607,7 +611,7 @@ impl Worker<'_> {
 
     /// Open loop: requests scheduled in the window that never went out.
     fn count_unsent(&mut self) {
-        if self.plan.rate.is_none() {
+        if self.plan.options.rate.is_none() {
             return;
         }
         for conn in &self.conns {
