@@ -271,7 +271,7 @@ pub fn latency_overlay(
             .draw()
             .map_err(|e| e.to_string())?;
         for (s, points) in lines {
-            line(&mut chart, s, points)?;
+            line(&mut chart, s, points, None)?;
         }
         legend(&mut chart)
     })
@@ -306,18 +306,20 @@ pub fn latency_cdf(
             .draw()
             .map_err(|e| e.to_string())?;
         for (s, h) in &series {
-            line(&mut chart, s, cdf(h))?;
+            line(&mut chart, s, cdf(h), None)?;
         }
         // Curves reach 100 % on the right: the lower right is free.
         legend_at(&mut chart, SeriesLabelPosition::LowerRight)
     })
 }
 
-/// One labelled series as a line, with its legend entry.
+/// One labelled series as a line, with its legend entry, and dots of radius `dots` at its
+/// points when given.
 fn line<'a, DB, X, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
     s: &Series,
     points: Vec<(f64, f64)>,
+    dots: Option<i32>,
 ) -> std::result::Result<(), String>
 where
     DB: DrawingBackend + 'a,
@@ -326,10 +328,22 @@ where
 {
     let color = s.color;
     chart
-        .draw_series(LineSeries::new(points, color.stroke_width(2)))
+        .draw_series(LineSeries::new(
+            points.iter().copied(),
+            color.stroke_width(2),
+        ))
         .map_err(|e| e.to_string())?
         .label(s.label.clone())
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3)));
+    if let Some(radius) = dots {
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, radius, color.filled())),
+            )
+            .map_err(|e| e.to_string())?;
+    }
     Ok(())
 }
 
@@ -399,21 +413,13 @@ pub fn percentiles(
             .draw()
             .map_err(|e| e.to_string())?;
         for (s, ys) in series {
-            let color = s.color;
             let points: Vec<(f64, f64)> = ys
                 .iter()
                 .enumerate()
                 .filter(|(_, y)| **y > 0.0)
                 .map(|(i, y)| (i as f64, *y))
                 .collect();
-            line(&mut chart, s, points.clone())?;
-            chart
-                .draw_series(
-                    points
-                        .into_iter()
-                        .map(|p| Circle::new(p, 4, color.filled())),
-                )
-                .map_err(|e| e.to_string())?;
+            line(&mut chart, s, points, Some(4))?;
         }
         // Latency rises to the right: the upper left is free.
         legend_at(&mut chart, SeriesLabelPosition::UpperLeft)
@@ -564,10 +570,7 @@ where
     for (s, pts) in series {
         let mut pts = pts.clone();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        line(&mut chart, s, pts.clone())?;
-        chart
-            .draw_series(pts.into_iter().map(|p| Circle::new(p, 5, s.color.filled())))
-            .map_err(|e| e.to_string())?;
+        line(&mut chart, s, pts, Some(5))?;
     }
     legend_at(&mut chart, SeriesLabelPosition::LowerLeft)
 }
@@ -643,11 +646,7 @@ pub fn ready_events(
             .draw()
             .map_err(|e| e.to_string())?;
         for (s, pts) in lines {
-            let color = s.color;
-            line(&mut chart, s, pts.clone())?;
-            chart
-                .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))
-                .map_err(|e| e.to_string())?;
+            line(&mut chart, s, pts, Some(4))?;
         }
         legend(&mut chart)
     })
