@@ -203,16 +203,23 @@ struct RunArgs {
     listen: std::net::SocketAddr,
     #[command(flatten)]
     load: LoadArgs,
-    /// Write the full results as JSON; see docs/results-format.md.
+    #[command(flatten)]
+    results: ResultsArgs,
+}
+
+/// Where results go and how the probes attach: shared by `profile` and `run`.
+#[derive(clap::Args)]
+struct ResultsArgs {
+    /// Write the full results (every bucket and counter) as JSON; see docs/results-format.md.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Also write charts and a report (and results.json) into this directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Hook kind to use (default: the cheapest the kernel accepts).
+    /// Hook kind to use (default: the cheapest the kernel accepts: tp-btf, raw-tp, tracepoint).
     #[arg(long, value_enum)]
     hook: Option<probes::HookMode>,
-    /// No progress bar and no report (with --json).
+    /// Do not print the report, nor a progress bar (with --json or --out).
     #[arg(short, long)]
     quiet: bool,
 }
@@ -255,18 +262,8 @@ struct ProfileArgs {
     /// Print a class summary every SECS seconds while collecting.
     #[arg(short, long, value_name = "SECS", value_parser = parse_seconds)]
     interval: Option<Duration>,
-    /// Write the full results (every bucket and counter) as JSON; see docs/results-format.md.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Also write charts and a report (and results.json) into this directory.
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-    /// Hook kind to use (default: the cheapest the kernel accepts: tp-btf, raw-tp, tracepoint).
-    #[arg(long, value_enum)]
-    hook: Option<probes::HookMode>,
-    /// Do not print the report (with --json).
-    #[arg(short, long)]
-    quiet: bool,
+    #[command(flatten)]
+    results: ResultsArgs,
     /// Attach do-nothing programs on the same hooks instead: the floor of the overhead benchmark.
     #[arg(long, hide = true)]
     empty_programs: bool,
@@ -355,11 +352,11 @@ fn measure(command: Command, signals: &system::Signals) -> anyhow::Result<i32> {
                 per_pid: a.per_pid,
                 duration: a.duration,
                 interval: a.interval,
-                json: a.json,
-                out: a.out,
-                hook: a.hook,
+                json: a.results.json,
+                out: a.results.out,
+                hook: a.results.hook,
                 floor: a.empty_programs,
-                quiet: a.quiet,
+                quiet: a.results.quiet,
             },
             signals,
         ),
@@ -377,10 +374,10 @@ fn measure(command: Command, signals: &system::Signals) -> anyhow::Result<i32> {
             run::Request {
                 server: a.server.request(a.listen),
                 load: a.load.options(),
-                json: a.json,
-                out: a.out,
-                hook: a.hook,
-                quiet: a.quiet,
+                json: a.results.json,
+                out: a.results.out,
+                hook: a.results.hook,
+                quiet: a.results.quiet,
             },
             signals,
         ),
