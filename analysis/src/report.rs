@@ -79,7 +79,11 @@ pub fn load(inputs: &[PathBuf]) -> Result<Vec<Run>, ReportError> {
             results,
         });
     }
-    // Models in `netpoll models` order, then everything else as given.
+    Ok(arrange(runs))
+}
+
+/// Puts runs in `netpoll models` order (everything else after, as given) and labels them.
+pub fn arrange(mut runs: Vec<Run>) -> Vec<Run> {
     runs.sort_by_key(|r| {
         r.results
             .run
@@ -92,7 +96,7 @@ pub fn load(inputs: &[PathBuf]) -> Result<Vec<Run>, ReportError> {
             })
     });
     label_runs(&mut runs);
-    Ok(runs)
+    runs
 }
 
 /// Labels: the model (for `netpoll run` results), else what was profiled; made unique with the

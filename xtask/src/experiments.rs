@@ -449,12 +449,7 @@ fn write_reports(
             chosen.push(reps.swap_remove(mid));
         }
         // The same order and labels as `netpoll report` gives them.
-        let files: Vec<PathBuf> = chosen.iter().map(|r| r.path.clone()).collect();
-        let runs = if files.is_empty() {
-            Vec::new()
-        } else {
-            report::load(&files)?
-        };
+        let runs = report::arrange(chosen);
         let mut heading = Heading {
             title: format!("Experiment: {}", e.name),
             question: Some(e.question.clone()),
@@ -641,6 +636,7 @@ pub fn check_quick(out: &Path) -> Result<()> {
         .into_iter()
         .map(Experiment::quick)
         .collect();
+    let mut loaded = BTreeMap::new();
     for e in &experiments {
         let dir = out.join(&e.name);
         let runs = report::load(&[dir.join("runs")])
@@ -677,10 +673,13 @@ pub fn check_quick(out: &Path) -> Result<()> {
                 );
             }
         }
+        loaded.insert(e.name.clone(), runs);
     }
     // Plausibility: at 100 connections, a thread per connection means far more threads, and a
     // blocked thread per request far more context switches, than one epoll reactor.
-    let concurrency = report::load(&[out.join("concurrency/runs")])?;
+    let concurrency = loaded
+        .get("concurrency")
+        .context("no concurrency experiment")?;
     let at_100 = |model: &str| {
         concurrency
             .iter()
