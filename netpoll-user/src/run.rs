@@ -116,6 +116,18 @@ pub fn run(req: Request, signals: &system::Signals) -> Result<i32> {
         Some(payload),
         &req.load,
     )?;
+    if let Some(limit) = model.descriptor_limit {
+        // Descriptors 0-2, the listener and the model's own take the lowest numbers.
+        let needed = req.load.connections + req.load.idle_connections + 8;
+        if needed > limit {
+            bail!(
+                "{} watches only descriptors below {limit}: {} connections + {} idle need about {needed}; use fewer, or poll or epoll",
+                model.name,
+                req.load.connections,
+                req.load.idle_connections
+            );
+        }
+    }
     // The server needs a descriptor per connection too; it inherits the raised limit.
     system::ensure_fd_limit(plan.descriptors(), "the connections")?;
 

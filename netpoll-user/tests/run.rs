@@ -301,6 +301,14 @@ fn bad_input_is_refused_before_anything_starts() {
     let err = one_line_failure(&netpoll(&["run", "--model", "poll", "-c", "5000000"]), 1);
     assert!(err.contains("file descriptors"), "{err}");
     let err = one_line_failure(
+        &netpoll(&["run", "--model", "select", "--idle-connections", "1100"]),
+        1,
+    );
+    assert!(
+        err.contains("select watches only descriptors below 1024"),
+        "{err}"
+    );
+    let err = one_line_failure(
         &netpoll(&[
             "run",
             "--model",

@@ -59,6 +59,8 @@ pub struct Model {
     pub name: &'static str,
     pub about: &'static str,
     pub serve: fn(TcpListener, Arc<Config>) -> Result<()>,
+    /// Highest descriptor number the model can watch, plus one (select: FD_SETSIZE).
+    pub descriptor_limit: Option<usize>,
 }
 
 /// Every model, in the order the lecture introduces them.
@@ -67,56 +69,67 @@ pub const MODELS: &[Model] = &[
         name: "blocking-threads",
         about: "a thread per connection, blocking sockets",
         serve: blocking_threads::serve,
+        descriptor_limit: None,
     },
     Model {
         name: "blocking-iterative",
         about: "one thread serving one connection at a time (head-of-line blocking)",
         serve: blocking_iterative::serve,
+        descriptor_limit: None,
     },
     Model {
         name: "nonblocking-spin",
         about: "one thread looping over non-blocking sockets (an EAGAIN storm, a burning CPU)",
         serve: nonblocking_spin::serve,
+        descriptor_limit: None,
     },
     Model {
         name: "select",
         about: "one thread waiting in select(2) (at most FD_SETSIZE descriptors)",
         serve: select::serve,
+        descriptor_limit: Some(libc::FD_SETSIZE),
     },
     Model {
         name: "poll",
         about: "one thread waiting in poll(2)",
         serve: poll::serve,
+        descriptor_limit: None,
     },
     Model {
         name: "epoll-lt",
         about: "one thread, an epoll reactor, level-triggered",
         serve: epoll::serve_level_triggered,
+        descriptor_limit: None,
     },
     Model {
         name: "epoll-et",
         about: "one thread, an epoll reactor, edge-triggered",
         serve: epoll::serve_edge_triggered,
+        descriptor_limit: None,
     },
     Model {
         name: "epoll-reactors",
         about: "one epoll reactor per core sharing the listener (the nginx shape)",
         serve: epoll_reactors::serve,
+        descriptor_limit: None,
     },
     Model {
         name: "tokio",
         about: "tokio's multi-threaded runtime, a task per connection (Go's netpoller, in Rust)",
         serve: tokio_tasks::serve,
+        descriptor_limit: None,
     },
     Model {
         name: "io-uring",
         about: "io_uring: queue reads and writes, collect completions (--sqpoll: no syscalls when busy)",
         serve: io_uring::serve,
+        descriptor_limit: None,
     },
     Model {
         name: "sigio",
         about: "signal-driven I/O: the kernel signals which socket is ready (O_ASYNC, F_SETSIG)",
         serve: sigio::serve,
+        descriptor_limit: None,
     },
 ];
 

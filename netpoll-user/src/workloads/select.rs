@@ -13,6 +13,7 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
     let mut conns = BTreeMap::new();
     let mut wants: BTreeMap<i32, Want> = BTreeMap::new();
     let lfd = listener.as_raw_fd();
+    let mut refused = 0u64;
     loop {
         // SAFETY: fd_set is plain data; FD_SET is given descriptors < FD_SETSIZE only.
         let (mut readable, mut writable): (libc::fd_set, libc::fd_set) =
@@ -51,10 +52,14 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
                     Ok((stream, _)) => {
                         let fd = stream.as_raw_fd();
                         if fd >= libc::FD_SETSIZE as i32 {
-                            eprintln!(
-                                "netpoll serve: select cannot watch descriptor {fd} (FD_SETSIZE is {}): connection refused",
-                                libc::FD_SETSIZE
-                            );
+                            // Said once: a client that keeps reconnecting would flood stderr.
+                            if refused == 0 {
+                                eprintln!(
+                                    "netpoll serve: select cannot watch descriptor {fd} (FD_SETSIZE is {}): refusing connections beyond it",
+                                    libc::FD_SETSIZE
+                                );
+                            }
+                            refused += 1;
                             continue;
                         }
                         stream.set_nonblocking(true)?;
