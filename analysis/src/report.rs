@@ -29,11 +29,8 @@ pub enum ReportError {
     Chart(#[from] chart::ChartError),
     #[error(transparent)]
     Png(#[from] crate::png::PngError),
-    #[error("{path}: cannot write: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: cannot write: {error}")]
+    Write { path: String, error: std::io::Error },
 }
 
 /// A results file and the label its series carry in charts.
@@ -53,9 +50,9 @@ pub fn load(inputs: &[PathBuf]) -> Result<Vec<Run>, ReportError> {
     for input in inputs {
         if input.is_dir() {
             let mut found: Vec<PathBuf> = fs::read_dir(input)
-                .map_err(|source| LoadError::Io {
+                .map_err(|error| LoadError::Io {
                     path: input.display().to_string(),
-                    source,
+                    error,
                 })?
                 .flatten()
                 .map(|e| e.path())
@@ -993,7 +990,7 @@ pub fn summary(runs: &[Run]) -> Option<String> {
 pub fn write(dir: &Path, runs: &[Run], heading: &Heading) -> Result<Vec<PathBuf>, ReportError> {
     let written = |path: &Path| {
         let path = path.display().to_string();
-        move |source| ReportError::Write { path, source }
+        move |error| ReportError::Write { path, error }
     };
     fs::create_dir_all(dir).map_err(written(dir))?;
     let charts = charts(runs)?;

@@ -12,15 +12,12 @@ pub const SCHEMA: &str = "netpoll-results/1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a netpoll results file: {source}")]
+    #[error("cannot read {path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("{path} is not a netpoll results file: {error}")]
     Json {
         path: String,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("{path} has schema {found:?}; this netpoll reads {SCHEMA:?}")]
     Schema { path: String, found: String },
@@ -172,9 +169,9 @@ pub struct Counters {
 impl Results {
     pub fn load(path: &Path) -> Result<Results, LoadError> {
         let shown = path.display().to_string();
-        let text = fs::read_to_string(path).map_err(|source| LoadError::Io {
+        let text = fs::read_to_string(path).map_err(|error| LoadError::Io {
             path: shown.clone(),
-            source,
+            error,
         })?;
         Self::parse(&text, &shown)
     }
@@ -186,9 +183,9 @@ impl Results {
             schema: String,
         }
         let path = origin.to_string();
-        let head: SchemaOnly = serde_json::from_str(text).map_err(|source| LoadError::Json {
+        let head: SchemaOnly = serde_json::from_str(text).map_err(|error| LoadError::Json {
             path: path.clone(),
-            source,
+            error,
         })?;
         if head.schema != SCHEMA {
             return Err(LoadError::Schema {
@@ -196,7 +193,7 @@ impl Results {
                 found: head.schema,
             });
         }
-        serde_json::from_str(text).map_err(|source| LoadError::Json { path, source })
+        serde_json::from_str(text).map_err(|error| LoadError::Json { path, error })
     }
 
     pub fn class(&self, name: &str) -> Option<&SyscallStats> {
