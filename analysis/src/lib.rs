@@ -1,12 +1,15 @@
-//! netpoll's analysis library: the histogram model shared with the probes' bucket layout, and the
-//! versioned results files that `netpoll profile`, `load` and `run` write and later tools read back.
+//! netpoll's analysis library: the results model (the histogram shared with the probes' bucket
+//! layout, the versioned results files, the model catalogue and the workload definition) and
+//! what is made from results (charts and reports).
 
 pub mod chart;
 pub mod histogram;
+pub mod models;
 pub mod png;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod workload;
 
 pub use histogram::{Histogram, Quantile};
 pub use results::{Results, SCHEMA};

@@ -5,6 +5,8 @@ use std::{collections::BTreeMap, fs, path::Path};
 
 use serde::{Deserialize, Serialize};
 
+pub use netpoll_ebpf::abi::HookKind;
+
 use crate::Histogram;
 
 /// Schema name and version of the results file.
@@ -30,15 +32,14 @@ pub struct Results {
     pub target: Target,
     pub host: Host,
     /// How the probes were attached: `tp_btf`, `raw_tp` or `tracepoint`.
-    pub hook: String,
+    pub hook: HookKind,
     /// Whether read/write calls were split into socket and other (needs the sock tracepoints).
     pub socket_split: bool,
     /// Wall-clock start and end, RFC 3339 UTC.
     pub started_at: String,
     pub ended_at: String,
     pub duration_ns: u64,
-    /// Why collection stopped: `duration`, `interrupted`, `targets_exited` or `command_exited`.
-    pub end_reason: String,
+    pub end_reason: EndReason,
     /// True when the run was cut short (Ctrl-C): numbers cover only the time collected.
     pub partial: bool,
     /// Exit status of a spawned command (`-- CMD`), when it exited by itself.
@@ -60,16 +61,55 @@ pub struct Results {
     pub run: Option<crate::run::RunInfo>,
 }
 
+/// Why collection stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// `--duration` (or the load's measurement window) ran out.
+    Duration,
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+    /// Every `--pid` target exited.
+    TargetsExited,
+    /// The command given after `--` exited.
+    CommandExited,
+    /// `netpoll run`: the server died during the run.
+    ServerDied,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tool {
     pub name: String,
     pub version: String,
 }
 
+impl Tool {
+    /// This netpoll (every crate of the workspace shares its version).
+    pub fn netpoll() -> Tool {
+        Tool {
+            name: "netpoll".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// What was profiled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    #[default]
+    Pid,
+    Comm,
+    Cgroup,
+    Command,
+    All,
+    /// The server `netpoll run` started.
+    Run,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Target {
-    /// `pid`, `comm`, `cgroup`, `command` or `all`.
-    pub kind: String,
+    pub kind: TargetKind,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pids: Vec<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,14 +137,32 @@ pub struct ProcessStats {
     pub classes: Vec<SyscallStats>,
 }
 
+/// What a read or write call touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fd {
+    Socket,
+    /// Regular files, pipes, eventfds, ttys...
+    Other,
+}
+
+impl Fd {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fd::Socket => "socket",
+            Fd::Other => "other",
+        }
+    }
+}
+
 /// Counters and histograms of one syscall (or class) in one run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SyscallStats {
     /// Syscall name (`epoll_wait`, `recvfrom`, ...) or class name (`socket_read`, ...).
     pub name: String,
-    /// For read/write syscalls: `socket` or `other` (files, pipes, eventfds...).
+    /// For read/write syscalls: what the call touched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fd: Option<String>,
+    pub fd: Option<Fd>,
     pub calls: u64,
     pub errors: u64,
     pub eagain: u64,
@@ -141,8 +199,8 @@ impl SyscallStats {
 
     /// Display label: `read (socket)`, `epoll_wait`, `socket_read`.
     pub fn label(&self) -> String {
-        match &self.fd {
-            Some(fd) => format!("{} ({fd})", self.name),
+        match self.fd {
+            Some(fd) => format!("{} ({})", self.name, fd.name()),
             None => self.name.clone(),
         }
     }
@@ -248,8 +306,8 @@ pub fn class_of(row: &SyscallStats) -> Option<String> {
     let syscall = netpoll_ebpf::syscalls::SYSCALLS
         .iter()
         .find(|s| s.name == row.name)?;
-    Some(match &row.fd {
-        Some(fd) => format!("{fd}_{}", syscall.family),
+    Some(match row.fd {
+        Some(fd) => format!("{}_{}", fd.name(), syscall.family),
         None => syscall.family.to_string(),
     })
 }
@@ -276,7 +334,7 @@ impl SyscallStats {
     pub fn since(&self, earlier: &SyscallStats) -> SyscallStats {
         SyscallStats {
             name: self.name.clone(),
-            fd: self.fd.clone(),
+            fd: self.fd,
             calls: self.calls.saturating_sub(earlier.calls),
             errors: self.errors.saturating_sub(earlier.errors),
             eagain: self.eagain.saturating_sub(earlier.eagain),
@@ -296,16 +354,16 @@ mod class_tests {
 
     #[test]
     fn classes_follow_the_syscall_table() {
-        let row = |name: &str, fd: Option<&str>, calls| SyscallStats {
+        let row = |name: &str, fd: Option<Fd>, calls| SyscallStats {
             name: name.into(),
-            fd: fd.map(Into::into),
+            fd,
             calls,
             ..Default::default()
         };
         let rows = [
-            row("read", Some("socket"), 3),
-            row("recvfrom", Some("socket"), 4),
-            row("read", Some("other"), 5),
+            row("read", Some(Fd::Socket), 3),
+            row("recvfrom", Some(Fd::Socket), 4),
+            row("read", Some(Fd::Other), 5),
             row("epoll_pwait", None, 7),
         ];
         let classes = classes_of(&rows);

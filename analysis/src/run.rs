@@ -4,7 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Histogram, results::Host, results::Tool};
+use crate::{
+    Histogram,
+    results::{Host, Tool},
+    workload::Workload,
+};
 
 /// Schema of the file `netpoll load --json` writes (client-side results only).
 pub const LOAD_SCHEMA: &str = "netpoll-load/1";
@@ -31,9 +35,7 @@ pub struct LoadResults {
     /// Echo: bytes per request and reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<usize>,
-    /// `closed` (each connection sends its next request when the reply arrives) or `open`
-    /// (constant rate, latency measured from each request's intended start).
-    pub mode: String,
+    pub mode: LoadMode,
     /// Open loop: the requested rate, requests per second over all connections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
@@ -69,6 +71,17 @@ pub struct LoadResults {
     /// is not small next to the latencies, the generator, not the server, is the bottleneck.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_lag: Option<Percentiles>,
+}
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadMode {
+    /// Each connection sends its next request when the reply arrives.
+    #[default]
+    Closed,
+    /// A constant rate; latency measured from each request's intended start.
+    Open,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -117,24 +130,12 @@ pub struct Percentiles {
 /// What `netpoll run` adds to a results file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunInfo {
-    /// The I/O model the server ran (see `netpoll models`).
-    pub model: String,
-    pub server: ServerConfig,
+    /// The model the server ran (`model`) and its options (`server`).
+    #[serde(flatten)]
+    pub workload: Workload,
     pub load: LoadResults,
     pub server_process: ServerProcess,
     pub per_request: PerRequest,
-}
-
-/// The server's options.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ServerConfig {
-    pub listen: String,
-    pub payload: usize,
-    pub think_us: u64,
-    pub disk_read: usize,
-    /// Threads asked for (0: one per CPU, for the models that use several).
-    pub threads: usize,
-    pub sqpoll: bool,
 }
 
 /// The server process during the measurement window.

@@ -13,8 +13,9 @@ use analysis::{
     chart::{self, HEIGHT, WIDTH},
     png::Renderer,
     report::{self, Run},
-    results::{Counters, Host, SyscallStats, Target, Tool},
-    run::{LoadResults, PerRequest, Percentiles, RunInfo, ServerConfig, ServerProcess},
+    results::{Counters, EndReason, HookKind, Host, SyscallStats, Target, TargetKind, Tool},
+    run::{LoadMode, LoadResults, PerRequest, Percentiles, RunInfo, ServerProcess},
+    workload::{ServerConfig, Workload},
 };
 use netpoll_ebpf::histogram::{LATENCY_BUCKETS, READY_BUCKETS};
 use resvg::tiny_skia::Pixmap;
@@ -71,12 +72,9 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
     };
     Results {
         schema: analysis::SCHEMA.into(),
-        tool: Tool {
-            name: "netpoll".into(),
-            version: "0.1.0".into(),
-        },
+        tool: Tool::netpoll(),
         target: Target {
-            kind: "run".into(),
+            kind: TargetKind::Run,
             pids: vec![42],
             follow_children: true,
             ..Target::default()
@@ -87,12 +85,12 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
             arch: "x86_64".into(),
             cpus: 2,
         },
-        hook: "tp_btf".into(),
+        hook: HookKind::TpBtf,
         socket_split: true,
         started_at: "2026-11-27T00:00:00.000Z".into(),
         ended_at: "2026-11-27T00:00:02.000Z".into(),
         duration_ns: 2_000_000_000,
-        end_reason: "duration".into(),
+        end_reason: EndReason::Duration,
         partial: false,
         command_exit_code: None,
         syscalls: classes.clone(),
@@ -101,23 +99,32 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
         processes: Default::default(),
         counters: Counters::default(),
         run: Some(RunInfo {
-            model: model.into(),
-            server: ServerConfig {
-                listen: "127.0.0.1:1".into(),
-                payload,
-                ..ServerConfig::default()
+            workload: Workload {
+                model: model.into(),
+                server: ServerConfig {
+                    listen: "127.0.0.1:1".into(),
+                    payload,
+                    ..ServerConfig::default()
+                },
             },
             load: LoadResults {
                 target: "127.0.0.1:1".into(),
                 protocol: "echo".into(),
                 payload: Some(payload),
-                mode: "closed".into(),
+                mode: LoadMode::Closed,
                 connections,
                 threads: 1,
                 duration_ns: 2_000_000_000,
                 requests: 1000,
                 throughput_rps: 500.0 * connections as f64,
                 latency_percentiles: p(if blocking { 90_000 } else { 50_000 }),
+                latency_ns: {
+                    let base = if blocking { 90_000 } else { 50_000 };
+                    histogram(
+                        &[(base, 900), (base * 4, 90), (base * 10, 10)],
+                        LATENCY_BUCKETS,
+                    )
+                },
                 ..LoadResults::default()
             },
             server_process: ServerProcess {
@@ -309,7 +316,7 @@ fn a_profile_gets_a_card() {
     let mut r = run_results("epoll-lt", 8, 64);
     r.run = None;
     r.target = Target {
-        kind: "comm".into(),
+        kind: TargetKind::Comm,
         comm: Some("redis-server".into()),
         ..Target::default()
     };
@@ -467,5 +474,52 @@ fn the_html_report_opens_in_chromium() {
     assert!(
         colored > 5000,
         "only {colored} coloured pixels in the screenshot"
+    );
+}
+
+#[test]
+fn sweeps_sort_numerically_and_failing_runs_are_marked() {
+    let dir = temp_dir("sweep");
+    let with_idle = |idle: usize| {
+        let mut r = run_results("select", 10, 64);
+        r.run.as_mut().expect("run").load.idle_connections = idle;
+        r
+    };
+    // Files sort as idle0, idle1000, idle250; the rows must not.
+    let runs = runs(&dir, &[with_idle(0), with_idle(1000), with_idle(250)]);
+    let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["select idle=0", "select idle=250", "select idle=1000"]
+    );
+
+    let mut failing = run_results("blocking-iterative", 100, 64);
+    failing.run.as_mut().expect("run").load.errors.timeouts = 30;
+    let runs = self::runs(
+        &temp_dir("failing"),
+        &[failing, run_results("epoll-lt", 100, 64)],
+    );
+    let charts = report::charts(&runs).expect("charts");
+    let latency = chart(&charts, "request_latency");
+    assert!(
+        latency
+            .svg
+            .contains("blocking-iterative (30 failed requests)"),
+        "the legend does not mark the failing run"
+    );
+    assert!(!latency.svg.contains("epoll-lt (0 failed"));
+    // Bar labels carry their unit; axis ticks have no spurious decimals.
+    let p99 = chart(&charts, "p99");
+    assert!(p99.svg.contains("200 µs"), "p99 bar label without unit");
+    let throughput = chart(&charts, "throughput");
+    assert!(throughput.svg.contains("50000/s"));
+    assert!(!throughput.svg.contains("10000.0"));
+    // The percentile distribution, as HdrHistogram plots it.
+    let hdr = chart(&charts, "request_latency_distribution");
+    assert!(hdr.svg.contains("percentile (log scale of 1/(1-q))") && hdr.svg.contains("99%"));
+    assert!(
+        chart(&charts, "socket_read_latency_distribution")
+            .svg
+            .contains("epoll-lt")
     );
 }

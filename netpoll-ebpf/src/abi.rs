@@ -140,6 +140,159 @@ pub mod maps {
     pub const ATTACH_NS: &str = "ATTACH_NS";
 }
 
+/// Names of the load-time globals (`static`s with `#[unsafe(no_mangle)]` in the programs), set
+/// by the loader with `EbpfLoader::override_global`. Read-only after load, so the verifier
+/// treats them as constants.
+pub mod globals {
+    /// [`super::filter`] mode, u8.
+    pub const FILTER_MODE: &str = "FILTER_MODE";
+    /// `--comm`: the task name, `[u8; 16]`.
+    pub const FILTER_COMM: &str = "FILTER_COMM";
+    /// `--cgroup`: the cgroup v2 id, u64.
+    pub const FILTER_CGROUP: &str = "FILTER_CGROUP";
+    /// `--per-pid`: 1 to break results down by process, u8.
+    pub const PER_PID: &str = "PER_PID";
+    /// Byte offsets in `struct pt_regs` of the 6 syscall arguments, `[u32; 6]`.
+    pub const REGS_ARG_OFFSETS: &str = "REGS_ARG_OFFSETS";
+    /// Byte offset in `struct pt_regs` of the syscall number, u32.
+    pub const REGS_NR_OFFSET: &str = "REGS_NR_OFFSET";
+    /// Offset of `child_pid` in the `sched:sched_process_fork` record, u32.
+    pub const FORK_CHILD_PID_OFFSET: &str = "FORK_CHILD_PID_OFFSET";
+}
+
+/// The kernel events netpoll hooks. Each exists as one program per [`HookKind`], named
+/// `{kind prefix}_{stem}` (`btf_sys_enter`, `raw_switch`, `tp_task_fork`); the do-nothing
+/// programs of the overhead benchmark's floor add `floor_` in front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    SysEnter,
+    SysExit,
+    SockRecv,
+    SockSend,
+    TaskExit,
+    Switch,
+    TaskFork,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 7] = [
+        Hook::SysEnter,
+        Hook::SysExit,
+        Hook::SockRecv,
+        Hook::SockSend,
+        Hook::TaskExit,
+        Hook::Switch,
+        Hook::TaskFork,
+    ];
+
+    /// The part of its programs' names after the kind's prefix.
+    pub const fn stem(self) -> &'static str {
+        match self {
+            Hook::SysEnter => "sys_enter",
+            Hook::SysExit => "sys_exit",
+            Hook::SockRecv => "sock_recv",
+            Hook::SockSend => "sock_send",
+            Hook::TaskExit => "task_exit",
+            Hook::Switch => "switch",
+            Hook::TaskFork => "task_fork",
+        }
+    }
+
+    /// The classic tracepoint (category, event); its name is also the event that raw and BTF
+    /// tracepoints attach to.
+    pub const fn tracepoint(self) -> (&'static str, &'static str) {
+        match self {
+            Hook::SysEnter => ("raw_syscalls", "sys_enter"),
+            Hook::SysExit => ("raw_syscalls", "sys_exit"),
+            Hook::SockRecv => ("sock", "sock_recv_length"),
+            Hook::SockSend => ("sock", "sock_send_length"),
+            Hook::TaskExit => ("sched", "sched_process_exit"),
+            Hook::Switch => ("sched", "sched_switch"),
+            Hook::TaskFork => ("sched", "sched_process_fork"),
+        }
+    }
+
+    /// Kinds this hook has a program for: fork is rare, so only its classic tracepoint exists
+    /// (its record names the child without reading `struct task_struct`).
+    pub const fn kinds(self) -> &'static [HookKind] {
+        match self {
+            Hook::TaskFork => &[HookKind::Tracepoint],
+            _ => &HookKind::ALL,
+        }
+    }
+
+    /// Whether the overhead benchmark's floor has a do-nothing program on this hook.
+    pub const fn has_floor(self) -> bool {
+        !matches!(self, Hook::TaskExit | Hook::TaskFork)
+    }
+}
+
+/// How a program hooks an event, cheapest first (docs/toolchain.md has the measured costs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum HookKind {
+    /// BTF tracepoints (`tp_btf`): cheapest, need kernel BTF.
+    TpBtf,
+    /// Raw tracepoints (`raw_tp`).
+    RawTp,
+    /// Classic tracepoints: most expensive, need tracefs.
+    Tracepoint,
+}
+
+impl HookKind {
+    pub const ALL: [HookKind; 3] = [HookKind::TpBtf, HookKind::RawTp, HookKind::Tracepoint];
+
+    /// As results files and messages name it: `tp_btf`, `raw_tp`, `tracepoint`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            HookKind::TpBtf => "tp_btf",
+            HookKind::RawTp => "raw_tp",
+            HookKind::Tracepoint => "tracepoint",
+        }
+    }
+
+    /// As the command line names it: `tp-btf`, `raw-tp`, `tracepoint`.
+    pub const fn cli_name(self) -> &'static str {
+        match self {
+            HookKind::TpBtf => "tp-btf",
+            HookKind::RawTp => "raw-tp",
+            HookKind::Tracepoint => "tracepoint",
+        }
+    }
+
+    /// Prefix of this kind's program names.
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            HookKind::TpBtf => "btf",
+            HookKind::RawTp => "raw",
+            HookKind::Tracepoint => "tp",
+        }
+    }
+}
+
+/// Name of the program for `hook` of `kind` (`floor`: the do-nothing one).
+#[cfg(not(target_arch = "bpf"))]
+pub fn program_name(kind: HookKind, hook: Hook, floor: bool) -> String {
+    let floor = if floor { "floor_" } else { "" };
+    format!("{floor}{}_{}", kind.prefix(), hook.stem())
+}
+
+/// Every program in the BPF object, by name.
+#[cfg(not(target_arch = "bpf"))]
+pub fn program_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for hook in Hook::ALL {
+        for &kind in hook.kinds() {
+            names.push(program_name(kind, hook, false));
+            if hook.has_floor() {
+                names.push(program_name(kind, hook, true));
+            }
+        }
+    }
+    names
+}
+
 /// Capacity of `IN_FLIGHT` (threads that can be inside a measured call at once) and `TARGETS`.
 pub const MAX_THREADS: u32 = 65_536;
 pub const MAX_TARGETS: u32 = 65_536;
@@ -182,6 +335,19 @@ mod tests {
             64 + 8 * (LATENCY_BUCKETS + READY_BUCKETS)
         );
         assert_eq!(align_of::<SlotStats>(), 8);
+    }
+
+    #[test]
+    fn program_names_are_distinct_and_fit_the_kernel() {
+        let names = program_names();
+        for (i, a) in names.iter().enumerate() {
+            assert!(!names[i + 1..].contains(a), "{a} twice");
+        }
+        assert_eq!(names.len(), 6 * 3 + 1 + 5 * 3);
+        assert_eq!(
+            program_name(HookKind::TpBtf, Hook::Switch, true),
+            "floor_btf_switch"
+        );
     }
 
     #[test]

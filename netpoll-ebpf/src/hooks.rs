@@ -3,6 +3,8 @@
 //! The same probes come in three hook kinds, cheapest first; the loader uses the first the kernel
 //! accepts: BTF tracepoints (`btf_*`), raw tracepoints (`raw_*`), classic tracepoints (`tp_*`).
 //! The `floor_*` programs do nothing on the same hooks: the overhead benchmark's floor.
+//! Program names follow `netpoll_ebpf::abi::program_name` (a test in netpoll-user checks the
+//! object against it), and the globals below are named in `netpoll_ebpf::abi::globals`.
 
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,

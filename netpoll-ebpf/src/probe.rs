@@ -26,7 +26,7 @@ use netpoll_ebpf::{
     syscalls::{Kind, MAX_SYSCALL_NR, Wait},
 };
 
-// Load-time configuration, set by the loader with `EbpfLoader::set_global`. Read-only after load,
+// Load-time configuration (names in `abi::globals`), set by the loader. Read-only after load,
 // so the verifier treats them as constants and prunes the filter branches not taken.
 #[unsafe(no_mangle)]
 static FILTER_MODE: u8 = filter::ALL;

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use analysis::{
     Histogram, Results,
     results::SyscallStats,
-    run::{LoadResults, Percentiles, RunInfo},
+    run::{LoadMode, LoadResults, Percentiles, RunInfo},
 };
 
 /// 850ns, 12.3µs, 4.56ms, 1.23s.
@@ -125,7 +125,7 @@ pub fn report(results: &Results) -> String {
         } else {
             "profile"
         },
-        results.hook,
+        results.hook.name(),
         seconds,
         if results.partial {
             " (partial: interrupted)"
@@ -286,7 +286,7 @@ pub fn load_report(load: &LoadResults) -> String {
         "\n{:<34} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "LATENCY", "MIN", "P50", "P90", "P99", "P99.9", "MAX", "MEAN"
     );
-    let corrected = if load.mode == "open" {
+    let corrected = if load.mode == LoadMode::Open {
         "from intended start"
     } else {
         "from send"
@@ -297,7 +297,7 @@ pub fn load_report(load: &LoadResults) -> String {
         &load.latency_percentiles,
         true,
     );
-    if load.mode == "open" {
+    if load.mode == LoadMode::Open {
         // What a closed-loop tool would have reported: hides time spent waiting to be sent.
         let service = bucket_percentiles(&load.service_time_ns);
         percentile_row(&mut out, "service time (from actual send)", &service, false);
@@ -321,7 +321,7 @@ pub fn run_report(run: &RunInfo) -> String {
     let _ = writeln!(
         out,
         "\nserver {} (PID {}): CPU {} user + {} system, {} voluntary + {} involuntary context switches, at most {} threads",
-        run.model,
+        run.workload.label(),
         p.pid,
         fmt_ns(p.cpu_user_ns),
         fmt_ns(p.cpu_system_ns),
@@ -338,112 +338,6 @@ pub fn run_report(run: &RunInfo) -> String {
         let _ = writeln!(out, "the server died during the run: {died}");
     }
     out
-}
-
-/// `netpoll report`: results files in, report out.
-pub fn report_command(inputs: &[std::path::PathBuf], out: &std::path::Path) -> anyhow::Result<()> {
-    let runs = analysis::report::load(inputs)?;
-    let written = analysis::report::write(out, &runs, &analysis::report::Heading::default())?;
-    eprintln!(
-        "netpoll: wrote {} files into {}; open {}",
-        written.len(),
-        out.display(),
-        out.join("index.html").display()
-    );
-    Ok(())
-}
-
-/// Where `profile` and `run` write their results: `--json FILE` and `--out DIR`, both opened
-/// before any work starts.
-pub struct ResultsSinks {
-    json: Option<JsonFile>,
-    out: Option<ReportDir>,
-}
-
-impl ResultsSinks {
-    pub fn open(
-        json: Option<&std::path::Path>,
-        out: Option<&std::path::Path>,
-    ) -> anyhow::Result<ResultsSinks> {
-        Ok(ResultsSinks {
-            json: json.map(|p| JsonFile::create(p, "--json")).transpose()?,
-            out: out.map(ReportDir::create).transpose()?,
-        })
-    }
-
-    pub fn write(&mut self, results: &Results) -> anyhow::Result<()> {
-        if let Some(json) = self.json.as_mut() {
-            json.write(results)?;
-        }
-        if let Some(out) = self.out.as_mut() {
-            out.write(results)?;
-        }
-        Ok(())
-    }
-}
-
-/// `--out DIR` of `profile` and `run`: results.json and the report beside it. The directory is
-/// created before any work starts, so that an unusable path fails early.
-pub struct ReportDir {
-    dir: std::path::PathBuf,
-    json: JsonFile,
-}
-
-impl ReportDir {
-    pub fn create(dir: &std::path::Path) -> anyhow::Result<ReportDir> {
-        use anyhow::Context as _;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("--out {}: cannot create the directory", dir.display()))?;
-        Ok(ReportDir {
-            dir: dir.to_path_buf(),
-            json: JsonFile::create(&dir.join("results.json"), "--out")?,
-        })
-    }
-
-    pub fn write(&mut self, results: &Results) -> anyhow::Result<()> {
-        self.json.write(results)?;
-        report_command(&[self.dir.join("results.json")], &self.dir)
-    }
-}
-
-/// A JSON results file, opened before any work starts so that an unwritable path fails early
-/// (and nothing measured is lost to it later).
-pub struct JsonFile {
-    file: std::fs::File,
-    path: std::path::PathBuf,
-}
-
-impl JsonFile {
-    pub fn create(path: &std::path::Path, option: &str) -> anyhow::Result<JsonFile> {
-        use anyhow::Context as _;
-        let file = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("{option} {}: cannot write", path.display()))?;
-        Ok(JsonFile {
-            file,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// Replaces the file's contents with `value`, pretty-printed, and says so on stderr.
-    pub fn write(&mut self, value: &impl serde::Serialize) -> anyhow::Result<()> {
-        use anyhow::Context as _;
-        use std::io::{Seek as _, Write as _};
-        let path = self.path.display().to_string();
-        let mut write = || -> anyhow::Result<()> {
-            self.file.set_len(0)?;
-            self.file.rewind()?;
-            serde_json::to_writer_pretty(&mut self.file, value)?;
-            self.file.write_all(b"\n")?;
-            Ok(())
-        };
-        write().with_context(|| format!("{path}: write failed"))?;
-        eprintln!("netpoll: wrote {path}");
-        Ok(())
-    }
 }
 
 #[cfg(test)]

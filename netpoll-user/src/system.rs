@@ -189,8 +189,11 @@ impl Signals {
             interrupt: Arc::default(),
             terminate: Arc::default(),
         };
-        signal_hook::flag::register(signal_hook::consts::SIGINT, signals.interrupt.clone())?;
-        signal_hook::flag::register(signal_hook::consts::SIGTERM, signals.terminate.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGINT, signals.interrupt.clone())
+            .and_then(|_| {
+                signal_hook::flag::register(signal_hook::consts::SIGTERM, signals.terminate.clone())
+            })
+            .context("cannot install signal handlers")?;
         Ok(signals)
     }
 

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use analysis::run::{LOAD_SCHEMA, LoadFile, LoadResults};
+use analysis::run::{LOAD_SCHEMA, LoadFile, LoadMode, LoadResults};
 use common::{Server, netpoll, one_line_failure};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -59,7 +59,7 @@ fn a_known_server_delay_is_measured() {
     assert!(r.requests >= 140 && r.requests <= 200, "{}", r.requests);
     assert_eq!(r.errors.total(), 0);
     assert_eq!(r.latency_ns.total(), r.requests);
-    assert_eq!(r.mode, "closed");
+    assert_eq!(r.mode, LoadMode::Closed);
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn the_open_loop_holds_its_rate() {
     );
     assert_eq!(r.unsent, 0);
     assert_eq!(r.errors.total(), 0);
-    assert_eq!(r.mode, "open");
+    assert_eq!(r.mode, LoadMode::Open);
     // The generator itself sends on time: its own lag is far below a request's period (0.5 ms).
     let lag = r.send_lag.expect("open loop reports its lag");
     assert!(lag.p50 < 50_000, "{lag:?}");

@@ -13,8 +13,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use analysis::{Results, results::SyscallStats, run::RunInfo};
-use common::{MODELS, assert_nothing_attached, netpoll, one_line_failure};
+use analysis::{
+    Results,
+    results::{EndReason, SyscallStats},
+    run::RunInfo,
+};
+use common::{assert_nothing_attached, models, netpoll, one_line_failure};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -53,13 +57,13 @@ const SHORT: [&str; 6] = ["-c", "4", "-d", "0.5", "--warmup", "0.2"];
 #[test]
 fn every_model_runs_and_reports_both_sides() {
     let _one = ONE_AT_A_TIME.lock();
-    for model in MODELS {
+    for model in models() {
         let r = run(model, &SHORT);
         let run = info(&r);
-        assert_eq!(run.model, model);
+        assert_eq!(run.workload.model, model);
         assert!(run.load.requests > 50, "{model}: {:?}", run.load);
         assert_eq!(run.load.errors.total(), 0, "{model}: {:?}", run.load.errors);
-        assert_eq!(r.end_reason, "duration");
+        assert_eq!(r.end_reason, EndReason::Duration);
         assert!(!r.partial);
         // The server answered every request through some measured syscall.
         let moved = if model == "io-uring" {
@@ -194,7 +198,7 @@ fn a_server_that_dies_mid_run_is_reported_and_client_results_kept() {
     );
     let r = Results::load(&json).expect("results written");
     let _ = fs::remove_file(&json);
-    assert_eq!(r.end_reason, "server_died");
+    assert_eq!(r.end_reason, EndReason::ServerDied);
     assert!(r.partial);
     let run = info(&r);
     assert!(run.load.partial && run.load.requests > 0, "{:?}", run.load);
@@ -235,7 +239,7 @@ fn ctrl_c_stops_the_server_and_writes_partial_results() {
     );
     let r = Results::load(&json).expect("results written");
     let _ = fs::remove_file(&json);
-    assert!(r.partial && r.end_reason == "interrupted");
+    assert!(r.partial && r.end_reason == EndReason::Interrupted);
     let run = info(&r);
     assert!(run.load.requests > 0);
     assert!(
@@ -270,7 +274,7 @@ fn out_writes_results_charts_and_report() {
         String::from_utf8_lossy(&out.stderr)
     );
     let results = Results::load(&dir.join("results.json")).expect("results.json");
-    assert_eq!(info(&results).model, "epoll-lt");
+    assert_eq!(info(&results).workload.model, "epoll-lt");
     let html = fs::read_to_string(dir.join("index.html")).expect("index.html");
     assert!(html.contains("<svg") && html.contains("epoll-lt"));
     let svg = fs::read_to_string(dir.join("request_latency.svg")).expect("chart");

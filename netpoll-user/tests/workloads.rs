@@ -10,7 +10,7 @@ use std::{
 
 mod common;
 
-use common::{MODELS, NETPOLL, Server};
+use common::{NETPOLL, Server, models};
 
 /// `clients` connections at once, each sending `requests` distinct payloads and checking replies.
 fn exercise(server: &Server, payload: usize, clients: usize, requests: usize) {
@@ -41,7 +41,7 @@ fn exercise(server: &Server, payload: usize, clients: usize, requests: usize) {
 
 #[test]
 fn every_model_echoes_small_payloads_to_many_clients() {
-    for model in MODELS {
+    for model in models() {
         let server = Server::start(model, 1, &[]);
         // blocking-iterative serves one client at a time: the others queue, and still finish.
         exercise(&server, 1, 16, 50);
@@ -50,7 +50,7 @@ fn every_model_echoes_small_payloads_to_many_clients() {
 
 #[test]
 fn every_model_echoes_64k_payloads_through_partial_reads_and_writes() {
-    for model in MODELS {
+    for model in models() {
         let server = Server::start(model, 65536, &[]);
         exercise(&server, 65536, 4, 8);
     }
@@ -108,7 +108,7 @@ fn unknown_model_and_busy_port_fail_with_one_line() {
 fn models_lists_every_model() {
     let out = Command::new(NETPOLL).arg("models").output().expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
-    for model in MODELS {
+    for model in models() {
         assert!(
             text.lines().any(|l| l.starts_with(model)),
             "{model} missing from:\n{text}"

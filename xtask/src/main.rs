@@ -1,13 +1,13 @@
-//! `cargo xtask`: netpoll's automation. Each task installs what it needs first and says so.
+//! `cargo xtask`: netpoll's automation. Each task installs what it needs first and says so; one
+//! module per task, shared helpers in the library (`lib.rs`).
 
 mod bench;
 mod experiments;
 mod setup;
 mod test;
 
-use std::{path::PathBuf, process::Command};
+use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -119,20 +119,4 @@ fn main() {
         eprintln!("xtask: error: {e:#}");
         std::process::exit(1);
     }
-}
-
-/// `cargo`, as the one running us.
-pub fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-}
-
-/// Runs a command, failing with its name when it fails.
-pub fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed ({status})");
-    }
-    Ok(())
 }

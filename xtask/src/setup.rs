@@ -1,11 +1,11 @@
 //! Installs what building and testing netpoll needs, saying what it installs; quick when all is
-//! present. The versions are those verified in ../shared/TOOLCHAIN.md.
+//! present. The versions, and why, are in docs/toolchain.md.
 
 use std::{path::Path, process::Command};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cargo, run};
+use xtask::{cargo, run};
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// bpf-linker 0.13 built against Debian's LLVM 22 (its default feature wants LLVM 23).
@@ -44,7 +44,7 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
-    if !nix::unistd::geteuid().is_root() {
+    if !xtask::is_root() {
         bail!(
             "installing {} needs root: run `sudo apt-get install {}` or run this command as root",
             missing.join(" "),

@@ -7,11 +7,13 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cargo, run, setup};
+use xtask::{cargo, is_root, run, workspace_root};
+
+use crate::setup;
 
 pub fn test() -> Result<()> {
     setup::test_prerequisites()?;
-    if !nix::unistd::geteuid().is_root() {
+    if !is_root() {
         bail!(
             "the probe tests load BPF programs into the kernel: run as root (e.g. `sudo -E cargo xtask test`)"
         );
@@ -33,7 +35,7 @@ pub fn test() -> Result<()> {
     eprintln!("xtask: tests: cargo test --workspace");
     let (passed, failed) = cargo_test(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
     // Last, the experiment suite in its short form, checked.
-    let quick = crate::bench::workspace_root()?.join("target/experiments/quick");
+    let quick = workspace_root()?.join("target/experiments/quick");
     let _ = std::fs::remove_dir_all(&quick);
     eprintln!("xtask: experiments --quick into {}", quick.display());
     let experiments = crate::experiments::experiments(crate::experiments::Options {

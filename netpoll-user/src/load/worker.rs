@@ -5,6 +5,9 @@
 //! if the previous reply is late, the request goes out as soon as it arrives, and its latency is
 //! still measured from the scheduled time, so waiting behind a slow reply is counted rather than
 //! omitted. Closed loop: the next request goes out when the reply arrives.
+//!
+//! Longer than most files: it is one state machine (a connection's states and the events that
+//! move it: schedule, write, read, reply, failure, timeout, reconnect), read best in one place.
 
 use std::{
     cmp::Reverse,

@@ -15,7 +15,7 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
             Err(e) if is_transient_accept_error(&e) => continue,
             Err(e) => return Err(e.into()),
         };
-        if let Err(e) = serve_blocking(stream, &mut handler, config.payload) {
+        if let Err(e) = serve_blocking(stream, &mut handler, config.payload()) {
             eprintln!("netpoll serve: connection failed: {e}");
         }
     }

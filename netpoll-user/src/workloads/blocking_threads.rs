@@ -16,7 +16,7 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
         };
         let config = config.clone();
         std::thread::spawn(move || {
-            let payload = config.payload;
+            let payload = config.payload();
             let result =
                 Handler::new(config).and_then(|mut h| serve_blocking(stream, &mut h, payload));
             if let Err(e) = result {

@@ -91,7 +91,7 @@ pub fn reactor(
                                 }
                             };
                             ctl(ep, libc::EPOLL_CTL_ADD, fd, interest, fd as u64)?;
-                            conns.insert(fd, (Conn::new(stream, config.payload), Want::Read));
+                            conns.insert(fd, (Conn::new(stream, config.payload()), Want::Read));
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) if is_transient_accept_error(&e) => continue,

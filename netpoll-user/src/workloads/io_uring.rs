@@ -51,7 +51,7 @@ fn push(ring: &mut IoUring, entry: &squeue::Entry) -> io::Result<()> {
 
 pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
     let mut builder = IoUring::builder();
-    if config.sqpoll {
+    if config.server.sqpoll {
         builder.setup_sqpoll(1000);
     }
     let mut ring = builder
@@ -81,7 +81,7 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
                     let fd = unsafe { OwnedFd::from_raw_fd(res) };
                     let conn = Conn {
                         fd,
-                        buf: vec![0; config.payload],
+                        buf: vec![0; config.payload()],
                         done: 0,
                         writing: false,
                     };

@@ -26,125 +26,62 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail};
+use analysis::{
+    models::{self, Model},
+    workload::ServerConfig,
+};
+use anyhow::{Context as _, Result, anyhow};
 
-/// Server parameters, the same for every model.
+/// What a model's server runs with: the options (the same for every model) and the file
+/// `--disk-read` reads from.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Bytes per request and per reply.
-    pub payload: usize,
-    /// CPU work per request, spinning (not sleeping), in microseconds.
-    pub think_us: u64,
-    /// Bytes read from `disk_file` per request: file I/O, which readiness APIs cannot multiplex.
-    pub disk_read: usize,
+    pub server: ServerConfig,
     pub disk_file: Option<PathBuf>,
-    /// Threads for models that use several (epoll-reactors, tokio); 0 means one per CPU.
-    pub threads: usize,
-    /// io-uring: let a kernel thread poll the submission queue (IORING_SETUP_SQPOLL).
-    pub sqpoll: bool,
 }
 
 impl Config {
+    /// Threads for models that use several (epoll-reactors, tokio): as asked, or one per CPU.
     pub fn threads(&self) -> usize {
-        if self.threads > 0 {
-            self.threads
+        if self.server.threads > 0 {
+            self.server.threads
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
     }
-}
 
-/// An I/O model: how one server waits for and moves bytes.
-pub struct Model {
-    pub name: &'static str,
-    pub about: &'static str,
-    pub serve: fn(TcpListener, Arc<Config>) -> Result<()>,
-    /// Highest descriptor number the model can watch, plus one (select: FD_SETSIZE).
-    pub descriptor_limit: Option<usize>,
-}
-
-/// Every model, in the order the lecture introduces them.
-pub const MODELS: &[Model] = &[
-    Model {
-        name: "blocking-threads",
-        about: "a thread per connection, blocking sockets",
-        serve: blocking_threads::serve,
-        descriptor_limit: None,
-    },
-    Model {
-        name: "blocking-iterative",
-        about: "one thread serving one connection at a time (head-of-line blocking)",
-        serve: blocking_iterative::serve,
-        descriptor_limit: None,
-    },
-    Model {
-        name: "nonblocking-spin",
-        about: "one thread looping over non-blocking sockets (an EAGAIN storm, a burning CPU)",
-        serve: nonblocking_spin::serve,
-        descriptor_limit: None,
-    },
-    Model {
-        name: "select",
-        about: "one thread waiting in select(2) (at most FD_SETSIZE descriptors)",
-        serve: select::serve,
-        descriptor_limit: Some(libc::FD_SETSIZE),
-    },
-    Model {
-        name: "poll",
-        about: "one thread waiting in poll(2)",
-        serve: poll::serve,
-        descriptor_limit: None,
-    },
-    Model {
-        name: "epoll-lt",
-        about: "one thread, an epoll reactor, level-triggered",
-        serve: epoll::serve_level_triggered,
-        descriptor_limit: None,
-    },
-    Model {
-        name: "epoll-et",
-        about: "one thread, an epoll reactor, edge-triggered",
-        serve: epoll::serve_edge_triggered,
-        descriptor_limit: None,
-    },
-    Model {
-        name: "epoll-reactors",
-        about: "one epoll reactor per core sharing the listener (the nginx shape)",
-        serve: epoll_reactors::serve,
-        descriptor_limit: None,
-    },
-    Model {
-        name: "tokio",
-        about: "tokio's multi-threaded runtime, a task per connection (Go's netpoller, in Rust)",
-        serve: tokio_tasks::serve,
-        descriptor_limit: None,
-    },
-    Model {
-        name: "io-uring",
-        about: "io_uring: queue reads and writes, collect completions (--sqpoll: no syscalls when busy)",
-        serve: io_uring::serve,
-        descriptor_limit: None,
-    },
-    Model {
-        name: "sigio",
-        about: "signal-driven I/O: the kernel signals which socket is ready (O_ASYNC, F_SETSIG)",
-        serve: sigio::serve,
-        descriptor_limit: None,
-    },
-];
-
-/// The model called `name`, or an error listing the valid names.
-pub fn find(name: &str) -> Result<&'static Model> {
-    match MODELS.iter().find(|m| m.name == name) {
-        Some(model) => Ok(model),
-        None => {
-            let names: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
-            bail!(
-                "unknown model {name:?}; the models are: {}",
-                names.join(", ")
-            )
-        }
+    pub fn payload(&self) -> usize {
+        self.server.payload
     }
+}
+
+/// A model's server: serves on the listener until killed.
+pub type Serve = fn(TcpListener, Arc<Config>) -> Result<()>;
+
+/// The implementation of each model of the catalogue (`analysis::models`).
+fn implementation(model: &str) -> Option<Serve> {
+    Some(match model {
+        "blocking-threads" => blocking_threads::serve,
+        "blocking-iterative" => blocking_iterative::serve,
+        "nonblocking-spin" => nonblocking_spin::serve,
+        "select" => select::serve,
+        "poll" => poll::serve,
+        "epoll-lt" => epoll::serve_level_triggered,
+        "epoll-et" => epoll::serve_edge_triggered,
+        "epoll-reactors" => epoll_reactors::serve,
+        "tokio" => tokio_tasks::serve,
+        "io-uring" => io_uring::serve,
+        "sigio" => sigio::serve,
+        _ => return None,
+    })
+}
+
+/// The model called `name` and its server, or an error listing the valid names.
+pub fn find(name: &str) -> Result<(&'static Model, Serve)> {
+    let model = models::model(name).ok_or_else(|| anyhow!(models::unknown(name)))?;
+    let serve = implementation(name)
+        .ok_or_else(|| anyhow!("model {name} has no implementation in this netpoll"))?;
+    Ok((model, serve))
 }
 
 /// The per-request work, whatever the I/O model. Each thread owns one (the file offset is its own).
@@ -155,7 +92,7 @@ pub struct Handler {
 
 impl Handler {
     pub fn new(config: Arc<Config>) -> io::Result<Handler> {
-        let disk = match (&config.disk_file, config.disk_read) {
+        let disk = match (&config.disk_file, config.server.disk_read) {
             (Some(path), n) if n > 0 => Some(File::open(path)?),
             _ => None,
         };
@@ -164,15 +101,15 @@ impl Handler {
 
     /// Does a request's work. The reply is the request itself (an echo), so it needs no input.
     pub fn handle(&mut self) -> io::Result<()> {
-        if self.config.think_us > 0 {
+        if self.config.server.think_us > 0 {
             // Spin rather than sleep: the point is CPU the I/O model cannot overlap.
-            let until = Instant::now() + Duration::from_micros(self.config.think_us);
+            let until = Instant::now() + Duration::from_micros(self.config.server.think_us);
             while Instant::now() < until {
                 std::hint::spin_loop();
             }
         }
         if let Some(file) = &mut self.disk {
-            let mut buf = vec![0u8; self.config.disk_read];
+            let mut buf = vec![0u8; self.config.server.disk_read];
             let mut got = 0;
             while got < buf.len() {
                 match file.read(&mut buf[got..])? {
@@ -302,18 +239,19 @@ mod tests {
 
     #[test]
     fn unknown_model_lists_the_valid_ones() {
-        let err = find("carrier-pigeon").err().expect("unknown");
+        let Err(err) = find("carrier-pigeon") else {
+            panic!("carrier-pigeon is not a model")
+        };
         assert!(
             err.to_string().contains("epoll-lt") && err.to_string().contains("blocking-threads")
         );
-        assert!(find("epoll-et").is_ok());
     }
 
     #[test]
-    fn charts_know_every_model_in_this_order() {
-        // analysis colours models by this list; the tests iterate it.
-        let names: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
-        assert_eq!(names, analysis::chart::MODEL_ORDER);
+    fn every_model_of_the_catalogue_is_implemented() {
+        for model in models::MODELS {
+            assert!(find(model.name).is_ok(), "{} has no server", model.name);
+        }
     }
 
     /// A stream that accepts at most `chunk` bytes per call and says WouldBlock every other call.
@@ -366,12 +304,11 @@ mod tests {
             tick: false,
         };
         let config = Arc::new(Config {
-            payload: 100,
-            think_us: 0,
-            disk_read: 0,
+            server: ServerConfig {
+                payload: 100,
+                ..ServerConfig::default()
+            },
             disk_file: None,
-            threads: 1,
-            sqpoll: false,
         });
         let mut handler = Handler::new(config).expect("handler");
         let mut conn = Conn::new(stream, 100);

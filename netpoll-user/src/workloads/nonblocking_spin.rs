@@ -15,7 +15,7 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
         match listener.accept() {
             Ok((stream, _)) => {
                 stream.set_nonblocking(true)?;
-                conns.push(Conn::new(stream, config.payload));
+                conns.push(Conn::new(stream, config.payload()));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock || is_transient_accept_error(&e) => {}
             Err(e) => return Err(e.into()),

@@ -56,7 +56,7 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
                             events: libc::POLLIN,
                             revents: 0,
                         });
-                        conns.push(Conn::new(stream, config.payload));
+                        conns.push(Conn::new(stream, config.payload()));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if is_transient_accept_error(&e) => continue,

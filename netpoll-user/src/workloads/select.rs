@@ -63,7 +63,7 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
                             continue;
                         }
                         stream.set_nonblocking(true)?;
-                        conns.insert(fd, Conn::new(stream, config.payload));
+                        conns.insert(fd, Conn::new(stream, config.payload()));
                         wants.insert(fd, Want::Read);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

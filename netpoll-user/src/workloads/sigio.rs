@@ -66,7 +66,7 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
                         Ok((stream, _)) => {
                             let cfd = stream.as_raw_fd();
                             enable_signals(cfd, signal)?;
-                            conns.insert(cfd, Conn::new(stream, config.payload));
+                            conns.insert(cfd, Conn::new(stream, config.payload()));
                             // Data may have arrived before O_ASYNC was set: try it once now.
                             if matches!(
                                 conns.get_mut(&cfd).map(|c| c.progress(&mut handler)),

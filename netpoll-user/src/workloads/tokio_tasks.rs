@@ -37,14 +37,14 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
 
 async fn connection(mut stream: tokio::net::TcpStream, config: Arc<Config>) -> std::io::Result<()> {
     let mut handler = Handler::new(config.clone())?;
-    let mut buf = vec![0u8; config.payload];
+    let mut buf = vec![0u8; config.payload()];
     loop {
         match stream.read_exact(&mut buf).await {
             Ok(_) => {}
             Err(e) if is_disconnect(&e) => return Ok(()),
             Err(e) => return Err(e),
         }
-        if config.disk_read > 0 {
+        if config.server.disk_read > 0 {
             // File reads cannot be multiplexed: tokio (like tokio::fs) hands them to its pool of
             // blocking threads, so the worker goes on serving other tasks meanwhile.
             let (back, done) = tokio::task::spawn_blocking(move || {

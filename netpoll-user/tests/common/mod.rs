@@ -9,8 +9,10 @@ use std::{
 
 pub const NETPOLL: &str = env!("CARGO_BIN_EXE_netpoll");
 
-/// Every model, in `netpoll models` order (a unit test keeps the two lists equal).
-pub const MODELS: [&str; 11] = analysis::chart::MODEL_ORDER;
+/// Every model of the catalogue, in `netpoll models` order.
+pub fn models() -> impl Iterator<Item = &'static str> {
+    analysis::models::MODELS.iter().map(|m| m.name)
+}
 
 /// A server started with `netpoll serve`, killed on drop.
 pub struct Server {
@@ -76,10 +78,8 @@ pub fn one_line_failure(out: &Output, code: i32) -> String {
 
 /// Names of every netpoll program, as bpftool shows them (15 bytes).
 fn our_program_names() -> Vec<String> {
-    let text = include_str!("../../../netpoll-ebpf/src/hooks.rs");
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("pub fn "))
-        .filter_map(|l| l.split('(').next())
+    netpoll_ebpf::abi::program_names()
+        .into_iter()
         .map(|name| name.chars().take(15).collect())
         .collect()
 }

@@ -14,8 +14,9 @@ use std::{
 use analysis::run::{LOAD_SCHEMA, LoadFile};
 use anyhow::{Context as _, Result, bail};
 
-use super::{median, workspace_root};
-use crate::{cargo, run, setup};
+use xtask::{median, release_netpoll, run, workspace_root};
+
+use crate::setup;
 
 /// nginx in the foreground with its own config and files; stopped on drop.
 struct Nginx {
@@ -127,9 +128,8 @@ fn netpoll_load(
 pub fn load(rounds: usize, seconds: u64, threads: usize, connections: usize) -> Result<()> {
     setup::test_prerequisites()?;
     setup::apt_install(&["nginx-light", "wrk"])?;
-    run(cargo().args(["build", "--release", "--package", "netpoll-user"]))?;
+    let netpoll = release_netpoll()?;
     let root = workspace_root()?;
-    let netpoll = root.join("target/release/netpoll");
     let dir = root.join("target/bench-load");
     let nginx = Nginx::start(&dir)?;
     let url = format!("http://127.0.0.1:{}/index.html", nginx.port);

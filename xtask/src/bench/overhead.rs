@@ -22,8 +22,9 @@ use nix::{
     unistd::Pid,
 };
 
-use super::{median, which, workspace_root};
-use crate::{cargo, run, setup};
+use xtask::{median, release_netpoll, which};
+
+use crate::setup;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Setup {
@@ -81,8 +82,7 @@ pub fn syscall_loop(iterations: u64) -> Result<()> {
 
 pub fn overhead(rounds: usize, iterations: u64) -> Result<()> {
     setup::test_prerequisites()?;
-    run(cargo().args(["build", "--release", "--package", "netpoll-user"]))?;
-    let netpoll = workspace_root()?.join("target/release/netpoll");
+    let netpoll = release_netpoll()?;
     let xtask = std::env::current_exe()?;
     let mut setups = vec![Setup::Nothing, Setup::Floor, Setup::Netpoll];
     for (tool, setup) in [("bpftrace", Setup::Bpftrace), ("strace", Setup::Strace)] {

@@ -1,0 +1,188 @@
+//! The catalogue of I/O models: every model's name, what it is, its colour in every chart, and
+//! its variants. Defined once; `netpoll models` and `serve`, the reports, the experiment suite and
+//! the tests all read it (netpoll-user maps each name to the file that implements it).
+
+use plotters::style::RGBColor;
+
+/// An I/O model of the echo service, as `netpoll serve --model NAME` runs it.
+#[derive(Debug)]
+pub struct Model {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Its colour in every chart.
+    pub color: RGBColor,
+    /// Highest descriptor number the model can watch, plus one (select: FD_SETSIZE).
+    pub descriptor_limit: Option<usize>,
+}
+
+/// A model run with an option that changes what it is: named `model+option` wherever models
+/// are named (experiments, report labels, `--model`), with a colour of its own.
+#[derive(Debug)]
+pub struct Variant {
+    pub name: &'static str,
+    pub model: &'static str,
+    pub about: &'static str,
+    pub color: RGBColor,
+    /// io-uring's `--sqpoll`.
+    pub sqpoll: bool,
+}
+
+/// Every model, in the order the lecture introduces them (Tableau 10 colours, then more).
+pub const MODELS: &[Model] = &[
+    Model {
+        name: "blocking-threads",
+        about: "a thread per connection, blocking sockets",
+        color: RGBColor(31, 119, 180),
+        descriptor_limit: None,
+    },
+    Model {
+        name: "blocking-iterative",
+        about: "one thread serving one connection at a time (head-of-line blocking)",
+        color: RGBColor(255, 127, 14),
+        descriptor_limit: None,
+    },
+    Model {
+        name: "nonblocking-spin",
+        about: "one thread looping over non-blocking sockets (an EAGAIN storm, a burning CPU)",
+        color: RGBColor(44, 160, 44),
+        descriptor_limit: None,
+    },
+    Model {
+        name: "select",
+        about: "one thread waiting in select(2) (at most FD_SETSIZE descriptors)",
+        color: RGBColor(214, 39, 40),
+        // FD_SETSIZE on Linux.
+        descriptor_limit: Some(1024),
+    },
+    Model {
+        name: "poll",
+        about: "one thread waiting in poll(2)",
+        color: RGBColor(148, 103, 189),
+        descriptor_limit: None,
+    },
+    Model {
+        name: "epoll-lt",
+        about: "one thread, an epoll reactor, level-triggered",
+        color: RGBColor(140, 86, 75),
+        descriptor_limit: None,
+    },
+    Model {
+        name: "epoll-et",
+        about: "one thread, an epoll reactor, edge-triggered",
+        color: RGBColor(227, 119, 194),
+        descriptor_limit: None,
+    },
+    Model {
+        name: "epoll-reactors",
+        about: "one epoll reactor per core sharing the listener (the nginx shape)",
+        color: RGBColor(127, 127, 127),
+        descriptor_limit: None,
+    },
+    Model {
+        name: "tokio",
+        about: "tokio's multi-threaded runtime, a task per connection (Go's netpoller, in Rust)",
+        color: RGBColor(188, 189, 34),
+        descriptor_limit: None,
+    },
+    Model {
+        name: "io-uring",
+        about: "io_uring: queue reads and writes, collect completions (--sqpoll: no syscalls when busy)",
+        color: RGBColor(23, 190, 207),
+        descriptor_limit: None,
+    },
+    Model {
+        name: "sigio",
+        about: "signal-driven I/O: the kernel signals which socket is ready (O_ASYNC, F_SETSIG)",
+        color: RGBColor(0, 0, 128),
+        descriptor_limit: None,
+    },
+];
+
+pub const VARIANTS: &[Variant] = &[Variant {
+    name: "io-uring+sqpoll",
+    model: "io-uring",
+    about: "io-uring --sqpoll: a kernel thread polls the submission queue",
+    color: RGBColor(0, 100, 0),
+    sqpoll: true,
+}];
+
+/// The model called `name`.
+pub fn model(name: &str) -> Option<&'static Model> {
+    MODELS.iter().find(|m| m.name == name)
+}
+
+/// The variant called `name` (`io-uring+sqpoll`).
+pub fn variant(name: &str) -> Option<&'static Variant> {
+    VARIANTS.iter().find(|v| v.name == name)
+}
+
+/// The variant a model with these options is, if any.
+pub fn variant_of(model: &str, sqpoll: bool) -> Option<&'static Variant> {
+    VARIANTS
+        .iter()
+        .find(|v| v.model == model && v.sqpoll == sqpoll)
+}
+
+/// Every name `--model` and the experiment suite accept: models, then variants.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    MODELS
+        .iter()
+        .map(|m| m.name)
+        .chain(VARIANTS.iter().map(|v| v.name))
+}
+
+/// The one-line error for an unknown name, listing the valid ones.
+pub fn unknown(name: &str) -> String {
+    format!(
+        "unknown model {name:?}; the models are: {}",
+        names().collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// Position of a model or variant in the catalogue (variants after their model): the order of
+/// runs in reports.
+pub fn rank(name: &str) -> Option<usize> {
+    let base = variant(name).map_or(name, |v| v.model);
+    let i = MODELS.iter().position(|m| m.name == base)?;
+    Some(2 * i + usize::from(variant(name).is_some()))
+}
+
+/// The colour of a model or variant.
+pub fn color(name: &str) -> Option<RGBColor> {
+    model(name)
+        .map(|m| m.color)
+        .or_else(|| variant(name).map(|v| v.color))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_colours_are_unique() {
+        let names: Vec<&str> = names().collect();
+        for (i, a) in names.iter().enumerate() {
+            assert!(!names[i + 1..].contains(a), "{a} twice");
+            for b in &names[i + 1..] {
+                assert_ne!(color(a), color(b), "{a} and {b} share a colour");
+            }
+        }
+        for v in VARIANTS {
+            assert!(
+                model(v.model).is_some(),
+                "{} varies an unknown model",
+                v.name
+            );
+        }
+    }
+
+    #[test]
+    fn variants_sort_after_their_model() {
+        assert!(rank("io-uring") < rank("io-uring+sqpoll"));
+        assert!(rank("io-uring+sqpoll") < rank("sigio"));
+        assert_eq!(rank("carrier-pigeon"), None);
+        assert!(
+            unknown("x").contains("blocking-threads") && unknown("x").contains("io-uring+sqpoll")
+        );
+    }
+}

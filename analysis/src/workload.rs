@@ -1,0 +1,271 @@
+//! What a `netpoll run` runs, defined once: the server ([`Workload`]: a model of the catalogue and
+//! its options) and the load ([`LoadOptions`]). The command line parses these types (`serve`,
+//! `load`, `run`), [`Workload::args`] and [`LoadOptions::args`] turn them back into its options
+//! (for the server process `run` starts, and for the runs of the experiment suite), and results
+//! files carry them (`run.model`, `run.server`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::models;
+
+/// The echo server: which I/O model, with which options.
+#[derive(clap::Args, Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// I/O model to run (see `netpoll models`).
+    #[arg(short, long)]
+    pub model: String,
+    #[command(flatten)]
+    pub server: ServerConfig,
+}
+
+/// The server's options, the same for every model.
+#[derive(clap::Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerConfig {
+    /// The address the server listened on (set by `run`; not an option).
+    #[arg(skip)]
+    pub listen: String,
+    /// Bytes per request and per reply.
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// CPU work per request, in microseconds (spinning).
+    #[arg(long, default_value_t = 0)]
+    pub think_us: u64,
+    /// Bytes read from a file per request (file I/O, which epoll cannot multiplex).
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub disk_read: usize,
+    /// Threads for epoll-reactors and tokio (default: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// io-uring: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL).
+    #[arg(long)]
+    pub sqpoll: bool,
+}
+
+impl Workload {
+    /// A workload of the model or variant called `name`, with default options.
+    pub fn of(name: &str) -> Workload {
+        Workload {
+            model: name.into(),
+            server: ServerConfig {
+                payload: 64,
+                ..ServerConfig::default()
+            },
+        }
+    }
+
+    /// Checks the model and the options; a variant name (`io-uring+sqpoll`) becomes its model
+    /// with the variant's option set.
+    pub fn resolve(mut self) -> Result<(Workload, &'static models::Model), String> {
+        if let Some(v) = models::variant(&self.model) {
+            self.model = v.model.into();
+            self.server.sqpoll |= v.sqpoll;
+        }
+        let model = models::model(&self.model).ok_or_else(|| models::unknown(&self.model))?;
+        if self.server.payload == 0 {
+            return Err("--payload must be at least 1 byte".into());
+        }
+        Ok((self, model))
+    }
+
+    /// How reports and experiments name it: the variant when an option makes one
+    /// (`io-uring+sqpoll`), else the model.
+    pub fn label(&self) -> String {
+        match models::variant_of(&self.model, self.server.sqpoll) {
+            Some(v) => v.name.into(),
+            None => self.model.clone(),
+        }
+    }
+
+    /// The options of `netpoll serve` / `netpoll run` that give this workload.
+    pub fn args(&self) -> Vec<String> {
+        let s = &self.server;
+        let mut args = vec![
+            "--model".into(),
+            self.model.clone(),
+            "--payload".into(),
+            s.payload.to_string(),
+            "--think-us".into(),
+            s.think_us.to_string(),
+            "--disk-read".into(),
+            s.disk_read.to_string(),
+            "--threads".into(),
+            s.threads.to_string(),
+        ];
+        if s.sqpoll {
+            args.push("--sqpoll".into());
+        }
+        args
+    }
+}
+
+/// The load generator's options (`netpoll load` and `netpoll run`).
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct LoadOptions {
+    /// Connections sending requests (one outstanding request each).
+    #[arg(short, long, default_value_t = 16)]
+    pub connections: usize,
+    /// Load-generator threads, each driving a share of the connections from one epoll loop.
+    #[arg(
+        id = "client_threads",
+        short = 't',
+        long = "client-threads",
+        default_value_t = 1
+    )]
+    pub threads: usize,
+    /// Measured time, after the warm-up.
+    #[arg(short, long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// Time loaded but not measured first (connections warm, caches and thread pools filled).
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_seconds_or_zero)]
+    pub warmup: Duration,
+    /// Open loop: requests per second over all connections, on a fixed schedule.
+    #[arg(short = 'R', long, value_name = "REQ/S", value_parser = parse_rate, allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+    /// Extra connections opened first and left silent (select and poll scan them every call).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub idle_connections: usize,
+    /// A request without a reply after this long counts as a timeout; its connection is reopened.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_seconds)]
+    pub timeout: Duration,
+}
+
+impl LoadOptions {
+    /// The options of `netpoll load` / `netpoll run` that give this load.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--connections".into(),
+            self.connections.to_string(),
+            "--client-threads".into(),
+            self.threads.to_string(),
+            "--duration".into(),
+            self.duration.as_secs_f64().to_string(),
+            "--warmup".into(),
+            self.warmup.as_secs_f64().to_string(),
+            "--idle-connections".into(),
+            self.idle_connections.to_string(),
+            "--timeout".into(),
+            self.timeout.as_secs_f64().to_string(),
+        ];
+        if let Some(rate) = self.rate {
+            args.extend(["--rate".into(), rate.to_string()]);
+        }
+        args
+    }
+}
+
+impl Default for LoadOptions {
+    /// The command line's defaults.
+    fn default() -> Self {
+        LoadOptions {
+            connections: 16,
+            threads: 1,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(1),
+            rate: None,
+            idle_connections: 0,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A positive number of seconds.
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{s} must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Zero, or a positive number of seconds.
+pub fn parse_seconds_or_zero(s: &str) -> Result<Duration, String> {
+    if s.parse::<f64>() == Ok(0.0) {
+        return Ok(Duration::ZERO);
+    }
+    parse_seconds(s)
+}
+
+/// A positive number of requests per second.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s} is not a positive number of requests per second"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        workload: Workload,
+        #[command(flatten)]
+        load: LoadOptions,
+    }
+
+    fn parse(args: &[String]) -> Cli {
+        let argv = std::iter::once("netpoll".to_string()).chain(args.iter().cloned());
+        Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn arguments_parse_back_to_the_same_run() {
+        let workload = Workload {
+            model: "io-uring".into(),
+            server: ServerConfig {
+                listen: String::new(),
+                payload: 512,
+                think_us: 7,
+                disk_read: 4096,
+                threads: 3,
+                sqpoll: true,
+            },
+        };
+        let load = LoadOptions {
+            connections: 100,
+            threads: 2,
+            duration: Duration::from_millis(2500),
+            warmup: Duration::ZERO,
+            rate: Some(1234.5),
+            idle_connections: 900,
+            timeout: Duration::from_millis(300),
+        };
+        let mut args = workload.args();
+        args.extend(load.args());
+        let back = parse(&args);
+        assert_eq!(back.workload, workload);
+        assert_eq!(back.load, load);
+        assert_eq!(
+            parse(&["--model".into(), "poll".into()]).load,
+            LoadOptions::default()
+        );
+        assert_eq!(
+            parse(&["-m".into(), "poll".into()]).workload,
+            Workload::of("poll")
+        );
+    }
+
+    #[test]
+    fn variants_resolve_to_their_model_and_label_back() {
+        let (w, model) = Workload::of("io-uring+sqpoll").resolve().expect("known");
+        assert_eq!((w.model.as_str(), w.server.sqpoll), ("io-uring", true));
+        assert_eq!(model.name, "io-uring");
+        assert_eq!(w.label(), "io-uring+sqpoll");
+        assert_eq!(Workload::of("poll").label(), "poll");
+        let err = Workload::of("carrier-pigeon").resolve().unwrap_err();
+        assert!(err.contains("the models are: blocking-threads"), "{err}");
+        let mut empty = Workload::of("poll");
+        empty.server.payload = 0;
+        assert!(empty.resolve().unwrap_err().contains("--payload"));
+    }
+}

@@ -1,0 +1,40 @@
+//! The commands of the `netpoll` CLI, each a short sequence of named steps over the engines
+//! (`probes`, `workloads`, `load`) beside this folder.
+
+pub mod load;
+pub mod profile;
+pub mod report;
+pub mod run;
+pub mod serve;
+
+use std::path::PathBuf;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
+use netpoll_ebpf::abi::HookKind;
+
+/// Where results go and how the probes attach: shared by `profile` and `run`.
+#[derive(clap::Args)]
+pub struct ResultsArgs {
+    /// Write the full results (every bucket and counter) as JSON; see docs/results-format.md.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Also write charts and a report (and results.json) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Hook kind to use (default: the cheapest the kernel accepts: tp-btf, raw-tp, tracepoint).
+    #[arg(long, value_parser = hook_kind())]
+    pub hook: Option<HookKind>,
+    /// Do not print the report, nor a progress bar (with --json or --out).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `--hook`: the ABI's hook kinds by their command-line names.
+fn hook_kind() -> impl clap::builder::TypedValueParser<Value = HookKind> {
+    PossibleValuesParser::new(HookKind::ALL.map(HookKind::cli_name)).map(|name| {
+        HookKind::ALL
+            .into_iter()
+            .find(|k| k.cli_name() == name)
+            .unwrap_or(HookKind::TpBtf)
+    })
+}

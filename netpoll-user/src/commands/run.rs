@@ -1,0 +1,383 @@
+//! `netpoll run`: one I/O model's server as its own process, the probes attached to it, the load
+//! generator driving it, and one results file with both sides. In steps: check everything,
+//! start the server (held before its first instruction), attach, measure, assemble, report.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    os::fd::AsRawFd as _,
+};
+
+use analysis::{
+    Results,
+    results::{EndReason, Target, TargetKind},
+    run::{PerRequest, RunInfo, ServerProcess},
+    workload::{LoadOptions, Workload},
+};
+use anyhow::{Context as _, Result, anyhow, bail};
+
+use super::ResultsArgs;
+use crate::{
+    load::{self, Outcome, Plan, Protocol, StopReason, Watcher},
+    output,
+    probes::{
+        Filter, Options, Probes,
+        snapshot::{Collection, Snapshot},
+        target::{CommandState, HeldCommand},
+    },
+    sinks::ResultsSinks,
+    system::{self, ProcessSample},
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    workload: Workload,
+    /// Address the server listens on (port 0: a free one).
+    #[arg(short, long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    load: LoadOptions,
+    #[command(flatten)]
+    results: ResultsArgs,
+}
+
+/// Runs `netpoll run`; returns the exit code.
+pub fn run(args: Args) -> Result<i32> {
+    // Handlers before anything starts, so that Ctrl-C at any moment is handled (server
+    // stopped, probes detached, results written).
+    let signals = system::Signals::install()?;
+    let mut checked = check(args)?;
+    let (mut server, argv) = spawn_server(&checked)?;
+    let probes = match attach(&checked, &mut server) {
+        Ok(p) => p,
+        Err(e) => {
+            server.stop();
+            return Err(e);
+        }
+    };
+    let started_at = system::utc_now_rfc3339();
+    let measured = measure(&checked, &probes, &server, &signals);
+    // The server is stopped whatever happened; the probes stay until the last snapshot.
+    if measured.as_ref().map_or(true, |m| m.died.is_none()) {
+        server.stop();
+    }
+    let measured = measured?;
+    let exit_code = match &measured.outcome.stopped {
+        None => 0,
+        Some(StopReason::Signal(code)) => *code,
+        Some(StopReason::ServerDied(_)) => 1,
+    };
+    let results = assemble(&checked, &probes, &server, argv, started_at, measured)?;
+    drop(probes);
+    report(&mut checked, &results)?;
+    Ok(exit_code)
+}
+
+/// What `check` found: everything a run needs before the server starts.
+struct Checked {
+    workload: Workload,
+    listener: TcpListener,
+    plan: Plan,
+    sinks: ResultsSinks,
+    quiet: bool,
+    hook: Option<netpoll_ebpf::abi::HookKind>,
+}
+
+/// Everything a user can get wrong is checked before the server starts.
+fn check(args: Args) -> Result<Checked> {
+    let (mut workload, model) = args.workload.resolve().map_err(|e| anyhow!(e))?;
+    let sinks = ResultsSinks::open(args.results.json.as_deref(), args.results.out.as_deref())?;
+    system::check_privileges()?;
+    // Listening here makes a busy port a clear error now, and tells us the address; the server
+    // inherits the socket.
+    let listener = TcpListener::bind(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    workload.server.listen = addr.to_string();
+    let payload = workload.server.payload;
+    let plan = Plan::with(
+        addr,
+        addr.to_string(),
+        Protocol::echo(payload),
+        Some(payload),
+        &args.load,
+    )?;
+    if let Some(limit) = model.descriptor_limit {
+        // Descriptors 0-2, the listener and the model's own take the lowest numbers.
+        let needed = args.load.connections + args.load.idle_connections + 8;
+        if needed > limit {
+            bail!(
+                "{} watches only descriptors below {limit}: {} connections + {} idle need about {needed}; use fewer, or poll or epoll",
+                model.name,
+                args.load.connections,
+                args.load.idle_connections
+            );
+        }
+    }
+    // The server needs a descriptor per connection too; it inherits the raised limit.
+    system::ensure_fd_limit(plan.descriptors(), "the connections")?;
+    Ok(Checked {
+        workload,
+        listener,
+        plan,
+        sinks,
+        quiet: args.results.quiet,
+        hook: args.results.hook,
+    })
+}
+
+/// `netpoll serve` on the inherited listener, held before exec until the probes are attached;
+/// and its command line.
+fn spawn_server(c: &Checked) -> Result<(HeldCommand, Vec<String>)> {
+    let exe = std::env::current_exe().context("cannot find the netpoll executable")?;
+    let fd = c.listener.as_raw_fd();
+    let mut argv = vec![exe.display().to_string(), "serve".into()];
+    argv.extend(c.workload.args());
+    argv.extend(["--listen-fd".into(), fd.to_string()]);
+    let server = HeldCommand::spawn_passing(&argv, Some(fd))?;
+    Ok((server, argv))
+}
+
+fn attach(c: &Checked, server: &mut HeldCommand) -> Result<Probes> {
+    let probes = Probes::load(&Options {
+        filter: Filter::Pids(vec![server.pid]),
+        follow_children: true,
+        per_pid: false,
+        hook: c.hook,
+        floor: false,
+    })?;
+    for note in &probes.notes {
+        eprintln!("netpoll: note: {note}");
+    }
+    eprintln!(
+        "netpoll: attached {} hooks to the {} server (PID {}) on {}",
+        probes.hook.name(),
+        c.workload.label(),
+        server.pid,
+        c.workload.server.listen
+    );
+    server.release()?;
+    Ok(probes)
+}
+
+/// What the load and the watcher measured.
+struct Measured {
+    outcome: Outcome,
+    /// Probe and process samples at the window's edges.
+    before: Option<(Snapshot, ProcessSample)>,
+    after: Option<(Snapshot, ProcessSample)>,
+    peak_threads: u64,
+    /// How the server died during the run, and its exit status.
+    died: Option<(String, i32)>,
+}
+
+/// Snapshots the probes and the server process at the window's edges, and watches for the
+/// server dying and for Ctrl-C.
+struct RunWatcher<'a> {
+    probes: &'a Probes,
+    server: &'a HeldCommand,
+    signals: &'a system::Signals,
+    before: Option<(Snapshot, ProcessSample)>,
+    after: Option<(Snapshot, ProcessSample)>,
+    peak_threads: u64,
+    /// The latest cheap sample (CPU, threads), for when the server dies before the window ends.
+    last_stat: Option<ProcessSample>,
+    died: Option<(String, i32)>,
+}
+
+impl RunWatcher<'_> {
+    fn sample(&mut self) -> Result<(Snapshot, ProcessSample)> {
+        // A dead server's last figures are those of the latest tick (context switches lost).
+        let process = ProcessSample::read(self.server.pid)
+            .or(self.last_stat)
+            .unwrap_or_default();
+        self.peak_threads = self.peak_threads.max(process.threads);
+        Ok((self.probes.snapshot()?, process))
+    }
+}
+
+impl Watcher for RunWatcher<'_> {
+    fn measurement_started(&mut self) -> Result<()> {
+        self.before = Some(self.sample()?);
+        Ok(())
+    }
+
+    fn measurement_ended(&mut self) -> Result<()> {
+        self.after = Some(self.sample()?);
+        Ok(())
+    }
+
+    fn check(&mut self) -> Option<StopReason> {
+        if let Some(code) = self.signals.received() {
+            return Some(StopReason::Signal(code));
+        }
+        if let CommandState::Exited(code) = self.server.poll() {
+            let how = describe_exit(code);
+            self.died = Some((how.clone(), code));
+            return Some(StopReason::ServerDied(how));
+        }
+        if let Some(stat) = ProcessSample::read_stat(self.server.pid) {
+            self.peak_threads = self.peak_threads.max(stat.threads);
+            self.last_stat = Some(stat);
+        }
+        None
+    }
+}
+
+fn describe_exit(code: i32) -> String {
+    match code {
+        c if c > 128 => match nix::sys::signal::Signal::try_from(c - 128) {
+            Ok(signal) => format!("killed by {signal}"),
+            Err(_) => format!("killed by signal {}", c - 128),
+        },
+        c => format!("exited with status {c}"),
+    }
+}
+
+/// Drives the load, snapshotting at the window's edges.
+fn measure(
+    c: &Checked,
+    probes: &Probes,
+    server: &HeldCommand,
+    signals: &system::Signals,
+) -> Result<Measured> {
+    let mut watcher = RunWatcher {
+        probes,
+        server,
+        signals,
+        before: None,
+        after: None,
+        peak_threads: 0,
+        last_stat: None,
+        died: None,
+    };
+    let outcome = load::run(&c.plan, &mut watcher, !c.quiet);
+    let RunWatcher {
+        before,
+        after,
+        peak_threads,
+        died,
+        ..
+    } = watcher;
+    Ok(Measured {
+        outcome: outcome?,
+        before,
+        after,
+        peak_threads,
+        died,
+    })
+}
+
+/// The results file: the probes' window, the client's results, the server process.
+fn assemble(
+    c: &Checked,
+    probes: &Probes,
+    server: &HeldCommand,
+    argv: Vec<String>,
+    started_at: String,
+    m: Measured,
+) -> Result<Results> {
+    let after = match m.after {
+        Some(a) => a,
+        None => (probes.snapshot()?, ProcessSample::default()),
+    };
+    // Ended before the measurement began: an empty window.
+    let before = m.before.unwrap_or_else(|| after.clone());
+    let window = after.0.since(&before.0);
+    let server_process = server_process(server.pid, &before.1, &after.1, m.peak_threads, &m.died);
+    let load = m.outcome.results;
+    let measured: Vec<_> = window.measured_since(None);
+    let count = |f: &dyn Fn(&analysis::results::SyscallStats) -> u64| -> u64 {
+        measured.iter().map(f).sum()
+    };
+    let per_request = PerRequest::compute(
+        load.requests,
+        count(&|s| s.calls),
+        count(&|s| {
+            if s.name.starts_with("epoll_") {
+                s.calls
+            } else {
+                0
+            }
+        }),
+        count(&|s| s.eagain),
+        &server_process,
+    );
+    let end_reason = match &m.outcome.stopped {
+        None => EndReason::Duration,
+        Some(StopReason::Signal(_)) => EndReason::Interrupted,
+        Some(StopReason::ServerDied(_)) => EndReason::ServerDied,
+    };
+    Ok(window.into_results(Collection {
+        target: Target {
+            kind: TargetKind::Run,
+            pids: vec![server.pid],
+            command: argv,
+            follow_children: true,
+            ..Target::default()
+        },
+        hook: probes.hook,
+        socket_split: probes.socket_split,
+        started_at,
+        duration_ns: load.duration_ns,
+        end_reason,
+        command_exit_code: m.died.as_ref().map(|d| d.1),
+        run: Some(RunInfo {
+            workload: c.workload.clone(),
+            load,
+            server_process,
+            per_request,
+        }),
+    }))
+}
+
+/// The server's CPU time and context switches over the window, from /proc.
+fn server_process(
+    pid: u32,
+    p0: &ProcessSample,
+    p1: &ProcessSample,
+    peak_threads: u64,
+    died: &Option<(String, i32)>,
+) -> ServerProcess {
+    let switches_known = p0.switches_read && p1.switches_read;
+    if !switches_known {
+        eprintln!(
+            "netpoll: note: the server's context switches could not be read at both ends of the \
+             window; they are reported as 0"
+        );
+    }
+    let known = u64::from(switches_known);
+    ServerProcess {
+        pid,
+        cpu_user_ns: p1.user_ns.saturating_sub(p0.user_ns),
+        cpu_system_ns: p1.system_ns.saturating_sub(p0.system_ns),
+        voluntary_switches: p1.voluntary_switches.saturating_sub(p0.voluntary_switches) * known,
+        involuntary_switches: p1
+            .involuntary_switches
+            .saturating_sub(p0.involuntary_switches)
+            * known,
+        peak_threads,
+        died: died.as_ref().map(|d| d.0.clone()),
+    }
+}
+
+fn report(c: &mut Checked, results: &Results) -> Result<()> {
+    if !c.quiet
+        && let Some(run) = &results.run
+    {
+        print!("{}", output::load_report(&run.load));
+        print!("{}", output::report(results));
+        print!("{}", output::run_report(run));
+    }
+    c.sinks.write(results)?;
+    if let Some(died) = results
+        .run
+        .as_ref()
+        .and_then(|r| r.server_process.died.as_ref())
+    {
+        eprintln!(
+            "netpoll: error: the server died during the run ({died}); client-side results kept"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,336 @@
+//! The probes: loads netpoll's BPF programs, attaches them with the cheapest hook kind the kernel
+//! accepts, and reads their maps ([`snapshot`]). Dropping [`Probes`] detaches everything (links
+//! are tied to this process's descriptors). What to probe is in [`target`].
+
+pub mod snapshot;
+pub mod target;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{Array, HashMap},
+    programs::{BtfTracePoint, RawTracePoint, TracePoint},
+};
+use netpoll_ebpf::{
+    abi::{Hook, HookKind, MAX_PID_SLOTS, SyscallInfo, filter, globals, maps, program_name},
+    syscalls::SYSCALLS,
+};
+
+use crate::system;
+
+/// The BPF object built by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll"));
+
+/// Which tasks the programs record; checked in the kernel first thing.
+#[derive(Clone, Debug)]
+pub enum Filter {
+    All,
+    Pids(Vec<u32>),
+    Comm(String),
+    Cgroup(u64),
+}
+
+pub struct Options {
+    pub filter: Filter,
+    pub follow_children: bool,
+    pub per_pid: bool,
+    /// Use this hook kind only; otherwise the cheapest that works.
+    pub hook: Option<HookKind>,
+    /// Attach the do-nothing programs instead (the overhead benchmark's floor).
+    pub floor: bool,
+}
+
+pub struct Probes {
+    ebpf: Ebpf,
+    pub hook: HookKind,
+    pub socket_split: bool,
+    pub following: bool,
+    per_pid: bool,
+    /// Why the fork record's `child_pid` offset is unknown (then children are not followed).
+    fork_unknown: Option<String>,
+    /// Things worth telling the user (fallbacks taken), one line each.
+    pub notes: Vec<String>,
+}
+
+/// Hooks that must all attach with one hook kind, in attach order: sched_switch parks the calls
+/// of threads leaving a CPU; then exit before enter, so that calls exiting before ATTACH_NS is
+/// set are ignored and every call entered after the enter hook is attached is measured in full.
+const SYSCALL_HOOKS: [Hook; 3] = [Hook::Switch, Hook::SysExit, Hook::SysEnter];
+
+/// (byte offsets of the 6 syscall arguments, offset of the syscall number) in `struct pt_regs`.
+fn pt_regs_layout() -> Result<([u32; 6], u32)> {
+    match std::env::consts::ARCH {
+        // arch/x86/include/asm/ptrace.h: di, si, dx, r10, r8, r9; orig_ax.
+        "x86_64" => Ok(([112, 104, 96, 56, 72, 64], 120)),
+        arch => bail!("netpoll's probes know the syscall registers of x86_64 only, not {arch}"),
+    }
+}
+
+/// The (mode, comm, cgroup id) globals of a filter.
+fn filter_globals(f: &Filter) -> (u8, [u8; 16], u64) {
+    match f {
+        Filter::All => (filter::ALL, [0u8; 16], 0),
+        Filter::Pids(_) => (filter::PIDS, [0u8; 16], 0),
+        Filter::Comm(name) => {
+            let mut comm = [0u8; 16];
+            // The kernel keeps 15 bytes of a task's name.
+            let bytes = &name.as_bytes()[..name.len().min(15)];
+            comm[..bytes.len()].copy_from_slice(bytes);
+            (filter::COMM, comm, 0)
+        }
+        Filter::Cgroup(id) => (filter::CGROUP, [0u8; 16], *id),
+    }
+}
+
+impl Probes {
+    /// Loads the object and attaches every hook, in the order that loses no call.
+    pub fn load(options: &Options) -> Result<Probes> {
+        let mut probes = Probes::load_object(options)?;
+        let btf = Btf::from_sys_fs().ok();
+        let kinds: Vec<HookKind> = options.hook.map_or(HookKind::ALL.to_vec(), |k| vec![k]);
+        probes.attach_socket_split(&kinds, options.floor, btf.as_ref());
+        if !options.floor {
+            probes.attach_task_hooks(&kinds, options, btf.as_ref());
+        }
+        probes.attach_syscall_hooks(&kinds, options.floor, btf.as_ref())?;
+        let mut attach_ns: Array<_, u64> = Array::try_from(probes.map_mut(maps::ATTACH_NS)?)?;
+        attach_ns.set(0, system::monotonic_ns(), 0)?;
+        Ok(probes)
+    }
+
+    /// Loads the object with its globals set, fills the syscall table and the PID targets.
+    fn load_object(options: &Options) -> Result<Probes> {
+        let (arg_offsets, nr_offset) = pt_regs_layout()?;
+        let mut notes = Vec::new();
+        match system::ensure_tracefs() {
+            Ok(Some(note)) => notes.push(note),
+            Ok(None) => {}
+            Err(e) => notes.push(format!("{e:#}")),
+        }
+        let fork_offset =
+            system::tracepoint_field_offset("sched", "sched_process_fork", "child_pid");
+        let fork_child_pid_offset = *fork_offset.as_ref().unwrap_or(&0);
+        let (mode, comm, cgroup) = filter_globals(&options.filter);
+        let per_pid = options.per_pid as u8;
+        let ebpf = EbpfLoader::new()
+            .override_global(globals::FILTER_MODE, &mode, true)
+            .override_global(globals::FILTER_COMM, &comm, true)
+            .override_global(globals::FILTER_CGROUP, &cgroup, true)
+            .override_global(globals::PER_PID, &per_pid, true)
+            .override_global(globals::REGS_ARG_OFFSETS, &arg_offsets, true)
+            .override_global(globals::REGS_NR_OFFSET, &nr_offset, true)
+            .override_global(globals::FORK_CHILD_PID_OFFSET, &fork_child_pid_offset, true)
+            // PID_STATS is preallocated: keep it tiny unless it is used.
+            .map_max_entries(
+                maps::PID_STATS,
+                if options.per_pid { MAX_PID_SLOTS } else { 1 },
+            )
+            .load(OBJECT)
+            .context("loading netpoll's BPF object failed")?;
+        let mut probes = Probes {
+            ebpf,
+            hook: HookKind::TpBtf,
+            socket_split: false,
+            following: false,
+            per_pid: options.per_pid,
+            fork_unknown: fork_offset.err().map(|e| format!("{e:#}")),
+            notes,
+        };
+        probes.fill_syscall_table()?;
+        if let Filter::Pids(pids) = &options.filter {
+            for &pid in pids {
+                probes.add_target(pid)?;
+            }
+        }
+        Ok(probes)
+    }
+
+    /// Socket tracepoints first: a socket call must never exit before its classifier is there.
+    fn attach_socket_split(&mut self, kinds: &[HookKind], floor: bool, btf: Option<&Btf>) {
+        for hook in [Hook::SockRecv, Hook::SockSend] {
+            self.socket_split = kinds
+                .iter()
+                .any(|&k| self.attach(k, hook, floor, btf).is_ok());
+            if !self.socket_split {
+                self.notes.push("the sock:sock_{recv,send}_length tracepoints (Linux >= 6.4) are unavailable: read/write calls are not split into socket and other".into());
+                return;
+            }
+        }
+    }
+
+    /// Thread exits (to drop dead threads' calls) and forks (to follow children).
+    fn attach_task_hooks(&mut self, kinds: &[HookKind], options: &Options, btf: Option<&Btf>) {
+        if !kinds
+            .iter()
+            .any(|&k| self.attach(k, Hook::TaskExit, false, btf).is_ok())
+        {
+            self.notes.push("sched_process_exit is unavailable: entries of threads that die inside a call are kept until the run ends".into());
+        }
+        if options.follow_children && matches!(options.filter, Filter::Pids(_)) {
+            // Without the child_pid offset the fork program would read garbage: skip it.
+            let followed = match &self.fork_unknown {
+                Some(why) => Err(anyhow!("{why}")),
+                None => self.attach(HookKind::Tracepoint, Hook::TaskFork, false, btf),
+            };
+            match followed {
+                Ok(()) => self.following = true,
+                Err(e) => self
+                    .notes
+                    .push(format!("not following children of the targets: {e:#}")),
+            }
+        }
+    }
+
+    /// sys_enter, sys_exit and sched_switch, all of one kind: the first kind that attaches.
+    fn attach_syscall_hooks(
+        &mut self,
+        kinds: &[HookKind],
+        floor: bool,
+        btf: Option<&Btf>,
+    ) -> Result<()> {
+        let mut last_err = None;
+        for &kind in kinds {
+            let attached = SYSCALL_HOOKS
+                .iter()
+                .try_for_each(|&hook| self.attach(kind, hook, floor, btf));
+            match attached {
+                Ok(()) => {
+                    self.hook = kind;
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.notes.push(format!(
+                        "{} hooks unavailable ({}); trying the next kind",
+                        kind.name(),
+                        short_error(&e)
+                    ));
+                    self.unload(kind, floor);
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err
+            .unwrap_or_else(|| anyhow!("no hook kind to try"))
+            .context("no hook kind could attach to sys_enter/sys_exit"))
+    }
+
+    fn attach(&mut self, kind: HookKind, hook: Hook, floor: bool, btf: Option<&Btf>) -> Result<()> {
+        let name = program_name(kind, hook, floor);
+        let program = self
+            .ebpf
+            .program_mut(&name)
+            .ok_or_else(|| anyhow!("program {name} is missing from the BPF object"))?;
+        let (category, event) = hook.tracepoint();
+        match kind {
+            HookKind::TpBtf => {
+                let btf = btf.ok_or_else(|| {
+                    anyhow!("kernel BTF (/sys/kernel/btf/vmlinux) is unavailable")
+                })?;
+                let p: &mut BtfTracePoint = program.try_into()?;
+                p.load(event, btf)
+                    .with_context(|| format!("loading {name}"))?;
+                p.attach().with_context(|| format!("attaching {name}"))?;
+            }
+            HookKind::RawTp => {
+                let p: &mut RawTracePoint = program.try_into()?;
+                p.load().with_context(|| format!("loading {name}"))?;
+                p.attach(event)
+                    .with_context(|| format!("attaching {name}"))?;
+            }
+            HookKind::Tracepoint => {
+                let p: &mut TracePoint = program.try_into()?;
+                p.load().with_context(|| format!("loading {name}"))?;
+                p.attach(category, event)
+                    .with_context(|| format!("attaching {name} to {category}:{event}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Unloads a kind's syscall programs after a partial attach (unloading also detaches).
+    fn unload(&mut self, kind: HookKind, floor: bool) {
+        for hook in SYSCALL_HOOKS {
+            let Some(program) = self.ebpf.program_mut(&program_name(kind, hook, floor)) else {
+                continue;
+            };
+            // Unloading a program that never loaded is a harmless error.
+            let _ = match program {
+                aya::programs::Program::BtfTracePoint(p) => p.unload(),
+                aya::programs::Program::RawTracePoint(p) => p.unload(),
+                aya::programs::Program::TracePoint(p) => p.unload(),
+                _ => Ok(()),
+            };
+        }
+    }
+
+    fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("map {name} is missing from the BPF object"))
+    }
+
+    fn map(&self, name: &str) -> Result<&aya::maps::Map> {
+        self.ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("map {name} is missing from the BPF object"))
+    }
+
+    fn fill_syscall_table(&mut self) -> Result<()> {
+        let mut table: Array<_, SyscallInfo> = Array::try_from(self.map_mut(maps::SYSCALL_TABLE)?)?;
+        for (index, s) in SYSCALLS.iter().enumerate() {
+            let info = SyscallInfo {
+                index_plus_one: index as u8 + 1,
+                kind: s.kind as u8,
+                wait: s.wait as u8,
+                wait_arg: s.wait_arg,
+            };
+            table.set(s.nr_x86_64, info, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a process (all its threads) to the PID filter.
+    pub fn add_target(&mut self, pid: u32) -> Result<()> {
+        let mut targets: HashMap<_, u32, u8> = HashMap::try_from(self.map_mut(maps::TARGETS)?)?;
+        targets
+            .insert(pid, 1, 0)
+            .with_context(|| format!("adding PID {pid} to the targets"))?;
+        Ok(())
+    }
+}
+
+/// One line of a load error: the verifier's log is long, its verdict is the line before the
+/// "verification time" footer.
+fn short_error(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    let mut lines = text.lines();
+    let first = lines
+        .next()
+        .unwrap_or_default()
+        .split(" Verifier output")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let verdict = text
+        .lines()
+        .take_while(|l| !l.starts_with("verification time"))
+        .last();
+    match verdict {
+        Some(v) if v != first => format!("{first} {v}"),
+        _ => first,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The object holds exactly the programs the ABI names: loader, floor and tests agree.
+    #[test]
+    fn the_object_has_every_program_the_abi_names() {
+        let object = aya_obj::Object::parse(super::OBJECT).expect("the embedded BPF object");
+        let mut found: Vec<&str> = object.programs.keys().map(String::as_str).collect();
+        let mut named = netpoll_ebpf::abi::program_names();
+        found.sort_unstable();
+        named.sort_unstable();
+        assert_eq!(found, named);
+    }
+}

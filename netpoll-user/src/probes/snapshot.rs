@@ -1,0 +1,277 @@
+//! Reading the probes: one [`Snapshot`] of every map, summed over CPUs; the difference of two
+//! (a measurement window); and a window turned into the tables of a results file.
+
+use std::collections::BTreeMap;
+
+use analysis::{
+    Histogram, Results, SCHEMA,
+    results::{
+        Counters, EndReason, Fd, HookKind, ProcessStats, SyscallStats, Target, Tool, classes_of,
+    },
+    run::RunInfo,
+};
+use anyhow::Result;
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
+use netpoll_ebpf::{
+    abi::{InFlight, NUM_SLOTS, PidSlot, SlotStats, counter, maps},
+    syscalls::{NUM_SYSCALLS, SYSCALLS},
+};
+
+use super::Probes;
+use crate::system;
+
+/// One read of every map, summed over CPUs.
+#[derive(Clone)]
+pub struct Snapshot {
+    /// Indexed by `netpoll_ebpf::abi::slot`.
+    pub slots: Vec<SyscallStats>,
+    pub per_pid: BTreeMap<u32, Vec<SyscallStats>>,
+    /// Process names for `per_pid`, as the kernel saw them at each process's first call.
+    pub comms: BTreeMap<u32, String>,
+    pub counters: Counters,
+}
+
+impl Probes {
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let stats: PerCpuArray<&MapData, SlotStats> =
+            PerCpuArray::try_from(self.map(maps::STATS)?)?;
+        let mut slots = Vec::with_capacity(NUM_SLOTS);
+        for slot in 0..NUM_SLOTS as u32 {
+            let per_cpu = stats.get(&slot, 0)?;
+            slots.push(sum_cpus(slot as usize, per_cpu.iter()));
+        }
+        let mut per_pid: BTreeMap<u32, Vec<SyscallStats>> = BTreeMap::new();
+        let mut comms = BTreeMap::new();
+        if self.per_pid {
+            let pid_stats: PerCpuHashMap<&MapData, PidSlot, SlotStats> =
+                PerCpuHashMap::try_from(self.map(maps::PID_STATS)?)?;
+            for entry in pid_stats.iter() {
+                let (key, per_cpu) = entry?;
+                let rows = per_pid
+                    .entry(key.tgid)
+                    .or_insert_with(|| (0..NUM_SLOTS).map(empty_slot).collect());
+                if let Some(row) = rows.get_mut(key.slot as usize) {
+                    *row = sum_cpus(key.slot as usize, per_cpu.iter());
+                }
+            }
+            let names: HashMap<&MapData, u32, [u8; 16]> =
+                HashMap::try_from(self.map(maps::PID_COMM)?)?;
+            for entry in names.iter() {
+                let (pid, comm) = entry?;
+                let len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+                comms.insert(pid, String::from_utf8_lossy(&comm[..len]).into_owned());
+            }
+        }
+        let counters: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.map(maps::COUNTERS)?)?;
+        let read = |i: u32| -> Result<u64> { Ok(counters.get(&i, 0)?.iter().sum()) };
+        let in_flight: HashMap<&MapData, u32, InFlight> =
+            HashMap::try_from(self.map(maps::IN_FLIGHT)?)?;
+        let counters = Counters {
+            in_flight_full: read(counter::IN_FLIGHT_FULL)?,
+            targets_full: read(counter::TARGETS_FULL)?,
+            pid_stats_full: read(counter::PID_STATS_FULL)?,
+            died_in_call: read(counter::DIED_IN_CALL)?,
+            followed_tasks: read(counter::FOLLOWED_TASKS)?,
+            in_flight_entries: in_flight.keys().count() as u64,
+        };
+        Ok(Snapshot {
+            slots,
+            per_pid,
+            comms,
+            counters,
+        })
+    }
+}
+
+impl Snapshot {
+    /// What happened between `earlier` and `self` (a measurement window).
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        let rows_since = |now: &[SyscallStats], before: Option<&Vec<SyscallStats>>| {
+            now.iter()
+                .enumerate()
+                .map(|(i, row)| match before.and_then(|b| b.get(i)) {
+                    Some(b) => row.since(b),
+                    None => row.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let (c, e) = (&self.counters, &earlier.counters);
+        Snapshot {
+            slots: rows_since(&self.slots, Some(&earlier.slots)),
+            per_pid: self
+                .per_pid
+                .iter()
+                .map(|(pid, rows)| (*pid, rows_since(rows, earlier.per_pid.get(pid))))
+                .collect(),
+            comms: self.comms.clone(),
+            counters: Counters {
+                in_flight_full: c.in_flight_full.saturating_sub(e.in_flight_full),
+                targets_full: c.targets_full.saturating_sub(e.targets_full),
+                pid_stats_full: c.pid_stats_full.saturating_sub(e.pid_stats_full),
+                died_in_call: c.died_in_call.saturating_sub(e.died_in_call),
+                followed_tasks: c.followed_tasks.saturating_sub(e.followed_tasks),
+                in_flight_entries: c.in_flight_entries,
+            },
+        }
+    }
+
+    /// Measured calls (not lower bounds) that happened since `before` (or ever), by syscall.
+    pub fn measured_since(&self, before: Option<&Snapshot>) -> Vec<SyscallStats> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| !slot_parts(*slot).2)
+            .map(|(slot, row)| before.map_or(row.clone(), |b| row.since(&b.slots[slot])))
+            .filter(|r| r.calls > 0)
+            .collect()
+    }
+
+    /// The results file of a collection whose counts are this snapshot (a whole collection, or
+    /// a window). With --per-pid the totals are the processes' sums plus what could not be
+    /// attributed to a process.
+    pub fn into_results(self, collection: Collection) -> Results {
+        let (mut syscalls, mut lower_bound) = split_slots(&self.slots);
+        let mut processes = BTreeMap::new();
+        for (&pid, slots) in &self.per_pid {
+            let (measured, lower) = split_slots(slots);
+            add_rows(&mut syscalls, &measured);
+            add_rows(&mut lower_bound, &lower);
+            let comm = self
+                .comms
+                .get(&pid)
+                .cloned()
+                .unwrap_or_else(|| system::process_comm(pid));
+            let classes = classes_of(&measured);
+            processes.insert(
+                pid,
+                ProcessStats {
+                    comm,
+                    syscalls: measured,
+                    classes,
+                },
+            );
+        }
+        let c = collection;
+        Results {
+            schema: SCHEMA.into(),
+            tool: Tool::netpoll(),
+            target: c.target,
+            host: system::host(),
+            hook: c.hook,
+            socket_split: c.socket_split,
+            started_at: c.started_at,
+            ended_at: system::utc_now_rfc3339(),
+            duration_ns: c.duration_ns,
+            end_reason: c.end_reason,
+            partial: matches!(c.end_reason, EndReason::Interrupted | EndReason::ServerDied),
+            command_exit_code: c.command_exit_code,
+            classes: classes_of(&syscalls),
+            syscalls,
+            lower_bound,
+            processes,
+            counters: self.counters,
+            run: c.run,
+        }
+    }
+}
+
+/// What a results file says besides the probes' counts.
+pub struct Collection {
+    pub target: Target,
+    pub hook: HookKind,
+    pub socket_split: bool,
+    pub started_at: String,
+    pub duration_ns: u64,
+    pub end_reason: EndReason,
+    pub command_exit_code: Option<i32>,
+    pub run: Option<RunInfo>,
+}
+
+/// Adds rows into totals, matching by syscall and fd kind.
+fn add_rows(totals: &mut Vec<SyscallStats>, rows: &[SyscallStats]) {
+    for row in rows {
+        match totals
+            .iter_mut()
+            .find(|t| t.name == row.name && t.fd == row.fd)
+        {
+            Some(total) => total.merge(row),
+            None => totals.push(row.clone()),
+        }
+    }
+}
+
+/// Rows with calls, split into measured and lower-bound ones.
+fn split_slots(slots: &[SyscallStats]) -> (Vec<SyscallStats>, Vec<SyscallStats>) {
+    let (mut measured, mut lower) = (Vec::new(), Vec::new());
+    for (slot, row) in slots.iter().enumerate() {
+        if row.calls == 0 {
+            continue;
+        }
+        if slot_parts(slot).2 {
+            lower.push(row.clone())
+        } else {
+            measured.push(row.clone())
+        }
+    }
+    (measured, lower)
+}
+
+/// Syscall index, socket flag and lower-bound flag of a slot (inverse of `abi::slot`).
+pub fn slot_parts(slot: usize) -> (usize, bool, bool) {
+    let rest = slot >> 1;
+    (rest % NUM_SYSCALLS, slot & 1 == 1, rest >= NUM_SYSCALLS)
+}
+
+fn empty_slot(slot: usize) -> SyscallStats {
+    let (index, socket, _) = slot_parts(slot);
+    let s = &SYSCALLS[index];
+    SyscallStats {
+        name: s.name.to_string(),
+        fd: s
+            .kind
+            .splits_by_socket()
+            .then_some(if socket { Fd::Socket } else { Fd::Other }),
+        ..SyscallStats::default()
+    }
+}
+
+fn sum_cpus<'a>(slot: usize, per_cpu: impl Iterator<Item = &'a SlotStats>) -> SyscallStats {
+    let mut row = empty_slot(slot);
+    for cpu in per_cpu {
+        row.merge(&SyscallStats {
+            calls: cpu.calls,
+            errors: cpu.errors,
+            eagain: cpu.eagain,
+            bytes: cpu.bytes,
+            zero_ready: cpu.zero_ready,
+            nonblocking: cpu.nonblocking,
+            latency_sum_ns: cpu.latency_sum_ns,
+            latency_ns: Histogram::from_counts(&cpu.latency),
+            ready_events: Histogram::from_counts(&cpu.ready),
+            ..SyscallStats::default()
+        });
+    }
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use netpoll_ebpf::abi::slot;
+
+    use super::*;
+
+    #[test]
+    fn slot_parts_inverts_the_abi_slot() {
+        for index in 0..NUM_SYSCALLS {
+            for socket in [false, true] {
+                for lower in [false, true] {
+                    assert_eq!(
+                        slot_parts(slot(index, socket, lower)),
+                        (index, socket, lower)
+                    );
+                }
+            }
+        }
+    }
+}

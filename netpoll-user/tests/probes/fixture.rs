@@ -1,0 +1,355 @@
+//! The fixture side: this test binary, run with `NETPOLL_FIXTURE=<scenario>`, sets up, stops
+//! itself with SIGSTOP (not a syscall the probes measure), and, once continued, makes exactly the
+//! syscalls of its scenario through `libc::syscall`, then `_exit`s.
+
+use std::{
+    fs::File,
+    io::Write as _,
+    net::{TcpListener, TcpStream},
+    os::fd::{AsRawFd, IntoRawFd},
+};
+
+use libc::{c_long, syscall};
+
+fn stop_for_probes() {
+    // SAFETY: signalling ourselves.
+    unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
+}
+
+fn sys(nr: c_long, args: [usize; 6]) -> i64 {
+    // SAFETY: each scenario passes valid buffers and descriptors.
+    unsafe { syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]) as i64 }
+}
+
+fn read(fd: i32, buf: &mut [u8], len: usize) -> i64 {
+    sys(
+        libc::SYS_read,
+        [fd as usize, buf.as_mut_ptr() as usize, len, 0, 0, 0],
+    )
+}
+
+fn write(fd: i32, buf: &[u8], len: usize) -> i64 {
+    sys(
+        libc::SYS_write,
+        [fd as usize, buf.as_ptr() as usize, len, 0, 0, 0],
+    )
+}
+
+/// Reads exactly `len` bytes with `nr` (read or recvfrom), however many calls it takes.
+fn read_all(nr: c_long, fd: i32, buf: &mut [u8], len: usize) {
+    let mut got = 0;
+    while got < len {
+        let n = sys(
+            nr,
+            [
+                fd as usize,
+                buf[got..].as_mut_ptr() as usize,
+                len - got,
+                0,
+                0,
+                0,
+            ],
+        );
+        assert!(n > 0, "fixture read failed: {n}");
+        got += n as usize;
+    }
+}
+
+fn tcp_pair() -> (i32, i32, TcpListener) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    (client.into_raw_fd(), server.into_raw_fd(), listener)
+}
+
+pub fn run(scenario: &str) -> ! {
+    match scenario {
+        "epoll" => epoll(),
+        "io" => io(),
+        "io-nostop" => io_after_stop(),
+        "accept" => accept(),
+        "poll" => poll(),
+        "blocked-accept" => blocked_accept(),
+        "fork" => fork(),
+        "comm" => {
+            // SAFETY: PR_SET_NAME with a NUL-terminated name.
+            unsafe { libc::prctl(libc::PR_SET_NAME, c"npfixture".as_ptr()) };
+            io();
+        }
+        "die-in-call" => die_in_call(),
+        "migrate" => migrate(),
+        "tree" => tree(),
+        "sleepy" => {
+            stop_for_probes();
+            loop {
+                write(1, b"", 0);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        other => panic!("unknown fixture {other}"),
+    }
+    // SAFETY: exit without running destructors or flushing (no stray syscalls).
+    unsafe { libc::_exit(0) }
+}
+
+/// 20 epoll_wait calls that time out after 10 ms, 7 with timeout 0, then one epoll_pwait that
+/// finds one ready descriptor, after one socket write.
+fn epoll() {
+    let ep = sys(libc::SYS_epoll_create1, [0; 6]) as i32;
+    let mut pair = [0i32; 2];
+    // SAFETY: valid out-pointer.
+    unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) };
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: 0,
+    };
+    // SAFETY: valid event.
+    unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, pair[0], &mut ev) };
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
+    let evp = events.as_mut_ptr() as usize;
+    stop_for_probes();
+    for _ in 0..20 {
+        sys(libc::SYS_epoll_wait, [ep as usize, evp, 8, 10, 0, 0]);
+    }
+    for _ in 0..7 {
+        sys(libc::SYS_epoll_wait, [ep as usize, evp, 8, 0, 0, 0]);
+    }
+    write(pair[1], b"x", 1);
+    sys(
+        libc::SYS_epoll_pwait,
+        [ep as usize, evp, 8, -1i64 as usize, 0, 8],
+    );
+}
+
+/// Descriptors for `io_calls`: a regular file, a connected TCP pair (and its listener), a pipe.
+struct IoFds {
+    file: i32,
+    client: i32,
+    server: i32,
+    pipe: [i32; 2],
+    _listener: TcpListener,
+}
+
+fn io_setup() -> IoFds {
+    let path = std::env::temp_dir().join(format!("netpoll-fixture-{}", std::process::id()));
+    File::create(&path)
+        .and_then(|mut f| f.write_all(&[7u8; 4096]))
+        .expect("temp file");
+    let file = File::open(&path).expect("open").into_raw_fd();
+    let _ = std::fs::remove_file(&path);
+    let (client, server, _listener) = tcp_pair();
+    let mut pipe = [0i32; 2];
+    // SAFETY: valid out-pointer.
+    unsafe { libc::pipe(pipe.as_mut_ptr()) };
+    IoFds {
+        file,
+        client,
+        server,
+        pipe,
+        _listener,
+    }
+}
+
+/// Stops for the probes after the set-up; `io_calls` then.
+fn io() {
+    let fds = io_setup();
+    stop_for_probes();
+    io_calls(&fds);
+}
+
+fn io_after_stop() {
+    io_calls(&io_setup());
+}
+
+/// File read of 1000 bytes; socket write 300 + read 300; sendto 200 + recvfrom 200; pipe
+/// write 10 + read 10; one non-blocking read of an empty socket (EAGAIN).
+fn io_calls(
+    &IoFds {
+        file,
+        client,
+        server,
+        pipe,
+        ..
+    }: &IoFds,
+) {
+    let mut buf = vec![0u8; 4096];
+    read(file, &mut buf, 1000);
+    write(client, &buf, 300);
+    read_all(libc::SYS_read, server, &mut buf, 300);
+    sys(
+        libc::SYS_sendto,
+        [client as usize, buf.as_ptr() as usize, 200, 0, 0, 0],
+    );
+    read_all(libc::SYS_recvfrom, server, &mut buf, 200);
+    write(pipe[1], &buf, 10);
+    read(pipe[0], &mut buf, 10);
+    // SAFETY: plain fcntl on our descriptor.
+    unsafe { libc::fcntl(server, libc::F_SETFL, libc::O_NONBLOCK) };
+    let r = read(server, &mut buf, 10);
+    assert_eq!(r, -1);
+}
+
+/// 5 connections to ourselves: 5 connect, 5 accept4.
+fn accept() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    stop_for_probes();
+    for _ in 0..5 {
+        // connect() and accept4() are the only measured calls here (socket() and close() are not).
+        let client = TcpStream::connect(addr).expect("connect");
+        let fd = sys(
+            libc::SYS_accept4,
+            [listener.as_raw_fd() as usize, 0, 0, 0, 0, 0],
+        );
+        assert!(fd >= 0);
+        // SAFETY: closing descriptors we own.
+        unsafe { libc::close(fd as i32) };
+        drop(client);
+    }
+}
+
+/// 3 poll calls with timeout 0, 2 select calls with a 5 ms timeout (nothing ready).
+fn poll() {
+    let mut pair = [0i32; 2];
+    // SAFETY: valid out-pointer.
+    unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) };
+    let mut pfd = libc::pollfd {
+        fd: pair[0],
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    stop_for_probes();
+    for _ in 0..3 {
+        sys(libc::SYS_poll, [(&raw mut pfd) as usize, 1, 0, 0, 0, 0]);
+    }
+    for _ in 0..2 {
+        // SAFETY: fd_set manipulation on a stack value.
+        let mut set: libc::fd_set = unsafe { std::mem::zeroed() };
+        unsafe { libc::FD_SET(pair[0], &mut set) };
+        let mut tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 5000,
+        };
+        sys(
+            libc::SYS_select,
+            [
+                pair[0] as usize + 1,
+                (&raw mut set) as usize,
+                0,
+                0,
+                (&raw mut tv) as usize,
+                0,
+            ],
+        );
+    }
+}
+
+/// Prints its port, then blocks in accept4 until the test connects.
+fn blocked_accept() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    println!("{}", listener.local_addr().expect("addr").port());
+    let fd = sys(
+        libc::SYS_accept4,
+        [listener.as_raw_fd() as usize, 0, 0, 0, 0, 0],
+    );
+    assert!(fd >= 0);
+}
+
+/// The parent forks a child that writes 3 times to /dev/null; the parent writes once.
+fn fork() {
+    let null = File::options()
+        .write(true)
+        .open("/dev/null")
+        .expect("/dev/null")
+        .into_raw_fd();
+    stop_for_probes();
+    // SAFETY: the child only makes raw syscalls and _exits.
+    match unsafe { libc::fork() } {
+        0 => {
+            for _ in 0..3 {
+                write(null, b"abc", 3);
+            }
+            // SAFETY: leave without cleanup.
+            unsafe { libc::_exit(0) }
+        }
+        child => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            write(null, b"abcd", 4);
+        }
+    }
+}
+
+/// Pinned to CPU 0, one epoll_wait that times out after 300 ms; meanwhile the test moves us
+/// to CPU 1, so the call returns on another CPU than it began on.
+fn migrate() {
+    let ep = sys(libc::SYS_epoll_create1, [0; 6]) as i32;
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 1];
+    // SAFETY: a zeroed cpu_set_t with CPU 0 set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+    stop_for_probes();
+    sys(
+        libc::SYS_epoll_wait,
+        [ep as usize, events.as_mut_ptr() as usize, 1, 300, 0, 0],
+    );
+}
+
+/// A child exists before the probes attach: it writes 5 bytes, the parent 4.
+fn tree() {
+    let null = File::options()
+        .write(true)
+        .open("/dev/null")
+        .expect("/dev/null")
+        .into_raw_fd();
+    // SAFETY: the child only makes raw syscalls and _exits.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        stop_for_probes();
+        write(null, b"abcde", 5);
+        // SAFETY: leave without cleanup.
+        unsafe { libc::_exit(0) }
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child to stop, then to exit.
+    unsafe { libc::waitpid(child, &mut status, libc::WUNTRACED) };
+    stop_for_probes();
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(child, libc::SIGCONT);
+        libc::waitpid(child, &mut status, 0);
+    }
+    write(null, b"abcd", 4);
+}
+
+/// A thread blocks in epoll_wait forever; the main thread then exits the process, which
+/// interrupts the call (it returns EINTR to the exit path, which the sys_exit hook sees).
+fn die_in_call() {
+    let ep = sys(libc::SYS_epoll_create1, [0; 6]) as i32;
+    stop_for_probes();
+    static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    std::thread::spawn(move || {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 1];
+        STARTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        sys(
+            libc::SYS_epoll_wait,
+            [
+                ep as usize,
+                events.as_mut_ptr() as usize,
+                1,
+                -1i64 as usize,
+                0,
+                0,
+            ],
+        );
+    });
+    // On a busy machine the thread may start late: the 300 ms count from its call.
+    while !STARTED.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+}

@@ -1,0 +1,144 @@
+//! The plan: every run of the chosen experiments, each a `netpoll run` command line built from
+//! the shared definition of a run (`analysis::workload`), repeats interleaved.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use analysis::workload::{LoadOptions, Workload};
+use serde::Serialize;
+
+use super::suite::Experiment;
+
+/// Start-up, probe loading, draining and shut-down of one run: measured at about 1.7 s on
+/// 2 cores.
+const OVERHEAD_SECONDS: f64 = 1.7;
+
+/// What became of a planned run (`manifest.json` carries it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Failed,
+    Interrupted,
+    #[serde(rename = "not run")]
+    NotRun,
+}
+
+/// One planned `netpoll run`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    pub experiment: String,
+    /// The model or variant (`io-uring+sqpoll`).
+    pub model: String,
+    pub connections: usize,
+    pub idle_connections: usize,
+    pub repeat: usize,
+    pub file: PathBuf,
+    #[serde(skip)]
+    pub args: Vec<String>,
+    /// Expected wall time.
+    #[serde(skip)]
+    pub seconds: f64,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Planned {
+    /// The configuration, without the repeat: `epoll-lt c=10 idle=0`.
+    pub fn config(&self) -> String {
+        format!(
+            "{} c={} idle={}",
+            self.model, self.connections, self.idle_connections
+        )
+    }
+}
+
+/// The runs of `experiments`, repeats interleaved (every configuration once, then again), so
+/// that drift on a noisy machine spreads over every configuration.
+pub fn plan(experiments: &[Experiment], repeat: usize, out: &Path) -> Vec<Planned> {
+    let mut runs = Vec::new();
+    for r in 1..=repeat {
+        for e in experiments {
+            for &idle in &e.idle_connections {
+                for &c in &e.connections {
+                    for model in &e.models {
+                        let file = out
+                            .join(&e.name)
+                            .join("runs")
+                            .join(format!("{model}-c{c}-idle{idle}-r{r}.json"));
+                        runs.push(Planned {
+                            experiment: e.name.clone(),
+                            model: model.clone(),
+                            connections: c,
+                            idle_connections: idle,
+                            repeat: r,
+                            args: run_args(e, model, c, idle, &file),
+                            file,
+                            seconds: e.duration + e.warmup + OVERHEAD_SECONDS,
+                            status: Status::NotRun,
+                            error: None,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    runs
+}
+
+/// `netpoll run ...` for one configuration of an experiment.
+fn run_args(e: &Experiment, model: &str, c: usize, idle: usize, file: &Path) -> Vec<String> {
+    let mut workload = Workload::of(model);
+    workload.server.payload = e.payload;
+    workload.server.think_us = e.think_us;
+    workload.server.disk_read = e.disk_read;
+    let load = LoadOptions {
+        connections: c,
+        idle_connections: idle,
+        threads: e.client_threads,
+        rate: e.rate,
+        duration: Duration::from_secs_f64(e.duration),
+        warmup: Duration::from_secs_f64(e.warmup),
+        ..LoadOptions::default()
+    };
+    let mut args = vec!["run".to_string()];
+    args.extend(workload.args());
+    args.extend(load.args());
+    args.extend([
+        "--quiet".into(),
+        "--json".into(),
+        file.display().to_string(),
+    ]);
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_interleave_repeats_and_name_variants() {
+        let e: Experiment = toml::from_str(
+            "name = \"x\"\nquestion = \"q\"\nmodels = [\"epoll-lt\", \"io-uring+sqpoll\"]\n\
+             connections = [1, 10]\nduration = 1.0\nwarmup = 0.5\n",
+        )
+        .expect("experiment");
+        let runs = plan(&[e], 2, Path::new("/out"));
+        assert_eq!(runs.len(), 8);
+        // Every configuration once, then again: drift spreads over all of them.
+        assert_eq!(runs[0].repeat, 1);
+        assert_eq!(runs[4].repeat, 2);
+        let sq = &runs[1];
+        assert_eq!(sq.model, "io-uring+sqpoll");
+        // The variant's name is a model name `netpoll run` accepts.
+        assert_eq!(sq.args[..3], ["run", "--model", "io-uring+sqpoll"]);
+        assert_eq!(
+            sq.file,
+            Path::new("/out/x/runs/io-uring+sqpoll-c1-idle0-r1.json")
+        );
+        assert!(sq.args.windows(2).any(|w| w == ["--duration", "1"]));
+    }
+}
