@@ -74,6 +74,7 @@ pub fn percentile_distribution(
     draw(name, title, note, |area| {
         let mut chart = ChartBuilder::on(area)
             .margin(16)
+            .margin_right(40)
             .x_label_area_size(48)
             .y_label_area_size(72)
             .build_cartesian_2d((1.0..xmax).log_scale(), (ylo / 1.5..yhi * 1.5).log_scale())

@@ -51,36 +51,7 @@ pub fn latency_overlay(
     note: Option<&str>,
     series: &[(Series, &Histogram)],
 ) -> Result<Chart> {
-    let series: Vec<_> = series.iter().filter(|(_, h)| h.total() > 0).collect();
-    if series.is_empty() {
-        return missing(name, title, "no calls of this kind in these results");
-    }
-    let (lo, hi) = latency_range(&series.iter().map(|s| s.1).collect::<Vec<_>>());
-    let lines: Vec<(&Series, Vec<(f64, f64)>)> =
-        series.iter().map(|(s, h)| (s, shares(h))).collect();
-    let ymax = lines
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|p| p.1))
-        .fold(1.0, f64::max)
-        * 1.1;
-    draw(name, title, note, |area| {
-        let mut chart = ChartBuilder::on(area)
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(64)
-            .build_cartesian_2d((lo..hi).log_scale(), 0.0..ymax)
-            .map_err(|e| e.to_string())?;
-        mesh(
-            &mut chart,
-            ("latency per call (log scale)", "share of calls (%)"),
-            &|v| fmt_ns(*v),
-            &|v| fmt_number(*v),
-        )?;
-        for (s, points) in lines {
-            line(&mut chart, s, points, None)?;
-        }
-        legend(&mut chart, SeriesLabelPosition::UpperRight)
-    })
+    latency_lines(name, title, note, series, Shape::Shares)
 }
 
 /// Cumulative distributions of latency on a log time axis.
@@ -90,28 +61,70 @@ pub fn latency_cdf(
     note: Option<&str>,
     series: &[(Series, &Histogram)],
 ) -> Result<Chart> {
+    latency_lines(name, title, note, series, Shape::Cumulative)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    Shares,
+    Cumulative,
+}
+
+/// One line per histogram against a log time axis.
+fn latency_lines(
+    name: &str,
+    title: &str,
+    note: Option<&str>,
+    series: &[(Series, &Histogram)],
+    shape: Shape,
+) -> Result<Chart> {
     let series: Vec<_> = series.iter().filter(|(_, h)| h.total() > 0).collect();
     if series.is_empty() {
         return missing(name, title, "no calls of this kind in these results");
     }
     let (lo, hi) = latency_range(&series.iter().map(|s| s.1).collect::<Vec<_>>());
+    let lines: Vec<(&Series, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(s, h)| match shape {
+            Shape::Shares => (s, shares(h)),
+            Shape::Cumulative => (s, cdf(h)),
+        })
+        .collect();
+    let (ymax, y_desc, position) = match shape {
+        Shape::Shares => {
+            let peak = lines
+                .iter()
+                .flat_map(|(_, p)| p.iter().map(|p| p.1))
+                .fold(1.0, f64::max);
+            (
+                peak * 1.1,
+                "share of calls (%)",
+                SeriesLabelPosition::UpperRight,
+            )
+        }
+        // Curves reach 100 % on the right: the lower right is free.
+        Shape::Cumulative => (
+            100.0,
+            "calls at or below (%)",
+            SeriesLabelPosition::LowerRight,
+        ),
+    };
     draw(name, title, note, |area| {
         let mut chart = ChartBuilder::on(area)
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(64)
-            .build_cartesian_2d((lo..hi).log_scale(), 0.0..100.0)
+            .build_cartesian_2d((lo..hi).log_scale(), 0.0..ymax)
             .map_err(|e| e.to_string())?;
         mesh(
             &mut chart,
-            ("latency per call (log scale)", "calls at or below (%)"),
+            ("latency per call (log scale)", y_desc),
             &|v| fmt_ns(*v),
             &|v| fmt_number(*v),
         )?;
-        for (s, h) in &series {
-            line(&mut chart, s, cdf(h), None)?;
+        for (s, points) in lines {
+            line(&mut chart, s, points, None)?;
         }
-        // Curves reach 100 % on the right: the lower right is free.
-        legend(&mut chart, SeriesLabelPosition::LowerRight)
+        legend(&mut chart, position)
     })
 }
