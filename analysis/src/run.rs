@@ -136,6 +136,30 @@ pub struct RunInfo {
     pub load: LoadResults,
     pub server_process: ServerProcess,
     pub per_request: PerRequest,
+    /// Where server and client ran, and what else the machine did during the window: what
+    /// could disturb the run. Absent in files written before netpoll recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+}
+
+/// CPU placement and disturbances of one run's measurement window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// CPUs the server was pinned to (`--server-cpus`); absent: not pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpus: Option<Vec<usize>>,
+    /// CPUs the load generator was pinned to (`--client-cpus`); absent: not pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cpus: Option<Vec<usize>>,
+    /// CPUs of the machine.
+    pub cpus: usize,
+    /// Time the hypervisor gave the machine's CPUs to others (steal, all CPUs, /proc/stat).
+    pub steal_ns: u64,
+    /// CPU time of netpoll's own process: the load generator and the probes' reading.
+    pub client_cpu_ns: u64,
+    /// Busy CPU time of everything else: other processes, kernel threads, interrupts (the
+    /// machine's busy time, /proc/stat, minus the server's and netpoll's own).
+    pub other_cpu_ns: u64,
 }
 
 /// The server process during the measurement window.

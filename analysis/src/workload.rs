@@ -35,7 +35,7 @@ pub struct ServerConfig {
     /// Bytes read from a file per request (file I/O, which epoll cannot multiplex).
     #[arg(long, default_value_t = 0, value_name = "BYTES")]
     pub disk_read: usize,
-    /// Threads for epoll-reactors and tokio (default: one per CPU).
+    /// Threads for epoll-reactors and tokio (default: one per CPU the server may run on).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// io-uring: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL).
@@ -170,6 +170,56 @@ impl Default for LoadOptions {
     }
 }
 
+/// CPUs, as a command-line value (`--server-cpus 1`, `--client-cpus 0,2-3`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// Parses a `CpuList` (clap's value parser).
+pub fn cpu_list(s: &str) -> Result<CpuList, String> {
+    parse_cpu_list(s).map(CpuList)
+}
+
+/// A list of CPUs as `taskset -c` and cpusets write it: `1`, `0-3`, `0,2-3`.
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+    let mut cpus = Vec::new();
+    for part in s.split(',') {
+        let bad = || format!("{s:?} is not a CPU list (like 1, 0-3 or 0,2-3)");
+        let number = |n: &str| n.trim().parse::<usize>().map_err(|_| bad());
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (number(a)?, number(b)?);
+                if a > b {
+                    return Err(bad());
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(number(part)?),
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(cpus)
+}
+
+/// The other way: `0-3,5`.
+pub fn format_cpu_list(cpus: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let start = cpus[i];
+        while i + 1 < cpus.len() && cpus[i + 1] == cpus[i] + 1 {
+            i += 1;
+        }
+        parts.push(if cpus[i] == start {
+            start.to_string()
+        } else {
+            format!("{start}-{}", cpus[i])
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
 /// A positive number of seconds.
 pub fn parse_seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
@@ -253,6 +303,17 @@ mod tests {
             parse(&["-m".into(), "poll".into()]).workload,
             Workload::of("poll")
         );
+    }
+
+    #[test]
+    fn cpu_lists_read_like_taskset() {
+        assert_eq!(parse_cpu_list("1"), Ok(vec![1]));
+        assert_eq!(parse_cpu_list("0-3"), Ok(vec![0, 1, 2, 3]));
+        assert_eq!(parse_cpu_list("3,0-1,1"), Ok(vec![0, 1, 3]));
+        assert!(parse_cpu_list("2-1").is_err());
+        assert!(parse_cpu_list("x").unwrap_err().contains("not a CPU list"));
+        assert!(parse_cpu_list("").is_err());
+        assert_eq!(format_cpu_list(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
     }
 
     #[test]

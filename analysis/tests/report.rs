@@ -142,6 +142,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
                 context_switches: if blocking { 1.0 } else { 0.001 },
                 cpu_us: 10.0,
             },
+            environment: None,
         }),
     }
 }
@@ -522,4 +523,102 @@ fn sweeps_sort_numerically_and_failing_runs_are_marked() {
             .svg
             .contains("epoll-lt")
     );
+}
+
+/// `run_results` with throughput `rps` (and p99 scaled with it, so figures vary together).
+fn with_throughput(model: &str, rps: f64) -> Results {
+    let mut r = run_results(model, 8, 64);
+    r.run.as_mut().expect("run").load.throughput_rps = rps;
+    r
+}
+
+#[test]
+fn repeats_give_intervals_and_findings_never_rank_within_noise() {
+    let dir = temp_dir("repeats");
+    let mut results = Vec::new();
+    for (model, values) in [
+        ("epoll-lt", [1000.0, 1050.0, 980.0, 1020.0, 1010.0]),
+        ("poll", [1005.0, 990.0, 1030.0, 1000.0, 1015.0]),
+        ("blocking-iterative", [330.0, 340.0, 320.0, 335.0, 325.0]),
+    ] {
+        results.extend(values.iter().map(|&v| with_throughput(model, v)));
+    }
+    let runs = runs(&dir, &results);
+    // Repeats share their configuration's label: five runs, one configuration.
+    assert!(runs.iter().filter(|r| r.label == "epoll-lt").count() == 5);
+    assert_eq!(report::cells(&runs).len(), 3);
+    let sentence = report::summary(&runs).expect("a sentence");
+    // epoll-lt and poll cannot be told apart: neither is ranked above the other.
+    assert!(
+        sentence.contains("poll and epoll-lt served the most requests")
+            && sentence.contains("within noise of each other"),
+        "{sentence}"
+    );
+    // blocking-iterative is slower beyond the noise: by how much, with the interval.
+    let ratio = regex_like_ratio(&sentence, "the requests of blocking-iterative");
+    assert!((2.8..3.3).contains(&ratio), "{sentence}");
+    assert!(
+        !sentence.contains("One run per configuration"),
+        "{sentence}"
+    );
+
+    let charts = report::charts(&runs).expect("charts");
+    let throughput = chart(&charts, "throughput");
+    assert!(
+        throughput
+            .svg
+            .contains("median of 5 runs, bars: 95 % interval"),
+        "no note on the bars"
+    );
+    let out = dir.join("report");
+    report::write(&out, &runs, &report::Heading::default()).expect("report");
+    let md = fs::read_to_string(out.join("report.md")).expect("md");
+    // Tables print the median and its interval.
+    assert!(md.contains("| epoll-lt | 8 | closed | 5 | 1010 (9"), "{md}");
+    let csv = fs::read_to_string(out.join("results.csv")).expect("csv");
+    let header = csv.lines().next().expect("header");
+    for column in [
+        "runs",
+        "throughput_median",
+        "throughput_low",
+        "throughput_high",
+    ] {
+        assert!(header.split(',').any(|c| c == column), "{header}");
+    }
+}
+
+#[test]
+fn identical_configurations_are_within_noise() {
+    let dir = temp_dir("aa");
+    let values = [1000.0, 1100.0, 950.0, 1050.0, 990.0];
+    let results: Vec<Results> = values
+        .iter()
+        .map(|&v| with_throughput("epoll-lt", v))
+        .chain(
+            values
+                .iter()
+                .map(|&v| with_throughput("epoll-et", v * 1.02)),
+        )
+        .collect();
+    let runs = runs(&dir, &results);
+    let sentence = report::summary(&runs).expect("a sentence");
+    assert!(
+        sentence.contains("all 2 configurations served requests within noise of each other"),
+        "{sentence}"
+    );
+    assert!(!sentence.contains("served the most"), "{sentence}");
+}
+
+/// The `2.9x` in `... 2.9x (2.6-3.3x) <after>`.
+fn regex_like_ratio(sentence: &str, after: &str) -> f64 {
+    let before = sentence
+        .split(after)
+        .next()
+        .unwrap_or_else(|| panic!("no {after:?} in {sentence}"));
+    let word = before
+        .split_whitespace()
+        .rev()
+        .find(|w| w.ends_with('x') && !w.ends_with("x)"))
+        .unwrap_or_else(|| panic!("no ratio before {after:?}: {sentence}"));
+    word.trim_end_matches('x').parse().expect("a number")
 }

@@ -334,6 +334,22 @@ pub fn run_report(run: &RunInfo) -> String {
         "per request: {:.2} syscalls, {:.2} epoll waits, {:.2} EAGAINs, {:.2} context switches, {:.1}µs server CPU",
         r.syscalls, r.epoll_waits, r.eagain, r.context_switches, r.cpu_us
     );
+    if let Some(e) = &run.environment {
+        let pinned = |cpus: &Option<Vec<usize>>| {
+            cpus.as_deref().map_or("any CPU".into(), |c| {
+                format!("CPUs {}", analysis::workload::format_cpu_list(c))
+            })
+        };
+        let _ = writeln!(
+            out,
+            "placement: server on {}, load generator on {}; during the window: load generator CPU {}, other CPU use {}, steal {}",
+            pinned(&e.server_cpus),
+            pinned(&e.client_cpus),
+            fmt_ns(e.client_cpu_ns),
+            fmt_ns(e.other_cpu_ns),
+            fmt_ns(e.steal_ns)
+        );
+    }
     if let Some(died) = &p.died {
         let _ = writeln!(out, "the server died during the run: {died}");
     }

@@ -166,9 +166,7 @@ pub fn host() -> analysis::results::Host {
         hostname: field(|u| u.nodename()),
         kernel: field(|u| u.release()),
         arch: std::env::consts::ARCH.to_string(),
-        cpus: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        cpus: online_cpus(),
     }
 }
 
@@ -250,8 +248,7 @@ impl ProcessSample {
     pub fn read_stat(pid: u32) -> Option<ProcessSample> {
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let field = |n| stat_field(&stat, n);
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let ticks = clock_ticks();
         Some(ProcessSample {
             user_ns: field(14)? * 1_000_000_000 / ticks,
             system_ns: field(15)? * 1_000_000_000 / ticks,
@@ -282,6 +279,81 @@ impl ProcessSample {
         }
         Some(sample)
     }
+}
+
+/// CPU time of the whole machine, from the first line of /proc/stat.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineSample {
+    /// user + nice + system + irq + softirq, all CPUs.
+    pub busy_ns: u64,
+    /// Time the hypervisor ran something else, all CPUs.
+    pub steal_ns: u64,
+}
+
+impl MachineSample {
+    pub fn read() -> Option<MachineSample> {
+        let stat = fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        // cpu user nice system idle iowait irq softirq steal guest guest_nice (in USER_HZ).
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let tick = |t: u64| t * 1_000_000_000 / clock_ticks();
+        let field = |i: usize| f.get(i).copied().unwrap_or(0);
+        Some(MachineSample {
+            busy_ns: tick(field(0) + field(1) + field(2) + field(5) + field(6)),
+            steal_ns: tick(field(7)),
+        })
+    }
+}
+
+/// CPUs online (not only those this thread may use: `netpoll run` pins itself).
+pub fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64
+}
+
+/// CPUs this process may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect(),
+        Err(_) => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+    }
+}
+
+/// Checks that `cpus` (from `option`) exist and this process may use them.
+pub fn check_cpus(cpus: &[usize], option: &str) -> Result<()> {
+    let allowed = allowed_cpus();
+    if cpus.is_empty() {
+        bail!("{option}: no CPU given");
+    }
+    if let Some(bad) = cpus.iter().find(|c| !allowed.contains(c)) {
+        bail!(
+            "{option}: CPU {bad} is not one this process may use (allowed: {})",
+            analysis::workload::format_cpu_list(&allowed)
+        );
+    }
+    Ok(())
+}
+
+/// Pins a task (a thread, or a process before it creates threads: they inherit it) to `cpus`;
+/// `pid` 0 is the calling thread.
+pub fn pin(pid: u32, cpus: &[usize]) -> Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu).with_context(|| format!("CPU {cpu}"))?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid as i32), &set)
+        .with_context(|| format!("cannot pin task {pid} to CPUs {cpus:?}"))
 }
 
 #[cfg(test)]
@@ -330,6 +402,23 @@ mod tests {
         handles.into_iter().for_each(|h| h.join().unwrap());
         assert_eq!(super::stat_field("1 (a b) S 7", 4), Some(7));
         assert!(super::ProcessSample::read(0).is_none());
+    }
+
+    #[test]
+    fn the_machine_is_busy_and_this_process_may_use_its_cpus() {
+        let before = super::MachineSample::read().expect("/proc/stat");
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(50);
+        while std::time::Instant::now() < until {}
+        let after = super::MachineSample::read().expect("/proc/stat");
+        assert!(after.busy_ns > before.busy_ns, "{before:?} {after:?}");
+        let cpus = super::allowed_cpus();
+        assert!(!cpus.is_empty());
+        assert!(super::check_cpus(&cpus, "--x").is_ok());
+        let err = super::check_cpus(&[100_000], "--server-cpus").unwrap_err();
+        assert!(
+            err.to_string().starts_with("--server-cpus: CPU 100000"),
+            "{err}"
+        );
     }
 
     #[test]

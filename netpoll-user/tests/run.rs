@@ -330,3 +330,86 @@ fn bad_input_is_refused_before_anything_starts() {
     assert!(err.contains("--out /proc/version/x"), "{err}");
     assert_nothing_attached();
 }
+
+/// CPUs a task may run on, from /proc (`Cpus_allowed_list`).
+fn allowed_cpus(task_status: &std::path::Path) -> Option<String> {
+    fs::read_to_string(task_status)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_string())
+}
+
+#[test]
+fn server_and_client_are_pinned_where_asked() {
+    let _one = ONE_AT_A_TIME.lock();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipped: pinning to disjoint CPUs needs 2 CPUs");
+        return;
+    }
+    let json = json_path("pinned");
+    let child = Command::new(common::NETPOLL)
+        .args([
+            "run", "--model", "tokio", "-c", "4", "-d", "1.5", "--warmup", "0.2",
+        ])
+        .args(["--server-cpus", "1", "--client-cpus", "0"])
+        .args(["--quiet", "--json", &json.display().to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("netpoll run");
+    // While it runs, every thread of the server and of netpoll itself has its CPUs.
+    std::thread::sleep(Duration::from_millis(900));
+    let server = fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let threads = |pid: &str| -> Vec<String> {
+        fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|t| allowed_cpus(&t.path().join("status")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (server_threads, client_threads) = (threads(&server), threads(&child.id().to_string()));
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // tokio pinned to one CPU runs one worker (plus its main thread).
+    assert!(
+        server_threads.len() >= 2,
+        "server threads {server_threads:?}"
+    );
+    assert!(
+        server_threads.iter().all(|c| c == "1"),
+        "{server_threads:?}"
+    );
+    assert!(
+        client_threads.iter().all(|c| c == "0"),
+        "{client_threads:?}"
+    );
+    let r = Results::load(&json).expect("results");
+    let _ = fs::remove_file(&json);
+    let e = info(&r).environment.clone().expect("environment recorded");
+    assert_eq!(
+        (e.server_cpus.clone(), e.client_cpus.clone()),
+        (Some(vec![1]), Some(vec![0]))
+    );
+    assert!(e.client_cpu_ns > 0 && e.cpus >= 2, "{e:?}");
+    assert_nothing_attached();
+
+    let err = one_line_failure(
+        &netpoll(&["run", "--model", "poll", "--server-cpus", "4096"]),
+        1,
+    );
+    assert!(err.contains("--server-cpus: CPU 4096"), "{err}");
+    let err = one_line_failure(
+        &netpoll(&["run", "--model", "poll", "--client-cpus", "1-0"]),
+        2,
+    );
+    assert!(err.contains("not a CPU list"), "{err}");
+}

@@ -6,8 +6,6 @@ mod experiments;
 mod setup;
 mod test;
 
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -28,23 +26,10 @@ enum Task {
     /// Run every check and test, as CI does: fmt, clippy, unit tests, and the integration tests
     /// that load the real probes (needs root).
     Test,
-    /// Run the experiment suite (xtask/experiments.toml) and write its report: per experiment,
-    /// results files, charts, tables and a sentence generated from the data.
-    Experiments {
-        /// The short suite CI runs (at most 3 minutes): fewer models and values, shorter runs.
-        #[arg(long)]
-        quick: bool,
-        /// Run only this experiment.
-        #[arg(long, value_name = "NAME")]
-        only: Option<String>,
-        /// Where to write results (default: target/experiments/<unix time>).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Repeat every run N times (interleaved); the report gives min/median/max and flags
-        /// spreads above 10 %.
-        #[arg(long, default_value_t = 1, value_name = "N")]
-        repeat: usize,
-    },
+    /// Run the experiment suite (xtask/experiments.toml) and write its report: an A/A noise
+    /// calibration, then per experiment the results files, charts, tables and findings stated
+    /// with 95 % intervals.
+    Experiments(experiments::Options),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -89,18 +74,7 @@ fn main() {
     let result = match cli.task {
         Task::Setup => setup::test_prerequisites(),
         Task::Test => test::test(),
-        Task::Experiments {
-            quick,
-            only,
-            out,
-            repeat,
-        } => experiments::experiments(experiments::Options {
-            quick,
-            only,
-            out,
-            repeat,
-        })
-        .map(|_| ()),
+        Task::Experiments(options) => experiments::experiments(options).map(|_| ()),
         Task::Bench {
             bench: Bench::Overhead { rounds, iterations },
         } => bench::overhead::overhead(rounds, iterations),

@@ -38,13 +38,17 @@ pub fn test() -> Result<()> {
     let quick = workspace_root()?.join("target/experiments/quick");
     let _ = std::fs::remove_dir_all(&quick);
     eprintln!("xtask: experiments --quick into {}", quick.display());
+    let repeat = crate::experiments::QUICK_REPEAT;
     let experiments = crate::experiments::experiments(crate::experiments::Options {
         quick: true,
         only: None,
         out: Some(quick.clone()),
-        repeat: 1,
+        repeat: Some(repeat),
+        calibrate: false,
+        file: None,
+        no_pin: false,
     })
-    .and_then(|out| crate::experiments::check_quick(&out));
+    .and_then(|out| crate::experiments::check_quick(&out, repeat));
     let (passed, failed) = match &experiments {
         Ok(()) => (passed + 1, failed),
         Err(e) => {

@@ -5,13 +5,14 @@ use std::collections::BTreeSet;
 
 use super::{
     ReportError,
-    runs::{Axis, Run, at_largest, mixed_parameters},
+    runs::{Axis, Cell, Run, at_largest, cells, mixed_parameters},
 };
 use crate::{
     Histogram,
     chart::{self, Bar, Chart, Point, Series, fmt_ns, style::fmt_number},
-    results::{CLASS_ORDER, Results, SyscallStats},
+    results::{CLASS_ORDER, SyscallStats},
     run::RunInfo,
+    stats::{self, Estimate},
 };
 
 /// A per-run figure that charts compare across models: bars, and lines along a sweep.
@@ -69,60 +70,105 @@ pub const FIGURES: [Figure; 6] = [
     },
 ];
 
-/// The class a run waits in: epoll, else poll/select, else io_uring (blocking models: none).
-fn wait_class(r: &Results) -> Option<&SyscallStats> {
+/// The class a configuration waits in: epoll, else poll/select, else io_uring (blocking
+/// models: none).
+fn wait_class(cell: &Cell) -> Option<SyscallStats> {
     ["epoll", "poll_select", "io_uring"]
         .iter()
-        .find_map(|c| r.class(c))
+        .find_map(|c| cell.class(c))
 }
 
-/// The charts' note: which value of the swept axis they show, and parameters that differ.
-fn note_for(workloads: &[&Run], axis: Option<Axis>) -> Option<String> {
-    let Some(axis) = axis else {
-        return mixed_parameters(workloads, None);
-    };
-    let largest: BTreeSet<usize> = workloads
-        .iter()
-        .filter_map(|r| Some(axis.value(r.info()?)))
-        .collect();
-    let values: Vec<String> = largest.iter().map(|v| v.to_string()).collect();
-    let mut note = format!("at {} {}", values.join("/"), axis.name());
-    if let Some(mixed) = mixed_parameters(workloads, Some(axis)) {
-        note = format!("{note}; {mixed}");
+/// What the charts of these configurations must say: which value of the swept axis they show,
+/// parameters that differ, and how many runs each value is the median of.
+fn note_for(cells: &[Cell], axis: Option<Axis>) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(axis) = axis {
+        let largest: BTreeSet<usize> = cells
+            .iter()
+            .filter_map(|c| Some(axis.value(c.info()?)))
+            .collect();
+        let values: Vec<String> = largest.iter().map(|v| v.to_string()).collect();
+        parts.push(format!("at {} {}", values.join("/"), axis.name()));
     }
-    Some(note)
+    if let Some(mixed) = mixed_parameters(cells, axis) {
+        parts.push(mixed);
+    }
+    parts.extend(repeats_note(cells));
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// How many runs a figure is the median of, and what its error bar is.
+pub fn repeats_note(cells: &[Cell]) -> Option<String> {
+    let counts: BTreeSet<usize> = cells
+        .iter()
+        .filter(|c| c.info().is_some())
+        .map(|c| c.runs.len())
+        .collect();
+    let (min, max) = (*counts.first()?, *counts.last()?);
+    let n = if min == max {
+        min.to_string()
+    } else {
+        format!("{min}-{max}")
+    };
+    Some(match (min, max) {
+        (1, 1) => "one run per configuration: no intervals".into(),
+        (_, 2) => format!("median of {n} runs, bars from min to max"),
+        _ => format!("median of {n} runs, bars: 95 % interval"),
+    })
+}
+
+/// The same, as a sentence above a table.
+pub fn repeats_sentence(cells: &[Cell]) -> Option<String> {
+    let max = cells
+        .iter()
+        .filter(|c| c.info().is_some())
+        .map(|c| c.runs.len())
+        .max()?;
+    Some(match max {
+        1 => "One run per configuration: the figures have no intervals and differences are not tested against noise.".into(),
+        _ => format!(
+            "Each figure is the median of its configuration's runs (column runs); in parentheses, its 95 % interval (bootstrap; the range of the runs when there are 2). {}",
+            "Configurations whose intervals overlap are not ranked."
+        ),
+    })
 }
 
 /// Every chart for these runs.
 pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
-    let mut charts = Vec::new();
-    let every: Vec<&Run> = runs.iter().filter(|r| r.info().is_some()).collect();
+    let all_cells = cells(runs);
+    let every: Vec<Cell> = all_cells
+        .iter()
+        .filter(|c| c.info().is_some())
+        .cloned()
+        .collect();
     let axis = Axis::varied(&every);
-    // Charts that compare models show one run per model: at the largest value swept.
+    // Charts that compare models show one configuration per model: at the largest value swept.
     let workloads = match axis {
         Some(axis) => at_largest(&every, axis),
         None => every.clone(),
     };
-    let all: Vec<&Run> = workloads
+    let profiles: Vec<Cell> = all_cells
         .iter()
-        .copied()
-        .chain(runs.iter().filter(|r| r.info().is_none()))
+        .filter(|c| c.info().is_none())
+        .cloned()
         .collect();
+    let all: Vec<Cell> = workloads.iter().chain(&profiles).cloned().collect();
     let note = note_for(&workloads, axis);
     let note = note.as_deref();
+    let mut charts = Vec::new();
     if !workloads.is_empty() {
         charts.extend(request_charts(&workloads, note)?);
         for f in &FIGURES {
             let bars: Vec<Bar> = workloads
                 .iter()
-                .filter_map(|r| {
-                    let value = (f.value)(r.info()?);
-                    Some(Bar {
-                        series: r.series(),
-                        value,
-                        interval: None,
-                        text: (f.text)(value),
-                    })
+                .map(|c| {
+                    let e = c.estimate(f.value);
+                    Bar {
+                        series: c.series(),
+                        value: e.median,
+                        interval: e.interval,
+                        text: (f.text)(e.median),
+                    }
                 })
                 .collect();
             charts.push(chart::bars(f.name, f.title, note, f.unit, &bars)?);
@@ -144,19 +190,27 @@ pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
     Ok(charts)
 }
 
-/// Client-side request latency: percentiles, and the full percentile distribution.
-fn request_charts(workloads: &[&Run], note: Option<&str>) -> Result<Vec<Chart>, ReportError> {
-    let pct: Vec<(Series, Vec<f64>)> = workloads
+/// Client-side request latency: percentiles (medians over the repeats), and the full
+/// percentile distribution (the repeats' histograms merged).
+fn request_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, ReportError> {
+    type Pick = fn(&RunInfo) -> f64;
+    let picks: [Pick; 5] = [
+        |i| i.load.latency_percentiles.p50 as f64,
+        |i| i.load.latency_percentiles.p90 as f64,
+        |i| i.load.latency_percentiles.p99 as f64,
+        |i| i.load.latency_percentiles.p999 as f64,
+        |i| i.load.latency_percentiles.max as f64,
+    ];
+    let pct: Vec<(Series, Vec<f64>)> = cells
         .iter()
-        .filter_map(|r| {
-            let p = r.info()?.load.latency_percentiles;
-            let values = [p.p50, p.p90, p.p99, p.p999, p.max];
-            Some((r.series(), values.iter().map(|v| *v as f64).collect()))
+        .map(|c| {
+            let values = picks.iter().map(|f| stats::median(&c.values(f))).collect();
+            (c.series(), values)
         })
         .collect();
-    let distributions: Vec<(Series, &Histogram)> = workloads
+    let merged: Vec<(Series, Histogram)> = cells
         .iter()
-        .filter_map(|r| Some((r.series(), &r.info()?.load.latency_ns)))
+        .filter_map(|c| Some((c.series(), c.request_latency()?)))
         .collect();
     Ok(vec![
         chart::percentiles(
@@ -171,138 +225,155 @@ fn request_charts(workloads: &[&Run], note: Option<&str>) -> Result<Vec<Chart>, 
             "Request latency by percentile (client side)",
             note,
             "request latency (log scale)",
-            &distributions,
+            &refs(&merged),
         )?,
     ])
 }
 
 /// Server-side syscall latency: socket reads, file reads, the waiting call, ready events, and
-/// each class's percentile distribution.
-fn syscall_charts(all: &[&Run], note: Option<&str>) -> Result<Vec<Chart>, ReportError> {
+/// each class's percentile distribution; each configuration's repeats merged.
+fn syscall_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, ReportError> {
     let mut charts = Vec::new();
-    let class_series = |class: &str| -> Vec<(Series, &Histogram)> {
-        all.iter()
-            .filter_map(|r| Some((r.series(), &r.results.class(class)?.latency_ns)))
+    let class_of = |class: &str| -> Vec<(Series, SyscallStats)> {
+        cells
+            .iter()
+            .filter_map(|c| Some((c.series(), c.class(class)?)))
             .collect()
     };
-    let reads = class_series("socket_read");
-    let waits: Vec<(Series, &Histogram)> = all
+    let latencies = |rows: &[(Series, SyscallStats)]| -> Vec<(Series, Histogram)> {
+        rows.iter()
+            .map(|(s, c)| (s.clone(), c.latency_ns.clone()))
+            .collect()
+    };
+    let reads = latencies(&class_of("socket_read"));
+    let waits: Vec<(Series, Histogram)> = cells
         .iter()
-        .filter_map(|r| {
-            let class = wait_class(&r.results)?;
-            let s = r.series();
+        .filter_map(|c| {
+            let class = wait_class(c)?;
+            let s = c.series();
             let label = format!("{} ({})", s.label, class.name);
-            Some((Series { label, ..s }, &class.latency_ns))
+            Some((Series { label, ..s }, class.latency_ns))
+        })
+        .collect();
+    let files = latencies(&class_of("other_read"));
+    let ready: Vec<(Series, Histogram)> = cells
+        .iter()
+        .filter_map(|c| {
+            let class = ["epoll", "poll_select"].iter().find_map(|n| c.class(n))?;
+            Some((c.series(), class.ready_events))
         })
         .collect();
     charts.push(chart::latency_overlay(
         "socket_read_latency",
         "Time inside socket reads: a blocking read waits for data, a ready read does not",
         note,
-        &reads,
+        &refs(&reads),
     )?);
     charts.push(chart::latency_cdf(
         "socket_read_cdf",
         "Socket read latency, cumulative",
         note,
-        &reads,
+        &refs(&reads),
     )?);
     // Reads of files (and pipes): readiness APIs cannot multiplex them, so whoever makes them
     // waits. Only drawn when some run made them.
-    let files = class_series("other_read");
     if !files.is_empty() {
         charts.push(chart::latency_overlay(
             "file_read_latency",
             "Time inside non-socket reads (files, pipes), which readiness APIs cannot multiplex",
             note,
-            &files,
+            &refs(&files),
         )?);
     }
     charts.push(chart::latency_overlay(
         "wait_latency",
         "Time inside the waiting call (epoll_wait, poll/select, io_uring_enter)",
         note,
-        &waits,
+        &refs(&waits),
     )?);
     charts.push(chart::latency_cdf(
         "wait_cdf",
         "Waiting-call latency, cumulative",
         note,
-        &waits,
+        &refs(&waits),
     )?);
-    let ready: Vec<(Series, &Histogram)> = all
-        .iter()
-        .filter_map(|r| {
-            let class = ["epoll", "poll_select"]
-                .iter()
-                .find_map(|c| r.results.class(c))?;
-            Some((r.series(), &class.ready_events))
-        })
-        .collect();
     charts.push(chart::ready_events(
         "ready_events",
         "Ready descriptors per epoll/poll/select call: what one wake-up batches",
         note,
-        &ready,
+        &refs(&ready),
     )?);
     for class in CLASS_ORDER {
-        let series = class_series(class);
-        if !series.is_empty() {
+        let rows = latencies(&class_of(class));
+        if !rows.is_empty() {
             charts.push(chart::percentile_distribution(
                 &format!("{class}_latency_distribution"),
                 &format!("{class} latency by percentile (server side, in the kernel)"),
                 note,
                 "latency per call (log scale)",
-                &series,
+                &refs(&rows),
             )?);
         }
     }
     Ok(charts)
 }
 
-/// Key figures against the swept parameter, one line per model.
-fn versus(workloads: &[&Run], axis: Axis) -> Result<Vec<Chart>, ReportError> {
-    // Runs are in model order already: group them, keeping it.
-    let mut by_model: Vec<(String, Vec<&Run>)> = Vec::new();
-    for run in workloads {
-        let Some(info) = run.info() else { continue };
+/// Series borrowing their histograms, as the chart functions take them.
+fn refs(v: &[(Series, Histogram)]) -> Vec<(Series, &Histogram)> {
+    v.iter().map(|(s, h)| (s.clone(), h)).collect()
+}
+
+/// Key figures against the swept parameter, one line per model, error bars from the repeats.
+fn versus(cells: &[Cell], axis: Axis) -> Result<Vec<Chart>, ReportError> {
+    // Configurations are in model order already: group them, keeping it.
+    let mut by_model: Vec<(String, Vec<&Cell>)> = Vec::new();
+    for cell in cells {
+        let Some(info) = cell.info() else { continue };
         let key = info.workload.label();
         match by_model.iter_mut().find(|(m, _)| *m == key) {
-            Some((_, runs)) => runs.push(run),
-            None => by_model.push((key, vec![run])),
+            Some((_, group)) => group.push(cell),
+            None => by_model.push((key, vec![cell])),
         }
     }
-    let several = by_model.iter().any(|(_, runs)| {
-        runs.iter()
-            .filter_map(|r| Some(axis.value(r.info()?)))
+    let several = by_model.iter().any(|(_, group)| {
+        group
+            .iter()
+            .filter_map(|c| Some(axis.value(c.info()?)))
             .collect::<BTreeSet<_>>()
             .len()
             > 1
     });
-    let note = match (several, mixed_parameters(workloads, Some(axis))) {
-        (false, _) => Some(format!(
+    let mut notes: Vec<String> = Vec::new();
+    if !several {
+        notes.push(format!(
             "each model ran at one value of {}: run it at several for a curve",
             axis.name()
-        )),
-        (true, mixed) => mixed,
-    };
+        ));
+    }
+    notes.extend(mixed_parameters(cells, Some(axis)));
+    notes.extend(repeats_note(cells));
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
     let slug = axis.name().replace(' ', "_");
     let mut out = Vec::new();
     for f in &FIGURES {
         let lines: Vec<(Series, Vec<Point>)> = by_model
             .iter()
-            .map(|(model, runs)| {
-                let points = runs
+            .map(|(model, group)| {
+                let points = group
                     .iter()
-                    .filter_map(|r| r.info())
-                    .map(|i| Point {
-                        x: axis.value(i) as f64,
-                        y: (f.value)(i),
-                        interval: None,
+                    .filter_map(|c| {
+                        let Estimate {
+                            median, interval, ..
+                        } = c.estimate(f.value);
+                        Some(Point {
+                            x: axis.value(c.info()?) as f64,
+                            y: median,
+                            interval,
+                        })
                     })
                     .collect();
                 // A model is marked when any of its runs had failed requests.
-                let failed: u64 = runs.iter().map(|r| r.failed_requests()).sum();
+                let failed: u64 = group.iter().map(|c| c.failed_requests()).sum();
                 let mut series = Series::named(model);
                 if failed > 0 {
                     series.label = format!("{model} ({failed} failed requests)");

@@ -23,7 +23,7 @@ use std::{
 
 pub use document::{Block, Document, Link};
 pub use figures::charts;
-pub use runs::{Axis, Run, arrange, at_largest, load, mixed_parameters};
+pub use runs::{Axis, Cell, Run, arrange, at_largest, cells, load, mixed_parameters};
 pub use sentence::summary;
 pub use table::Table;
 
@@ -90,8 +90,12 @@ pub fn document(runs: &[Run], charts: &[Chart], heading: &Heading) -> Document {
     for table in &heading.tables {
         doc.blocks.push(Block::Table(table.clone()));
     }
-    let workloads = table::workloads(runs);
+    let cells = runs::cells(runs);
+    let workloads = table::workloads(&cells);
     if !workloads.rows.is_empty() {
+        if let Some(sentence) = figures::repeats_sentence(&cells) {
+            doc.paragraph(None, &sentence);
+        }
         doc.blocks.push(Block::Table(workloads));
     }
     doc.heading("Charts");
@@ -102,7 +106,7 @@ pub fn document(runs: &[Run], charts: &[Chart], heading: &Heading) -> Document {
             svg: c.svg.clone(),
         });
     }
-    doc.blocks.push(Block::Table(table::classes(runs)));
+    doc.blocks.push(Block::Table(table::classes(&cells)));
     doc.blocks.push(Block::Table(table::runs(runs)));
     doc
 }

@@ -9,10 +9,12 @@ use std::{
 
 use super::ReportError;
 use crate::{
+    Histogram,
     chart::{Series, color_of},
     models,
-    results::{LoadError, Results, TargetKind},
+    results::{LoadError, Results, SyscallStats, TargetKind},
     run::RunInfo,
+    stats::{self, Estimate},
 };
 
 /// A results file and the label its series carry in charts.
@@ -42,8 +44,81 @@ impl Run {
         self.info().map_or(0, |i| i.load.errors.total())
     }
 
-    /// The run as a chart series: its label, marked when requests failed (a server that serves
-    /// one connection and lets the others time out has fine latencies), in its model's colour.
+    /// What makes runs repeats of one configuration: the workload and the load, not the
+    /// address, the times or the outcome. A profile is a configuration of its own.
+    pub fn config_key(&self) -> String {
+        match self.info() {
+            Some(i) => {
+                let s = &i.workload.server;
+                let l = &i.load;
+                format!(
+                    "{} payload={} think={} disk={} threads={} c={} idle={} rate={:?} t={}",
+                    i.workload.label(),
+                    s.payload,
+                    s.think_us,
+                    s.disk_read,
+                    s.threads,
+                    l.connections,
+                    l.idle_connections,
+                    l.rate,
+                    l.threads
+                )
+            }
+            None => format!("profile {}", self.path.display()),
+        }
+    }
+}
+
+/// One configuration and its repeated runs: what charts, tables and sentences compare.
+#[derive(Debug, Clone)]
+pub struct Cell<'a> {
+    pub label: String,
+    pub runs: Vec<&'a Run>,
+}
+
+impl<'a> Cell<'a> {
+    /// The configuration's parameters (the same in every repeat), for `netpoll run` results.
+    pub fn info(&self) -> Option<&'a RunInfo> {
+        self.runs.first()?.info()
+    }
+
+    /// A figure of every repeat.
+    pub fn values(&self, f: impl Fn(&RunInfo) -> f64) -> Vec<f64> {
+        self.runs.iter().filter_map(|r| r.info()).map(f).collect()
+    }
+
+    /// A figure's median over the repeats, with its interval.
+    pub fn estimate(&self, f: impl Fn(&RunInfo) -> f64) -> Estimate {
+        stats::estimate(&self.values(f))
+    }
+
+    /// Requests that failed, over every repeat.
+    pub fn failed_requests(&self) -> u64 {
+        self.runs.iter().map(|r| r.failed_requests()).sum()
+    }
+
+    /// A syscall class over every repeat (histograms merged).
+    pub fn class(&self, name: &str) -> Option<SyscallStats> {
+        let mut rows = self.runs.iter().filter_map(|r| r.results.class(name));
+        let mut total = rows.next()?.clone();
+        rows.for_each(|r| total.merge(r));
+        Some(total)
+    }
+
+    /// Client-side request latency over every repeat.
+    pub fn request_latency(&self) -> Option<Histogram> {
+        let mut hs = self
+            .runs
+            .iter()
+            .filter_map(|r| Some(&r.info()?.load.latency_ns));
+        let mut total = hs.next()?.clone();
+        hs.for_each(|h| total.merge(h));
+        Some(total)
+    }
+
+    /// The configuration as a chart series: its label, marked when requests failed (a server
+    /// that serves one connection and lets the others time out has fine latencies), in its
+    /// model's colour.
     pub fn series(&self) -> Series {
         let label = match self.failed_requests() {
             0 => self.label.clone(),
@@ -55,6 +130,33 @@ impl Run {
         };
         Series { label, color }
     }
+
+    /// `5 runs`, `1 run`.
+    pub fn repeats(&self) -> String {
+        match self.runs.len() {
+            1 => "1 run".into(),
+            n => format!("{n} runs"),
+        }
+    }
+}
+
+/// The configurations of arranged runs, in their order, each with its repeats.
+pub fn cells(runs: &[Run]) -> Vec<Cell<'_>> {
+    let mut cells: Vec<(String, Cell)> = Vec::new();
+    for run in runs {
+        let key = run.config_key();
+        match cells.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, cell)) => cell.runs.push(run),
+            None => cells.push((
+                key,
+                Cell {
+                    label: run.label.clone(),
+                    runs: vec![run],
+                },
+            )),
+        }
+    }
+    cells.into_iter().map(|(_, c)| c).collect()
 }
 
 /// Loads results files; a directory stands for the `*.json` files in it.
@@ -109,7 +211,7 @@ pub fn arrange(mut runs: Vec<Run>) -> Vec<Run> {
 }
 
 /// Labels: the model (for `netpoll run` results), else what was profiled; made unique with the
-/// connection counts, then the file name.
+/// connection counts, then the file name. Repeats of one configuration share their label.
 fn label_runs(runs: &mut [Run]) {
     for run in runs.iter_mut() {
         run.label = match run.info() {
@@ -117,10 +219,15 @@ fn label_runs(runs: &mut [Run]) {
             None => profile_label(&run.results),
         };
     }
-    // Duplicates are found before any is renamed, so that every one of them is.
+    // Duplicates (other configurations with the same label) are found before any is renamed,
+    // so that every one of them is.
     let duplicated = |runs: &[Run]| -> Vec<bool> {
         runs.iter()
-            .map(|r| runs.iter().filter(|o| o.label == r.label).count() > 1)
+            .map(|r| {
+                let key = r.config_key();
+                runs.iter()
+                    .any(|o| o.label == r.label && o.config_key() != key)
+            })
             .collect()
     };
     // Name duplicates by what differs among them: connections, idle connections, or both.
@@ -211,12 +318,12 @@ impl Axis {
     }
 
     /// The axis along which some model ran at several values: idle connections first.
-    pub fn varied(workloads: &[&Run]) -> Option<Axis> {
+    pub fn varied(cells: &[Cell]) -> Option<Axis> {
         [Axis::IdleConnections, Axis::Connections]
             .into_iter()
             .find(|&axis| {
                 let mut seen: Vec<(String, usize)> = Vec::new();
-                for info in workloads.iter().filter_map(|r| r.info()) {
+                for info in cells.iter().filter_map(|c| c.info()) {
                     let v = (info.workload.label(), axis.value(info));
                     if !seen.contains(&v) {
                         seen.push(v);
@@ -228,16 +335,16 @@ impl Axis {
     }
 }
 
-/// Runs at the largest value of `axis` for their model: one run per model for the charts that
-/// compare models.
-pub fn at_largest<'a>(workloads: &[&'a Run], axis: Axis) -> Vec<&'a Run> {
-    workloads
+/// Configurations at the largest value of `axis` for their model: one per model for the charts
+/// that compare models.
+pub fn at_largest<'a>(cells: &[Cell<'a>], axis: Axis) -> Vec<Cell<'a>> {
+    cells
         .iter()
-        .filter(|r| {
-            let Some(info) = r.info() else {
+        .filter(|c| {
+            let Some(info) = c.info() else {
                 return false;
             };
-            let largest = workloads
+            let largest = cells
                 .iter()
                 .filter_map(|o| o.info())
                 .filter(|o| o.workload.label() == info.workload.label())
@@ -245,13 +352,13 @@ pub fn at_largest<'a>(workloads: &[&'a Run], axis: Axis) -> Vec<&'a Run> {
                 .max();
             Some(axis.value(info)) == largest
         })
-        .copied()
+        .cloned()
         .collect()
 }
 
-/// Parameters that differ between `netpoll run` results: charts that compare runs say so.
-pub fn mixed_parameters(runs: &[&Run], skip: Option<Axis>) -> Option<String> {
-    let infos: Vec<&RunInfo> = runs.iter().filter_map(|r| r.info()).collect();
+/// Parameters that differ between configurations: charts that compare them say so.
+pub fn mixed_parameters(cells: &[Cell], skip: Option<Axis>) -> Option<String> {
+    let infos: Vec<&RunInfo> = cells.iter().filter_map(|c| c.info()).collect();
     type Parameter = (&'static str, Option<Axis>, fn(&RunInfo) -> String);
     let parameters: [Parameter; 6] = [
         ("connections", Some(Axis::Connections), |i| {

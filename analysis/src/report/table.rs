@@ -1,7 +1,14 @@
 //! The report's tables, as data: each writer (HTML, Markdown) renders a [`Table`] its own way.
 
-use super::{figures::ns, runs::Run};
-use crate::{Histogram, results::TargetKind};
+use super::{
+    figures::ns,
+    runs::{Cell, Run},
+};
+use crate::{
+    Histogram,
+    results::{CLASS_ORDER, TargetKind},
+    run::RunInfo,
+};
 
 /// A titled table of text cells.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,14 +33,15 @@ fn quantile(h: &Histogram, q: f64) -> String {
         .map_or("-".into(), |x| ns(x.estimate() as f64))
 }
 
-/// The key figures of each `netpoll run` result.
-pub fn workloads(runs: &[Run]) -> Table {
+/// The key figures of each configuration: medians of its repeats, with their intervals.
+pub fn workloads(cells: &[Cell]) -> Table {
     let mut table = Table::new(
         "Workloads",
         &[
-            "run",
+            "configuration",
             "connections",
             "mode",
+            "runs",
             "requests/s",
             "p50",
             "p99",
@@ -47,46 +55,61 @@ pub fn workloads(runs: &[Run]) -> Table {
             "threads",
         ],
     );
-    table.rows = runs
+    let two = |v: f64| format!("{v:.2}");
+    let time = |v: f64| ns(v);
+    table.rows = cells
         .iter()
-        .filter_map(|r| {
-            let i = r.info()?;
-            let l = &i.load;
-            let p = &i.per_request;
+        .filter_map(|c| {
+            let i = c.info()?;
+            let e =
+                |f: fn(&RunInfo) -> f64, fmt: &dyn Fn(f64) -> String| c.estimate(f).display(fmt);
             Some(vec![
-                r.label.clone(),
-                l.connections.to_string(),
-                l.rate
+                c.label.clone(),
+                i.load.connections.to_string(),
+                i.load
+                    .rate
                     .map_or("closed".into(), |rate| format!("open {rate}/s")),
-                format!("{:.0}", l.throughput_rps),
-                ns(l.latency_percentiles.p50 as f64),
-                ns(l.latency_percentiles.p99 as f64),
-                ns(l.latency_percentiles.p999 as f64),
-                l.errors.total().to_string(),
-                format!("{:.2}", p.syscalls),
-                format!("{:.2}", p.epoll_waits),
-                format!("{:.2}", p.eagain),
-                format!("{:.2}", p.context_switches),
-                format!("{:.1}", p.cpu_us),
-                i.server_process.peak_threads.to_string(),
+                c.runs.len().to_string(),
+                e(|i| i.load.throughput_rps, &|v| format!("{v:.0}")),
+                e(|i| i.load.latency_percentiles.p50 as f64, &time),
+                e(|i| i.load.latency_percentiles.p99 as f64, &time),
+                e(|i| i.load.latency_percentiles.p999 as f64, &time),
+                c.failed_requests().to_string(),
+                e(|i| i.per_request.syscalls, &two),
+                e(|i| i.per_request.epoll_waits, &two),
+                e(|i| i.per_request.eagain, &two),
+                e(|i| i.per_request.context_switches, &two),
+                e(|i| i.per_request.cpu_us, &|v| format!("{v:.1}")),
+                e(|i| i.server_process.peak_threads as f64, &|v| {
+                    format!("{v:.0}")
+                }),
             ])
         })
         .collect();
     table
 }
 
-/// Syscall classes of every run.
-pub fn classes(runs: &[Run]) -> Table {
+/// Syscall classes of every configuration, its repeats merged.
+pub fn classes(cells: &[Cell]) -> Table {
     let mut table = Table::new(
         "Syscall classes",
         &[
-            "run", "class", "calls", "errors", "EAGAIN", "bytes", "p50", "p99", "max",
+            "configuration",
+            "class",
+            "calls",
+            "errors",
+            "EAGAIN",
+            "bytes",
+            "p50",
+            "p99",
+            "max",
         ],
     );
-    for r in runs {
-        for c in &r.results.classes {
+    for cell in cells {
+        for name in CLASS_ORDER {
+            let Some(c) = cell.class(name) else { continue };
             table.rows.push(vec![
-                r.label.clone(),
+                cell.label.clone(),
                 c.name.clone(),
                 c.calls.to_string(),
                 c.errors.to_string(),

@@ -10,8 +10,8 @@ use std::{
 use analysis::{
     Results,
     results::{EndReason, Target, TargetKind},
-    run::{PerRequest, RunInfo, ServerProcess},
-    workload::{LoadOptions, Workload},
+    run::{Environment, PerRequest, RunInfo, ServerProcess},
+    workload::{CpuList, LoadOptions, Workload, cpu_list},
 };
 use anyhow::{Context as _, Result, anyhow, bail};
 
@@ -25,7 +25,7 @@ use crate::{
         target::{CommandState, HeldCommand},
     },
     sinks::ResultsSinks,
-    system::{self, ProcessSample},
+    system::{self, MachineSample, ProcessSample},
 };
 
 #[derive(clap::Args)]
@@ -37,6 +37,12 @@ pub struct Args {
     listen: SocketAddr,
     #[command(flatten)]
     load: LoadOptions,
+    /// Pin the server (all its threads) to these CPUs, like `taskset -c` (e.g. 1, or 2-3).
+    #[arg(long, value_name = "LIST", value_parser = cpu_list)]
+    server_cpus: Option<CpuList>,
+    /// Pin the load generator to these CPUs (disjoint from --server-cpus: less noise).
+    #[arg(long, value_name = "LIST", value_parser = cpu_list)]
+    client_cpus: Option<CpuList>,
     #[command(flatten)]
     results: ResultsArgs,
 }
@@ -81,6 +87,8 @@ struct Checked {
     sinks: ResultsSinks,
     quiet: bool,
     hook: Option<netpoll_ebpf::abi::HookKind>,
+    server_cpus: Option<Vec<usize>>,
+    client_cpus: Option<Vec<usize>>,
 }
 
 /// Everything a user can get wrong is checked before the server starts.
@@ -88,6 +96,14 @@ fn check(args: Args) -> Result<Checked> {
     let (mut workload, model) = args.workload.resolve().map_err(|e| anyhow!(e))?;
     let sinks = ResultsSinks::open(args.results.json.as_deref(), args.results.out.as_deref())?;
     system::check_privileges()?;
+    for (cpus, option) in [
+        (&args.server_cpus, "--server-cpus"),
+        (&args.client_cpus, "--client-cpus"),
+    ] {
+        if let Some(CpuList(cpus)) = cpus {
+            system::check_cpus(cpus, option)?;
+        }
+    }
     // Listening here makes a busy port a clear error now, and tells us the address; the server
     // inherits the socket.
     let listener = TcpListener::bind(args.listen)
@@ -123,6 +139,8 @@ fn check(args: Args) -> Result<Checked> {
         sinks,
         quiet: args.results.quiet,
         hook: args.results.hook,
+        server_cpus: args.server_cpus.map(|c| c.0),
+        client_cpus: args.client_cpus.map(|c| c.0),
     })
 }
 
@@ -135,6 +153,13 @@ fn spawn_server(c: &Checked) -> Result<(HeldCommand, Vec<String>)> {
     argv.extend(c.workload.args());
     argv.extend(["--listen-fd".into(), fd.to_string()]);
     let server = HeldCommand::spawn_passing(&argv, Some(fd))?;
+    // Pinned before its first instruction: every thread it creates inherits the CPUs.
+    if let Some(cpus) = &c.server_cpus
+        && let Err(e) = system::pin(server.pid, cpus)
+    {
+        server.stop();
+        return Err(e);
+    }
     Ok((server, argv))
 }
 
@@ -160,12 +185,22 @@ fn attach(c: &Checked, server: &mut HeldCommand) -> Result<Probes> {
     Ok(probes)
 }
 
+/// Everything sampled at an edge of the measurement window.
+#[derive(Clone)]
+struct Edge {
+    probes: Snapshot,
+    server: ProcessSample,
+    /// netpoll's own process: the load generator.
+    client: ProcessSample,
+    machine: MachineSample,
+}
+
 /// What the load and the watcher measured.
 struct Measured {
     outcome: Outcome,
-    /// Probe and process samples at the window's edges.
-    before: Option<(Snapshot, ProcessSample)>,
-    after: Option<(Snapshot, ProcessSample)>,
+    /// Samples at the window's edges.
+    before: Option<Edge>,
+    after: Option<Edge>,
     peak_threads: u64,
     /// How the server died during the run, and its exit status.
     died: Option<(String, i32)>,
@@ -177,8 +212,8 @@ struct RunWatcher<'a> {
     probes: &'a Probes,
     server: &'a HeldCommand,
     signals: &'a system::Signals,
-    before: Option<(Snapshot, ProcessSample)>,
-    after: Option<(Snapshot, ProcessSample)>,
+    before: Option<Edge>,
+    after: Option<Edge>,
     peak_threads: u64,
     /// The latest cheap sample (CPU, threads), for when the server dies before the window ends.
     last_stat: Option<ProcessSample>,
@@ -186,13 +221,18 @@ struct RunWatcher<'a> {
 }
 
 impl RunWatcher<'_> {
-    fn sample(&mut self) -> Result<(Snapshot, ProcessSample)> {
+    fn sample(&mut self) -> Result<Edge> {
         // A dead server's last figures are those of the latest tick (context switches lost).
-        let process = ProcessSample::read(self.server.pid)
+        let server = ProcessSample::read(self.server.pid)
             .or(self.last_stat)
             .unwrap_or_default();
-        self.peak_threads = self.peak_threads.max(process.threads);
-        Ok((self.probes.snapshot()?, process))
+        self.peak_threads = self.peak_threads.max(server.threads);
+        Ok(Edge {
+            probes: self.probes.snapshot()?,
+            server,
+            client: ProcessSample::read_stat(std::process::id()).unwrap_or_default(),
+            machine: MachineSample::read().unwrap_or_default(),
+        })
     }
 }
 
@@ -241,6 +281,10 @@ fn measure(
     server: &HeldCommand,
     signals: &system::Signals,
 ) -> Result<Measured> {
+    // The load generator's threads inherit this thread's CPUs.
+    if let Some(cpus) = &c.client_cpus {
+        system::pin(0, cpus)?;
+    }
     let mut watcher = RunWatcher {
         probes,
         server,
@@ -279,12 +323,24 @@ fn assemble(
 ) -> Result<Results> {
     let after = match m.after {
         Some(a) => a,
-        None => (probes.snapshot()?, ProcessSample::default()),
+        None => Edge {
+            probes: probes.snapshot()?,
+            server: ProcessSample::default(),
+            client: ProcessSample::default(),
+            machine: MachineSample::default(),
+        },
     };
     // Ended before the measurement began: an empty window.
     let before = m.before.unwrap_or_else(|| after.clone());
-    let window = after.0.since(&before.0);
-    let server_process = server_process(server.pid, &before.1, &after.1, m.peak_threads, &m.died);
+    let window = after.probes.since(&before.probes);
+    let server_process = server_process(
+        server.pid,
+        &before.server,
+        &after.server,
+        m.peak_threads,
+        &m.died,
+    );
+    let environment = environment(c, &before, &after);
     let load = m.outcome.results;
     let measured: Vec<_> = window.measured_since(None);
     let count = |f: &dyn Fn(&analysis::results::SyscallStats) -> u64| -> u64 {
@@ -327,8 +383,28 @@ fn assemble(
             load,
             server_process,
             per_request,
+            environment: Some(environment),
         }),
     }))
+}
+
+/// Placement, and what else used the machine's CPUs during the window.
+fn environment(c: &Checked, before: &Edge, after: &Edge) -> Environment {
+    let cpu = |p: &ProcessSample| p.user_ns + p.system_ns;
+    let server = cpu(&after.server).saturating_sub(cpu(&before.server));
+    let client = cpu(&after.client).saturating_sub(cpu(&before.client));
+    let busy = after.machine.busy_ns.saturating_sub(before.machine.busy_ns);
+    Environment {
+        server_cpus: c.server_cpus.clone(),
+        client_cpus: c.client_cpus.clone(),
+        cpus: system::online_cpus(),
+        steal_ns: after
+            .machine
+            .steal_ns
+            .saturating_sub(before.machine.steal_ns),
+        client_cpu_ns: client,
+        other_cpu_ns: busy.saturating_sub(server + client),
+    }
 }
 
 /// The server's CPU time and context switches over the window, from /proc.

@@ -145,11 +145,11 @@ impl HeldCommand {
         // A command still held stopped must be woken to die of SIGINT.
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-        for _ in 0..40 {
+        for _ in 0..400 {
             if let CommandState::Exited(code) = self.poll() {
                 return Some(code);
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = waitpid(pid, None);

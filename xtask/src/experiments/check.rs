@@ -1,26 +1,50 @@
-//! The check `cargo xtask test` makes of a `--quick` suite's output: every experiment finished
-//! its runs and wrote charts and a report, and the figures are plausible.
+//! The check `cargo xtask test` makes of a `--quick` suite's output: the calibration measured a
+//! noise floor, every experiment finished its runs and wrote charts and a report, and the
+//! contrasts the suite exists to show hold beyond the noise.
 
 use std::{collections::BTreeMap, path::Path};
 
-use analysis::report;
+use analysis::{
+    report::{self, Cell, Run},
+    run::RunInfo,
+    stats::{self, Verdict},
+};
 use anyhow::{Context as _, Result, bail};
 
-use super::suite::{self, Experiment};
+use super::suite::{self, CALIBRATION};
 use xtask::workspace_root;
 
-pub fn check_quick(out: &Path) -> Result<()> {
+pub fn check_quick(out: &Path, repeat: usize) -> Result<()> {
     let root = workspace_root()?;
-    let experiments: Vec<Experiment> = suite::load(&root.join("xtask/experiments.toml"))?
-        .into_iter()
-        .map(Experiment::quick)
-        .collect();
+    let suite = suite::load(&root.join("xtask/experiments.toml"))?.quick();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("manifest.json")).context("no manifest.json")?,
+    )?;
+    let detectable = &manifest["noise_floor"]["throughput_rps"]["detectable_ratio"];
+    if !detectable.as_f64().is_some_and(|r| r > 1.0) {
+        bail!(
+            "the calibration measured no noise floor: {}",
+            manifest["noise_floor"]
+        );
+    }
+    let index = std::fs::read_to_string(out.join("index.html"))?;
+    if !index.contains("Noise floor (A/A calibration)") || !index.contains("tells apart") {
+        bail!("the suite's index does not state the noise floor");
+    }
+    let calibration = report::load(&[out.join(CALIBRATION).join("runs")])?;
+    if calibration.len() != suite.calibration.runs {
+        bail!(
+            "calibration: {} results, expected {}",
+            calibration.len(),
+            suite.calibration.runs
+        );
+    }
     let mut loaded = BTreeMap::new();
-    for e in &experiments {
+    for e in &suite.experiment {
         let dir = out.join(&e.name);
         let runs = report::load(&[dir.join("runs")])
             .with_context(|| format!("experiment {}: no results", e.name))?;
-        let expected = e.models.len() * e.connections.len() * e.idle_connections.len();
+        let expected = e.models.len() * e.connections.len() * e.idle_connections.len() * repeat;
         if runs.len() != expected {
             bail!(
                 "experiment {}: {} results, expected {expected}",
@@ -40,7 +64,7 @@ pub fn check_quick(out: &Path) -> Result<()> {
             }
         }
         for r in &runs {
-            let Some(info) = &r.results.run else {
+            let Some(info) = r.info() else {
                 bail!("{}: not a `netpoll run` result", r.path.display());
             };
             if info.load.requests == 0 || info.load.errors.total() > 0 {
@@ -54,38 +78,54 @@ pub fn check_quick(out: &Path) -> Result<()> {
         }
         loaded.insert(e.name.clone(), runs);
     }
-    // Plausibility: at 100 connections, a thread per connection means far more threads, and a
-    // blocked thread per request far more context switches, than one epoll reactor.
-    let concurrency = loaded
-        .get("concurrency")
-        .context("no concurrency experiment")?;
-    let at_100 = |model: &str| {
-        concurrency
+    check_contrasts(
+        loaded
+            .get("concurrency")
+            .context("no concurrency experiment")?,
+    )
+}
+
+/// At 100 connections, a thread per connection means far more threads, and a blocked thread
+/// per request far more context switches, than one epoll reactor: beyond the noise.
+fn check_contrasts(concurrency: &[Run]) -> Result<()> {
+    let cells = report::cells(concurrency);
+    let at_100 = |model: &str| -> Result<&Cell> {
+        cells
             .iter()
-            .filter_map(|r| r.results.run.as_ref())
-            .find(|i| i.workload.model == model && i.load.connections == 100)
-            .cloned()
-            .with_context(|| format!("no {model} run at 100 connections"))
+            .find(|c| {
+                c.info()
+                    .is_some_and(|i| i.workload.model == model && i.load.connections == 100)
+            })
+            .with_context(|| format!("no {model} runs at 100 connections"))
     };
     let (threads, epoll) = (at_100("blocking-threads")?, at_100("epoll-lt")?);
-    if threads.server_process.peak_threads <= 100 || epoll.server_process.peak_threads != 1 {
+    let peak = |i: &RunInfo| i.server_process.peak_threads as f64;
+    let (t, e) = (threads.estimate(peak), epoll.estimate(peak));
+    if t.interval.is_none_or(|(low, _)| low <= 100.0) || e.median != 1.0 {
         bail!(
             "implausible: blocking-threads peaked at {} threads, epoll-lt at {}",
-            threads.server_process.peak_threads,
-            epoll.server_process.peak_threads
+            t.display(|v| format!("{v:.0}")),
+            e.display(|v| format!("{v:.0}"))
         );
     }
-    if threads.per_request.context_switches <= 10.0 * epoll.per_request.context_switches {
+    let switches = |i: &RunInfo| i.per_request.context_switches;
+    let tenfold: Vec<f64> = epoll.values(switches).iter().map(|v| v * 10.0).collect();
+    let verdict = stats::compare(&threads.values(switches), &tenfold);
+    if verdict != Verdict::Larger {
         bail!(
-            "implausible: context switches per request: blocking-threads {}, epoll-lt {}",
-            threads.per_request.context_switches,
-            epoll.per_request.context_switches
+            "not shown beyond the noise: blocking-threads switches context 10x more per request than epoll-lt ({} vs {}; {verdict:?})",
+            threads.estimate(switches).display(|v| format!("{v:.3}")),
+            epoll.estimate(switches).display(|v| format!("{v:.3}"))
         );
     }
     eprintln!(
-        "xtask: experiments --quick: every experiment produced results, charts and a report; \
-         at 100 connections blocking-threads ran {} threads and epoll-lt {}",
-        threads.server_process.peak_threads, epoll.server_process.peak_threads
+        "xtask: experiments --quick: calibration, results, charts and reports complete; at 100 \
+         connections blocking-threads ran {} threads and epoll-lt {}, and switched context \
+         {} vs {} times per request (beyond the noise)",
+        t.display(|v| format!("{v:.0}")),
+        e.display(|v| format!("{v:.0}")),
+        threads.estimate(switches).display(|v| format!("{v:.2}")),
+        epoll.estimate(switches).display(|v| format!("{v:.3}"))
     );
     Ok(())
 }

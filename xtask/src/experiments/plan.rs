@@ -6,14 +6,61 @@ use std::{
     time::Duration,
 };
 
-use analysis::workload::{LoadOptions, Workload};
+use analysis::workload::{LoadOptions, Workload, format_cpu_list};
 use serde::Serialize;
 
 use super::suite::Experiment;
 
-/// Start-up, probe loading, draining and shut-down of one run: measured at about 1.7 s on
-/// 2 cores.
-const OVERHEAD_SECONDS: f64 = 1.7;
+/// Start-up, probe loading, draining and shut-down of one run: measured at 0.25-0.3 s on
+/// 2 cores (a server that leaves requests unanswered adds up to the 2 s timeout).
+const OVERHEAD_SECONDS: f64 = 0.4;
+
+/// Where servers and load generators run: disjoint CPUs, so that neither takes the other's
+/// time slices (less noise), when the machine has at least 2.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Placement {
+    pub server_cpus: Option<Vec<usize>>,
+    pub client_cpus: Option<Vec<usize>>,
+}
+
+impl Placement {
+    /// The load generator on the first CPUs (one per client thread), the server on the rest.
+    pub fn disjoint(cpus: &[usize], client_threads: usize) -> Placement {
+        if cpus.len() < 2 {
+            return Placement::default();
+        }
+        let k = client_threads.clamp(1, cpus.len() - 1);
+        Placement {
+            client_cpus: Some(cpus[..k].to_vec()),
+            server_cpus: Some(cpus[k..].to_vec()),
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (option, cpus) in [
+            ("--server-cpus", &self.server_cpus),
+            ("--client-cpus", &self.client_cpus),
+        ] {
+            if let Some(cpus) = cpus {
+                args.extend([option.to_string(), format_cpu_list(cpus)]);
+            }
+        }
+        args
+    }
+
+    /// `server on CPUs 1, load generator on CPU 0`.
+    pub fn describe(&self) -> String {
+        match (&self.server_cpus, &self.client_cpus) {
+            (Some(s), Some(c)) => format!(
+                "server pinned to CPUs {}, load generator to CPUs {}",
+                format_cpu_list(s),
+                format_cpu_list(c)
+            ),
+            _ => "server and load generator not pinned".into(),
+        }
+    }
+}
 
 /// What became of a planned run (`manifest.json` carries it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,7 +105,12 @@ impl Planned {
 
 /// The runs of `experiments`, repeats interleaved (every configuration once, then again), so
 /// that drift on a noisy machine spreads over every configuration.
-pub fn plan(experiments: &[Experiment], repeat: usize, out: &Path) -> Vec<Planned> {
+pub fn plan(
+    experiments: &[Experiment],
+    repeat: usize,
+    out: &Path,
+    placement: &Placement,
+) -> Vec<Planned> {
     let mut runs = Vec::new();
     for r in 1..=repeat {
         for e in experiments {
@@ -75,7 +127,7 @@ pub fn plan(experiments: &[Experiment], repeat: usize, out: &Path) -> Vec<Planne
                             connections: c,
                             idle_connections: idle,
                             repeat: r,
-                            args: run_args(e, model, c, idle, &file),
+                            args: run_args(e, model, c, idle, &file, placement),
                             file,
                             seconds: e.duration + e.warmup + OVERHEAD_SECONDS,
                             status: Status::NotRun,
@@ -90,7 +142,14 @@ pub fn plan(experiments: &[Experiment], repeat: usize, out: &Path) -> Vec<Planne
 }
 
 /// `netpoll run ...` for one configuration of an experiment.
-fn run_args(e: &Experiment, model: &str, c: usize, idle: usize, file: &Path) -> Vec<String> {
+fn run_args(
+    e: &Experiment,
+    model: &str,
+    c: usize,
+    idle: usize,
+    file: &Path,
+    placement: &Placement,
+) -> Vec<String> {
     let mut workload = Workload::of(model);
     workload.server.payload = e.payload;
     workload.server.think_us = e.think_us;
@@ -107,6 +166,7 @@ fn run_args(e: &Experiment, model: &str, c: usize, idle: usize, file: &Path) -> 
     let mut args = vec!["run".to_string()];
     args.extend(workload.args());
     args.extend(load.args());
+    args.extend(placement.args());
     args.extend([
         "--quiet".into(),
         "--json".into(),
@@ -126,7 +186,8 @@ mod tests {
              connections = [1, 10]\nduration = 1.0\nwarmup = 0.5\n",
         )
         .expect("experiment");
-        let runs = plan(&[e], 2, Path::new("/out"));
+        let placement = Placement::disjoint(&[0, 1], 1);
+        let runs = plan(&[e], 2, Path::new("/out"), &placement);
         assert_eq!(runs.len(), 8);
         // Every configuration once, then again: drift spreads over all of them.
         assert_eq!(runs[0].repeat, 1);
@@ -140,5 +201,10 @@ mod tests {
             Path::new("/out/x/runs/io-uring+sqpoll-c1-idle0-r1.json")
         );
         assert!(sq.args.windows(2).any(|w| w == ["--duration", "1"]));
+        assert!(sq.args.windows(2).any(|w| w == ["--server-cpus", "1"]));
+        assert!(sq.args.windows(2).any(|w| w == ["--client-cpus", "0"]));
+        assert_eq!(Placement::disjoint(&[0], 1), Placement::default());
+        let four = Placement::disjoint(&[0, 1, 2, 3], 2);
+        assert_eq!(four.server_cpus, Some(vec![2, 3]));
     }
 }

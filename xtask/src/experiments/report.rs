@@ -12,18 +12,23 @@ use analysis::report::{self, Block, Document, Link, html, markdown};
 use anyhow::{Context as _, Result};
 
 use super::{
-    plan::{Planned, Status},
-    suite::Experiment,
+    calibration::NoiseFloor,
+    plan::{Placement, Planned, Status},
+    suite::{CALIBRATION, Calibration, Experiment},
 };
 use xtask::run;
 
 /// What the suite did, for its index and manifest.
 pub struct Suite<'a> {
+    pub calibration: &'a Calibration,
     pub experiments: &'a [Experiment],
     pub planned: &'a [Planned],
     pub out: &'a Path,
     pub quick: bool,
     pub repeat: usize,
+    pub placement: &'a Placement,
+    /// The suite file.
+    pub file: &'a Path,
 }
 
 /// Writes every experiment's report, then the index, README and manifest. Returns each
@@ -37,15 +42,30 @@ pub fn write(netpoll: &Path, suite: &Suite) -> Result<Vec<(String, String)>> {
     index.paragraph(
         None,
         &format!(
-            "netpoll {} at commit {}; kernel {}; {} ({} CPUs); {} repeat(s). The parameters are in manifest.json.",
+            "netpoll {} at commit {}; kernel {}; {} ({} CPUs); {} runs per configuration, interleaved; {}. The parameters are in manifest.json.",
             env!("CARGO_PKG_VERSION"),
             facts.commit,
             facts.kernel,
             facts.cpu_model,
             facts.cpus,
             suite.repeat,
+            suite.placement.describe(),
         ),
     );
+    let noise = calibration_report(netpoll, suite)?;
+    index.blocks.push(Block::Heading {
+        text: "Noise floor (A/A calibration)".into(),
+        link: Some(Link {
+            html: format!("{CALIBRATION}/index.html"),
+            markdown: format!("{CALIBRATION}/report.md"),
+        }),
+    });
+    match &noise {
+        Some(noise) => index.paragraph(Some("Measured."), &noise.sentence()),
+        None => index.blocks.push(Block::Note(
+            "The calibration did not finish 3 runs: the noise floor is unknown.".into(),
+        )),
+    }
     let mut sentences = Vec::new();
     for e in suite.experiments {
         let mine: Vec<&Planned> = suite
@@ -89,6 +109,10 @@ pub fn write(netpoll: &Path, suite: &Suite) -> Result<Vec<(String, String)>> {
         "cpus": facts.cpus,
         "quick": suite.quick,
         "repeat": suite.repeat,
+        "suite_file": suite.file,
+        "placement": suite.placement,
+        "calibration": suite.calibration,
+        "noise_floor": noise,
         "experiments": suite.experiments,
         "runs": suite.planned,
     });
@@ -97,6 +121,28 @@ pub fn write(netpoll: &Path, suite: &Suite) -> Result<Vec<(String, String)>> {
         serde_json::to_string_pretty(&manifest)? + "\n",
     )?;
     Ok(sentences)
+}
+
+/// The calibration's report, and the noise floor it measured.
+fn calibration_report(netpoll: &Path, suite: &Suite) -> Result<Option<NoiseFloor>> {
+    let experiment = suite.calibration.as_experiment();
+    let mine: Vec<&Planned> = suite
+        .planned
+        .iter()
+        .filter(|p| p.experiment == CALIBRATION)
+        .collect();
+    experiment_report(netpoll, &experiment, &mine, &suite.out.join(CALIBRATION))?;
+    let files: Vec<&Path> = mine
+        .iter()
+        .filter(|p| p.status == Status::Ok)
+        .map(|p| p.file.as_path())
+        .collect();
+    NoiseFloor::measure(
+        suite.calibration,
+        &files,
+        suite.repeat,
+        suite.placement.describe(),
+    )
 }
 
 /// One experiment's report in `dir`; returns its sentence.

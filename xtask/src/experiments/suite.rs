@@ -7,11 +7,91 @@ use analysis::models;
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Deserialize)]
+/// A suite file: the A/A calibration, then the experiments.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Suite {
-    experiment: Vec<Experiment>,
+pub struct Suite {
+    #[serde(default)]
+    pub calibration: Calibration,
+    pub experiment: Vec<Experiment>,
 }
+
+/// The A/A calibration: one configuration run several times against itself, to learn the
+/// noise floor (the spread of identical runs) before the experiments.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    pub model: String,
+    pub connections: usize,
+    pub duration: f64,
+    pub warmup: f64,
+    /// Runs of the configuration (at least 3).
+    pub runs: usize,
+    #[serde(default, skip_serializing)]
+    quick: Option<CalibrationQuick>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CalibrationQuick {
+    runs: Option<usize>,
+    duration: Option<f64>,
+    warmup: Option<f64>,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Calibration {
+            model: "epoll-lt".into(),
+            connections: 10,
+            duration: 1.0,
+            warmup: 0.3,
+            runs: 10,
+            quick: None,
+        }
+    }
+}
+
+impl Calibration {
+    pub fn quick(mut self) -> Calibration {
+        if let Some(q) = self.quick.take() {
+            self.runs = q.runs.unwrap_or(self.runs);
+            self.duration = q.duration.unwrap_or(self.duration);
+            self.warmup = q.warmup.unwrap_or(self.warmup);
+        }
+        self
+    }
+
+    /// The calibration as an experiment of one configuration, its runs as repeats.
+    pub fn as_experiment(&self) -> Experiment {
+        Experiment {
+            name: CALIBRATION.into(),
+            question: "How much do identical runs differ on this machine, and so how small a difference can the suite tell from noise?".into(),
+            models: vec![self.model.clone()],
+            connections: vec![self.connections],
+            idle_connections: vec![0],
+            duration: self.duration,
+            warmup: self.warmup,
+            payload: default_payload(),
+            think_us: 0,
+            disk_read: 0,
+            rate: None,
+            client_threads: 1,
+            quick: None,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        self.as_experiment().check()?;
+        if self.runs < 3 {
+            bail!("calibration: runs must be at least 3 to measure a spread");
+        }
+        Ok(())
+    }
+}
+
+/// The name under which the calibration's runs and report are written.
+pub const CALIBRATION: &str = "calibration";
 
 /// One experiment: every model at every value of its sweep, each a `netpoll run`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -97,12 +177,24 @@ impl Experiment {
     }
 }
 
-/// The suite file, checked.
-pub fn load(path: &Path) -> Result<Vec<Experiment>> {
+/// A suite file, checked: unknown fields, unknown models, empty sweeps and duplicate names
+/// are refused with the file named.
+pub fn load(path: &Path) -> Result<Suite> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let suite: Suite = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    let named = |e: anyhow::Error| e.context(path.display().to_string());
+    suite.calibration.check().map_err(named)?;
+    if suite.experiment.is_empty() {
+        bail!("{}: no [[experiment]] declared", path.display());
+    }
     for (i, e) in suite.experiment.iter().enumerate() {
-        e.check()?;
+        e.check().map_err(named)?;
+        if e.name == CALIBRATION {
+            bail!(
+                "{}: {CALIBRATION} is the A/A calibration's name",
+                path.display()
+            );
+        }
         if suite.experiment[..i].iter().any(|o| o.name == e.name) {
             bail!(
                 "{}: experiment {} is declared twice",
@@ -111,7 +203,17 @@ pub fn load(path: &Path) -> Result<Vec<Experiment>> {
             );
         }
     }
-    Ok(suite.experiment)
+    Ok(suite)
+}
+
+impl Suite {
+    /// The suite as `--quick` runs it.
+    pub fn quick(self) -> Suite {
+        Suite {
+            calibration: self.calibration.quick(),
+            experiment: self.experiment.into_iter().map(Experiment::quick).collect(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -125,7 +227,7 @@ mod tests {
         let write = |text: &str| {
             let p = dir.join("s.toml");
             fs::write(&p, text).expect("write");
-            load(&p).map(|_| ()).unwrap_err().to_string()
+            format!("{:#}", load(&p).map(|_| ()).unwrap_err())
         };
         let base =
             "name = \"a\"\nquestion = \"q\"\nconnections = [1]\nduration = 1.0\nwarmup = 0.0\n";
@@ -140,6 +242,17 @@ mod tests {
         let err = write(&format!(
             "[[experiment]]\n{base}models = [\"poll\"]\nconection = 3\n"
         ));
-        assert!(err.contains("s.toml"), "{err}");
+        assert!(
+            err.contains("s.toml") && err.contains("conection"),
+            "{err:#}"
+        );
+        let empty = base.replace("connections = [1]", "connections = []");
+        let err = write(&format!("[[experiment]]\n{empty}models = [\"poll\"]\n"));
+        assert!(err.contains("must not be empty"), "{err}");
+        let err = write(
+            "[calibration]\nmodel = \"poll\"\nconnections = 1\nduration = 1.0\nwarmup = 0.0\nruns = 2\n[[experiment]]\nname = \"a\"\nquestion = \"q\"\nmodels = [\"poll\"]\nconnections = [1]\nduration = 1.0\nwarmup = 0.0\n",
+        );
+        assert!(err.contains("at least 3"), "{err}");
+        assert!(write("").contains("experiment"));
     }
 }
