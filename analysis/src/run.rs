@@ -58,6 +58,11 @@ pub struct LoadResults {
     /// Open loop: requests due in the window that were never sent because their connection was
     /// still waiting for an earlier reply at the end (the server fell behind the rate).
     pub unsent: u64,
+    /// Connections that got no reply to any request of the window: a server that serves some
+    /// connections and leaves the others waiting (blocking-iterative) has fine latencies for
+    /// the few it serves. Absent (0) in files written before netpoll counted them.
+    #[serde(default)]
+    pub starved_connections: u64,
     /// Latency from each request's intended start to its reply's last byte, nanoseconds. Closed
     /// loop: the intended start is the send. Open loop: the schedule's time, so time a request
     /// spent queued behind a slow reply counts (no coordinated omission).

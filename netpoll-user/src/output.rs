@@ -274,6 +274,13 @@ pub fn load_report(load: &LoadResults) -> String {
             e.timeouts
         );
     }
+    if load.starved_connections > 0 {
+        let _ = writeln!(
+            out,
+            "  starved      {} of {} connections got no reply in the measurement window",
+            load.starved_connections, load.connections
+        );
+    }
     if load.unsent > 0 {
         let _ = writeln!(
             out,

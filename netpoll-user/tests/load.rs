@@ -162,6 +162,8 @@ fn connections_the_server_never_accepts_do_not_stall_the_others() {
     );
     assert!(r.errors.timeouts + r.errors.connect > 0, "{:?}", r.errors);
     assert!(r.throughput_rps > 1000.0, "{} req/s", r.throughput_rps);
+    // ... and the 99 others are counted as starved: no reply in the whole window.
+    assert_eq!(r.starved_connections, 99, "{r:?}");
 }
 
 /// nginx, installed by `cargo xtask test`, serving a small file on a free port; stopped on drop.

@@ -374,9 +374,10 @@ fn versus(cells: &[Cell], axis: Axis) -> Result<Vec<Chart>, ReportError> {
                     .collect();
                 // A model is marked when any of its runs had failed requests.
                 let failed: u64 = group.iter().map(|c| c.failed_requests()).sum();
+                let starved = group.iter().any(|c| c.starved_connections() > 0);
                 let mut series = Series::named(model);
-                if failed > 0 {
-                    series.label = format!("{model} ({failed} failed requests)");
+                if failed > 0 || starved {
+                    series.label = format!("{model} (requests failed or starved)");
                 }
                 (series, points)
             })

@@ -44,6 +44,11 @@ impl Run {
         self.info().map_or(0, |i| i.load.errors.total())
     }
 
+    /// Connections that got no reply in the window.
+    pub fn starved_connections(&self) -> u64 {
+        self.info().map_or(0, |i| i.load.starved_connections)
+    }
+
     /// What makes runs repeats of one configuration: the workload and the load, not the
     /// address, the times or the outcome. A profile is a configuration of its own.
     pub fn config_key(&self) -> String {
@@ -97,6 +102,30 @@ impl<'a> Cell<'a> {
         self.runs.iter().map(|r| r.failed_requests()).sum()
     }
 
+    /// Most connections starved in one repeat.
+    pub fn starved_connections(&self) -> u64 {
+        self.runs
+            .iter()
+            .map(|r| r.starved_connections())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// What went wrong for the clients, for legends: `(30 failed requests, 99 connections
+    /// starved)`, or nothing.
+    pub fn trouble(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        match self.failed_requests() {
+            0 => {}
+            n => parts.push(format!("{n} failed requests")),
+        }
+        match self.starved_connections() {
+            0 => {}
+            n => parts.push(format!("{n} connections starved")),
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
     /// A syscall class over every repeat (histograms merged).
     pub fn class(&self, name: &str) -> Option<SyscallStats> {
         let mut rows = self.runs.iter().filter_map(|r| r.results.class(name));
@@ -120,9 +149,9 @@ impl<'a> Cell<'a> {
     /// that serves one connection and lets the others time out has fine latencies), in its
     /// model's colour.
     pub fn series(&self) -> Series {
-        let label = match self.failed_requests() {
-            0 => self.label.clone(),
-            n => format!("{} ({n} failed requests)", self.label),
+        let label = match self.trouble() {
+            None => self.label.clone(),
+            Some(trouble) => format!("{} ({trouble})", self.label),
         };
         let color = match self.info() {
             Some(info) => color_of(&info.workload.label()),

@@ -229,7 +229,7 @@ fn merge(
     let mut service_time = worker::new_histogram();
     let mut send_lag = worker::new_histogram();
     let mut errors = LoadErrors::default();
-    let (mut requests, mut sent, mut received, mut unsent) = (0, 0, 0, 0);
+    let (mut requests, mut sent, mut received, mut unsent, mut starved) = (0, 0, 0, 0, 0);
     for w in &workers {
         // Same bounds on every worker: adding cannot fail.
         let _ = latency.add(&w.latency);
@@ -245,6 +245,7 @@ fn merge(
         sent += w.bytes_sent;
         received += w.bytes_received;
         unsent += w.unsent;
+        starved += w.starved;
     }
     let seconds = measured.as_secs_f64();
     LoadResults {
@@ -273,6 +274,7 @@ fn merge(
         bytes_received: received,
         errors,
         unsent,
+        starved_connections: starved,
         latency_ns: to_buckets(&latency),
         service_time_ns: to_buckets(&service_time),
         latency_percentiles: percentiles(&latency),

@@ -55,6 +55,8 @@ pub struct WorkerResults {
     pub bytes_received: u64,
     pub errors: LoadErrors,
     pub unsent: u64,
+    /// Connections that got no reply to a request measured in the window.
+    pub starved: u64,
     /// How late the generator itself sent requests: send time minus the later of the intended
     /// time and the moment the connection was free.
     pub send_lag: Histogram<u64>,
@@ -146,6 +148,8 @@ struct Conn {
     /// Open loop: the schedule's first time and period, nanoseconds.
     first: f64,
     period: f64,
+    /// Replies to requests measured in the window (a connection with none was starved).
+    measured_replies: u64,
 }
 
 impl Conn {
@@ -228,6 +232,7 @@ pub fn run(
             bytes_received: 0,
             errors: LoadErrors::default(),
             unsent: 0,
+            starved: 0,
             send_lag: new_histogram(),
         },
         buf: vec![0; 64 * 1024],
@@ -261,6 +266,7 @@ fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Conn>)> {
             watching_write: false,
             first: plan.options.rate.map_or(0.0, |r| g as f64 * 1e9 / r),
             period,
+            measured_replies: 0,
         });
     }
     Ok((epoll, conns))
@@ -325,6 +331,11 @@ impl Worker<'_> {
             }
         }
         self.count_unsent();
+        self.results.starved = self
+            .conns
+            .iter()
+            .filter(|c| c.measured_replies == 0)
+            .count() as u64;
         Ok(())
     }
 
@@ -411,6 +422,7 @@ impl Worker<'_> {
             } => {
                 let done = self.now();
                 if self.measured(intended) {
+                    self.conns[slot].measured_replies += 1;
                     let r = &mut self.results;
                     r.requests += 1;
                     r.latency.saturating_record((done - intended).max(1));
