@@ -2,6 +2,7 @@
 
 mod commands;
 mod load;
+mod metrics;
 mod output;
 mod probes;
 mod sinks;
@@ -86,6 +87,19 @@ enum Command {
         netpoll report results/ --out report/ && xdg-open report/index.html"
     )]
     Report(commands::report::Args),
+    /// Serve the probes' figures to Prometheus: attach to the targets and answer /metrics
+    /// (text, or protobuf with native histograms) until stopped.
+    #[command(
+        after_help = "The targets are those of `netpoll profile`. Every scrape reads the \
+        probes' maps; counters are totals since the exporter started. Metrics are documented \
+        in docs/metrics.md.\n\n\
+        Examples:\n  \
+        netpoll export --pid $(pidof redis-server)\n  \
+        netpoll export --comm nginx --per-pid --listen 0.0.0.0:9464\n  \
+        curl -s localhost:9464/metrics | grep netpoll_syscall_calls_total\n\n\
+        Needs root (or CAP_BPF and CAP_PERFMON). SIGINT or SIGTERM detaches the probes and exits."
+    )]
+    Export(commands::export::Args),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +125,7 @@ fn main() -> ExitCode {
         Command::Load(args) => commands::load::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Report(args) => commands::report::run(args),
+        Command::Export(args) => commands::export::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

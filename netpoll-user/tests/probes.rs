@@ -23,6 +23,8 @@ mod common;
 // The tests, by what they check.
 #[path = "probes/calls.rs"]
 mod calls;
+#[path = "probes/export.rs"]
+mod export;
 #[path = "probes/faults.rs"]
 mod faults;
 #[path = "probes/fixture.rs"]
@@ -33,6 +35,7 @@ mod redis;
 mod targets;
 
 use calls::*;
+use export::*;
 use faults::*;
 use redis::*;
 use targets::*;
@@ -118,6 +121,18 @@ fn main() {
             bad_inputs_fail_with_one_line_and_attach_nothing,
         ),
         Trial::test("redis_server_under_load", redis_server_under_load),
+        Trial::test(
+            "exporter_serves_what_the_fixture_did",
+            exporter_serves_what_the_fixture_did,
+        ),
+        Trial::test(
+            "prometheus_scrapes_the_exporter_and_answers_queries",
+            prometheus_scrapes_the_exporter_and_answers_queries,
+        ),
+        Trial::test(
+            "exporter_bad_inputs_and_clean_stop",
+            exporter_bad_inputs_and_clean_stop,
+        ),
     ];
     libtest_mimic::run(&args, tests.into()).exit();
 }
@@ -134,9 +149,15 @@ struct Fixture {
 
 impl Fixture {
     fn start(scenario: &str) -> Fixture {
+        Self::start_with(scenario, &[])
+    }
+
+    fn start_with(scenario: &str, env: &[(&str, &str)]) -> Fixture {
         let exe = std::env::current_exe().expect("current_exe");
         let child = Command::new(exe)
             .env("NETPOLL_FIXTURE", scenario)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn fixture");

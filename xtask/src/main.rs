@@ -30,6 +30,13 @@ enum Task {
     /// calibration, then per experiment the results files, charts, tables and findings stated
     /// with 95 % intervals.
     Experiments(experiments::Options),
+    /// Build the release `netpoll` (the probes embedded) and install it as `cargo install`
+    /// does, into ~/.cargo/bin (or ROOT/bin), after the same automatic set-up.
+    Install {
+        /// Install into ROOT/bin instead.
+        #[arg(long, value_name = "ROOT")]
+        root: Option<std::path::PathBuf>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -75,6 +82,7 @@ fn main() {
         Task::Setup => setup::test_prerequisites(),
         Task::Test => test::test(),
         Task::Experiments(options) => experiments::experiments(options).map(|_| ()),
+        Task::Install { root } => setup::install(root.as_deref()),
         Task::Bench {
             bench: Bench::Overhead { rounds, iterations },
         } => bench::overhead::overhead(rounds, iterations),

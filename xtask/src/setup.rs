@@ -15,7 +15,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const BUILD_PACKAGES: &[&str] = &["llvm-22-dev"];
 /// Debian packages the tests and benchmarks drive: real third-party servers (redis, nginx),
 /// redis's client, bpftool to check that nothing stays attached, the tools the overhead
-/// benchmark compares, the font chart PNGs are drawn with, and a browser to open the HTML report.
+/// benchmark compares, the font chart PNGs are drawn with, a browser to open the HTML report,
+/// and Prometheus (with promtool) to scrape the exporter.
 pub const TEST_PACKAGES: &[&str] = &[
     "redis-server",
     "redis-tools",
@@ -25,6 +26,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "bpftool",
     "bpftrace",
     "strace",
+    "prometheus",
 ];
 
 fn have_package(name: &str) -> bool {
@@ -115,4 +117,37 @@ pub fn build_prerequisites() -> Result<()> {
 pub fn test_prerequisites() -> Result<()> {
     build_prerequisites()?;
     apt_install(TEST_PACKAGES)
+}
+
+/// `cargo xtask install`: the release build with the embedded probes, installed like
+/// `cargo install` (reusing the workspace's build cache).
+pub fn install(root: Option<&Path>) -> Result<()> {
+    build_prerequisites()?;
+    let workspace = xtask::workspace_root()?;
+    let mut cmd = cargo();
+    cmd.args(["install", "--locked", "--force", "--path"])
+        .arg(workspace.join("netpoll-user"))
+        .arg("--target-dir")
+        .arg(workspace.join("target"));
+    if let Some(root) = root {
+        cmd.arg("--root").arg(root);
+    }
+    run(&mut cmd)?;
+    let bin = match root {
+        Some(root) => root.join("bin"),
+        None => std::env::var_os("CARGO_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo"))
+            })
+            .unwrap_or_default()
+            .join("bin"),
+    };
+    eprintln!(
+        "xtask: installed {}; make sure {} is on PATH (netpoll needs root: `sudo {}/netpoll ...`)",
+        bin.join("netpoll").display(),
+        bin.display(),
+        bin.display()
+    );
+    Ok(())
 }

@@ -1,11 +1,13 @@
 //! The commands of the `netpoll` CLI, each a short sequence of named steps over the engines
 //! (`probes`, `workloads`, `load`) beside this folder.
 
+pub mod export;
 pub mod load;
 pub mod profile;
 pub mod report;
 pub mod run;
 pub mod serve;
+pub mod targets;
 
 use std::path::PathBuf;
 
@@ -30,7 +32,7 @@ pub struct ResultsArgs {
 }
 
 /// `--hook`: the ABI's hook kinds by their command-line names.
-fn hook_kind() -> impl clap::builder::TypedValueParser<Value = HookKind> {
+pub fn hook_kind() -> impl clap::builder::TypedValueParser<Value = HookKind> {
     PossibleValuesParser::new(HookKind::ALL.map(HookKind::cli_name)).map(|name| {
         HookKind::ALL
             .into_iter()

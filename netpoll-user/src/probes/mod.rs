@@ -299,6 +299,31 @@ impl Probes {
     }
 }
 
+/// What one BPF program cost so far (counted while kernel.bpf_stats_enabled is on).
+#[derive(Debug, Clone)]
+pub struct ProgramStats {
+    pub name: String,
+    pub run_time_ns: u64,
+    pub runs: u64,
+}
+
+impl Probes {
+    /// Run time and run count of every loaded program.
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, program)| {
+                let info = program.info().ok()?;
+                Some(ProgramStats {
+                    name: name.to_string(),
+                    run_time_ns: info.run_time().as_nanos() as u64,
+                    runs: info.run_count(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// One line of a load error: the verifier's log is long, its verdict is the line before the
 /// "verification time" footer.
 fn short_error(e: &anyhow::Error) -> String {

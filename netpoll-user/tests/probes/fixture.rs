@@ -79,6 +79,13 @@ pub fn run(scenario: &str) -> ! {
         "die-in-call" => die_in_call(),
         "migrate" => migrate(),
         "tree" => tree(),
+        "epoll-then-hold" => {
+            epoll();
+            // Held until the test closes our stdin: the exporter is scraped meanwhile.
+            let mut byte = [0u8; 1];
+            read(0, &mut byte, 1);
+        }
+        "steady" => steady(),
         "sleepy" => {
             stop_for_probes();
             loop {
@@ -119,6 +126,25 @@ fn epoll() {
         libc::SYS_epoll_pwait,
         [ep as usize, evp, 8, -1i64 as usize, 0, 8],
     );
+}
+
+/// epoll_wait with a 10 ms timeout, over and over, for NETPOLL_FIXTURE_SECONDS seconds: about
+/// 100 calls a second of about 10 ms each.
+fn steady() {
+    let seconds: u64 = std::env::var("NETPOLL_FIXTURE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let ep = sys(libc::SYS_epoll_create1, [0; 6]) as i32;
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 1];
+    stop_for_probes();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < until {
+        sys(
+            libc::SYS_epoll_wait,
+            [ep as usize, events.as_mut_ptr() as usize, 1, 10, 0, 0],
+        );
+    }
 }
 
 /// Descriptors for `io_calls`: a regular file, a connected TCP pair (and its listener), a pipe.

@@ -22,6 +22,7 @@ use nix::{
     unistd::Pid,
 };
 
+use analysis::stats;
 use xtask::{median, release_netpoll, which};
 
 use crate::setup;
@@ -31,6 +32,8 @@ enum Setup {
     Nothing,
     Floor,
     Netpoll,
+    /// `netpoll export`, scraped every second.
+    Exporter,
     Bpftrace,
     Strace,
 }
@@ -41,6 +44,7 @@ impl Setup {
             Setup::Nothing => "nothing attached",
             Setup::Floor => "empty programs (floor)",
             Setup::Netpoll => "netpoll profile",
+            Setup::Exporter => "netpoll export, 1 scrape/s",
             Setup::Bpftrace => "bpftrace latency hist",
             Setup::Strace => "strace -c",
         }
@@ -84,7 +88,12 @@ pub fn overhead(rounds: usize, iterations: u64) -> Result<()> {
     setup::test_prerequisites()?;
     let netpoll = release_netpoll()?;
     let xtask = std::env::current_exe()?;
-    let mut setups = vec![Setup::Nothing, Setup::Floor, Setup::Netpoll];
+    let mut setups = vec![
+        Setup::Nothing,
+        Setup::Floor,
+        Setup::Netpoll,
+        Setup::Exporter,
+    ];
     for (tool, setup) in [("bpftrace", Setup::Bpftrace), ("strace", Setup::Strace)] {
         if which(tool) {
             setups.push(setup);
@@ -135,30 +144,59 @@ pub fn overhead(rounds: usize, iterations: u64) -> Result<()> {
             hi
         );
     }
-    let added = |s: Setup| {
-        setups
-            .iter()
-            .position(|&x| x == s)
-            .map(|i| medians[i] - base)
+    // Added ns of each round: the setup's time minus that round's "nothing attached" time
+    // (rounds are interleaved, so pairing them cancels slow drift).
+    let added = |s: Setup| -> Option<Vec<f64>> {
+        let i = setups.iter().position(|&x| x == s)?;
+        Some(
+            samples[i]
+                .iter()
+                .zip(&samples[0])
+                .map(|(x, nothing)| x - nothing)
+                .collect(),
+        )
     };
-    if let (Some(netpoll), Some(floor)) = (added(Setup::Netpoll), added(Setup::Floor)) {
-        println!(
-            "\nnetpoll adds {:.2}x what the empty-program floor adds (target <= 1.5x)",
-            netpoll / floor
-        );
-        if let Some(bpftrace) = added(Setup::Bpftrace) {
-            println!(
-                "netpoll adds {:.0}% of what bpftrace adds (target <= 40%)",
-                100.0 * netpoll / bpftrace
-            );
+    let compare = |what: &str, a: Setup, b: Setup, target: &str| {
+        if let (Some(a), Some(b)) = (added(a), added(b)) {
+            let r = stats::ratio(&a, &b);
+            let verdict = match r.verdict() {
+                stats::Verdict::WithinNoise => "; within noise of 1x",
+                _ => "",
+            };
+            let note = format!("{target}{verdict}");
+            let note = note.trim_start_matches("; ");
+            if note.is_empty() {
+                println!("{what} {}", r.display());
+            } else {
+                println!("{what} {} ({note})", r.display());
+            }
         }
-        if let Some(strace) = added(Setup::Strace) {
-            println!(
-                "netpoll adds {:.1}% of what strace -c adds",
-                100.0 * netpoll / strace
-            );
-        }
-    }
+    };
+    println!("\nratios of added ns (medians of the rounds, 95 % bootstrap interval):");
+    compare(
+        "netpoll profile / empty-program floor:",
+        Setup::Netpoll,
+        Setup::Floor,
+        "target <= 1.5x",
+    );
+    compare(
+        "netpoll export scraped every second / netpoll profile:",
+        Setup::Exporter,
+        Setup::Netpoll,
+        "target <= 1.0x",
+    );
+    compare(
+        "netpoll profile / bpftrace:",
+        Setup::Netpoll,
+        Setup::Bpftrace,
+        "target <= 0.40x",
+    );
+    compare(
+        "netpoll profile / strace -c:",
+        Setup::Netpoll,
+        Setup::Strace,
+        "",
+    );
     Ok(())
 }
 
@@ -183,6 +221,18 @@ fn measure(setup: Setup, iterations: u64, netpoll: &Path, xtask: &Path) -> Resul
             Command::new(netpoll).args(["profile", "--quiet", "--pid", &pid_s]),
             "attached",
         )?),
+        Setup::Exporter => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let listen = format!("127.0.0.1:{port}");
+            let child = watch(
+                Command::new(netpoll).args(["export", "--pid", &pid_s, "--listen", &listen]),
+                "serving",
+            )?;
+            scrape_every_second(port);
+            Some(child)
+        }
         Setup::Bpftrace => {
             // The same measurement as netpoll: per-syscall latency histograms of the target.
             let script = format!(
@@ -209,6 +259,24 @@ fn measure(setup: Setup, iterations: u64, netpoll: &Path, xtask: &Path) -> Resul
         .trim()
         .parse()
         .context("the loop printed no measurement")
+}
+
+/// Scrapes /metrics every second until the exporter goes away (as Prometheus would).
+fn scrape_every_second(port: u16) {
+    std::thread::spawn(move || {
+        loop {
+            let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                return;
+            };
+            use std::io::{Read as _, Write as _};
+            let _ = stream.write_all(
+                b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            );
+            let mut sink = Vec::new();
+            let _ = stream.read_to_end(&mut sink);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
 }
 
 /// Starts a watcher and waits until its stderr or stdout says `ready`.

@@ -1,0 +1,188 @@
+//! What `profile` and `export` watch: the target options they share (`--pid`, `--comm`,
+//! `--cgroup`, `--all`, `-- COMMAND`, `--per-pid`, `--no-follow`), resolved and attached.
+
+use std::path::PathBuf;
+
+use analysis::results::{HookKind, Target, TargetKind};
+use anyhow::{Result, bail};
+
+use crate::{
+    probes::{
+        Filter, Options, Probes,
+        target::{self, HeldCommand},
+    },
+    system,
+};
+
+#[derive(clap::Args)]
+pub struct TargetArgs {
+    /// Profile this process (all its threads, and what it spawns); repeat for several.
+    #[arg(short, long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Profile every task with this name (as in /proc/PID/comm, at most 15 bytes).
+    #[arg(short, long, value_name = "NAME")]
+    comm: Option<String>,
+    /// Profile every task in this cgroup v2 (absolute, or relative to /sys/fs/cgroup).
+    #[arg(short = 'g', long, value_name = "PATH")]
+    cgroup: Option<PathBuf>,
+    /// Profile every process on the machine.
+    #[arg(short, long)]
+    all: bool,
+    /// Do not follow processes and threads created by --pid targets or the command.
+    #[arg(long)]
+    no_follow: bool,
+    /// Break the results down by process.
+    #[arg(long)]
+    pub per_pid: bool,
+    /// Command to start and profile from its first syscall.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+/// The targets, resolved: what the kernel filters on, and what the results say.
+pub struct Targets {
+    filter: Filter,
+    pub target: Target,
+    /// The command started with `--`, held until the probes are attached.
+    pub command: Option<HeldCommand>,
+    /// The `--pid`s given (their exit ends the collection).
+    pub given_pids: Vec<u32>,
+}
+
+impl TargetArgs {
+    /// Everything a user can get wrong is checked before anything is attached.
+    pub fn check(&self) -> Result<()> {
+        let kinds = [
+            !self.pids.is_empty(),
+            self.comm.is_some(),
+            self.cgroup.is_some(),
+            self.all,
+            !self.command.is_empty(),
+        ];
+        match kinds.iter().filter(|&&t| t).count() {
+            0 => bail!(
+                "nothing to profile: give --pid PID, --comm NAME, --cgroup PATH, --all, or -- COMMAND [ARGS...]"
+            ),
+            1 => {}
+            _ => bail!("give one kind of target: --pid, --comm, --cgroup, --all or -- COMMAND"),
+        }
+        target::check_pids(&self.pids)
+    }
+
+    /// Resolves names, cgroups and the command (started, held before its first instruction).
+    pub fn resolve(&self) -> Result<Targets> {
+        if let Some(name) = &self.comm
+            && name.len() > 15
+        {
+            eprintln!(
+                "netpoll: note: the kernel keeps 15 bytes of a task name; matching {:?}",
+                &name[..15]
+            );
+        }
+        let cgroup = self.cgroup.as_deref().map(system::cgroup_id).transpose()?;
+        let command = if self.command.is_empty() {
+            None
+        } else {
+            Some(HeldCommand::spawn(&self.command)?)
+        };
+        let mut pids = self.pids.clone();
+        pids.extend(command.as_ref().map(|c| c.pid));
+        let (kind, filter) = match (&self.comm, &cgroup) {
+            _ if command.is_some() => (TargetKind::Command, Filter::Pids(pids.clone())),
+            _ if !pids.is_empty() => (TargetKind::Pid, Filter::Pids(pids.clone())),
+            (Some(name), _) => (TargetKind::Comm, Filter::Comm(name.clone())),
+            (_, Some((_, id))) => (TargetKind::Cgroup, Filter::Cgroup(*id)),
+            _ => (TargetKind::All, Filter::All),
+        };
+        Ok(Targets {
+            filter,
+            target: Target {
+                kind,
+                pids,
+                comm: self.comm.clone(),
+                cgroup: cgroup.map(|c| c.0.display().to_string()),
+                command: self.command.clone(),
+                follow_children: false,
+            },
+            command,
+            given_pids: self.pids.clone(),
+        })
+    }
+}
+
+impl Targets {
+    /// Loads and attaches the probes (the floor's do-nothing programs with `floor`); adds the
+    /// children that existed before; stops the held command if that fails.
+    pub fn attach(
+        &mut self,
+        args: &TargetArgs,
+        hook: Option<HookKind>,
+        floor: bool,
+    ) -> Result<Probes> {
+        let attached = self.try_attach(args, hook, floor);
+        if attached.is_err()
+            && let Some(c) = &self.command
+        {
+            c.stop();
+        }
+        attached
+    }
+
+    fn try_attach(
+        &mut self,
+        args: &TargetArgs,
+        hook: Option<HookKind>,
+        floor: bool,
+    ) -> Result<Probes> {
+        let mut probes = Probes::load(&Options {
+            filter: self.filter.clone(),
+            follow_children: !args.no_follow,
+            per_pid: args.per_pid,
+            hook,
+            floor,
+        })?;
+        if probes.following {
+            // Children that existed before we attached (nginx's workers, say). Scanned after
+            // the fork hook is attached, so every child is caught by one or the other.
+            for pid in system::descendants(&self.target.pids) {
+                probes.add_target(pid)?;
+            }
+        }
+        self.target.follow_children = probes.following;
+        for note in &probes.notes {
+            eprintln!("netpoll: note: {note}");
+        }
+        Ok(probes)
+    }
+
+    /// `PID 42 (redis-server)`, `tasks named "nginx"`, ...
+    pub fn describe(&self) -> String {
+        let t = &self.target;
+        match t.kind {
+            TargetKind::Command => format!(
+                "`{}` (PID {})",
+                t.command.join(" "),
+                t.pids.last().copied().unwrap_or(0)
+            ),
+            TargetKind::Comm => format!("tasks named {:?}", t.comm.as_deref().unwrap_or_default()),
+            TargetKind::Cgroup => format!("cgroup {}", t.cgroup.as_deref().unwrap_or_default()),
+            TargetKind::All => "every process".into(),
+            TargetKind::Pid | TargetKind::Run => {
+                let list: Vec<String> = t
+                    .pids
+                    .iter()
+                    .map(|&p| format!("{p} ({})", system::process_comm(p)))
+                    .collect();
+                format!("PID {}", list.join(", "))
+            }
+        }
+    }
+
+    /// Lets the held command run (after the probes are attached).
+    pub fn release(&mut self) -> Result<()> {
+        match self.command.as_mut() {
+            Some(c) => c.release(),
+            None => Ok(()),
+        }
+    }
+}

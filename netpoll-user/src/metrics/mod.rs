@@ -1,0 +1,349 @@
+//! netpoll's figures as Prometheus metrics: one read of the probes' maps becomes metric families
+//! ([`families`]), exposed as text ([`text`]) or as protobuf with native histograms (when the
+//! scraper asks for it). The names follow Prometheus conventions (base units, `_total` for
+//! counters) and are documented in docs/metrics.md.
+
+pub mod buckets;
+pub mod model;
+pub mod text;
+
+use std::collections::BTreeMap;
+
+use analysis::results::{SyscallStats, class_of};
+use model::{Counter, Gauge, Metric, MetricFamily, MetricType, labels};
+use prost::Message as _;
+
+use crate::probes::{ProgramStats, snapshot::Snapshot};
+
+/// The protobuf exposition Prometheus asks for when it wants native histograms.
+pub const PROTOBUF_CONTENT_TYPE: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+/// How the metrics are named and labelled.
+#[derive(Debug, Clone)]
+pub struct Naming {
+    /// Prefix of every name (`netpoll`).
+    pub prefix: String,
+    /// Label series by process (`pid`, `comm`).
+    pub per_pid: bool,
+    /// Most processes labelled on their own; the rest are summed under `pid="other"`.
+    pub max_processes: usize,
+}
+
+/// A row of the probes: its labels and its figures.
+struct Row<'a> {
+    labels: Vec<(&'static str, String)>,
+    stats: &'a SyscallStats,
+}
+
+/// Rows of one snapshot, labelled by syscall, fd, class and (per process) pid and comm.
+fn rows<'a>(
+    snapshot: &'a Snapshot,
+    naming: &Naming,
+    merged: &'a mut Vec<SyscallStats>,
+) -> Vec<Row<'a>> {
+    let label = |s: &SyscallStats| {
+        let mut l = vec![("syscall", s.name.clone())];
+        if let Some(fd) = s.fd {
+            l.push(("fd", fd.name().to_string()));
+        }
+        l.push(("class", class_of(s).unwrap_or_default()));
+        l
+    };
+    let mut out = Vec::new();
+    if !naming.per_pid {
+        for s in snapshot.measured_since(None).into_iter() {
+            merged.push(s);
+        }
+        return merged
+            .iter()
+            .map(|s| Row {
+                labels: label(s),
+                stats: s,
+            })
+            .collect();
+    }
+    // Per process: the busiest keep their labels, the rest (and calls without a process) are
+    // summed under pid="other", so that the number of series stays bounded.
+    let mut by_calls: Vec<(u32, u64)> = snapshot
+        .per_pid
+        .iter()
+        .map(|(pid, rows)| (*pid, rows.iter().map(|r| r.calls).sum()))
+        .collect();
+    by_calls.sort_by_key(|p| std::cmp::Reverse(p.1));
+    let kept: Vec<u32> = by_calls
+        .iter()
+        .take(naming.max_processes)
+        .map(|p| p.0)
+        .collect();
+    let mut other: BTreeMap<(String, Option<&'static str>), SyscallStats> = BTreeMap::new();
+    let mut add_other = |s: &SyscallStats| {
+        let key = (s.name.clone(), s.fd.map(|f| f.name()));
+        other
+            .entry(key)
+            .or_insert_with(|| SyscallStats {
+                name: s.name.clone(),
+                fd: s.fd,
+                ..SyscallStats::default()
+            })
+            .merge(s);
+    };
+    let measured = |rows: &'a [SyscallStats]| {
+        rows.iter()
+            .enumerate()
+            .filter(|(slot, r)| r.calls > 0 && !crate::probes::snapshot::slot_parts(*slot).2)
+            .map(|(_, r)| r)
+    };
+    for (pid, slots) in &snapshot.per_pid {
+        if !kept.contains(pid) {
+            measured(slots).for_each(&mut add_other);
+            continue;
+        }
+        let comm = snapshot.comms.get(pid).cloned().unwrap_or_default();
+        for s in measured(slots) {
+            let mut l = label(s);
+            l.push(("pid", pid.to_string()));
+            l.push(("comm", comm.clone()));
+            out.push(Row {
+                labels: l,
+                stats: s,
+            });
+        }
+    }
+    measured(&snapshot.slots).for_each(&mut add_other);
+    merged.extend(other.into_values());
+    for s in merged.iter() {
+        let mut l = label(s);
+        l.push(("pid", "other".into()));
+        l.push(("comm", "other".into()));
+        out.push(Row {
+            labels: l,
+            stats: s,
+        });
+    }
+    out
+}
+
+/// A metric of one row.
+fn metric(row: &Row) -> Metric {
+    let pairs: Vec<(&str, &str)> = row.labels.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    Metric {
+        label: labels(&pairs),
+        ..Metric::default()
+    }
+}
+
+/// Every metric family of one read of the probes.
+pub fn families(
+    snapshot: &Snapshot,
+    programs: &[ProgramStats],
+    stats_enabled: bool,
+    naming: &Naming,
+) -> Vec<MetricFamily> {
+    let p = &naming.prefix;
+    let mut merged = Vec::new();
+    let rows = rows(snapshot, naming, &mut merged);
+    let mut out = Vec::new();
+    type Field = fn(&SyscallStats) -> Option<u64>;
+    let counters: [(&str, &str, Field); 6] = [
+        (
+            "syscall_calls_total",
+            "Calls that returned (a call blocked across the probes' attach is not counted).",
+            |s| Some(s.calls),
+        ),
+        (
+            "syscall_errors_total",
+            "Calls that returned an error, EAGAIN included.",
+            |s| Some(s.errors),
+        ),
+        (
+            "syscall_eagain_total",
+            "Calls that returned EAGAIN (a non-blocking call that would have blocked).",
+            |s| Some(s.eagain),
+        ),
+        (
+            "syscall_bytes_total",
+            "Bytes moved by read and write calls.",
+            |s| s.fd.map(|_| s.bytes),
+        ),
+        (
+            "syscall_zero_ready_total",
+            "Waiting calls (epoll, poll, select) that returned no ready descriptor.",
+            |s| is_wait(s).then_some(s.zero_ready),
+        ),
+        (
+            "syscall_nonblocking_total",
+            "Waiting calls made with a zero timeout (polls that could not block).",
+            |s| is_wait(s).then_some(s.nonblocking),
+        ),
+    ];
+    for (name, help, field) in counters {
+        let mut f = MetricFamily::new(format!("{p}_{name}"), help, MetricType::Counter);
+        for row in &rows {
+            if let Some(v) = field(row.stats) {
+                f.metric.push(Metric {
+                    counter: Some(Counter { value: v as f64 }),
+                    ..metric(row)
+                });
+            }
+        }
+        out.push(f);
+    }
+    let bounds = buckets::latency_bounds_ns();
+    let mut latency = MetricFamily::new(
+        format!("{p}_syscall_latency_seconds"),
+        "Time from syscall entry to exit, measured in the kernel.",
+        MetricType::Histogram,
+    );
+    let ready_bounds = buckets::ready_bounds();
+    let mut ready = MetricFamily::new(
+        format!("{p}_syscall_ready_events"),
+        "Ready descriptors returned per successful waiting call (epoll, poll, select).",
+        MetricType::Histogram,
+    );
+    for row in &rows {
+        latency.metric.push(Metric {
+            histogram: Some(buckets::histogram(
+                &row.stats.latency_ns,
+                &bounds,
+                1e9,
+                Some(row.stats.latency_sum_ns),
+            )),
+            ..metric(row)
+        });
+        if is_wait(row.stats) {
+            ready.metric.push(Metric {
+                histogram: Some(buckets::histogram(
+                    &row.stats.ready_events,
+                    &ready_bounds,
+                    1.0,
+                    None,
+                )),
+                ..metric(row)
+            });
+        }
+    }
+    out.push(latency);
+    out.push(ready);
+    let c = &snapshot.counters;
+    for (name, help, value) in [
+        (
+            "in_flight_full_total",
+            "Calls not measured: the in-flight map was full.",
+            c.in_flight_full,
+        ),
+        (
+            "targets_full_total",
+            "Tasks created by targets not followed: the target map was full.",
+            c.targets_full,
+        ),
+        (
+            "pid_stats_full_total",
+            "Calls counted without their process: the per-process map was full.",
+            c.pid_stats_full,
+        ),
+        (
+            "died_in_call_total",
+            "Threads that exited inside a measured call.",
+            c.died_in_call,
+        ),
+        (
+            "followed_tasks_total",
+            "Threads and processes created by targets and followed.",
+            c.followed_tasks,
+        ),
+    ] {
+        let mut f = MetricFamily::new(format!("{p}_{name}"), help, MetricType::Counter);
+        f.metric.push(Metric {
+            counter: Some(Counter {
+                value: value as f64,
+            }),
+            ..Metric::default()
+        });
+        out.push(f);
+    }
+    let mut in_flight = MetricFamily::new(
+        format!("{p}_in_flight_entries"),
+        "Threads with a call parked in the in-flight map.",
+        MetricType::Gauge,
+    );
+    in_flight.metric.push(Metric {
+        gauge: Some(Gauge {
+            value: c.in_flight_entries as f64,
+        }),
+        ..Metric::default()
+    });
+    out.push(in_flight);
+    out.extend(program_families(p, programs, stats_enabled));
+    out
+}
+
+fn is_wait(s: &SyscallStats) -> bool {
+    matches!(class_of(s).as_deref(), Some("epoll" | "poll_select"))
+}
+
+/// netpoll's own cost: run time and runs of each of its BPF programs (kernel.bpf_stats_enabled).
+fn program_families(p: &str, programs: &[ProgramStats], enabled: bool) -> Vec<MetricFamily> {
+    let mut on = MetricFamily::new(
+        format!("{p}_bpf_stats_enabled"),
+        "1 when the kernel counts the run time of BPF programs (kernel.bpf_stats_enabled, or --bpf-stats).",
+        MetricType::Gauge,
+    );
+    on.metric.push(Metric {
+        gauge: Some(Gauge {
+            value: f64::from(u8::from(enabled)),
+        }),
+        ..Metric::default()
+    });
+    let mut time = MetricFamily::new(
+        format!("{p}_bpf_program_run_seconds_total"),
+        "Time netpoll's BPF programs ran (their cost, paid by the processes they run in).",
+        MetricType::Counter,
+    );
+    let mut runs = MetricFamily::new(
+        format!("{p}_bpf_program_runs_total"),
+        "Runs of netpoll's BPF programs.",
+        MetricType::Counter,
+    );
+    if enabled {
+        for prog in programs {
+            let label = labels(&[("program", &prog.name)]);
+            time.metric.push(Metric {
+                label: label.clone(),
+                counter: Some(Counter {
+                    value: prog.run_time_ns as f64 / 1e9,
+                }),
+                ..Metric::default()
+            });
+            runs.metric.push(Metric {
+                label,
+                counter: Some(Counter {
+                    value: prog.runs as f64,
+                }),
+                ..Metric::default()
+            });
+        }
+    }
+    vec![on, time, runs]
+}
+
+/// The families as the protobuf exposition: each length-delimited.
+pub fn encode_protobuf(families: &[MetricFamily]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in families.iter().filter(|f| !f.metric.is_empty()) {
+        // Writing into a Vec cannot fail.
+        let _ = f.encode_length_delimited(&mut out);
+    }
+    out
+}
+
+/// Whether an Accept header asks for the protobuf exposition (Prometheus with native
+/// histograms enabled puts it first).
+pub fn wants_protobuf(accept: &str) -> bool {
+    accept.split(',').any(|media| {
+        media.contains("application/vnd.google.protobuf")
+            && media.contains("proto=io.prometheus.client.MetricFamily")
+            && !media.contains("q=0,")
+            && !media.trim_end().ends_with("q=0")
+    })
+}
