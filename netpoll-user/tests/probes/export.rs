@@ -284,26 +284,39 @@ impl Drop for Prometheus {
 }
 
 pub fn prometheus_scrapes_the_exporter_and_answers_queries() -> TestResult {
-    let fixture = Fixture::start_with("steady", &[("NETPOLL_FIXTURE_SECONDS", "25")]);
+    let fixture = Fixture::start_with("steady", &[("NETPOLL_FIXTURE_SECONDS", "40")]);
     let pid = fixture.child.id();
     let exporter = Exporter::start(&["--pid", &pid.to_string()]);
     let prometheus = Prometheus::start(exporter.port);
     fixture.go();
     // Scrapes every second; the rate needs a few of them.
-    std::thread::sleep(Duration::from_secs(4));
-    // The truth: the exporter's own counter over the 5 s the rate will cover.
+    std::thread::sleep(Duration::from_secs(3));
+    // The truth: the exporter's own counter over the 6 s the rate covers. A scrape that fails
+    // (a busy machine while Prometheus starts) leaves a gap that makes rate() low by Prometheus'
+    // own rules: then measure again.
     let wait = ["syscall=\"epoll_wait\""];
     let count = |text: &str| sample(text, "netpoll_syscall_calls_total", &wait).unwrap_or(0.0);
-    let (c1, t1) = (count(&exporter.metrics()), Instant::now());
-    std::thread::sleep(Duration::from_secs(5));
-    let text = exporter.metrics();
-    let truth = (count(&text) - c1) / t1.elapsed().as_secs_f64();
-    let rate = prometheus.query("rate(netpoll_syscall_calls_total{syscall=\"epoll_wait\"}[5s])");
-    // epoll_wait with a 10 ms timeout, back to back: up to 100 calls a second (fewer when the
-    // machine is busy, as while Prometheus starts).
+    let mut measured = Vec::new();
+    let mut text = String::new();
+    for _ in 0..3 {
+        let (c1, t1) = (count(&exporter.metrics()), Instant::now());
+        std::thread::sleep(Duration::from_secs(6));
+        text = exporter.metrics();
+        let truth = (count(&text) - c1) / t1.elapsed().as_secs_f64();
+        let rate =
+            prometheus.query("rate(netpoll_syscall_calls_total{syscall=\"epoll_wait\"}[6s])");
+        let scrapes = prometheus.query("min_over_time(up[6s])");
+        measured.push((truth, rate, scrapes));
+        // epoll_wait with a 10 ms timeout, back to back: up to 100 calls a second (fewer when
+        // the machine is busy).
+        if (50.0..=101.0).contains(&truth) && rate.is_some_and(|r| (r / truth - 1.0).abs() < 0.1) {
+            break;
+        }
+    }
+    let &(truth, rate, _) = measured.last().expect("measured");
     check(
-        (50.0..=101.0).contains(&truth) && rate.is_some_and(|r| (r / truth - 1.0).abs() < 0.15),
-        format!("rate(calls) = {rate:?}, the fixture made {truth:.1} calls/s"),
+        (50.0..=101.0).contains(&truth) && rate.is_some_and(|r| (r / truth - 1.0).abs() < 0.1),
+        format!("(fixture's calls/s, Prometheus' rate, every scrape up) per attempt: {measured:?}"),
     )?;
     // The median of the waits, from the native histogram: within the buckets' error (1.6 % +
     // 2.2 %) of the exact mean the kernel summed (the waits hardly vary).
@@ -317,7 +330,7 @@ pub fn prometheus_scrapes_the_exporter_and_answers_queries() -> TestResult {
         format!("histogram_quantile(0.5) = {median:?} s; mean wait {mean:.5} s"),
     )?;
     eprintln!(
-        "PromQL: rate(netpoll_syscall_calls_total{{syscall=\"epoll_wait\"}}[5s]) = {:.1}; \
+        "PromQL: rate(netpoll_syscall_calls_total{{syscall=\"epoll_wait\"}}[6s]) = {:.1}; \
          histogram_quantile(0.5, rate(netpoll_syscall_latency_seconds{{syscall=\"epoll_wait\"}}[5s])) = {:.5}",
         rate.unwrap_or_default(),
         median.unwrap_or_default()
