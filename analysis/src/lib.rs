@@ -9,6 +9,7 @@ pub mod png;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod sched;
 pub mod stats;
 pub mod workload;
 

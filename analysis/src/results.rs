@@ -56,6 +56,9 @@ pub struct Results {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub processes: BTreeMap<u32, ProcessStats>,
     pub counters: Counters,
+    /// The scheduler view (`--sched`): the target threads' time, in and outside calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<crate::sched::Scheduler>,
     /// `netpoll run`: the workload, client-side results, server process figures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<crate::run::RunInfo>,
@@ -177,6 +180,9 @@ pub struct SyscallStats {
     /// Ready events per successful waiting call, as `[low, high, count]` buckets.
     #[serde(default, skip_serializing_if = "Histogram::is_empty")]
     pub ready_events: Histogram,
+    /// The scheduler view (`--sched`): the latency split into on CPU, blocked and run queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sched: Option<crate::sched::CallSched>,
 }
 
 impl SyscallStats {
@@ -190,6 +196,11 @@ impl SyscallStats {
         self.latency_sum_ns += other.latency_sum_ns;
         self.latency_ns.merge(&other.latency_ns);
         self.ready_events.merge(&other.ready_events);
+        match (&mut self.sched, &other.sched) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (None, Some(theirs)) => self.sched = Some(theirs.clone()),
+            _ => {}
+        }
     }
 
     /// Exact mean latency (from the in-kernel sum), if any call was seen.
@@ -222,6 +233,9 @@ pub struct Counters {
     /// Threads with an entry in the in-flight map when the run ended (live target threads; dead
     /// threads' entries are removed when they exit).
     pub in_flight_entries: u64,
+    /// The scheduler view could not track a thread (its map was full).
+    #[serde(default)]
+    pub threads_full: u64,
 }
 
 impl Results {
@@ -344,6 +358,10 @@ impl SyscallStats {
             latency_sum_ns: self.latency_sum_ns.saturating_sub(earlier.latency_sum_ns),
             latency_ns: self.latency_ns.since(&earlier.latency_ns),
             ready_events: self.ready_events.since(&earlier.ready_events),
+            sched: match (&self.sched, &earlier.sched) {
+                (Some(now), Some(before)) => Some(now.since(before)),
+                (now, _) => now.clone(),
+            },
         }
     }
 }

@@ -2,7 +2,7 @@
 //! maps, globals and programs. Everything is `#[repr(C)]` with explicit padding.
 
 use crate::{
-    histogram::{LATENCY_BUCKETS, READY_BUCKETS},
+    histogram::{LATENCY_BUCKETS, READY_BUCKETS, SCHED_BUCKETS},
     syscalls::NUM_SYSCALLS,
 };
 
@@ -34,6 +34,111 @@ pub struct InFlight {
     /// [`crate::syscalls::Kind`] as u8.
     pub kind: u8,
     pub _pad: [u8; 4],
+}
+
+/// A call parked in `IN_FLIGHT` (its thread left the CPU), with, in the scheduler view, its
+/// thread's blocked and run-queue totals when it was parked: at exit, the differences are the
+/// call's own.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Parked {
+    pub call: InFlight,
+    pub base_blocked_ns: u64,
+    pub base_runq_ns: u64,
+}
+
+/// Where a target thread is, for the scheduler view (`THREADS`, by thread id).
+pub mod thread_state {
+    /// Running (or never seen leaving a CPU).
+    pub const ON_CPU: u8 = 0;
+    /// Switched out while runnable (preempted, or yielded): waiting for a CPU since `off_ns`.
+    pub const PREEMPTED: u8 = 1;
+    /// Switched out asleep (waiting for data, a timeout, a lock) since `off_ns`.
+    pub const BLOCKED: u8 = 2;
+    /// Woken at `woken_ns`, waiting for a CPU since.
+    pub const WOKEN: u8 = 3;
+}
+
+/// Who woke a thread.
+pub mod waker {
+    /// An interrupt, softirq or timer (a packet arriving, a timeout expiring).
+    pub const INTERRUPT: usize = 0;
+    /// Another thread of the same process (a worker pool, a futex, Go's netpoller).
+    pub const SAME_PROCESS: usize = 1;
+    /// A thread of another process.
+    pub const OTHER_PROCESS: usize = 2;
+    pub const COUNT: usize = 3;
+    /// Not woken during the call (it never blocked).
+    pub const NONE: u8 = 0xff;
+}
+
+/// Scheduler state of one target thread (the scheduler view, `THREADS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ThreadSched {
+    /// When it last left a CPU.
+    pub off_ns: u64,
+    /// When it was last woken.
+    pub woken_ns: u64,
+    /// Totals since it was first seen: asleep, and runnable but not running.
+    pub blocked_ns: u64,
+    pub runq_ns: u64,
+    pub tgid: u32,
+    /// [`thread_state`].
+    pub state: u8,
+    /// [`waker`] of its last wakeup.
+    pub waker: u8,
+    pub _pad: [u8; 2],
+}
+
+/// The scheduler view of one slot (`SCHED_STATS`): each call's latency split into on CPU,
+/// blocked (asleep) and waiting for a CPU, so that on + blocked + runq = latency for every
+/// call. Histograms stop at 2^36 ns (69 s); longer values share the last bucket.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SlotSched {
+    pub on_cpu_sum_ns: u64,
+    pub blocked_sum_ns: u64,
+    pub runq_sum_ns: u64,
+    /// Calls woken while inside the call, by [`waker`].
+    pub wakeups: [u64; waker::COUNT],
+    /// Of those, the time from the (last) wakeup to the call's return, summed.
+    pub wake_to_exit_sum_ns: [u64; waker::COUNT],
+    pub _reserved: u64,
+    pub on_cpu: [u64; SCHED_BUCKETS],
+    pub blocked: [u64; SCHED_BUCKETS],
+    pub runq: [u64; SCHED_BUCKETS],
+}
+
+impl SlotSched {
+    pub const ZERO: SlotSched = SlotSched {
+        on_cpu_sum_ns: 0,
+        blocked_sum_ns: 0,
+        runq_sum_ns: 0,
+        wakeups: [0; waker::COUNT],
+        wake_to_exit_sum_ns: [0; waker::COUNT],
+        _reserved: 0,
+        on_cpu: [0; SCHED_BUCKETS],
+        blocked: [0; SCHED_BUCKETS],
+        runq: [0; SCHED_BUCKETS],
+    };
+}
+
+/// The scheduler view over every target thread, in and outside measured calls
+/// (`SCHED_TOTALS`, one per-CPU entry).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SchedTotals {
+    pub blocked_ns: u64,
+    pub runq_ns: u64,
+    /// Switched out runnable (involuntary: preempted) and asleep (voluntary).
+    pub preemptions: u64,
+    pub sleeps: u64,
+    /// Wakeups by [`waker`].
+    pub wakeups: [u64; waker::COUNT],
+    pub _reserved: u64,
+    /// Run-queue delay after every wakeup or preemption, nanoseconds.
+    pub runq: [u64; SCHED_BUCKETS],
 }
 
 /// Per-CPU state (`CURRENT`): the measured call of the thread running on this CPU, and the
@@ -117,6 +222,8 @@ pub mod counter {
     pub const DIED_IN_CALL: u32 = 3;
     /// Tasks (processes and threads) created by targets and added to `TARGETS`.
     pub const FOLLOWED_TASKS: u32 = 4;
+    /// The scheduler view could not track a thread: `THREADS` was full.
+    pub const THREADS_FULL: u32 = 5;
     pub const COUNT: u32 = 8;
 }
 
@@ -131,6 +238,9 @@ pub mod filter {
 /// Names of maps shared with user space.
 pub mod maps {
     pub const SYSCALL_TABLE: &str = "SYSCALL_TABLE";
+    pub const THREADS: &str = "THREADS";
+    pub const SCHED_STATS: &str = "SCHED_STATS";
+    pub const SCHED_TOTALS: &str = "SCHED_TOTALS";
     pub const IN_FLIGHT: &str = "IN_FLIGHT";
     pub const STATS: &str = "STATS";
     pub const PID_STATS: &str = "PID_STATS";
@@ -158,6 +268,10 @@ pub mod globals {
     pub const REGS_NR_OFFSET: &str = "REGS_NR_OFFSET";
     /// Offset of `child_pid` in the `sched:sched_process_fork` record, u32.
     pub const FORK_CHILD_PID_OFFSET: &str = "FORK_CHILD_PID_OFFSET";
+    /// 1: the scheduler view (`--sched`) is on, u8.
+    pub const SCHED: &str = "SCHED";
+    /// Byte offset of `pid` in `struct task_struct` (from the kernel's BTF), u32.
+    pub const TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
 }
 
 /// The kernel events netpoll hooks. Each exists as one program per [`HookKind`], named
@@ -172,10 +286,19 @@ pub enum Hook {
     TaskExit,
     Switch,
     TaskFork,
+    /// The scheduler view: a thread woken.
+    Wakeup,
+    /// The scheduler view: interrupt, softirq and timer contexts (who woke a thread).
+    IrqEntry,
+    IrqExit,
+    SoftirqEntry,
+    SoftirqExit,
+    TimerEntry,
+    TimerExit,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 7] = [
+    pub const ALL: [Hook; 14] = [
         Hook::SysEnter,
         Hook::SysExit,
         Hook::SockRecv,
@@ -183,6 +306,26 @@ impl Hook {
         Hook::TaskExit,
         Hook::Switch,
         Hook::TaskFork,
+        Hook::Wakeup,
+        Hook::IrqEntry,
+        Hook::IrqExit,
+        Hook::SoftirqEntry,
+        Hook::SoftirqExit,
+        Hook::TimerEntry,
+        Hook::TimerExit,
+    ];
+
+    /// The hooks of the scheduler view (`--sched`), in attach order: the exits of interrupt
+    /// contexts before their entries (an exit without its entry is ignored, an entry without
+    /// its exit would leave the CPU marked in an interrupt), then wakeups.
+    pub const SCHED: [Hook; 7] = [
+        Hook::IrqExit,
+        Hook::SoftirqExit,
+        Hook::TimerExit,
+        Hook::IrqEntry,
+        Hook::SoftirqEntry,
+        Hook::TimerEntry,
+        Hook::Wakeup,
     ];
 
     /// The part of its programs' names after the kind's prefix.
@@ -195,6 +338,13 @@ impl Hook {
             Hook::TaskExit => "task_exit",
             Hook::Switch => "switch",
             Hook::TaskFork => "task_fork",
+            Hook::Wakeup => "wakeup",
+            Hook::IrqEntry => "irq_entry",
+            Hook::IrqExit => "irq_exit",
+            Hook::SoftirqEntry => "softirq_entry",
+            Hook::SoftirqExit => "softirq_exit",
+            Hook::TimerEntry => "timer_entry",
+            Hook::TimerExit => "timer_exit",
         }
     }
 
@@ -209,14 +359,29 @@ impl Hook {
             Hook::TaskExit => ("sched", "sched_process_exit"),
             Hook::Switch => ("sched", "sched_switch"),
             Hook::TaskFork => ("sched", "sched_process_fork"),
+            Hook::Wakeup => ("sched", "sched_wakeup"),
+            Hook::IrqEntry => ("irq", "irq_handler_entry"),
+            Hook::IrqExit => ("irq", "irq_handler_exit"),
+            Hook::SoftirqEntry => ("irq", "softirq_entry"),
+            Hook::SoftirqExit => ("irq", "softirq_exit"),
+            Hook::TimerEntry => ("timer", "hrtimer_expire_entry"),
+            Hook::TimerExit => ("timer", "hrtimer_expire_exit"),
         }
     }
 
     /// Kinds this hook has a program for: fork is rare, so only its classic tracepoint exists
-    /// (its record names the child without reading `struct task_struct`).
+    /// (its record names the child without reading `struct task_struct`); the scheduler view
+    /// reads task pointers, which only BTF and raw tracepoints pass.
     pub const fn kinds(self) -> &'static [HookKind] {
         match self {
             Hook::TaskFork => &[HookKind::Tracepoint],
+            Hook::Wakeup
+            | Hook::IrqEntry
+            | Hook::IrqExit
+            | Hook::SoftirqEntry
+            | Hook::SoftirqExit
+            | Hook::TimerEntry
+            | Hook::TimerExit => &[HookKind::TpBtf, HookKind::RawTp],
             _ => &HookKind::ALL,
         }
     }
@@ -314,6 +479,10 @@ mod user {
     unsafe impl aya::Pod for super::Current {}
     unsafe impl aya::Pod for super::SlotStats {}
     unsafe impl aya::Pod for super::PidSlot {}
+    unsafe impl aya::Pod for super::Parked {}
+    unsafe impl aya::Pod for super::ThreadSched {}
+    unsafe impl aya::Pod for super::SlotSched {}
+    unsafe impl aya::Pod for super::SchedTotals {}
 }
 
 #[cfg(test)]
@@ -343,7 +512,9 @@ mod tests {
         for (i, a) in names.iter().enumerate() {
             assert!(!names[i + 1..].contains(a), "{a} twice");
         }
-        assert_eq!(names.len(), 6 * 3 + 1 + 5 * 3);
+        // 6 hooks of every kind, fork's classic tracepoint, 7 scheduler hooks of 2 kinds; and
+        // the floor: 5 hooks of every kind, the 7 scheduler hooks of 2 kinds.
+        assert_eq!(names.len(), 6 * 3 + 1 + 7 * 2 + 5 * 3 + 7 * 2);
         assert_eq!(
             program_name(HookKind::TpBtf, Hook::Switch, true),
             "floor_btf_switch"
@@ -354,6 +525,16 @@ mod tests {
     fn per_cpu_values_fit_the_kernel_limit() {
         // The kernel refuses per-CPU map values over 32 KiB (PCPU_MIN_UNIT_SIZE).
         assert!(size_of::<SlotStats>() <= 32 * 1024);
+        assert!(size_of::<SlotSched>() <= 32 * 1024);
+        assert!(size_of::<SchedTotals>() <= 32 * 1024);
+    }
+
+    #[test]
+    fn scheduler_layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<Parked>(), 32);
+        assert_eq!(size_of::<ThreadSched>(), 40);
+        assert_eq!(offset_of!(SlotSched, on_cpu), 8 * 10);
+        assert_eq!(offset_of!(SchedTotals, runq), 8 * 8);
     }
 
     #[test]

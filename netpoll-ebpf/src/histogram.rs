@@ -20,6 +20,10 @@ pub const fn buckets_for_power(max_power: u32) -> usize {
 /// Buckets of a latency histogram in nanoseconds: the whole u64 range.
 pub const LATENCY_BUCKETS: usize = buckets_for_power(64);
 
+/// Buckets of the scheduler view's histograms (on CPU, blocked, run-queue delay): up to 2^36 ns
+/// (69 s), so that three of them fit a per-CPU map value; longer values share the last bucket.
+pub const SCHED_BUCKETS: usize = buckets_for_power(36);
+
 /// Buckets of the ready-events-per-call histogram: exact to 63, then log-linear up to 8191.
 pub const READY_BUCKETS: usize = buckets_for_power(13);
 

@@ -12,7 +12,10 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 
-use crate::probe::{self, SyscallArgs};
+use crate::{
+    probe::{self, SyscallArgs},
+    sched,
+};
 
 // Architecture facts set by the loader: byte offsets inside `struct pt_regs` of the six syscall
 // arguments and of the syscall number, as seen by the sys_enter/sys_exit tracepoints.
@@ -23,6 +26,28 @@ static REGS_NR_OFFSET: u32 = 0;
 /// Offset of `child_pid` in the `sched:sched_process_fork` record (from its tracefs format file).
 #[unsafe(no_mangle)]
 static FORK_CHILD_PID_OFFSET: u32 = 0;
+/// Offset of `pid` (the thread id) in `struct task_struct`, from the kernel's BTF.
+#[unsafe(no_mangle)]
+static TASK_PID_OFFSET: u32 = 0;
+
+/// The thread id of a `struct task_struct *` (the scheduler view's hooks get task pointers).
+#[inline(always)]
+fn task_tid(task: *const u8) -> u32 {
+    // SAFETY: plain read of a load-time constant; bpf_probe_read_kernel validates the address.
+    let offset = unsafe { core::ptr::read_volatile(&TASK_PID_OFFSET) } as usize;
+    unsafe { bpf_probe_read_kernel(task.add(offset) as *const i32) }.unwrap_or(0) as u32
+}
+
+/// `sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
+/// unsigned int prev_state)`, as BTF and raw tracepoints pass it: the previous task was
+/// preempted (still runnable) when `preempt` is set or its state is TASK_RUNNING (0).
+#[inline(always)]
+fn switch(preempt: u64, next: *const u8, prev_state: u64) {
+    probe::on_switch_out(|| preempt & 1 != 0 || prev_state as u32 == 0);
+    if probe::sched_view() {
+        sched::thread_entered_cpu(task_tid(next));
+    }
+}
 
 // Record layout of the classic raw_syscalls tracepoints: 8 bytes of common fields, then
 // `long id` and `unsigned long args[6]` (sys_enter) or `long ret` (sys_exit). Stable since 2.6.
@@ -113,8 +138,50 @@ pub fn btf_task_exit(_ctx: BtfTracePointContext) -> i32 {
 }
 
 #[btf_tracepoint(function = "sched_switch")]
-pub fn btf_switch(_ctx: BtfTracePointContext) -> i32 {
-    probe::on_switch_out();
+pub fn btf_switch(ctx: BtfTracePointContext) -> i32 {
+    switch(ctx.arg(0), ctx.arg(2), ctx.arg(3));
+    0
+}
+
+#[btf_tracepoint(function = "sched_wakeup")]
+pub fn btf_wakeup(ctx: BtfTracePointContext) -> i32 {
+    sched::on_wakeup(task_tid(ctx.arg(0)));
+    0
+}
+
+#[btf_tracepoint(function = "irq_handler_entry")]
+pub fn btf_irq_entry(_ctx: BtfTracePointContext) -> i32 {
+    sched::irq_entered();
+    0
+}
+
+#[btf_tracepoint(function = "irq_handler_exit")]
+pub fn btf_irq_exit(_ctx: BtfTracePointContext) -> i32 {
+    sched::irq_left();
+    0
+}
+
+#[btf_tracepoint(function = "softirq_entry")]
+pub fn btf_softirq_entry(_ctx: BtfTracePointContext) -> i32 {
+    sched::irq_entered();
+    0
+}
+
+#[btf_tracepoint(function = "softirq_exit")]
+pub fn btf_softirq_exit(_ctx: BtfTracePointContext) -> i32 {
+    sched::irq_left();
+    0
+}
+
+#[btf_tracepoint(function = "hrtimer_expire_entry")]
+pub fn btf_timer_entry(_ctx: BtfTracePointContext) -> i32 {
+    sched::irq_entered();
+    0
+}
+
+#[btf_tracepoint(function = "hrtimer_expire_exit")]
+pub fn btf_timer_exit(_ctx: BtfTracePointContext) -> i32 {
+    sched::irq_left();
     0
 }
 
@@ -153,8 +220,50 @@ pub fn raw_task_exit(_ctx: RawTracePointContext) -> i32 {
 }
 
 #[raw_tracepoint(tracepoint = "sched_switch")]
-pub fn raw_switch(_ctx: RawTracePointContext) -> i32 {
-    probe::on_switch_out();
+pub fn raw_switch(ctx: RawTracePointContext) -> i32 {
+    switch(ctx.arg(0), ctx.arg(2), ctx.arg(3));
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sched_wakeup")]
+pub fn raw_wakeup(ctx: RawTracePointContext) -> i32 {
+    sched::on_wakeup(task_tid(ctx.arg(0)));
+    0
+}
+
+#[raw_tracepoint(tracepoint = "irq_handler_entry")]
+pub fn raw_irq_entry(_ctx: RawTracePointContext) -> i32 {
+    sched::irq_entered();
+    0
+}
+
+#[raw_tracepoint(tracepoint = "irq_handler_exit")]
+pub fn raw_irq_exit(_ctx: RawTracePointContext) -> i32 {
+    sched::irq_left();
+    0
+}
+
+#[raw_tracepoint(tracepoint = "softirq_entry")]
+pub fn raw_softirq_entry(_ctx: RawTracePointContext) -> i32 {
+    sched::irq_entered();
+    0
+}
+
+#[raw_tracepoint(tracepoint = "softirq_exit")]
+pub fn raw_softirq_exit(_ctx: RawTracePointContext) -> i32 {
+    sched::irq_left();
+    0
+}
+
+#[raw_tracepoint(tracepoint = "hrtimer_expire_entry")]
+pub fn raw_timer_entry(_ctx: RawTracePointContext) -> i32 {
+    sched::irq_entered();
+    0
+}
+
+#[raw_tracepoint(tracepoint = "hrtimer_expire_exit")]
+pub fn raw_timer_exit(_ctx: RawTracePointContext) -> i32 {
+    sched::irq_left();
     0
 }
 
@@ -197,9 +306,10 @@ pub fn tp_task_exit(_ctx: TracePointContext) -> i32 {
     0
 }
 
+/// Classic tracepoints carry no task pointers: no scheduler view (the loader refuses it).
 #[tracepoint]
 pub fn tp_switch(_ctx: TracePointContext) -> i32 {
-    probe::on_switch_out();
+    probe::on_switch_out(|| false);
     0
 }
 
@@ -275,5 +385,61 @@ pub fn floor_tp_sock_send(_ctx: TracePointContext) -> i32 {
 }
 #[tracepoint]
 pub fn floor_tp_switch(_ctx: TracePointContext) -> i32 {
+    0
+}
+#[btf_tracepoint(function = "sched_wakeup")]
+pub fn floor_btf_wakeup(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+#[raw_tracepoint(tracepoint = "sched_wakeup")]
+pub fn floor_raw_wakeup(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+#[btf_tracepoint(function = "irq_handler_entry")]
+pub fn floor_btf_irq_entry(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+#[raw_tracepoint(tracepoint = "irq_handler_entry")]
+pub fn floor_raw_irq_entry(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+#[btf_tracepoint(function = "irq_handler_exit")]
+pub fn floor_btf_irq_exit(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+#[raw_tracepoint(tracepoint = "irq_handler_exit")]
+pub fn floor_raw_irq_exit(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+#[btf_tracepoint(function = "softirq_entry")]
+pub fn floor_btf_softirq_entry(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+#[raw_tracepoint(tracepoint = "softirq_entry")]
+pub fn floor_raw_softirq_entry(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+#[btf_tracepoint(function = "softirq_exit")]
+pub fn floor_btf_softirq_exit(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+#[raw_tracepoint(tracepoint = "softirq_exit")]
+pub fn floor_raw_softirq_exit(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+#[btf_tracepoint(function = "hrtimer_expire_entry")]
+pub fn floor_btf_timer_entry(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+#[raw_tracepoint(tracepoint = "hrtimer_expire_entry")]
+pub fn floor_raw_timer_entry(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+#[btf_tracepoint(function = "hrtimer_expire_exit")]
+pub fn floor_btf_timer_exit(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+#[raw_tracepoint(tracepoint = "hrtimer_expire_exit")]
+pub fn floor_raw_timer_exit(_ctx: RawTracePointContext) -> i32 {
     0
 }

@@ -10,6 +10,9 @@ mod probe;
 mod hooks;
 
 #[cfg(target_arch = "bpf")]
+mod sched;
+
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // The verifier rejects any path that could reach here; this only satisfies `no_std`.

@@ -7,7 +7,8 @@
 //! in `CURRENT` always belongs to the thread running on that CPU: the hooks need not ask who runs. Socket
 //! tracepoints that fire in between mark the call as socket I/O. At exit the call lands in one
 //! per-CPU slot of `STATS` (or of `PID_STATS` with `--per-pid`): counters plus log-linear
-//! histograms, so nothing is copied to user space per event.
+//! histograms, so nothing is copied to user space per event. The scheduler view (`--sched`,
+//! [`crate::sched`]) splits each call's latency further; without it none of its code runs.
 
 use aya_ebpf::{
     helpers::{
@@ -20,11 +21,13 @@ use aya_ebpf::{
 use netpoll_ebpf::{
     abi::{
         Current, EAGAIN, IORING_ENTER_GETEVENTS, InFlight, MAX_PID_SLOTS, MAX_TARGETS, MAX_THREADS,
-        NUM_SLOTS, PidSlot, SlotStats, SyscallInfo, counter, filter, slot,
+        NUM_SLOTS, Parked, PidSlot, SlotStats, SyscallInfo, counter, filter, slot,
     },
     histogram::{READY_MAX, bucket_index},
     syscalls::{Kind, MAX_SYSCALL_NR, Wait},
 };
+
+use crate::sched::{self, Split};
 
 // Load-time configuration (names in `abi::globals`), set by the loader. Read-only after load,
 // so the verifier treats them as constants and prunes the filter branches not taken.
@@ -36,12 +39,15 @@ static FILTER_COMM: [u8; 16] = [0; 16];
 static FILTER_CGROUP: u64 = 0;
 #[unsafe(no_mangle)]
 static PER_PID: u8 = 0;
+/// The scheduler view is on: every `if sched_view()` block is pruned by the verifier otherwise.
+#[unsafe(no_mangle)]
+static SCHED: u8 = 0;
 
 #[map]
 static SYSCALL_TABLE: Array<SyscallInfo> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
 /// Calls whose thread was switched out before they returned, by thread id.
 #[map]
-static IN_FLIGHT: HashMap<u32, InFlight> = HashMap::with_max_entries(MAX_THREADS, 0);
+static IN_FLIGHT: HashMap<u32, Parked> = HashMap::with_max_entries(MAX_THREADS, 0);
 /// The call of the thread running on this CPU, and this CPU's cached target verdict.
 #[map]
 static CURRENT: PerCpuArray<Current> = PerCpuArray::with_max_entries(1, 0);
@@ -74,6 +80,12 @@ static ZERO_STATS: Array<SlotStats> = Array::with_max_entries(1, 0);
 fn global<T: Copy>(value: &T) -> T {
     // SAFETY: a plain read of a static; volatile so the compiler keeps the load-time value.
     unsafe { core::ptr::read_volatile(value) }
+}
+
+/// Whether the scheduler view is on (a load-time constant).
+#[inline(always)]
+pub fn sched_view() -> bool {
+    global(&SCHED) != 0
 }
 
 #[inline(always)]
@@ -147,7 +159,7 @@ fn is_nonblocking<A: SyscallArgs>(info: &SyscallInfo, args: &A) -> bool {
 /// `is_target`, cached per CPU in PID mode (where it costs a hash lookup): the thread on a CPU
 /// changes far less often than it makes syscalls.
 #[inline(always)]
-fn is_target_cached(current: &mut Current, pid_tgid: u64) -> bool {
+pub fn is_target_cached(current: &mut Current, pid_tgid: u64) -> bool {
     if global(&FILTER_MODE) != filter::PIDS {
         return is_target(pid_tgid);
     }
@@ -163,7 +175,7 @@ fn is_target_cached(current: &mut Current, pid_tgid: u64) -> bool {
 }
 
 #[inline(always)]
-fn current() -> Option<&'static mut Current> {
+pub fn current() -> Option<&'static mut Current> {
     // SAFETY: a per-CPU value; tracepoint programs do not migrate while they run.
     CURRENT.get_ptr_mut(0).map(|c| unsafe { &mut *c })
 }
@@ -191,16 +203,28 @@ pub fn on_sys_enter<A: SyscallArgs>(nr: i64, args: &A) {
     };
 }
 
-/// `sched_switch`, in the context of the task leaving the CPU: park its unfinished call.
+/// `sched_switch`, in the context of the task leaving the CPU (`runnable`: it was preempted
+/// rather than put to sleep, read only by the scheduler view): park its unfinished call; with
+/// the scheduler view, note where the thread went.
 #[inline(always)]
-pub fn on_switch_out() {
+pub fn on_switch_out(runnable: impl FnOnce() -> bool) {
     let Some(current) = current() else { return };
+    let (base_blocked_ns, base_runq_ns) = if sched_view() {
+        sched::thread_left_cpu(current, runnable())
+    } else {
+        (0, 0)
+    };
     if current.call.start_ns == 0 {
         return;
     }
     // The call belongs to the thread leaving the CPU (see the module comment).
     let tid = current.pid_tgid as u32;
-    if IN_FLIGHT.insert(&tid, &current.call, 0).is_err() {
+    let parked = Parked {
+        call: current.call,
+        base_blocked_ns,
+        base_runq_ns,
+    };
+    if IN_FLIGHT.insert(&tid, &parked, 0).is_err() {
         bump(counter::IN_FLIGHT_FULL);
     }
     current.call.start_ns = 0;
@@ -222,6 +246,7 @@ pub fn on_sys_exit(ret: i64, nr: impl FnOnce() -> i64) {
             false,
             now.saturating_sub(call.start_ns),
             ret,
+            Split::ON_CPU,
         );
         return;
     }
@@ -240,15 +265,22 @@ fn on_parked_call_exit(pid_tgid: u64, now: u64, ret: i64, nr: i64) {
     let mut socket = 0;
     if let Some(parked) = IN_FLIGHT.get_ptr(&tid) {
         // SAFETY: this thread's own entry, copied before it is removed.
-        let call = unsafe { *parked };
+        let parked = unsafe { *parked };
         let _ = IN_FLIGHT.remove(&tid);
+        let call = parked.call;
         if call.start_ns != 0 {
+            let split = if sched_view() {
+                sched::split(tid, &parked, now)
+            } else {
+                Split::ON_CPU
+            };
             account(
                 pid_tgid,
                 &call,
                 false,
                 now.saturating_sub(call.start_ns),
                 ret,
+                split,
             );
             return;
         }
@@ -270,7 +302,7 @@ fn on_parked_call_exit(pid_tgid: u64, now: u64, ret: i64, nr: i64) {
         socket,
         ..InFlight::default()
     };
-    account(pid_tgid, &call, true, now - attached, ret);
+    account(pid_tgid, &call, true, now - attached, ret, Split::ON_CPU);
 }
 
 /// `sock_recv_length` / `sock_send_length`: the call in flight on this thread touched a socket.
@@ -287,13 +319,16 @@ pub fn on_socket_io() {
     let tid = pid_tgid as u32;
     match IN_FLIGHT.get_ptr_mut(&tid) {
         // SAFETY: this thread's own entry.
-        Some(call) => unsafe { (*call).socket = 1 },
+        Some(parked) => unsafe { (*parked).call.socket = 1 },
         None => {
             // A call that began before we attached: leave a mark for its exit.
             if is_target(pid_tgid) {
-                let mark = InFlight {
-                    socket: 1,
-                    ..InFlight::default()
+                let mark = Parked {
+                    call: InFlight {
+                        socket: 1,
+                        ..InFlight::default()
+                    },
+                    ..Parked::default()
                 };
                 if IN_FLIGHT.insert(&tid, &mark, 0).is_err() {
                     bump(counter::IN_FLIGHT_FULL);
@@ -313,12 +348,15 @@ pub fn on_task_exit() {
         current.call.start_ns = 0;
         bump(counter::DIED_IN_CALL);
     }
-    if let Some(call) = IN_FLIGHT.get_ptr(&tid) {
+    if let Some(parked) = IN_FLIGHT.get_ptr(&tid) {
         // SAFETY: this thread's own entry.
-        if unsafe { (*call).start_ns } != 0 {
+        if unsafe { (*parked).call.start_ns } != 0 {
             bump(counter::DIED_IN_CALL);
         }
         let _ = IN_FLIGHT.remove(&tid);
+    }
+    if sched_view() {
+        sched::forget_thread(tid);
     }
 }
 
@@ -340,10 +378,20 @@ pub fn on_task_fork(child_pid: u32) {
 }
 
 #[inline(always)]
-fn account(pid_tgid: u64, call: &InFlight, lower_bound: bool, latency: u64, ret: i64) {
+fn account(
+    pid_tgid: u64,
+    call: &InFlight,
+    lower_bound: bool,
+    latency: u64,
+    ret: i64,
+    split: Split,
+) {
     let kind = call.kind;
     let is_rw = kind == Kind::Read as u8 || kind == Kind::Write as u8;
     let slot = slot(call.index as usize, call.socket != 0 && is_rw, lower_bound) as u32;
+    if sched_view() && !lower_bound {
+        sched::record(slot, latency, &split);
+    }
     let Some(stats) = stats_for(pid_tgid, slot) else {
         return;
     };

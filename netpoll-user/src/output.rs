@@ -165,6 +165,7 @@ pub fn report(results: &Results) -> String {
             );
         }
     }
+    out.push_str(&scheduler(results));
     if !results.lower_bound.is_empty() {
         let _ = writeln!(
             out,
@@ -199,6 +200,64 @@ pub fn report(results: &Results) -> String {
         if n > 0 {
             let _ = writeln!(out, "warning: {n} {what}");
         }
+    }
+    out
+}
+
+/// The scheduler view (`--sched`): how each class's time split, and the threads' scheduling.
+fn scheduler(results: &Results) -> String {
+    let Some(threads) = &results.scheduler else {
+        return String::new();
+    };
+    let mut out = format!(
+        "\nWhere the calls' time went (scheduler view):\n{:<14} {:>9} {:>10} {:>10} {:>10} {:>8} {:>22}\n",
+        "CLASS", "CALLS", "ON CPU", "BLOCKED", "RUN QUEUE", "RUNQ %", "WOKEN BY IRQ/SAME/OTHER"
+    );
+    for class in &results.classes {
+        let Some(s) = &class.sched else { continue };
+        let share = if class.latency_sum_ns > 0 {
+            100.0 * s.runq_sum_ns as f64 / class.latency_sum_ns as f64
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            out,
+            "{:<14} {:>9} {:>10} {:>10} {:>10} {:>7.1}% {:>22}",
+            class.name,
+            class.calls,
+            fmt_ns(s.on_cpu_sum_ns),
+            fmt_ns(s.blocked_sum_ns),
+            fmt_ns(s.runq_sum_ns),
+            share,
+            format!(
+                "{}/{}/{}",
+                s.wakeups.interrupt, s.wakeups.same_process, s.wakeups.other_process
+            ),
+        );
+    }
+    let q = |q: f64| quantile(&threads.runq_delay_ns, q);
+    let _ = writeln!(
+        out,
+        "\nthreads: {} preemptions, {} sleeps; asleep {}, waiting for a CPU {} (run-queue delay p50 {}, p99 {}); woken {} times by interrupts, {} by their own process, {} by others",
+        threads.preemptions,
+        threads.sleeps,
+        fmt_ns(threads.blocked_ns),
+        fmt_ns(threads.runq_ns),
+        q(0.5),
+        q(0.99),
+        threads.wakeups.interrupt,
+        threads.wakeups.same_process,
+        threads.wakeups.other_process,
+    );
+    if !threads.runq_delay_ns.is_empty() {
+        out.push_str(&histogram("run-queue delay (ns)", &threads.runq_delay_ns));
+    }
+    if results.counters.threads_full > 0 {
+        let _ = writeln!(
+            out,
+            "warning: {} threads were not tracked: the scheduler view's map was full",
+            results.counters.threads_full
+        );
     }
     out
 }

@@ -31,6 +31,8 @@ mod faults;
 mod fixture;
 #[path = "probes/redis.rs"]
 mod redis;
+#[path = "probes/sched.rs"]
+mod sched;
 #[path = "probes/targets.rs"]
 mod targets;
 
@@ -38,6 +40,7 @@ use calls::*;
 use export::*;
 use faults::*;
 use redis::*;
+use sched::*;
 use targets::*;
 
 use analysis::{
@@ -133,6 +136,23 @@ fn main() {
             "exporter_bad_inputs_and_clean_stop",
             exporter_bad_inputs_and_clean_stop,
         ),
+        Trial::test(
+            "a_blocked_read_is_blocked_time_woken_by_its_sibling",
+            a_blocked_read_is_blocked_time_woken_by_its_sibling,
+        ),
+        Trial::test(
+            "a_busy_thread_on_the_same_cpu_shows_as_run_queue_time",
+            a_busy_thread_on_the_same_cpu_shows_as_run_queue_time,
+        ),
+        Trial::test(
+            "a_call_that_copies_runs_on_cpu",
+            a_call_that_copies_runs_on_cpu,
+        ),
+        Trial::test(
+            "wakeups_are_attributed_to_interrupts_and_siblings",
+            wakeups_are_attributed_to_interrupts_and_siblings,
+        ),
+        Trial::test("sched_needs_task_pointers", sched_needs_task_pointers),
     ];
     libtest_mimic::run(&args, tests.into()).exit();
 }

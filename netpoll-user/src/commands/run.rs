@@ -43,6 +43,10 @@ pub struct Args {
     /// Pin the load generator to these CPUs (disjoint from --server-cpus: less noise).
     #[arg(long, value_name = "LIST", value_parser = cpu_list)]
     client_cpus: Option<CpuList>,
+    /// The scheduler view: where the server's time per request goes (running, blocked, waiting
+    /// for a CPU) and who wakes its threads. Adds hooks on every context switch and wakeup.
+    #[arg(long)]
+    sched: bool,
     #[command(flatten)]
     results: ResultsArgs,
 }
@@ -89,6 +93,7 @@ struct Checked {
     hook: Option<netpoll_ebpf::abi::HookKind>,
     server_cpus: Option<Vec<usize>>,
     client_cpus: Option<Vec<usize>>,
+    sched: bool,
 }
 
 /// Everything a user can get wrong is checked before the server starts.
@@ -141,6 +146,7 @@ fn check(args: Args) -> Result<Checked> {
         hook: args.results.hook,
         server_cpus: args.server_cpus.map(|c| c.0),
         client_cpus: args.client_cpus.map(|c| c.0),
+        sched: args.sched,
     })
 }
 
@@ -170,6 +176,7 @@ fn attach(c: &Checked, server: &mut HeldCommand) -> Result<Probes> {
         per_pid: false,
         hook: c.hook,
         floor: false,
+        sched: c.sched,
     })?;
     for note in &probes.notes {
         eprintln!("netpoll: note: {note}");

@@ -34,6 +34,11 @@ pub struct TargetArgs {
     /// Break the results down by process.
     #[arg(long)]
     pub per_pid: bool,
+    /// The scheduler view: split each call's latency into running, blocked (asleep) and waiting
+    /// for a CPU, and count who woke the threads. Adds hooks on every context switch and wakeup
+    /// of the machine (see the overhead benchmark).
+    #[arg(long)]
+    pub sched: bool,
     /// Command to start and profile from its first syscall.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -140,6 +145,7 @@ impl Targets {
             per_pid: args.per_pid,
             hook,
             floor,
+            sched: args.sched,
         })?;
         if probes.following {
             // Children that existed before we attached (nginx's workers, say). Scanned after

@@ -38,6 +38,8 @@ pub struct Options {
     pub hook: Option<HookKind>,
     /// Attach the do-nothing programs instead (the overhead benchmark's floor).
     pub floor: bool,
+    /// The scheduler view: split each call's latency into on CPU, blocked and run-queue time.
+    pub sched: bool,
 }
 
 pub struct Probes {
@@ -45,6 +47,8 @@ pub struct Probes {
     pub hook: HookKind,
     pub socket_split: bool,
     pub following: bool,
+    /// The scheduler view is on.
+    pub sched: bool,
     per_pid: bool,
     /// Why the fork record's `child_pid` offset is unknown (then children are not followed).
     fork_unknown: Option<String>,
@@ -85,12 +89,20 @@ fn filter_globals(f: &Filter) -> (u8, [u8; 16], u64) {
 impl Probes {
     /// Loads the object and attaches every hook, in the order that loses no call.
     pub fn load(options: &Options) -> Result<Probes> {
+        if options.sched && options.hook == Some(HookKind::Tracepoint) {
+            bail!(
+                "--sched needs BTF or raw tracepoints (task pointers); not with --hook tracepoint"
+            );
+        }
         let mut probes = Probes::load_object(options)?;
         let btf = Btf::from_sys_fs().ok();
         let kinds: Vec<HookKind> = options.hook.map_or(HookKind::ALL.to_vec(), |k| vec![k]);
         probes.attach_socket_split(&kinds, options.floor, btf.as_ref());
         if !options.floor {
             probes.attach_task_hooks(&kinds, options, btf.as_ref());
+        }
+        if options.sched {
+            probes.attach_sched_hooks(&kinds, options.floor, btf.as_ref())?;
         }
         probes.attach_syscall_hooks(&kinds, options.floor, btf.as_ref())?;
         let mut attach_ns: Array<_, u64> = Array::try_from(probes.map_mut(maps::ATTACH_NS)?)?;
@@ -112,6 +124,13 @@ impl Probes {
         let fork_child_pid_offset = *fork_offset.as_ref().unwrap_or(&0);
         let (mode, comm, cgroup) = filter_globals(&options.filter);
         let per_pid = options.per_pid as u8;
+        let sched = options.sched as u8;
+        // The scheduler view reads thread ids out of task pointers: where they are, from BTF.
+        let task_pid_offset = if options.sched {
+            task_pid_offset().context("the scheduler view (--sched) needs kernel BTF")?
+        } else {
+            0
+        };
         let ebpf = EbpfLoader::new()
             .override_global(globals::FILTER_MODE, &mode, true)
             .override_global(globals::FILTER_COMM, &comm, true)
@@ -120,6 +139,8 @@ impl Probes {
             .override_global(globals::REGS_ARG_OFFSETS, &arg_offsets, true)
             .override_global(globals::REGS_NR_OFFSET, &nr_offset, true)
             .override_global(globals::FORK_CHILD_PID_OFFSET, &fork_child_pid_offset, true)
+            .override_global(globals::SCHED, &sched, true)
+            .override_global(globals::TASK_PID_OFFSET, &task_pid_offset, true)
             // PID_STATS is preallocated: keep it tiny unless it is used.
             .map_max_entries(
                 maps::PID_STATS,
@@ -132,6 +153,7 @@ impl Probes {
             hook: HookKind::TpBtf,
             socket_split: false,
             following: false,
+            sched: options.sched,
             per_pid: options.per_pid,
             fork_unknown: fork_offset.err().map(|e| format!("{e:#}")),
             notes,
@@ -179,6 +201,29 @@ impl Probes {
                     .push(format!("not following children of the targets: {e:#}")),
             }
         }
+    }
+
+    /// The scheduler view's hooks (interrupt contexts, then wakeups), of the first kind that
+    /// attaches them all; sched_switch comes with the syscall hooks.
+    fn attach_sched_hooks(
+        &mut self,
+        kinds: &[HookKind],
+        floor: bool,
+        btf: Option<&Btf>,
+    ) -> Result<()> {
+        let mut last_err = None;
+        for &kind in kinds.iter().filter(|k| **k != HookKind::Tracepoint) {
+            match Hook::SCHED
+                .iter()
+                .try_for_each(|&hook| self.attach(kind, hook, floor, btf))
+            {
+                Ok(()) => return Ok(()),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err
+            .unwrap_or_else(|| anyhow!("no hook kind to try"))
+            .context("the scheduler view's hooks (sched_wakeup, interrupts) could not attach"))
     }
 
     /// sys_enter, sys_exit and sched_switch, all of one kind: the first kind that attaches.
@@ -322,6 +367,25 @@ impl Probes {
             })
             .collect()
     }
+}
+
+/// Byte offset of `pid` in the kernel's `struct task_struct`, from its BTF.
+fn task_pid_offset() -> Result<u32> {
+    let btf = btf_rs::Btf::from_file("/sys/kernel/btf/vmlinux")
+        .map_err(|e| anyhow!("reading /sys/kernel/btf/vmlinux: {e}"))?;
+    let types = btf
+        .resolve_types_by_name("task_struct")
+        .map_err(|e| anyhow!("no task_struct in the kernel's BTF: {e}"))?;
+    for t in types {
+        if let btf_rs::Type::Struct(s) = t {
+            for member in &s.members {
+                if btf.resolve_name(member).is_ok_and(|n| n == "pid") {
+                    return Ok(member.bit_offset() / 8);
+                }
+            }
+        }
+    }
+    bail!("task_struct has no pid field in the kernel's BTF")
 }
 
 /// One line of a load error: the verifier's log is long, its verdict is the line before the

@@ -9,11 +9,12 @@ use analysis::{
         Counters, EndReason, Fd, HookKind, ProcessStats, SyscallStats, Target, Tool, classes_of,
     },
     run::RunInfo,
+    sched::{CallSched, Scheduler, Wakers},
 };
 use anyhow::Result;
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
 use netpoll_ebpf::{
-    abi::{InFlight, NUM_SLOTS, PidSlot, SlotStats, counter, maps},
+    abi::{NUM_SLOTS, Parked, PidSlot, SchedTotals, SlotSched, SlotStats, counter, maps},
     syscalls::{NUM_SYSCALLS, SYSCALLS},
 };
 
@@ -29,6 +30,8 @@ pub struct Snapshot {
     /// Process names for `per_pid`, as the kernel saw them at each process's first call.
     pub comms: BTreeMap<u32, String>,
     pub counters: Counters,
+    /// The scheduler view, when on.
+    pub scheduler: Option<Scheduler>,
 }
 
 impl Probes {
@@ -40,6 +43,18 @@ impl Probes {
             let per_cpu = stats.get(&slot, 0)?;
             slots.push(sum_cpus(slot as usize, per_cpu.iter()));
         }
+        let scheduler = if self.sched {
+            let sched: PerCpuArray<&MapData, SlotSched> =
+                PerCpuArray::try_from(self.map(maps::SCHED_STATS)?)?;
+            for (slot, row) in slots.iter_mut().enumerate() {
+                row.sched = Some(sum_sched(sched.get(&(slot as u32), 0)?.iter()));
+            }
+            let totals: PerCpuArray<&MapData, SchedTotals> =
+                PerCpuArray::try_from(self.map(maps::SCHED_TOTALS)?)?;
+            Some(sum_totals(totals.get(&0, 0)?.iter()))
+        } else {
+            None
+        };
         let mut per_pid: BTreeMap<u32, Vec<SyscallStats>> = BTreeMap::new();
         let mut comms = BTreeMap::new();
         if self.per_pid {
@@ -65,7 +80,7 @@ impl Probes {
         let counters: PerCpuArray<&MapData, u64> =
             PerCpuArray::try_from(self.map(maps::COUNTERS)?)?;
         let read = |i: u32| -> Result<u64> { Ok(counters.get(&i, 0)?.iter().sum()) };
-        let in_flight: HashMap<&MapData, u32, InFlight> =
+        let in_flight: HashMap<&MapData, u32, Parked> =
             HashMap::try_from(self.map(maps::IN_FLIGHT)?)?;
         let counters = Counters {
             in_flight_full: read(counter::IN_FLIGHT_FULL)?,
@@ -74,12 +89,14 @@ impl Probes {
             died_in_call: read(counter::DIED_IN_CALL)?,
             followed_tasks: read(counter::FOLLOWED_TASKS)?,
             in_flight_entries: in_flight.keys().count() as u64,
+            threads_full: read(counter::THREADS_FULL)?,
         };
         Ok(Snapshot {
             slots,
             per_pid,
             comms,
             counters,
+            scheduler,
         })
     }
 }
@@ -112,6 +129,11 @@ impl Snapshot {
                 died_in_call: c.died_in_call.saturating_sub(e.died_in_call),
                 followed_tasks: c.followed_tasks.saturating_sub(e.followed_tasks),
                 in_flight_entries: c.in_flight_entries,
+                threads_full: c.threads_full.saturating_sub(e.threads_full),
+            },
+            scheduler: match (&self.scheduler, &earlier.scheduler) {
+                (Some(now), Some(before)) => Some(now.since(before)),
+                (now, _) => now.clone(),
             },
         }
     }
@@ -171,6 +193,7 @@ impl Snapshot {
             lower_bound,
             processes,
             counters: self.counters,
+            scheduler: self.scheduler,
             run: c.run,
         }
     }
@@ -234,6 +257,41 @@ fn empty_slot(slot: usize) -> SyscallStats {
             .then_some(if socket { Fd::Socket } else { Fd::Other }),
         ..SyscallStats::default()
     }
+}
+
+/// A slot's scheduler view, summed over CPUs.
+fn sum_sched<'a>(per_cpu: impl Iterator<Item = &'a SlotSched>) -> CallSched {
+    let mut total = CallSched::default();
+    for cpu in per_cpu {
+        total.merge(&CallSched {
+            on_cpu_ns: Histogram::from_counts(&cpu.on_cpu),
+            on_cpu_sum_ns: cpu.on_cpu_sum_ns,
+            blocked_ns: Histogram::from_counts(&cpu.blocked),
+            blocked_sum_ns: cpu.blocked_sum_ns,
+            runq_ns: Histogram::from_counts(&cpu.runq),
+            runq_sum_ns: cpu.runq_sum_ns,
+            wakeups: Wakers::from_array(cpu.wakeups),
+            wake_to_exit_sum_ns: Wakers::from_array(cpu.wake_to_exit_sum_ns),
+        });
+    }
+    total
+}
+
+/// The threads' totals, summed over CPUs.
+fn sum_totals<'a>(per_cpu: impl Iterator<Item = &'a SchedTotals>) -> Scheduler {
+    let mut s = Scheduler::default();
+    for cpu in per_cpu {
+        s.blocked_ns += cpu.blocked_ns;
+        s.runq_ns += cpu.runq_ns;
+        s.preemptions += cpu.preemptions;
+        s.sleeps += cpu.sleeps;
+        let w = Wakers::from_array(cpu.wakeups);
+        s.wakeups.interrupt += w.interrupt;
+        s.wakeups.same_process += w.same_process;
+        s.wakeups.other_process += w.other_process;
+        s.runq_delay_ns.merge(&Histogram::from_counts(&cpu.runq));
+    }
+    s
 }
 
 fn sum_cpus<'a>(slot: usize, per_cpu: impl Iterator<Item = &'a SlotStats>) -> SyscallStats {

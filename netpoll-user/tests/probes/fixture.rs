@@ -86,6 +86,12 @@ pub fn run(scenario: &str) -> ! {
             read(0, &mut byte, 1);
         }
         "steady" => steady(),
+        "pipe-wake" => pipe_wake(),
+        "runq-same-cpu" => contended(true),
+        "runq-other-cpu" => contended(false),
+        "big-write" => big_write(),
+        "socket-wake" => socket_wake(),
+        "futex-wake" => futex_wake(),
         "sleepy" => {
             stop_for_probes();
             loop {
@@ -145,6 +151,136 @@ fn steady() {
             [ep as usize, events.as_mut_ptr() as usize, 1, 10, 0, 0],
         );
     }
+}
+
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t with one CPU set, for the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// 5 reads of a pipe, each blocked until a sibling thread writes 20 ms later.
+fn pipe_wake() {
+    let mut pipe = [0i32; 2];
+    // SAFETY: valid out-pointer.
+    unsafe { libc::pipe(pipe.as_mut_ptr()) };
+    stop_for_probes();
+    let writer = pipe[1];
+    let sibling = std::thread::spawn(move || {
+        for _ in 0..5 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            write(writer, b"x", 1);
+        }
+    });
+    let mut byte = [0u8; 1];
+    for _ in 0..5 {
+        read(pipe[0], &mut byte, 1);
+    }
+    let _ = sibling.join();
+}
+
+/// 100 waits of 1 ms in epoll_wait on CPU 0, at the lowest priority (nice 19: woken, it cannot
+/// preempt a busier thread), while a sibling thread spins for 1.5 s on CPU 0 (`same_cpu`: the
+/// waits, once woken, queue behind it) or on CPU 1.
+fn contended(same_cpu: bool) {
+    let ep = sys(libc::SYS_epoll_create1, [0; 6]) as i32;
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 1];
+    pin_to(0);
+    // SAFETY: renicing the calling thread (who 0: the caller).
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    stop_for_probes();
+    let busy = std::thread::spawn(move || {
+        pin_to(if same_cpu { 0 } else { 1 });
+        // SAFETY: as above, back to the default priority for the spinner.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) };
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    });
+    for _ in 0..100 {
+        sys(
+            libc::SYS_epoll_wait,
+            [ep as usize, events.as_mut_ptr() as usize, 1, 1, 0, 0],
+        );
+    }
+    let _ = busy.join();
+}
+
+/// One write of 16 MiB into a pipe a sibling thread drains: a call that spends its time
+/// copying, on CPU (and blocked whenever the pipe is full).
+fn big_write() {
+    let mut pipe = [0i32; 2];
+    // SAFETY: valid out-pointer.
+    unsafe { libc::pipe(pipe.as_mut_ptr()) };
+    let data = vec![7u8; 16 << 20];
+    stop_for_probes();
+    let reader = pipe[0];
+    let drain = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut got = 0;
+        while got < 16 << 20 {
+            let n = read(reader, &mut buf, 1 << 16);
+            if n <= 0 {
+                break;
+            }
+            got += n as usize;
+        }
+    });
+    write(pipe[1], &data, data.len());
+    let _ = drain.join();
+}
+
+/// A socket read blocked until data arrives over loopback, sent 20 ms later by a sibling:
+/// the reader is woken by the network stack (a softirq), not by the sender.
+fn socket_wake() {
+    let (client, server, _listener) = tcp_pair();
+    stop_for_probes();
+    let sibling = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write(client, b"hello", 5);
+    });
+    let mut buf = [0u8; 5];
+    read(server, &mut buf, 5);
+    let _ = sibling.join();
+}
+
+/// A thread waits on a futex (not a measured call) until a sibling wakes it 20 ms later.
+fn futex_wake() {
+    static WORD: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    stop_for_probes();
+    let waiter = std::thread::spawn(|| {
+        while WORD.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            sys(
+                libc::SYS_futex,
+                [
+                    WORD.as_ptr() as usize,
+                    libc::FUTEX_WAIT as usize,
+                    0,
+                    0,
+                    0,
+                    0,
+                ],
+            );
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    WORD.store(1, std::sync::atomic::Ordering::SeqCst);
+    sys(
+        libc::SYS_futex,
+        [
+            WORD.as_ptr() as usize,
+            libc::FUTEX_WAKE as usize,
+            1,
+            0,
+            0,
+            0,
+        ],
+    );
+    let _ = waiter.join();
 }
 
 /// Descriptors for `io_calls`: a regular file, a connected TCP pair (and its listener), a pipe.
