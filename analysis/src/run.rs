@@ -197,6 +197,60 @@ pub struct PerRequest {
     pub context_switches: f64,
     /// Server CPU time (user + system), microseconds.
     pub cpu_us: f64,
+    /// The scheduler view (`--sched`): where the server's thread time went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sched: Option<SchedPerRequest>,
+}
+
+/// The server's thread time per request, from the scheduler view, microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SchedPerRequest {
+    /// Running inside measured calls (the kernel's work for them).
+    pub on_cpu_in_calls_us: f64,
+    /// Running elsewhere: user space and other syscalls (the CPU time from /proc minus the
+    /// above; clock-tick resolution).
+    pub on_cpu_elsewhere_us: f64,
+    /// Waiting for a CPU (runnable, not running), summed over the threads.
+    pub runq_us: f64,
+    /// Asleep, summed over the threads (idle threads count too).
+    pub blocked_us: f64,
+    /// Of that, asleep inside measured calls.
+    pub blocked_in_calls_us: f64,
+    /// Thread wakeups, and by whom.
+    pub wakeups: f64,
+    pub wakeups_by_interrupt: f64,
+    pub wakeups_by_same_process: f64,
+    pub wakeups_by_other_process: f64,
+    pub preemptions: f64,
+}
+
+impl SchedPerRequest {
+    /// From the window's scheduler totals and its calls' sums (nanoseconds).
+    pub fn compute(
+        requests: u64,
+        threads: &crate::sched::Scheduler,
+        in_calls: &crate::sched::CallSched,
+        cpu_us: f64,
+    ) -> Option<SchedPerRequest> {
+        if requests == 0 {
+            return None;
+        }
+        let n = requests as f64;
+        let us = |ns: u64| ns as f64 / 1e3 / n;
+        let on_cpu_in_calls_us = us(in_calls.on_cpu_sum_ns);
+        Some(SchedPerRequest {
+            on_cpu_in_calls_us,
+            on_cpu_elsewhere_us: (cpu_us - on_cpu_in_calls_us).max(0.0),
+            runq_us: us(threads.runq_ns),
+            blocked_us: us(threads.blocked_ns),
+            blocked_in_calls_us: us(in_calls.blocked_sum_ns),
+            wakeups: threads.wakeups.total() as f64 / n,
+            wakeups_by_interrupt: threads.wakeups.interrupt as f64 / n,
+            wakeups_by_same_process: threads.wakeups.same_process as f64 / n,
+            wakeups_by_other_process: threads.wakeups.other_process as f64 / n,
+            preemptions: threads.preemptions as f64 / n,
+        })
+    }
 }
 
 impl PerRequest {
@@ -219,6 +273,7 @@ impl PerRequest {
             context_switches: (process.voluntary_switches + process.involuntary_switches) as f64
                 / n,
             cpu_us: (process.cpu_user_ns + process.cpu_system_ns) as f64 / 1e3 / n,
+            sched: None,
         }
     }
 }

@@ -142,6 +142,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
                 eagain: if blocking { 0.0 } else { 1.0 },
                 context_switches: if blocking { 1.0 } else { 0.001 },
                 cpu_us: 10.0,
+                sched: None,
             },
             environment: None,
         }),
@@ -622,4 +623,47 @@ fn regex_like_ratio(sentence: &str, after: &str) -> f64 {
         .find(|w| w.ends_with('x') && !w.ends_with("x)"))
         .unwrap_or_else(|| panic!("no ratio before {after:?}: {sentence}"));
     word.trim_end_matches('x').parse().expect("a number")
+}
+
+#[test]
+fn the_scheduler_view_gets_its_charts_and_table() {
+    let with_sched = |model: &str, runq_us: f64| {
+        let mut r = run_results(model, 100, 64);
+        let run = r.run.as_mut().expect("run");
+        run.per_request.sched = Some(analysis::run::SchedPerRequest {
+            on_cpu_in_calls_us: 5.0,
+            on_cpu_elsewhere_us: 3.0,
+            runq_us,
+            blocked_us: 40.0,
+            wakeups: 1.0,
+            wakeups_by_interrupt: 1.0,
+            ..Default::default()
+        });
+        r.scheduler = Some(analysis::sched::Scheduler {
+            runq_delay_ns: histogram(&[((runq_us * 1e3) as u64, 100)], LATENCY_BUCKETS),
+            ..Default::default()
+        });
+        r
+    };
+    let dir = temp_dir("sched");
+    let runs = runs(
+        &dir,
+        &[with_sched("blocking-threads", 2000.0), with_sched("epoll-lt", 0.5)],
+    );
+    let charts = report::charts(&runs).expect("charts");
+    let stacked = chart(&charts, "server_time_per_request");
+    for text in ["running in measured calls", "waiting for a CPU", "2008 µs"] {
+        assert!(stacked.svg.contains(text), "stacked chart lacks {text:?}");
+    }
+    assert!(chart(&charts, "runq_delay").svg.contains("waiting for a CPU (log scale)"));
+    assert!(chart(&charts, "runq_per_request").svg.contains("2000 µs"));
+    let out = dir.join("report");
+    report::write(&out, &runs, &report::Heading::default()).expect("report");
+    let md = fs::read_to_string(out.join("report.md")).expect("md");
+    assert!(md.contains("## Server thread time per request (scheduler view)"), "{md}");
+    let sentence = report::summary(&runs).expect("sentence");
+    assert!(
+        sentence.contains("µs waiting for a CPU per request from 0.5 (epoll-lt) to 2000.0 (blocking-threads)"),
+        "{sentence}"
+    );
 }

@@ -400,6 +400,22 @@ pub fn run_report(run: &RunInfo) -> String {
         "per request: {:.2} syscalls, {:.2} epoll waits, {:.2} EAGAINs, {:.2} context switches, {:.1}µs server CPU",
         r.syscalls, r.epoll_waits, r.eagain, r.context_switches, r.cpu_us
     );
+    if let Some(s) = &r.sched {
+        let _ = writeln!(
+            out,
+            "server thread time per request: {:.1}µs running in measured calls, {:.1}µs running elsewhere, {:.1}µs waiting for a CPU, {:.1}µs asleep ({:.1}µs of it in measured calls); {:.2} wakeups ({:.2} by interrupts, {:.2} by the server's own threads, {:.2} by other processes), {:.2} preemptions",
+            s.on_cpu_in_calls_us,
+            s.on_cpu_elsewhere_us,
+            s.runq_us,
+            s.blocked_us,
+            s.blocked_in_calls_us,
+            s.wakeups,
+            s.wakeups_by_interrupt,
+            s.wakeups_by_same_process,
+            s.wakeups_by_other_process,
+            s.preemptions
+        );
+    }
     if let Some(e) = &run.environment {
         let pinned = |cpus: &Option<Vec<usize>>| {
             cpus.as_deref().map_or("any CPU".into(), |c| {

@@ -51,8 +51,22 @@ pub fn latency_overlay(
     note: Option<&str>,
     series: &[(Series, &Histogram)],
 ) -> Result<Chart> {
-    latency_lines(name, title, note, series, Shape::Shares)
+    latency_lines(name, title, note, series, Shape::Shares, CALLS)
 }
+
+/// The same for durations other than calls: `axes` (x, y) descriptions.
+pub fn duration_overlay(
+    name: &str,
+    title: &str,
+    note: Option<&str>,
+    series: &[(Series, &Histogram)],
+    axes: (&str, &str),
+) -> Result<Chart> {
+    latency_lines(name, title, note, series, Shape::Shares, axes)
+}
+
+/// Axis descriptions of call latencies.
+const CALLS: (&str, &str) = ("latency per call (log scale)", "share of calls (%)");
 
 /// Cumulative distributions of latency on a log time axis.
 pub fn latency_cdf(
@@ -61,7 +75,14 @@ pub fn latency_cdf(
     note: Option<&str>,
     series: &[(Series, &Histogram)],
 ) -> Result<Chart> {
-    latency_lines(name, title, note, series, Shape::Cumulative)
+    latency_lines(
+        name,
+        title,
+        note,
+        series,
+        Shape::Cumulative,
+        (CALLS.0, "calls at or below (%)"),
+    )
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -77,6 +98,7 @@ fn latency_lines(
     note: Option<&str>,
     series: &[(Series, &Histogram)],
     shape: Shape,
+    (x_desc, y_desc): (&str, &str),
 ) -> Result<Chart> {
     let series: Vec<_> = series.iter().filter(|(_, h)| h.total() > 0).collect();
     if series.is_empty() {
@@ -90,25 +112,18 @@ fn latency_lines(
             Shape::Cumulative => (s, cdf(h)),
         })
         .collect();
-    let (ymax, y_desc, position) = match shape {
+    let (ymax, position) = match shape {
         Shape::Shares => {
             let peak = lines
                 .iter()
                 .flat_map(|(_, p)| p.iter().map(|p| p.1))
                 .fold(1.0, f64::max);
-            (
-                peak * 1.1,
-                "share of calls (%)",
-                SeriesLabelPosition::UpperRight,
-            )
+            (peak * 1.1, SeriesLabelPosition::UpperRight)
         }
         // Curves reach 100 % on the right: the lower right is free.
-        Shape::Cumulative => (
-            100.0,
-            "calls at or below (%)",
-            SeriesLabelPosition::LowerRight,
-        ),
+        Shape::Cumulative => (100.0, SeriesLabelPosition::LowerRight),
     };
+
     draw(name, title, note, |area| {
         let mut chart = ChartBuilder::on(area)
             .margin(16)
@@ -116,12 +131,9 @@ fn latency_lines(
             .y_label_area_size(64)
             .build_cartesian_2d((lo..hi).log_scale(), 0.0..ymax)
             .map_err(|e| e.to_string())?;
-        mesh(
-            &mut chart,
-            ("latency per call (log scale)", y_desc),
-            &|v| fmt_ns(*v),
-            &|v| fmt_number(*v),
-        )?;
+        mesh(&mut chart, (x_desc, y_desc), &|v| fmt_ns(*v), &|v| {
+            fmt_number(*v)
+        })?;
         for (s, points) in lines {
             line(&mut chart, s, points, None)?;
         }

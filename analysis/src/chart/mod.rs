@@ -11,10 +11,10 @@ mod percentiles;
 mod ready;
 pub mod style;
 
-pub use bars::{Bar, bars};
+pub use bars::{Bar, Stacked, bars, stacked_bars};
 pub use card::profile_card;
 pub use hdr::{percentile_distribution, quantile_points};
-pub use latency::{latency_cdf, latency_overlay};
+pub use latency::{duration_overlay, latency_cdf, latency_overlay};
 pub use lines::{Point, lines};
 pub use percentiles::percentiles;
 pub use ready::ready_events;

@@ -3,15 +3,17 @@
 
 use std::collections::BTreeSet;
 
+use plotters::style::RGBColor;
+
 use super::{
     ReportError,
     runs::{Axis, Cell, Run, at_largest, cells, mixed_parameters},
 };
 use crate::{
     Histogram,
-    chart::{self, Bar, Chart, Point, Series, fmt_ns, style::fmt_number},
+    chart::{self, Bar, Chart, Point, Series, Stacked, fmt_ns, style::fmt_number},
     results::{CLASS_ORDER, SyscallStats},
-    run::RunInfo,
+    run::{RunInfo, SchedPerRequest},
     stats::{self, Estimate},
 };
 
@@ -69,6 +71,128 @@ pub const FIGURES: [Figure; 6] = [
         text: |v| format!("{v:.0}"),
     },
 ];
+
+/// Figures of the scheduler view (`--sched`): drawn for the configurations that have it.
+pub struct SchedFigure {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub unit: &'static str,
+    pub value: fn(&SchedPerRequest) -> f64,
+    pub text: fn(f64) -> String,
+}
+
+pub const SCHED_FIGURES: [SchedFigure; 3] = [
+    SchedFigure {
+        name: "runq_per_request",
+        title: "Server thread time waiting for a CPU, per request",
+        unit: "µs runnable but not running, per request (all threads)",
+        value: |s| s.runq_us,
+        text: |v| format!("{} µs", fmt_number(v)),
+    },
+    SchedFigure {
+        name: "asleep_per_request",
+        title: "Server thread time asleep, per request",
+        unit: "µs asleep per request (all threads, idle ones too)",
+        value: |s| s.blocked_us,
+        text: |v| format!("{} µs", fmt_number(v)),
+    },
+    SchedFigure {
+        name: "wakeups_per_request",
+        title: "Server thread wakeups per request",
+        unit: "wakeups per request",
+        value: |s| s.wakeups,
+        text: fmt_number,
+    },
+];
+
+/// The scheduler view's charts: where a request's server time goes (stacked), the figures
+/// above, and the run-queue delay distributions.
+fn sched_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, ReportError> {
+    let with: Vec<&Cell> = cells
+        .iter()
+        .filter(|c| c.info().is_some_and(|i| i.per_request.sched.is_some()))
+        .collect();
+    if with.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sched = |c: &Cell, f: fn(&SchedPerRequest) -> f64| {
+        stats::median(&c.values(|i| i.per_request.sched.as_ref().map_or(f64::NAN, f)))
+    };
+    let segments = [
+        Series {
+            label: "running in measured calls".into(),
+            color: RGBColor(31, 119, 180),
+        },
+        Series {
+            label: "running elsewhere (user space, other syscalls)".into(),
+            color: RGBColor(158, 202, 225),
+        },
+        Series {
+            label: "waiting for a CPU".into(),
+            color: RGBColor(214, 39, 40),
+        },
+    ];
+    let rows: Vec<Stacked> = with
+        .iter()
+        .map(|c| Stacked {
+            label: c.series().label,
+            values: vec![
+                sched(c, |s| s.on_cpu_in_calls_us),
+                sched(c, |s| s.on_cpu_elsewhere_us),
+                sched(c, |s| s.runq_us),
+            ],
+        })
+        .collect();
+    let mut charts = vec![chart::stacked_bars(
+        "server_time_per_request",
+        "Where a request's server time goes: running, and waiting for a CPU",
+        note,
+        "µs of server thread time per request (medians)",
+        &segments,
+        &rows,
+        |v| format!("{} µs", fmt_number(v)),
+    )?];
+    for f in &SCHED_FIGURES {
+        let bars: Vec<Bar> = with
+            .iter()
+            .map(|c| {
+                let e = stats::estimate(
+                    &c.values(|i| i.per_request.sched.as_ref().map_or(f64::NAN, f.value)),
+                );
+                Bar {
+                    series: c.series(),
+                    value: e.median,
+                    interval: e.interval,
+                    text: (f.text)(e.median),
+                }
+            })
+            .collect();
+        charts.push(chart::bars(f.name, f.title, note, f.unit, &bars)?);
+    }
+    let delays: Vec<(Series, Histogram)> = with
+        .iter()
+        .filter_map(|c| {
+            let mut hs = c
+                .runs
+                .iter()
+                .filter_map(|r| Some(&r.results.scheduler.as_ref()?.runq_delay_ns));
+            let mut total = hs.next()?.clone();
+            hs.for_each(|h| total.merge(h));
+            Some((c.series(), total))
+        })
+        .collect();
+    charts.push(chart::duration_overlay(
+        "runq_delay",
+        "Run-queue delay of the server's threads after each wakeup or preemption",
+        note,
+        &refs(&delays),
+        (
+            "waiting for a CPU (log scale)",
+            "share of wakeups and preemptions (%)",
+        ),
+    )?);
+    Ok(charts)
+}
 
 /// The class a configuration waits in: epoll, else poll/select, else io_uring (blocking
 /// models: none).
@@ -173,6 +297,7 @@ pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
                 .collect();
             charts.push(chart::bars(f.name, f.title, note, f.unit, &bars)?);
         }
+        charts.extend(sched_charts(&workloads, note)?);
         charts.extend(versus(&every, axis.unwrap_or(Axis::Connections))?);
     }
     if all.len() > 1 || !workloads.is_empty() {

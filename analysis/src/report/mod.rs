@@ -98,6 +98,10 @@ pub fn document(runs: &[Run], charts: &[Chart], heading: &Heading) -> Document {
         }
         doc.blocks.push(Block::Table(workloads));
     }
+    let scheduler = table::scheduler(&cells);
+    if !scheduler.rows.is_empty() {
+        doc.blocks.push(Block::Table(scheduler));
+    }
     doc.heading("Charts");
     for c in charts {
         doc.blocks.push(Block::Figure {

@@ -211,6 +211,17 @@ fn per_request_ranges(cells: &[Cell], repeated: bool) -> Vec<String> {
         ),
         ("syscalls per request", |i| i.per_request.syscalls, 2),
     ];
+    let mut ranges = ranges.to_vec();
+    if cells
+        .iter()
+        .all(|c| c.info().is_some_and(|i| i.per_request.sched.is_some()))
+    {
+        ranges.push((
+            "µs waiting for a CPU per request",
+            |i| i.per_request.sched.map_or(0.0, |s| s.runq_us),
+            1,
+        ));
+    }
     ranges
         .into_iter()
         .map(|(what, f, digits)| {

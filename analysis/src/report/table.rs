@@ -7,7 +7,8 @@ use super::{
 use crate::{
     Histogram,
     results::{CLASS_ORDER, TargetKind},
-    run::RunInfo,
+    run::{RunInfo, SchedPerRequest},
+    stats,
 };
 
 /// A titled table of text cells.
@@ -86,6 +87,51 @@ pub fn workloads(cells: &[Cell]) -> Table {
             ])
         })
         .collect();
+    table
+}
+
+/// The scheduler view per configuration (`--sched`): where a request's server thread time
+/// goes; empty when no run has it.
+pub fn scheduler(cells: &[Cell]) -> Table {
+    let mut table = Table::new(
+        "Server thread time per request (scheduler view)",
+        &[
+            "configuration",
+            "running in calls µs",
+            "running elsewhere µs",
+            "waiting for a CPU µs",
+            "asleep µs",
+            "wakeups",
+            "by interrupts",
+            "by own threads",
+            "by others",
+            "preemptions",
+        ],
+    );
+    type Field = fn(&SchedPerRequest) -> f64;
+    let fields: [Field; 9] = [
+        |s| s.on_cpu_in_calls_us,
+        |s| s.on_cpu_elsewhere_us,
+        |s| s.runq_us,
+        |s| s.blocked_us,
+        |s| s.wakeups,
+        |s| s.wakeups_by_interrupt,
+        |s| s.wakeups_by_same_process,
+        |s| s.wakeups_by_other_process,
+        |s| s.preemptions,
+    ];
+    for cell in cells {
+        if cell.info().is_none_or(|i| i.per_request.sched.is_none()) {
+            continue;
+        }
+        let mut row = vec![cell.label.clone()];
+        for f in fields {
+            let e =
+                stats::estimate(&cell.values(|i| i.per_request.sched.as_ref().map_or(f64::NAN, f)));
+            row.push(e.display(|v| format!("{v:.2}")));
+        }
+        table.rows.push(row);
+    }
     table
 }
 

@@ -10,7 +10,8 @@ use std::{
 use analysis::{
     Results,
     results::{EndReason, Target, TargetKind},
-    run::{Environment, PerRequest, RunInfo, ServerProcess},
+    run::{Environment, PerRequest, RunInfo, SchedPerRequest, ServerProcess},
+    sched::CallSched,
     workload::{CpuList, LoadOptions, Workload, cpu_list},
 };
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -353,7 +354,7 @@ fn assemble(
     let count = |f: &dyn Fn(&analysis::results::SyscallStats) -> u64| -> u64 {
         measured.iter().map(f).sum()
     };
-    let per_request = PerRequest::compute(
+    let mut per_request = PerRequest::compute(
         load.requests,
         count(&|s| s.calls),
         count(&|s| {
@@ -366,6 +367,15 @@ fn assemble(
         count(&|s| s.eagain),
         &server_process,
     );
+    if let Some(threads) = &window.scheduler {
+        let mut in_calls = CallSched::default();
+        measured
+            .iter()
+            .filter_map(|s| s.sched.as_ref())
+            .for_each(|s| in_calls.merge(s));
+        per_request.sched =
+            SchedPerRequest::compute(load.requests, threads, &in_calls, per_request.cpu_us);
+    }
     let end_reason = match &m.outcome.stopped {
         None => EndReason::Duration,
         Some(StopReason::Signal(_)) => EndReason::Interrupted,

@@ -118,14 +118,26 @@ fn check_contrasts(concurrency: &[Run]) -> Result<()> {
             epoll.estimate(switches).display(|v| format!("{v:.3}"))
         );
     }
+    // The scheduler view: a thread per connection waits for a CPU far longer per request.
+    let runq = |i: &RunInfo| i.per_request.sched.map_or(f64::NAN, |s| s.runq_us);
+    let tenfold: Vec<f64> = epoll.values(runq).iter().map(|v| v * 10.0).collect();
+    if stats::compare(&threads.values(runq), &tenfold) != Verdict::Larger {
+        bail!(
+            "not shown beyond the noise: blocking-threads waits for a CPU 10x longer per request than epoll-lt ({} vs {} µs)",
+            threads.estimate(runq).display(|v| format!("{v:.1}")),
+            epoll.estimate(runq).display(|v| format!("{v:.2}"))
+        );
+    }
     eprintln!(
         "xtask: experiments --quick: calibration, results, charts and reports complete; at 100 \
-         connections blocking-threads ran {} threads and epoll-lt {}, and switched context \
-         {} vs {} times per request (beyond the noise)",
+         connections blocking-threads ran {} threads and epoll-lt {}, switched context {} vs {} \
+         times and waited for a CPU {} vs {} µs per request (beyond the noise)",
         t.display(|v| format!("{v:.0}")),
         e.display(|v| format!("{v:.0}")),
         threads.estimate(switches).display(|v| format!("{v:.2}")),
-        epoll.estimate(switches).display(|v| format!("{v:.3}"))
+        epoll.estimate(switches).display(|v| format!("{v:.3}")),
+        threads.estimate(runq).display(|v| format!("{v:.1}")),
+        epoll.estimate(runq).display(|v| format!("{v:.2}"))
     );
     Ok(())
 }

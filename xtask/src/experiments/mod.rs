@@ -192,6 +192,7 @@ mod tests {
             "disk-io",
             "completion-vs-readiness",
             "go-style-scheduling",
+            "scheduling",
         ] {
             assert!(names.contains(&expected), "{expected} missing");
         }

@@ -167,6 +167,8 @@ fn run_args(
     args.extend(workload.args());
     args.extend(load.args());
     args.extend(placement.args());
+    // The scheduler view in every run: where each request's server time goes.
+    args.push("--sched".into());
     args.extend([
         "--quiet".into(),
         "--json".into(),
