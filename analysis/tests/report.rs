@@ -648,22 +648,34 @@ fn the_scheduler_view_gets_its_charts_and_table() {
     let dir = temp_dir("sched");
     let runs = runs(
         &dir,
-        &[with_sched("blocking-threads", 2000.0), with_sched("epoll-lt", 0.5)],
+        &[
+            with_sched("blocking-threads", 2000.0),
+            with_sched("epoll-lt", 0.5),
+        ],
     );
     let charts = report::charts(&runs).expect("charts");
     let stacked = chart(&charts, "server_time_per_request");
     for text in ["running in measured calls", "waiting for a CPU", "2008 µs"] {
         assert!(stacked.svg.contains(text), "stacked chart lacks {text:?}");
     }
-    assert!(chart(&charts, "runq_delay").svg.contains("waiting for a CPU (log scale)"));
+    assert!(
+        chart(&charts, "runq_delay")
+            .svg
+            .contains("waiting for a CPU (log scale)")
+    );
     assert!(chart(&charts, "runq_per_request").svg.contains("2000 µs"));
     let out = dir.join("report");
     report::write(&out, &runs, &report::Heading::default()).expect("report");
     let md = fs::read_to_string(out.join("report.md")).expect("md");
-    assert!(md.contains("## Server thread time per request (scheduler view)"), "{md}");
+    assert!(
+        md.contains("## Server thread time per request (scheduler view)"),
+        "{md}"
+    );
     let sentence = report::summary(&runs).expect("sentence");
     assert!(
-        sentence.contains("µs waiting for a CPU per request from 0.5 (epoll-lt) to 2000.0 (blocking-threads)"),
+        sentence.contains(
+            "µs waiting for a CPU per request from 0.5 (epoll-lt) to 2000.0 (blocking-threads)"
+        ),
         "{sentence}"
     );
 }

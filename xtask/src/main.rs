@@ -42,20 +42,34 @@ enum Task {
         #[command(subcommand)]
         bench: Bench,
     },
-    /// The overhead benchmark's syscall loop (internal).
+    /// The overhead benchmark's loops (internal).
     #[command(hide = true)]
-    BenchLoop { iterations: u64 },
+    BenchLoop {
+        /// The context-switch loop instead of the syscall loop.
+        #[arg(long)]
+        switches: bool,
+        iterations: u64,
+    },
 }
 
 #[derive(Subcommand)]
 enum Bench {
-    /// ns per syscall of a 1-byte socketpair loop with nothing, empty programs, netpoll,
-    /// bpftrace and strace attached, interleaved, with ratios.
+    /// ns per syscall of a 1-byte socketpair loop, and ns per context switch of two threads
+    /// ping-ponging on one CPU, with nothing, empty programs, netpoll (and --sched), the
+    /// exporter, bpftrace and strace attached, interleaved, with ratios and their intervals.
     Overhead {
+        /// The loops to measure: syscalls (ns per syscall), switches (ns per context switch).
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "syscalls,switches"
+        )]
+        case: Vec<bench::overhead::Case>,
         /// Interleaved rounds; the median of each setup is reported.
         #[arg(long, default_value_t = 7)]
         rounds: usize,
-        /// write+read iterations per run (strace runs 1/20 of them).
+        /// write+read iterations per run (strace runs 1/20 of them; the switch loop 1/5).
         #[arg(long, default_value_t = 500_000)]
         iterations: u64,
     },
@@ -84,8 +98,13 @@ fn main() {
         Task::Experiments(options) => experiments::experiments(options).map(|_| ()),
         Task::Install { root } => setup::install(root.as_deref()),
         Task::Bench {
-            bench: Bench::Overhead { rounds, iterations },
-        } => bench::overhead::overhead(rounds, iterations),
+            bench:
+                Bench::Overhead {
+                    case,
+                    rounds,
+                    iterations,
+                },
+        } => bench::overhead::overhead(&case, rounds, iterations),
         Task::Bench {
             bench:
                 Bench::Load {
@@ -95,7 +114,14 @@ fn main() {
                     connections,
                 },
         } => bench::load::load(rounds, seconds, threads, connections),
-        Task::BenchLoop { iterations } => bench::overhead::syscall_loop(iterations),
+        Task::BenchLoop {
+            switches: false,
+            iterations,
+        } => bench::overhead::syscall_loop(iterations),
+        Task::BenchLoop {
+            switches: true,
+            iterations,
+        } => bench::overhead::switch_loop(iterations),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

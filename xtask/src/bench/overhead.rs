@@ -1,10 +1,13 @@
 //! `cargo xtask bench overhead`: what each way of watching syscalls costs the watched process.
 //!
-//! A loop writes and reads 1 byte over an AF_UNIX socketpair (2 syscalls per iteration) and
-//! reports ns per syscall. It runs with nothing attached, with do-nothing programs on netpoll's
-//! hooks (the floor: the cost of the hooks themselves), with `netpoll profile`, with bpftrace
-//! running the equivalent latency histogram, and with `strace -c`. Setups are interleaved round
-//! by round, so drift on a noisy machine hits them all alike; medians are reported, with ratios.
+//! Two cases. Syscalls: a loop writes and reads 1 byte over an AF_UNIX socketpair (2 syscalls
+//! per iteration), ns per syscall. Switches: two threads on one CPU ping-pong a byte over two
+//! pipes (each hand-over a wakeup and a context switch), ns per switch: what hooks on every
+//! context switch and wakeup (the scheduler view) cost. Each runs with nothing attached, with
+//! do-nothing programs on netpoll's hooks (the floor: the cost of the hooks themselves), with
+//! `netpoll profile` (and `--sched`), with bpftrace running the equivalent script, and with
+//! `strace -c`. Setups are interleaved round by round, so drift on a noisy machine hits them all
+//! alike; medians are reported, with ratios and their intervals.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -27,11 +30,53 @@ use xtask::{median, release_netpoll, which};
 
 use crate::setup;
 
+/// What the loop does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Case {
+    /// 1-byte write+read on a socketpair: ns per syscall.
+    Syscalls,
+    /// Two threads on one CPU handing a byte back and forth: ns per context switch.
+    Switches,
+}
+
+impl Case {
+    fn unit(self) -> &'static str {
+        match self {
+            Case::Syscalls => "syscall",
+            Case::Switches => "switch",
+        }
+    }
+
+    fn setups(self) -> Vec<Setup> {
+        match self {
+            Case::Syscalls => vec![
+                Setup::Nothing,
+                Setup::Floor,
+                Setup::Netpoll,
+                Setup::NetpollSched,
+                Setup::Exporter,
+                Setup::Bpftrace,
+                Setup::Strace,
+            ],
+            Case::Switches => vec![
+                Setup::Nothing,
+                Setup::FloorSched,
+                Setup::Netpoll,
+                Setup::NetpollSched,
+                Setup::Bpftrace,
+            ],
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Setup {
     Nothing,
     Floor,
+    /// Empty programs on every hook of the scheduler view too.
+    FloorSched,
     Netpoll,
+    NetpollSched,
     /// `netpoll export`, scraped every second.
     Exporter,
     Bpftrace,
@@ -43,9 +88,11 @@ impl Setup {
         match self {
             Setup::Nothing => "nothing attached",
             Setup::Floor => "empty programs (floor)",
+            Setup::FloorSched => "empty programs, +sched hooks",
             Setup::Netpoll => "netpoll profile",
+            Setup::NetpollSched => "netpoll profile --sched",
             Setup::Exporter => "netpoll export, 1 scrape/s",
-            Setup::Bpftrace => "bpftrace latency hist",
+            Setup::Bpftrace => "bpftrace, same script",
             Setup::Strace => "strace -c",
         }
     }
@@ -84,58 +131,129 @@ pub fn syscall_loop(iterations: u64) -> Result<()> {
     Ok(())
 }
 
-pub fn overhead(rounds: usize, iterations: u64) -> Result<()> {
-    setup::test_prerequisites()?;
-    let netpoll = release_netpoll()?;
-    let xtask = std::env::current_exe()?;
-    let mut setups = vec![
-        Setup::Nothing,
-        Setup::Floor,
-        Setup::Netpoll,
-        Setup::Exporter,
-    ];
-    for (tool, setup) in [("bpftrace", Setup::Bpftrace), ("strace", Setup::Strace)] {
-        if which(tool) {
-            setups.push(setup);
-        } else {
-            eprintln!("xtask: {tool} is not installed: skipping it");
+/// The switch loop, run as `xtask bench-loop --switches N`: two threads pinned to one CPU hand
+/// a byte back and forth over two pipes; prints ns per context switch (2 per round trip).
+pub fn switch_loop(iterations: u64) -> Result<()> {
+    let (mut there, mut back) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: valid out-pointers.
+    if unsafe { libc::pipe(there.as_mut_ptr()) | libc::pipe(back.as_mut_ptr()) } != 0 {
+        bail!("pipe: {}", std::io::Error::last_os_error());
+    }
+    let pin = || {
+        // SAFETY: a zeroed cpu_set_t with CPU 0 set, for the calling thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    };
+    pin();
+    let echo = std::thread::spawn(move || {
+        pin();
+        let mut byte = [0u8; 1];
+        for _ in 0..iterations {
+            // SAFETY: 1-byte buffers on our own pipes.
+            unsafe {
+                libc::read(there[0], byte.as_mut_ptr().cast(), 1);
+                libc::write(back[1], byte.as_ptr().cast(), 1);
+            }
+        }
+    });
+    // SAFETY: signalling ourselves; the parent continues us once the watcher is attached.
+    unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
+    let mut byte = [0u8; 1];
+    let start = Instant::now();
+    for _ in 0..iterations {
+        // SAFETY: as above.
+        unsafe {
+            libc::write(there[1], byte.as_ptr().cast(), 1);
+            libc::read(back[0], byte.as_mut_ptr().cast(), 1);
         }
     }
+    let ns = start.elapsed().as_nanos() as f64 / (2 * iterations) as f64;
+    let _ = echo.join();
+    println!("{ns:.1}");
+    Ok(())
+}
+
+pub fn overhead(cases: &[Case], rounds: usize, iterations: u64) -> Result<()> {
+    setup::test_prerequisites()?;
+    let netpoll = release_netpoll()?;
+    for &case in cases {
+        run_case(case, rounds, iterations, &netpoll)?;
+    }
+    Ok(())
+}
+
+fn run_case(case: Case, rounds: usize, iterations: u64, netpoll: &Path) -> Result<()> {
+    let xtask = std::env::current_exe()?;
+    let mut setups = case.setups();
+    setups.retain(|s| match s {
+        Setup::Bpftrace | Setup::Strace => {
+            let tool = if *s == Setup::Bpftrace {
+                "bpftrace"
+            } else {
+                "strace"
+            };
+            let there = which(tool);
+            if !there {
+                eprintln!("xtask: {tool} is not installed: skipping it");
+            }
+            there
+        }
+        _ => true,
+    });
+    // Context switches are slower than syscalls: fewer iterations keep the rounds short.
+    let iterations = match case {
+        Case::Syscalls => iterations,
+        Case::Switches => iterations / 5,
+    };
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
     for round in 0..rounds {
         // Rotate the order each round so no setup always runs first or last.
         for k in 0..setups.len() {
             let i = (k + round) % setups.len();
             let ns = measure(
+                case,
                 setups[i],
                 setups[i].iterations(iterations),
-                &netpoll,
+                netpoll,
                 &xtask,
             )
             .with_context(|| format!("measuring with {}", setups[i].name()))?;
             eprintln!(
-                "xtask: round {}/{rounds}: {:<24} {ns:>9.1} ns/syscall",
+                "xtask: round {}/{rounds}: {:<30} {ns:>9.1} ns/{}",
                 round + 1,
-                setups[i].name()
+                setups[i].name(),
+                case.unit()
             );
             samples[i].push(ns);
         }
     }
     let medians: Vec<f64> = samples.iter().map(|s| median(s)).collect();
     let base = medians[0];
+    match case {
+        Case::Syscalls => println!(
+            "\nns per syscall, 1-byte AF_UNIX write+read loop, median of {rounds} interleaved rounds:"
+        ),
+        Case::Switches => println!(
+            "\nns per context switch, two threads on one CPU ping-ponging over pipes, median of {rounds} interleaved rounds:"
+        ),
+    }
     println!(
-        "\nns per syscall, 1-byte AF_UNIX write+read loop, median of {rounds} interleaved rounds:"
-    );
-    println!(
-        "{:<24} {:>10} {:>10} {:>12} {:>12}",
-        "setup", "ns/syscall", "added ns", "x nothing", "spread"
+        "{:<30} {:>10} {:>10} {:>12} {:>12}",
+        "setup",
+        format!("ns/{}", case.unit()),
+        "added ns",
+        "x nothing",
+        "spread"
     );
     for (i, s) in setups.iter().enumerate() {
         let (lo, hi) = samples[i]
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         println!(
-            "{:<24} {:>10.1} {:>10.1} {:>11.2}x {:>5.0}-{:<6.0}",
+            "{:<30} {:>10.1} {:>10.1} {:>11.2}x {:>5.0}-{:<6.0}",
             s.name(),
             medians[i],
             medians[i] - base,
@@ -180,17 +298,37 @@ pub fn overhead(rounds: usize, iterations: u64) -> Result<()> {
         "target <= 1.5x",
     );
     compare(
+        "netpoll profile --sched / netpoll profile:",
+        Setup::NetpollSched,
+        Setup::Netpoll,
+        "",
+    );
+    compare(
+        "netpoll profile --sched / empty programs with the sched hooks:",
+        Setup::NetpollSched,
+        Setup::FloorSched,
+        "",
+    );
+    compare(
+        "netpoll profile --sched / bpftrace runqlat-like:",
+        Setup::NetpollSched,
+        Setup::Bpftrace,
+        "",
+    );
+    compare(
         "netpoll export scraped every second / netpoll profile:",
         Setup::Exporter,
         Setup::Netpoll,
         "target <= 1.0x",
     );
-    compare(
-        "netpoll profile / bpftrace:",
-        Setup::Netpoll,
-        Setup::Bpftrace,
-        "target <= 0.40x",
-    );
+    if case == Case::Syscalls {
+        compare(
+            "netpoll profile / bpftrace:",
+            Setup::Netpoll,
+            Setup::Bpftrace,
+            "target <= 0.40x",
+        );
+    }
     compare(
         "netpoll profile / strace -c:",
         Setup::Netpoll,
@@ -200,9 +338,14 @@ pub fn overhead(rounds: usize, iterations: u64) -> Result<()> {
     Ok(())
 }
 
-fn measure(setup: Setup, iterations: u64, netpoll: &Path, xtask: &Path) -> Result<f64> {
-    let target = Command::new(xtask)
-        .args(["bench-loop", &iterations.to_string()])
+fn measure(case: Case, setup: Setup, iterations: u64, netpoll: &Path, xtask: &Path) -> Result<f64> {
+    let mut target = Command::new(xtask);
+    target.arg("bench-loop");
+    if case == Case::Switches {
+        target.arg("--switches");
+    }
+    let target = target
+        .arg(iterations.to_string())
         .stdout(Stdio::piped())
         .spawn()?;
     let pid = Pid::from_raw(target.id() as i32);
@@ -217,8 +360,23 @@ fn measure(setup: Setup, iterations: u64, netpoll: &Path, xtask: &Path) -> Resul
             Command::new(netpoll).args(["profile", "--quiet", "--empty-programs", "--pid", &pid_s]),
             "attached",
         )?),
+        Setup::FloorSched => Some(watch(
+            Command::new(netpoll).args([
+                "profile",
+                "--quiet",
+                "--empty-programs",
+                "--sched",
+                "--pid",
+                &pid_s,
+            ]),
+            "attached",
+        )?),
         Setup::Netpoll => Some(watch(
             Command::new(netpoll).args(["profile", "--quiet", "--pid", &pid_s]),
+            "attached",
+        )?),
+        Setup::NetpollSched => Some(watch(
+            Command::new(netpoll).args(["profile", "--quiet", "--sched", "--pid", &pid_s]),
             "attached",
         )?),
         Setup::Exporter => {
@@ -234,11 +392,19 @@ fn measure(setup: Setup, iterations: u64, netpoll: &Path, xtask: &Path) -> Resul
             Some(child)
         }
         Setup::Bpftrace => {
-            // The same measurement as netpoll: per-syscall latency histograms of the target.
-            let script = format!(
-                "tracepoint:raw_syscalls:sys_enter /pid == {pid_s}/ {{ @start[tid] = nsecs; }}\n\
-                 tracepoint:raw_syscalls:sys_exit /@start[tid]/ {{ @ns[args->id] = hist(nsecs - @start[tid]); delete(@start[tid]); }}"
-            );
+            // The same measurement as netpoll: per-syscall latency histograms of the target;
+            // for switches, run-queue delay as BCC's runqlat measures it.
+            let script = match case {
+                Case::Syscalls => format!(
+                    "tracepoint:raw_syscalls:sys_enter /pid == {pid_s}/ {{ @start[tid] = nsecs; }}\n\
+                     tracepoint:raw_syscalls:sys_exit /@start[tid]/ {{ @ns[args->id] = hist(nsecs - @start[tid]); delete(@start[tid]); }}"
+                ),
+                Case::Switches => format!(
+                    "tracepoint:sched:sched_wakeup /args->pid == {pid_s} || pid == {pid_s}/ {{ @q[args->pid] = nsecs; }}\n\
+                     tracepoint:sched:sched_switch {{ if (args->prev_state == 0) {{ @q[args->prev_pid] = nsecs; }} \
+                     $t = @q[args->next_pid]; if ($t) {{ @runq = hist(nsecs - $t); delete(@q[args->next_pid]); }} }}"
+                ),
+            };
             let child = watch(Command::new("bpftrace").args(["-e", &script]), "Attaching")?;
             // bpftrace prints "Attaching N probes..." before attaching them.
             std::thread::sleep(Duration::from_secs(1));
