@@ -72,6 +72,10 @@ enum Bench {
         /// write+read iterations per run (strace runs 1/20 of them; the switch loop 1/5).
         #[arg(long, default_value_t = 500_000)]
         iterations: u64,
+        /// Another netpoll binary (say, built from the commit before a change to the probes),
+        /// measured as `netpoll profile` in the same interleaved rounds: before and after.
+        #[arg(long, value_name = "NETPOLL")]
+        baseline: Option<std::path::PathBuf>,
     },
     /// Requests/s of `netpoll load` against wrk's on the same nginx, interleaved, with ratios.
     Load {
@@ -103,8 +107,9 @@ fn main() {
                     case,
                     rounds,
                     iterations,
+                    baseline,
                 },
-        } => bench::overhead::overhead(&case, rounds, iterations),
+        } => bench::overhead::overhead(&case, rounds, iterations, baseline.as_deref()),
         Task::Bench {
             bench:
                 Bench::Load {

@@ -6,7 +6,8 @@
 //! context switch and wakeup (the scheduler view) cost. Each runs with nothing attached, with
 //! do-nothing programs on netpoll's hooks (the floor: the cost of the hooks themselves), with
 //! `netpoll profile` (and `--sched`), with bpftrace running the equivalent script, and with
-//! `strace -c`. Setups are interleaved round by round, so drift on a noisy machine hits them all
+//! `strace -c`; with `--baseline`, also with another netpoll binary (before and after a change
+//! to the probes). Setups are interleaved round by round, so drift on a noisy machine hits them all
 //! alike; medians are reported, with ratios and their intervals.
 
 use std::{
@@ -81,6 +82,8 @@ enum Setup {
     Exporter,
     Bpftrace,
     Strace,
+    /// `netpoll profile` of the `--baseline` binary.
+    Baseline,
 }
 
 impl Setup {
@@ -94,6 +97,7 @@ impl Setup {
             Setup::Exporter => "netpoll export, 1 scrape/s",
             Setup::Bpftrace => "bpftrace, same script",
             Setup::Strace => "strace -c",
+            Setup::Baseline => "baseline netpoll profile",
         }
     }
 
@@ -176,18 +180,41 @@ pub fn switch_loop(iterations: u64) -> Result<()> {
     Ok(())
 }
 
-pub fn overhead(cases: &[Case], rounds: usize, iterations: u64) -> Result<()> {
+/// The netpoll binaries measured: this checkout's, and a baseline to compare it with.
+struct Binaries<'a> {
+    netpoll: &'a Path,
+    baseline: Option<&'a Path>,
+}
+
+pub fn overhead(
+    cases: &[Case],
+    rounds: usize,
+    iterations: u64,
+    baseline: Option<&Path>,
+) -> Result<()> {
     setup::test_prerequisites()?;
+    if let Some(b) = baseline
+        && !b.is_file()
+    {
+        bail!("--baseline {}: no such file", b.display());
+    }
     let netpoll = release_netpoll()?;
+    let binaries = Binaries {
+        netpoll: &netpoll,
+        baseline,
+    };
     for &case in cases {
-        run_case(case, rounds, iterations, &netpoll)?;
+        run_case(case, rounds, iterations, &binaries)?;
     }
     Ok(())
 }
 
-fn run_case(case: Case, rounds: usize, iterations: u64, netpoll: &Path) -> Result<()> {
+fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> Result<()> {
     let xtask = std::env::current_exe()?;
     let mut setups = case.setups();
+    if binaries.baseline.is_some() {
+        setups.push(Setup::Baseline);
+    }
     setups.retain(|s| match s {
         Setup::Bpftrace | Setup::Strace => {
             let tool = if *s == Setup::Bpftrace {
@@ -217,7 +244,7 @@ fn run_case(case: Case, rounds: usize, iterations: u64, netpoll: &Path) -> Resul
                 case,
                 setups[i],
                 setups[i].iterations(iterations),
-                netpoll,
+                binaries,
                 &xtask,
             )
             .with_context(|| format!("measuring with {}", setups[i].name()))?;
@@ -309,12 +336,15 @@ fn run_case(case: Case, rounds: usize, iterations: u64, netpoll: &Path) -> Resul
         Setup::FloorSched,
         "",
     );
-    compare(
-        "netpoll profile --sched / bpftrace runqlat-like:",
-        Setup::NetpollSched,
-        Setup::Bpftrace,
-        "",
-    );
+    if case == Case::Switches {
+        // Only the switch loop's bpftrace script measures run-queue delay as --sched does.
+        compare(
+            "netpoll profile --sched / bpftrace runqlat-like:",
+            Setup::NetpollSched,
+            Setup::Bpftrace,
+            "",
+        );
+    }
     compare(
         "netpoll export scraped every second / netpoll profile:",
         Setup::Exporter,
@@ -330,6 +360,12 @@ fn run_case(case: Case, rounds: usize, iterations: u64, netpoll: &Path) -> Resul
         );
     }
     compare(
+        "netpoll profile / the baseline binary's:",
+        Setup::Netpoll,
+        Setup::Baseline,
+        "",
+    );
+    compare(
         "netpoll profile / strace -c:",
         Setup::Netpoll,
         Setup::Strace,
@@ -338,7 +374,14 @@ fn run_case(case: Case, rounds: usize, iterations: u64, netpoll: &Path) -> Resul
     Ok(())
 }
 
-fn measure(case: Case, setup: Setup, iterations: u64, netpoll: &Path, xtask: &Path) -> Result<f64> {
+fn measure(
+    case: Case,
+    setup: Setup,
+    iterations: u64,
+    binaries: &Binaries,
+    xtask: &Path,
+) -> Result<f64> {
+    let netpoll = binaries.netpoll;
     let mut target = Command::new(xtask);
     target.arg("bench-loop");
     if case == Case::Switches {
@@ -410,6 +453,11 @@ fn measure(case: Case, setup: Setup, iterations: u64, netpoll: &Path, xtask: &Pa
             std::thread::sleep(Duration::from_secs(1));
             Some(child)
         }
+        Setup::Baseline => Some(watch(
+            Command::new(binaries.baseline.unwrap_or(netpoll))
+                .args(["profile", "--quiet", "--pid", &pid_s]),
+            "attached",
+        )?),
         Setup::Strace => Some(watch(
             Command::new("strace").args(["-c", "-f", "-p", &pid_s]),
             "attached",
