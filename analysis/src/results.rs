@@ -62,6 +62,31 @@ pub struct Results {
     /// `netpoll run`: the workload, client-side results, server process figures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<crate::run::RunInfo>,
+    /// With `--bpf-stats`: what netpoll's own BPF programs cost, from the kernel's statistics.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<ProgramCost>,
+}
+
+/// One of netpoll's BPF programs: how often it ran and for how long (kernel.bpf_stats_enabled;
+/// the time is spent in the processes whose events it hooks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramCost {
+    /// Program name, as `bpftool prog` shows it (up to 15 bytes of it).
+    pub program: String,
+    /// The tracepoint it is attached to, `category:event`.
+    pub event: String,
+    pub runs: u64,
+    pub run_time_ns: u64,
+}
+
+impl ProgramCost {
+    pub fn ns_per_run(&self) -> f64 {
+        if self.runs == 0 {
+            0.0
+        } else {
+            self.run_time_ns as f64 / self.runs as f64
+        }
+    }
 }
 
 /// Why collection stopped.

@@ -98,6 +98,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
         lower_bound: vec![],
         processes: Default::default(),
         counters: Counters::default(),
+        programs: Vec::new(),
         scheduler: None,
         run: Some(RunInfo {
             workload: Workload {

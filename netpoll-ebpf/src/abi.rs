@@ -246,6 +246,7 @@ pub mod maps {
     pub const PID_STATS: &str = "PID_STATS";
     pub const PID_COMM: &str = "PID_COMM";
     pub const TARGETS: &str = "TARGETS";
+    pub const TARGETS_GEN: &str = "TARGETS_GEN";
     pub const COUNTERS: &str = "COUNTERS";
     pub const ATTACH_NS: &str = "ATTACH_NS";
 }
@@ -456,6 +457,18 @@ pub fn program_names() -> Vec<String> {
         }
     }
     names
+}
+
+/// The hook a program of the object is for (`program_name` read backwards).
+#[cfg(not(target_arch = "bpf"))]
+pub fn hook_of_program(name: &str) -> Option<Hook> {
+    Hook::ALL.into_iter().find(|&hook| {
+        hook.kinds().iter().any(|&kind| {
+            [false, true]
+                .iter()
+                .any(|&floor| program_name(kind, hook, floor) == name)
+        })
+    })
 }
 
 /// Capacity of `IN_FLIGHT` (threads that can be inside a measured call at once) and `TARGETS`.

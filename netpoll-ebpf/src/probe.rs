@@ -233,11 +233,12 @@ pub fn on_switch_out(runnable: impl FnOnce() -> bool) {
 /// `sys_exit`: account a measured call. `nr` is read only off the fast path.
 #[inline(always)]
 pub fn on_sys_exit(ret: i64, nr: impl FnOnce() -> i64) {
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
     let Some(current) = current() else { return };
     if current.call.start_ns != 0 {
-        // Fast path: this thread's call ran on this CPU without being switched out.
+        // Fast path: this thread's call ran on this CPU without being switched out. The clock
+        // is read after the slot lookup, not first: every other process's exit is spared it.
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_ns() };
         let call = current.call;
         current.call.start_ns = 0;
         account(
@@ -251,11 +252,18 @@ pub fn on_sys_exit(ret: i64, nr: impl FnOnce() -> i64) {
         return;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
+    // Only a target can have a parked call: every other process leaves here, on the cached
+    // verdict, without a hash lookup or a clock read.
+    if !is_target_cached(current, pid_tgid) {
+        return;
+    }
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
     on_parked_call_exit(pid_tgid, now, ret, nr());
 }
 
-/// Exit of a call that was switched out (parked in `IN_FLIGHT`), or that began before the probes
-/// attached (then its latency counts from the attach time: a lower bound).
+/// Exit of a target's call that was switched out (parked in `IN_FLIGHT`), or that began before
+/// the probes attached (then its latency counts from the attach time: a lower bound).
 #[inline(never)]
 fn on_parked_call_exit(pid_tgid: u64, now: u64, ret: i64, nr: i64) {
     let Some(info) = lookup_syscall(nr) else {
@@ -287,9 +295,6 @@ fn on_parked_call_exit(pid_tgid: u64, now: u64, ret: i64, nr: i64) {
         // A mark left by the socket tracepoints for a call that began before we attached.
         socket = call.socket;
     }
-    if !is_target(pid_tgid) {
-        return;
-    }
     let Some(&attached) = ATTACH_NS.get(0) else {
         return;
     };
@@ -308,31 +313,33 @@ fn on_parked_call_exit(pid_tgid: u64, now: u64, ret: i64, nr: i64) {
 /// `sock_recv_length` / `sock_send_length`: the call in flight on this thread touched a socket.
 #[inline(always)]
 pub fn on_socket_io() {
-    if let Some(current) = current()
-        && current.call.start_ns != 0
-    {
+    let Some(current) = current() else { return };
+    if current.call.start_ns != 0 {
         // The running thread's call (see the module comment).
         current.call.socket = 1;
         return;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
+    // Every socket transfer on the machine comes here: other processes leave on the cached
+    // verdict, without a hash lookup.
+    if !is_target_cached(current, pid_tgid) {
+        return;
+    }
     let tid = pid_tgid as u32;
     match IN_FLIGHT.get_ptr_mut(&tid) {
         // SAFETY: this thread's own entry.
         Some(parked) => unsafe { (*parked).call.socket = 1 },
         None => {
             // A call that began before we attached: leave a mark for its exit.
-            if is_target(pid_tgid) {
-                let mark = Parked {
-                    call: InFlight {
-                        socket: 1,
-                        ..InFlight::default()
-                    },
-                    ..Parked::default()
-                };
-                if IN_FLIGHT.insert(&tid, &mark, 0).is_err() {
-                    bump(counter::IN_FLIGHT_FULL);
-                }
+            let mark = Parked {
+                call: InFlight {
+                    socket: 1,
+                    ..InFlight::default()
+                },
+                ..Parked::default()
+            };
+            if IN_FLIGHT.insert(&tid, &mark, 0).is_err() {
+                bump(counter::IN_FLIGHT_FULL);
             }
         }
     }

@@ -166,6 +166,7 @@ pub fn report(results: &Results) -> String {
         }
     }
     out.push_str(&scheduler(results));
+    out.push_str(&program_costs(results));
     if !results.lower_bound.is_empty() {
         let _ = writeln!(
             out,
@@ -259,6 +260,48 @@ fn scheduler(results: &Results) -> String {
             results.counters.threads_full
         );
     }
+    out
+}
+
+/// `--bpf-stats`: what netpoll's own programs cost, and per measured call.
+fn program_costs(results: &Results) -> String {
+    let programs: Vec<_> = results.programs.iter().filter(|p| p.runs > 0).collect();
+    if programs.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "
+netpoll's own cost (kernel BPF statistics):
+{:<20} {:<28} {:>12} {:>9} {:>10}
+",
+        "PROGRAM", "EVENT", "RUNS", "NS/RUN", "TOTAL"
+    );
+    for p in &programs {
+        let _ = writeln!(
+            out,
+            "{:<20} {:<28} {:>12} {:>9.1} {:>10}",
+            p.program,
+            p.event,
+            p.runs,
+            p.ns_per_run(),
+            fmt_ns(p.run_time_ns)
+        );
+    }
+    let total: u64 = programs.iter().map(|p| p.run_time_ns).sum();
+    let calls: u64 = results.syscalls.iter().map(|s| s.calls).sum();
+    let per_call = if calls > 0 {
+        format!(
+            "; {:.1} ns per measured call of the targets",
+            total as f64 / calls as f64
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "in all {} of BPF program time, paid by every process whose events ran them{per_call}",
+        fmt_ns(total)
+    );
     out
 }
 

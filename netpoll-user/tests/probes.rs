@@ -76,6 +76,14 @@ fn main() {
             reads_and_writes_split_by_socket_with_exact_bytes,
         ),
         Trial::test(
+            "bystander_on_the_same_cpu_changes_nothing",
+            bystander_on_the_same_cpu_changes_nothing,
+        ),
+        Trial::test(
+            "bpf_stats_measure_the_programs",
+            bpf_stats_measure_the_programs,
+        ),
+        Trial::test(
             "every_hook_kind_measures_the_same",
             every_hook_kind_measures_the_same,
         ),

@@ -77,6 +77,17 @@ enum Bench {
         #[arg(long, value_name = "NETPOLL")]
         baseline: Option<std::path::PathBuf>,
     },
+    /// Where netpoll's cost goes, hook by hook: do-nothing programs on one hook at a time
+    /// (timed, interleaved), and netpoll's own programs from the kernel's BPF statistics, with
+    /// the loop as a target and as a bystander.
+    Hooks {
+        /// Interleaved rounds of the timed part; medians are reported.
+        #[arg(long, default_value_t = 9)]
+        rounds: usize,
+        /// write+read iterations per run (the switch loop runs 1/5 of them).
+        #[arg(long, default_value_t = 300_000)]
+        iterations: u64,
+    },
     /// Requests/s of `netpoll load` against wrk's on the same nginx, interleaved, with ratios.
     Load {
         /// Interleaved rounds; medians are reported.
@@ -110,6 +121,9 @@ fn main() {
                     baseline,
                 },
         } => bench::overhead::overhead(&case, rounds, iterations, baseline.as_deref()),
+        Task::Bench {
+            bench: Bench::Hooks { rounds, iterations },
+        } => bench::hooks::hooks(rounds, iterations),
         Task::Bench {
             bench:
                 Bench::Load {

@@ -16,7 +16,7 @@ use netpoll_ebpf::abi::HookKind;
 use super::targets::{TargetArgs, Targets};
 use crate::{
     metrics::{self, Naming},
-    probes::{Probes, target::CommandState},
+    probes::{BpfStats, Probes, target::CommandState},
     system,
 };
 
@@ -34,10 +34,6 @@ pub struct Args {
     /// under pid="other", so that the number of series stays bounded.
     #[arg(long, default_value_t = 50, value_name = "N")]
     max_processes: usize,
-    /// Turn the kernel's BPF statistics on while exporting (kernel.bpf_stats_enabled), so that
-    /// netpoll's own cost is exported; it adds two clock reads to every program run.
-    #[arg(long)]
-    bpf_stats: bool,
     /// Hook kind to use (default: the cheapest the kernel accepts).
     #[arg(long, value_parser = super::hook_kind())]
     hook: Option<HookKind>,
@@ -47,9 +43,8 @@ pub struct Args {
 struct Exporter {
     probes: Mutex<Probes>,
     naming: Naming,
-    /// Kept open while exporting: BPF statistics stay on until it is closed.
-    _stats: Option<std::os::fd::OwnedFd>,
-    stats_enabled: bool,
+    /// BPF statistics stay on while exporting, when asked.
+    stats: BpfStats,
 }
 
 pub fn run(args: Args) -> Result<i32> {
@@ -66,8 +61,8 @@ pub fn run(args: Args) -> Result<i32> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     listener.set_nonblocking(true)?;
     let mut targets = args.targets.resolve()?;
-    let probes = targets.attach(&args.targets, args.hook, false)?;
-    let (stats, stats_enabled) = bpf_stats(args.bpf_stats);
+    let probes = targets.attach(&args.targets, args.hook, None)?;
+    let stats = BpfStats::enable(args.targets.bpf_stats);
     eprintln!(
         "netpoll: attached {} hooks to {}; serving http://{}/metrics (Ctrl-C to stop)",
         probes.hook.name(),
@@ -81,8 +76,7 @@ pub fn run(args: Args) -> Result<i32> {
             per_pid: args.targets.per_pid,
             max_processes: args.max_processes,
         },
-        _stats: stats,
-        stats_enabled,
+        stats,
     });
     targets.release()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -107,24 +101,6 @@ fn check_prefix(prefix: &str) -> Result<()> {
         bail!("--metrics-prefix {prefix:?}: not a metric name (letters, digits, _ and :)");
     }
     Ok(())
-}
-
-/// Whether BPF run-time statistics are on, turning them on for our lifetime when asked.
-fn bpf_stats(turn_on: bool) -> (Option<std::os::fd::OwnedFd>, bool) {
-    let already = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
-        .is_ok_and(|v| v.trim() == "1");
-    if already || !turn_on {
-        return (None, already);
-    }
-    match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
-        Ok(fd) => (Some(fd), true),
-        Err(e) => {
-            eprintln!(
-                "netpoll: note: cannot turn BPF statistics on ({e}); netpoll's own cost is not exported"
-            );
-            (None, false)
-        }
-    }
 }
 
 /// Accepts connections until a signal, or the targets are gone; returns why it stopped.
@@ -228,9 +204,9 @@ impl Exporter {
                 .probes
                 .lock()
                 .map_err(|_| anyhow::anyhow!("the probes' lock is poisoned"))?;
-            (probes.snapshot()?, probes.program_stats())
+            (probes.snapshot()?, probes.program_costs())
         };
-        let families = metrics::families(&snapshot, &programs, self.stats_enabled, &self.naming);
+        let families = metrics::families(&snapshot, &programs, self.stats.enabled, &self.naming);
         if metrics::wants_protobuf(accept) {
             return Ok((
                 metrics::PROTOBUF_CONTENT_TYPE,

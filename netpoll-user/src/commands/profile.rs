@@ -9,6 +9,7 @@ use analysis::{
     workload::parse_seconds,
 };
 use anyhow::Result;
+use netpoll_ebpf::abi::Hook;
 
 use super::{
     ResultsArgs,
@@ -17,7 +18,7 @@ use super::{
 use crate::{
     output,
     probes::{
-        Probes,
+        BpfStats, Probes,
         snapshot::{Collection, Snapshot},
         target::{CommandState, HeldCommand},
     },
@@ -37,9 +38,21 @@ pub struct Args {
     interval: Option<Duration>,
     #[command(flatten)]
     results: ResultsArgs,
-    /// Attach do-nothing programs on the same hooks instead: the floor of the overhead benchmark.
-    #[arg(long, hide = true)]
-    empty_programs: bool,
+    /// Attach do-nothing programs on the same hooks instead: the floor of the overhead benchmark;
+    /// with hook names (sys_enter,sys_exit,sock_recv,sock_send,switch,wakeup,...), on those only.
+    #[arg(long, hide = true, value_name = "HOOKS", num_args = 0.., value_delimiter = ',', value_parser = hook_name)]
+    empty_programs: Option<Vec<Hook>>,
+}
+
+/// A hook by the stem of its programs' names (`sys_enter`, `switch`, ...).
+fn hook_name(name: &str) -> Result<Hook, String> {
+    Hook::ALL
+        .into_iter()
+        .find(|h| h.stem() == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = Hook::ALL.iter().map(|h| h.stem()).collect();
+            format!("unknown hook {name:?}; hooks: {}", names.join(", "))
+        })
 }
 
 /// Runs a profile; returns the process exit code.
@@ -50,13 +63,19 @@ pub fn run(args: Args) -> Result<i32> {
     system::check_privileges()?;
     let mut sinks = ResultsSinks::open(args.results.json.as_deref(), args.results.out.as_deref())?;
     let mut targets = args.targets.resolve()?;
-    let probes = targets.attach(&args.targets, args.results.hook, args.empty_programs)?;
+    // On before attaching, so that the programs' first runs count too.
+    let bpf_stats = BpfStats::enable(args.targets.bpf_stats);
+    let probes = targets.attach(
+        &args.targets,
+        args.results.hook,
+        args.empty_programs.clone(),
+    )?;
     let started_at = system::utc_now_rfc3339();
     let start = Instant::now();
     announce(&args, &targets, &probes);
     targets.release()?;
     let (end_reason, exit_code, command_exit_code) = collect(&args, &targets, &probes, &signals)?;
-    let results = probes.snapshot()?.into_results(Collection {
+    let mut results = probes.snapshot()?.into_results(Collection {
         target: targets.target,
         hook: probes.hook,
         socket_split: probes.socket_split,
@@ -66,8 +85,12 @@ pub fn run(args: Args) -> Result<i32> {
         command_exit_code,
         run: None,
     });
+    if bpf_stats.enabled {
+        results.programs = probes.program_costs();
+    }
     // Detach before printing: the report is done, the target should not pay for our output.
     drop(probes);
+    drop(bpf_stats);
     report(&args, &results, &mut sinks)?;
     Ok(exit_code)
 }

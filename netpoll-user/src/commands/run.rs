@@ -177,6 +177,7 @@ fn attach(c: &Checked, server: &mut HeldCommand) -> Result<Probes> {
         per_pid: false,
         hook: c.hook,
         floor: false,
+        floor_hooks: Vec::new(),
         sched: c.sched,
     })?;
     for note in &probes.notes {

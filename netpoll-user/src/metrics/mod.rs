@@ -13,7 +13,8 @@ use analysis::results::{SyscallStats, class_of};
 use model::{Counter, Gauge, Metric, MetricFamily, MetricType, labels};
 use prost::Message as _;
 
-use crate::probes::{ProgramStats, snapshot::Snapshot};
+use crate::probes::snapshot::Snapshot;
+use analysis::results::ProgramCost;
 
 /// The protobuf exposition Prometheus asks for when it wants native histograms.
 pub const PROTOBUF_CONTENT_TYPE: &str =
@@ -136,7 +137,7 @@ fn metric(row: &Row) -> Metric {
 /// Every metric family of one read of the probes.
 pub fn families(
     snapshot: &Snapshot,
-    programs: &[ProgramStats],
+    programs: &[ProgramCost],
     stats_enabled: bool,
     naming: &Naming,
 ) -> Vec<MetricFamily> {
@@ -283,7 +284,7 @@ fn is_wait(s: &SyscallStats) -> bool {
 }
 
 /// netpoll's own cost: run time and runs of each of its BPF programs (kernel.bpf_stats_enabled).
-fn program_families(p: &str, programs: &[ProgramStats], enabled: bool) -> Vec<MetricFamily> {
+fn program_families(p: &str, programs: &[ProgramCost], enabled: bool) -> Vec<MetricFamily> {
     let mut on = MetricFamily::new(
         format!("{p}_bpf_stats_enabled"),
         "1 when the kernel counts the run time of BPF programs (kernel.bpf_stats_enabled, or --bpf-stats).",
@@ -307,7 +308,7 @@ fn program_families(p: &str, programs: &[ProgramStats], enabled: bool) -> Vec<Me
     );
     if enabled {
         for prog in programs {
-            let label = labels(&[("program", &prog.name)]);
+            let label = labels(&[("program", &prog.program)]);
             time.metric.push(Metric {
                 label: label.clone(),
                 counter: Some(Counter {

@@ -5,6 +5,7 @@
 pub mod snapshot;
 pub mod target;
 
+use analysis::results::ProgramCost;
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
@@ -12,7 +13,10 @@ use aya::{
     programs::{BtfTracePoint, RawTracePoint, TracePoint},
 };
 use netpoll_ebpf::{
-    abi::{Hook, HookKind, MAX_PID_SLOTS, SyscallInfo, filter, globals, maps, program_name},
+    abi::{
+        Hook, HookKind, MAX_PID_SLOTS, SyscallInfo, filter, globals, hook_of_program, maps,
+        program_name,
+    },
     syscalls::SYSCALLS,
 };
 
@@ -38,6 +42,9 @@ pub struct Options {
     pub hook: Option<HookKind>,
     /// Attach the do-nothing programs instead (the overhead benchmark's floor).
     pub floor: bool,
+    /// With `floor`: only on these hooks (the benchmark's per-hook breakdown); empty: on all
+    /// of netpoll's.
+    pub floor_hooks: Vec<Hook>,
     /// The scheduler view: split each call's latency into on CPU, blocked and run-queue time.
     pub sched: bool,
 }
@@ -97,6 +104,10 @@ impl Probes {
         let mut probes = Probes::load_object(options)?;
         let btf = Btf::from_sys_fs().ok();
         let kinds: Vec<HookKind> = options.hook.map_or(HookKind::ALL.to_vec(), |k| vec![k]);
+        if options.floor && !options.floor_hooks.is_empty() {
+            probes.attach_floor_hooks(&kinds, &options.floor_hooks, btf.as_ref())?;
+            return Ok(probes);
+        }
         probes.attach_socket_split(&kinds, options.floor, btf.as_ref());
         if !options.floor {
             probes.attach_task_hooks(&kinds, options, btf.as_ref());
@@ -165,6 +176,42 @@ impl Probes {
             }
         }
         Ok(probes)
+    }
+
+    /// Do-nothing programs on the given hooks only, each with the first kind that attaches.
+    fn attach_floor_hooks(
+        &mut self,
+        kinds: &[HookKind],
+        hooks: &[Hook],
+        btf: Option<&Btf>,
+    ) -> Result<()> {
+        for &hook in hooks {
+            if !hook.has_floor() {
+                bail!("no do-nothing program for {}", hook.stem());
+            }
+            let mut last_err = None;
+            let attached = kinds.iter().any(|&kind| {
+                if !hook.kinds().contains(&kind) {
+                    return false;
+                }
+                match self.attach(kind, hook, true, btf) {
+                    Ok(()) => {
+                        self.hook = kind;
+                        true
+                    }
+                    Err(e) => {
+                        last_err = Some(e);
+                        false
+                    }
+                }
+            });
+            if !attached {
+                return Err(last_err
+                    .unwrap_or_else(|| anyhow!("no hook kind to try"))
+                    .context(format!("attaching a do-nothing program to {}", hook.stem())));
+            }
+        }
+        Ok(())
     }
 
     /// Socket tracepoints first: a socket call must never exit before its classifier is there.
@@ -340,29 +387,68 @@ impl Probes {
         targets
             .insert(pid, 1, 0)
             .with_context(|| format!("adding PID {pid} to the targets"))?;
+        // Expire the per-CPU "not a target" verdicts the programs may have cached for it (a
+        // child found after attaching); racing with the fork hook's bump still changes it.
+        let mut generation: Array<_, u64> = Array::try_from(self.map_mut(maps::TARGETS_GEN)?)?;
+        let next = generation.get(&0, 0)?.wrapping_add(1);
+        generation.set(0, next, 0)?;
         Ok(())
     }
 }
 
-/// What one BPF program cost so far (counted while kernel.bpf_stats_enabled is on).
-#[derive(Debug, Clone)]
-pub struct ProgramStats {
-    pub name: String,
-    pub run_time_ns: u64,
-    pub runs: u64,
+/// Keeps the kernel's BPF run-time statistics (kernel.bpf_stats_enabled) on while it lives,
+/// when asked: they add two clock reads to every run of every BPF program on the machine.
+pub struct BpfStats {
+    _fd: Option<std::os::fd::OwnedFd>,
+    /// The statistics are on (turned on here, or already on).
+    pub enabled: bool,
+}
+
+impl BpfStats {
+    pub fn enable(turn_on: bool) -> BpfStats {
+        let already = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+            .is_ok_and(|v| v.trim() == "1");
+        if already || !turn_on {
+            return BpfStats {
+                _fd: None,
+                enabled: already,
+            };
+        }
+        match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+            Ok(fd) => BpfStats {
+                _fd: Some(fd),
+                enabled: true,
+            },
+            Err(e) => {
+                eprintln!(
+                    "netpoll: note: cannot turn BPF statistics on ({e}); netpoll's own cost is not measured"
+                );
+                BpfStats {
+                    _fd: None,
+                    enabled: false,
+                }
+            }
+        }
+    }
 }
 
 impl Probes {
-    /// Run time and run count of every loaded program.
-    pub fn program_stats(&self) -> Vec<ProgramStats> {
+    /// Runs and run time of every attached program so far (counted while BPF statistics are
+    /// on).
+    pub fn program_costs(&self) -> Vec<ProgramCost> {
         self.ebpf
             .programs()
             .filter_map(|(name, program)| {
                 let info = program.info().ok()?;
-                Some(ProgramStats {
-                    name: name.to_string(),
-                    run_time_ns: info.run_time().as_nanos() as u64,
+                let event = hook_of_program(name).map_or_else(String::new, |h| {
+                    let (category, event) = h.tracepoint();
+                    format!("{category}:{event}")
+                });
+                Some(ProgramCost {
+                    program: name.to_string(),
+                    event,
                     runs: info.run_count(),
+                    run_time_ns: info.run_time().as_nanos() as u64,
                 })
             })
             .collect()

@@ -195,6 +195,7 @@ impl Snapshot {
             counters: self.counters,
             scheduler: self.scheduler,
             run: c.run,
+            programs: Vec::new(),
         }
     }
 }

@@ -120,6 +120,55 @@ pub fn reads_and_writes_split_by_socket_with_exact_bytes() -> TestResult {
     )
 }
 
+/// Every process's exit and socket transfer leaves the programs on a per-CPU cached "not a
+/// target" verdict; a bystander hammering sockets on the target's CPU makes that cache flip
+/// between the two threads all the time. The target's counts stay exact, the bystander's
+/// calls are nowhere.
+pub fn bystander_on_the_same_cpu_changes_nothing() -> TestResult {
+    let bystander = Fixture::start("bystander-on-cpu0");
+    bystander.go();
+    let run = profile_fixture("io-on-cpu0", &[]);
+    drop(bystander);
+    let r = run.results();
+    check_io(r)?;
+    let socket_writes: u64 = r
+        .syscalls
+        .iter()
+        .filter(|s| s.name == "write")
+        .map(|s| s.calls)
+        .sum();
+    check(
+        socket_writes == 2,
+        format!("{socket_writes} write calls: the bystander's were counted"),
+    )
+}
+
+/// `--bpf-stats`: netpoll's programs' runs and run time, and the kernel's statistics switched
+/// off again afterwards.
+pub fn bpf_stats_measure_the_programs() -> TestResult {
+    let stats_on =
+        || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").map(|v| v.trim() == "1");
+    let before = stats_on()?;
+    let run = profile_fixture("io", &["--bpf-stats"]);
+    let r = run.results();
+    check_io(r)?;
+    let calls: u64 = r.syscalls.iter().map(|s| s.calls).sum();
+    let exit = r
+        .programs
+        .iter()
+        .find(|p| p.event == "raw_syscalls:sys_exit")
+        .ok_or_else(|| format!("no sys_exit program in {:?}", r.programs))?;
+    // Every process's syscalls run it, the fixture's among them.
+    check(
+        exit.runs >= calls && exit.run_time_ns > 0,
+        format!("{exit:?} for {calls} measured calls"),
+    )?;
+    check(
+        stats_on()? == before,
+        "kernel.bpf_stats_enabled is back as it was",
+    )
+}
+
 pub fn every_hook_kind_measures_the_same() -> TestResult {
     for hook in ["tp-btf", "raw-tp", "tracepoint"] {
         let run = profile_fixture("io", &["--hook", hook]);

@@ -92,6 +92,23 @@ pub fn run(scenario: &str) -> ! {
         "big-write" => big_write(),
         "socket-wake" => socket_wake(),
         "futex-wake" => futex_wake(),
+        "io-on-cpu0" => {
+            pin_to(0);
+            io();
+        }
+        "bystander-on-cpu0" => {
+            // Not a target: socket writes and reads on CPU 0, as fast as it can, until killed.
+            pin_to(0);
+            let mut pair = [0i32; 2];
+            // SAFETY: valid out-pointer.
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) };
+            stop_for_probes();
+            let mut byte = [0u8; 1];
+            loop {
+                write(pair[0], &byte, 1);
+                read(pair[1], &mut byte, 1);
+            }
+        }
         "sleepy" => {
             stop_for_probes();
             loop {

@@ -41,7 +41,22 @@ pub enum Case {
 }
 
 impl Case {
-    fn unit(self) -> &'static str {
+    /// Context switches are slower than syscalls: fewer iterations keep the rounds short.
+    pub(super) fn iterations(self, base: u64) -> u64 {
+        match self {
+            Case::Syscalls => base,
+            Case::Switches => base / 5,
+        }
+    }
+
+    pub(super) fn describe(self) -> &'static str {
+        match self {
+            Case::Syscalls => "1-byte AF_UNIX write+read loop",
+            Case::Switches => "two threads ping-ponging on one CPU",
+        }
+    }
+
+    pub(super) fn unit(self) -> &'static str {
         match self {
             Case::Syscalls => "syscall",
             Case::Switches => "switch",
@@ -54,6 +69,7 @@ impl Case {
                 Setup::Nothing,
                 Setup::Floor,
                 Setup::Netpoll,
+                Setup::NonTarget,
                 Setup::NetpollSched,
                 Setup::Exporter,
                 Setup::Bpftrace,
@@ -77,6 +93,8 @@ enum Setup {
     /// Empty programs on every hook of the scheduler view too.
     FloorSched,
     Netpoll,
+    /// `netpoll profile` of another process: what a process that is not a target pays.
+    NonTarget,
     NetpollSched,
     /// `netpoll export`, scraped every second.
     Exporter,
@@ -84,6 +102,8 @@ enum Setup {
     Strace,
     /// `netpoll profile` of the `--baseline` binary.
     Baseline,
+    /// The `--baseline` binary profiling another process.
+    BaselineNonTarget,
 }
 
 impl Setup {
@@ -93,11 +113,13 @@ impl Setup {
             Setup::Floor => "empty programs (floor)",
             Setup::FloorSched => "empty programs, +sched hooks",
             Setup::Netpoll => "netpoll profile",
+            Setup::NonTarget => "netpoll, loop not a target",
             Setup::NetpollSched => "netpoll profile --sched",
             Setup::Exporter => "netpoll export, 1 scrape/s",
             Setup::Bpftrace => "bpftrace, same script",
             Setup::Strace => "strace -c",
             Setup::Baseline => "baseline netpoll profile",
+            Setup::BaselineNonTarget => "baseline, loop not a target",
         }
     }
 
@@ -214,6 +236,9 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
     let mut setups = case.setups();
     if binaries.baseline.is_some() {
         setups.push(Setup::Baseline);
+        if setups.contains(&Setup::NonTarget) {
+            setups.push(Setup::BaselineNonTarget);
+        }
     }
     setups.retain(|s| match s {
         Setup::Bpftrace | Setup::Strace => {
@@ -230,11 +255,7 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
         }
         _ => true,
     });
-    // Context switches are slower than syscalls: fewer iterations keep the rounds short.
-    let iterations = match case {
-        Case::Syscalls => iterations,
-        Case::Switches => iterations / 5,
-    };
+    let iterations = case.iterations(iterations);
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
     for round in 0..rounds {
         // Rotate the order each round so no setup always runs first or last.
@@ -325,6 +346,12 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
         "target <= 1.5x",
     );
     compare(
+        "a process that is not a target / empty-program floor:",
+        Setup::NonTarget,
+        Setup::Floor,
+        "target <= 1.1x",
+    );
+    compare(
         "netpoll profile --sched / netpoll profile:",
         Setup::NetpollSched,
         Setup::Netpoll,
@@ -366,6 +393,12 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
         "",
     );
     compare(
+        "a process that is not a target, this binary / the baseline's:",
+        Setup::NonTarget,
+        Setup::BaselineNonTarget,
+        "",
+    );
+    compare(
         "netpoll profile / strace -c:",
         Setup::Netpoll,
         Setup::Strace,
@@ -382,6 +415,110 @@ fn measure(
     xtask: &Path,
 ) -> Result<f64> {
     let netpoll = binaries.netpoll;
+    run_loop(case, iterations, xtask, |pid_s, idle_target| {
+        let watcher = match setup {
+            Setup::Nothing => None,
+            Setup::Floor => Some(watch(
+                Command::new(netpoll).args([
+                    "profile",
+                    "--quiet",
+                    "--empty-programs",
+                    "--pid",
+                    pid_s,
+                ]),
+                "attached",
+            )?),
+            Setup::FloorSched => Some(watch(
+                Command::new(netpoll).args([
+                    "profile",
+                    "--quiet",
+                    "--empty-programs",
+                    "--sched",
+                    "--pid",
+                    pid_s,
+                ]),
+                "attached",
+            )?),
+            Setup::Netpoll => Some(watch(
+                Command::new(netpoll).args(["profile", "--quiet", "--pid", pid_s]),
+                "attached",
+            )?),
+            Setup::NonTarget | Setup::BaselineNonTarget => {
+                // The target is an idle process; the loop pays only what every process pays.
+                let binary = match setup {
+                    Setup::BaselineNonTarget => binaries.baseline.unwrap_or(netpoll),
+                    _ => netpoll,
+                };
+                let idle = Command::new("sleep").arg("600").spawn()?;
+                let idle_pid = idle.id();
+                *idle_target = KillOnDrop(Some(Pid::from_raw(idle_pid as i32)));
+                Some(watch(
+                    Command::new(binary).args([
+                        "profile",
+                        "--quiet",
+                        "--pid",
+                        &idle_pid.to_string(),
+                    ]),
+                    "attached",
+                )?)
+            }
+            Setup::NetpollSched => Some(watch(
+                Command::new(netpoll).args(["profile", "--quiet", "--sched", "--pid", pid_s]),
+                "attached",
+            )?),
+            Setup::Exporter => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port();
+                let listen = format!("127.0.0.1:{port}");
+                let child = watch(
+                    Command::new(netpoll).args(["export", "--pid", pid_s, "--listen", &listen]),
+                    "serving",
+                )?;
+                scrape_every_second(port);
+                Some(child)
+            }
+            Setup::Bpftrace => {
+                // The same measurement as netpoll: per-syscall latency histograms of the target;
+                // for switches, run-queue delay as BCC's runqlat measures it.
+                let script = match case {
+                    Case::Syscalls => format!(
+                        "tracepoint:raw_syscalls:sys_enter /pid == {pid_s}/ {{ @start[tid] = nsecs; }}\n\
+                         tracepoint:raw_syscalls:sys_exit /@start[tid]/ {{ @ns[args->id] = hist(nsecs - @start[tid]); delete(@start[tid]); }}"
+                    ),
+                    Case::Switches => format!(
+                        "tracepoint:sched:sched_wakeup /args->pid == {pid_s} || pid == {pid_s}/ {{ @q[args->pid] = nsecs; }}\n\
+                         tracepoint:sched:sched_switch {{ if (args->prev_state == 0) {{ @q[args->prev_pid] = nsecs; }} \
+                         $t = @q[args->next_pid]; if ($t) {{ @runq = hist(nsecs - $t); delete(@q[args->next_pid]); }} }}"
+                    ),
+                };
+                let child = watch(Command::new("bpftrace").args(["-e", &script]), "Attaching")?;
+                // bpftrace prints "Attaching N probes..." before attaching them.
+                std::thread::sleep(Duration::from_secs(1));
+                Some(child)
+            }
+            Setup::Baseline => Some(watch(
+                Command::new(binaries.baseline.unwrap_or(netpoll))
+                    .args(["profile", "--quiet", "--pid", pid_s]),
+                "attached",
+            )?),
+            Setup::Strace => Some(watch(
+                Command::new("strace").args(["-c", "-f", "-p", pid_s]),
+                "attached",
+            )?),
+        };
+        Ok(watcher)
+    })
+}
+
+/// Runs the loop: started stopped, `attach` starts a watcher on its PID (and may start other
+/// processes, in the guard), then it runs; returns what it printed, ns per syscall or switch.
+pub(super) fn run_loop(
+    case: Case,
+    iterations: u64,
+    xtask: &Path,
+    attach: impl FnOnce(&str, &mut KillOnDrop) -> Result<Option<Child>>,
+) -> Result<f64> {
     let mut target = Command::new(xtask);
     target.arg("bench-loop");
     if case == Case::Switches {
@@ -392,87 +529,40 @@ fn measure(
         .stdout(Stdio::piped())
         .spawn()?;
     let pid = Pid::from_raw(target.id() as i32);
+    // If anything below fails, the stopped loop must not stay behind.
+    let mut loop_guard = KillOnDrop(Some(pid));
     match waitpid(pid, Some(WaitPidFlag::WUNTRACED)) {
         Ok(WaitStatus::Stopped(..)) => {}
         other => bail!("the loop did not stop for the watcher: {other:?}"),
     }
-    let pid_s = target.id().to_string();
-    let watcher = match setup {
-        Setup::Nothing => None,
-        Setup::Floor => Some(watch(
-            Command::new(netpoll).args(["profile", "--quiet", "--empty-programs", "--pid", &pid_s]),
-            "attached",
-        )?),
-        Setup::FloorSched => Some(watch(
-            Command::new(netpoll).args([
-                "profile",
-                "--quiet",
-                "--empty-programs",
-                "--sched",
-                "--pid",
-                &pid_s,
-            ]),
-            "attached",
-        )?),
-        Setup::Netpoll => Some(watch(
-            Command::new(netpoll).args(["profile", "--quiet", "--pid", &pid_s]),
-            "attached",
-        )?),
-        Setup::NetpollSched => Some(watch(
-            Command::new(netpoll).args(["profile", "--quiet", "--sched", "--pid", &pid_s]),
-            "attached",
-        )?),
-        Setup::Exporter => {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
-            let listen = format!("127.0.0.1:{port}");
-            let child = watch(
-                Command::new(netpoll).args(["export", "--pid", &pid_s, "--listen", &listen]),
-                "serving",
-            )?;
-            scrape_every_second(port);
-            Some(child)
-        }
-        Setup::Bpftrace => {
-            // The same measurement as netpoll: per-syscall latency histograms of the target;
-            // for switches, run-queue delay as BCC's runqlat measures it.
-            let script = match case {
-                Case::Syscalls => format!(
-                    "tracepoint:raw_syscalls:sys_enter /pid == {pid_s}/ {{ @start[tid] = nsecs; }}\n\
-                     tracepoint:raw_syscalls:sys_exit /@start[tid]/ {{ @ns[args->id] = hist(nsecs - @start[tid]); delete(@start[tid]); }}"
-                ),
-                Case::Switches => format!(
-                    "tracepoint:sched:sched_wakeup /args->pid == {pid_s} || pid == {pid_s}/ {{ @q[args->pid] = nsecs; }}\n\
-                     tracepoint:sched:sched_switch {{ if (args->prev_state == 0) {{ @q[args->prev_pid] = nsecs; }} \
-                     $t = @q[args->next_pid]; if ($t) {{ @runq = hist(nsecs - $t); delete(@q[args->next_pid]); }} }}"
-                ),
-            };
-            let child = watch(Command::new("bpftrace").args(["-e", &script]), "Attaching")?;
-            // bpftrace prints "Attaching N probes..." before attaching them.
-            std::thread::sleep(Duration::from_secs(1));
-            Some(child)
-        }
-        Setup::Baseline => Some(watch(
-            Command::new(binaries.baseline.unwrap_or(netpoll))
-                .args(["profile", "--quiet", "--pid", &pid_s]),
-            "attached",
-        )?),
-        Setup::Strace => Some(watch(
-            Command::new("strace").args(["-c", "-f", "-p", &pid_s]),
-            "attached",
-        )?),
-    };
+    let mut others = KillOnDrop(None);
+    let watcher = attach(&target.id().to_string(), &mut others)?;
     kill(pid, Signal::SIGCONT)?;
-    let out = target.wait_with_output()?;
+    let out = target.wait_with_output();
+    // Reaped (or unreachable): its PID may be reused, so it must not be killed later.
+    loop_guard.0 = None;
+    let out = out?;
     if let Some(mut w) = watcher {
         let _ = kill(Pid::from_raw(w.id() as i32), Signal::SIGINT);
         let _ = w.wait();
     }
+    drop(others);
     String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
         .context("the loop printed no measurement")
+}
+
+/// Kills (and reaps) a process when dropped: nothing the benchmark starts outlives it.
+pub(super) struct KillOnDrop(pub(super) Option<Pid>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
 }
 
 /// Scrapes /metrics every second until the exporter goes away (as Prometheus would).
@@ -494,7 +584,7 @@ fn scrape_every_second(port: u16) {
 }
 
 /// Starts a watcher and waits until its stderr or stdout says `ready`.
-fn watch(cmd: &mut Command, ready: &str) -> Result<Child> {
+pub(super) fn watch(cmd: &mut Command, ready: &str) -> Result<Child> {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

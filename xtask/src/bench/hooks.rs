@@ -1,0 +1,275 @@
+//! `cargo xtask bench hooks`: where netpoll's cost goes, hook by hook.
+//!
+//! Two measurements. The floor by hook: do-nothing programs attached to one hook at a time
+//! (`netpoll profile --empty-programs HOOK`), timed on the overhead benchmark's loops in
+//! interleaved rounds: what the kernel charges for running any program on that event, which
+//! every process on the machine pays, target or not. And netpoll's own programs, from the
+//! kernel's BPF statistics (`--bpf-stats`: run count and run time of each program), with the
+//! loop as a target and as a bystander: their ns per run minus the do-nothing programs' ns per
+//! run (what the statistics themselves add, two clock reads) is the work netpoll does there.
+
+use std::{path::Path, process::Command};
+
+use analysis::{Results, results::ProgramCost, stats};
+use anyhow::{Context as _, Result, bail};
+use nix::unistd::Pid;
+use xtask::release_netpoll;
+
+use super::overhead::{Case, KillOnDrop, run_loop, watch};
+use crate::setup;
+
+/// One timed setup: do-nothing programs on these hooks (none: nothing attached).
+struct Floor {
+    name: &'static str,
+    hooks: &'static str,
+    /// `--sched`: the scheduler view's hooks are attached with the syscall hooks.
+    sched: bool,
+}
+
+const SYSCALL_FLOORS: &[Floor] = &[
+    Floor {
+        name: "nothing attached",
+        hooks: "",
+        sched: false,
+    },
+    Floor {
+        name: "sys_enter",
+        hooks: "sys_enter",
+        sched: false,
+    },
+    Floor {
+        name: "sys_exit",
+        hooks: "sys_exit",
+        sched: false,
+    },
+    Floor {
+        name: "sock_recv + sock_send",
+        hooks: "sock_recv,sock_send",
+        sched: false,
+    },
+    Floor {
+        name: "all of netpoll's",
+        hooks: "sys_enter,sys_exit,sock_recv,sock_send,switch",
+        sched: false,
+    },
+];
+
+const SWITCH_FLOORS: &[Floor] = &[
+    Floor {
+        name: "nothing attached",
+        hooks: "",
+        sched: false,
+    },
+    Floor {
+        name: "sched_switch",
+        hooks: "switch",
+        sched: false,
+    },
+    Floor {
+        name: "sched_wakeup",
+        hooks: "wakeup",
+        sched: false,
+    },
+    Floor {
+        name: "irq, softirq, hrtimer entry+exit",
+        hooks: "irq_entry,irq_exit,softirq_entry,softirq_exit,timer_entry,timer_exit",
+        sched: false,
+    },
+    Floor {
+        name: "all of --sched's",
+        hooks: "",
+        sched: true,
+    },
+];
+
+pub fn hooks(rounds: usize, iterations: u64) -> Result<()> {
+    setup::test_prerequisites()?;
+    let netpoll = release_netpoll()?;
+    let xtask = std::env::current_exe()?;
+    for (case, floors) in [
+        (Case::Syscalls, SYSCALL_FLOORS),
+        (Case::Switches, SWITCH_FLOORS),
+    ] {
+        let iterations = case.iterations(iterations);
+        timed_floors(case, floors, rounds, iterations, &netpoll, &xtask)?;
+        program_costs(case, iterations, &netpoll, &xtask)?;
+    }
+    Ok(())
+}
+
+/// The floor of each hook: interleaved rounds, added ns per loop unit against nothing attached.
+fn timed_floors(
+    case: Case,
+    floors: &[Floor],
+    rounds: usize,
+    iterations: u64,
+    netpoll: &Path,
+    xtask: &Path,
+) -> Result<()> {
+    let mut samples = vec![Vec::new(); floors.len()];
+    for round in 0..rounds {
+        for k in 0..floors.len() {
+            let i = (k + round) % floors.len();
+            let f = &floors[i];
+            let ns = run_loop(case, iterations, xtask, |pid, _| {
+                if f.hooks.is_empty() && !f.sched {
+                    return Ok(None);
+                }
+                let mut cmd = Command::new(netpoll);
+                cmd.args(["profile", "--quiet", "--pid", pid]);
+                if f.sched {
+                    cmd.args(["--empty-programs", "--sched"]);
+                } else {
+                    cmd.args(["--empty-programs", f.hooks]);
+                }
+                Ok(Some(watch(&mut cmd, "attached")?))
+            })
+            .with_context(|| format!("measuring do-nothing programs on {}", f.name))?;
+            eprintln!(
+                "xtask: round {}/{rounds}: {:<34} {ns:>9.1} ns/{}",
+                round + 1,
+                f.name,
+                case.unit()
+            );
+            samples[i].push(ns);
+        }
+    }
+    println!(
+        "\nThe floor by hook ({}): do-nothing programs on one hook at a time, median of {rounds} interleaved rounds",
+        case.describe()
+    );
+    println!(
+        "{:<34} {:>12} {:>28}",
+        "hooks",
+        format!("ns/{}", case.unit()),
+        "added ns (95 % interval)"
+    );
+    for (f, s) in floors.iter().zip(&samples) {
+        // Paired with the same round's "nothing attached", so slow drift cancels.
+        let added: Vec<f64> = s.iter().zip(&samples[0]).map(|(x, n)| x - n).collect();
+        let added = if std::ptr::eq(f, &floors[0]) {
+            "-".to_string()
+        } else {
+            stats::estimate(&added).display(|v| format!("{v:.0}"))
+        };
+        println!("{:<34} {:>12.1} {:>28}", f.name, stats::median(s), added);
+    }
+    Ok(())
+}
+
+/// netpoll's programs under the kernel's BPF statistics: one run of the loop each with
+/// do-nothing programs, with netpoll watching the loop, and (syscall loop) watching another
+/// process.
+fn program_costs(case: Case, iterations: u64, netpoll: &Path, xtask: &Path) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("netpoll-bench-hooks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let costs = program_costs_in(case, iterations, netpoll, xtask, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    costs
+}
+
+fn program_costs_in(
+    case: Case,
+    iterations: u64,
+    netpoll: &Path,
+    xtask: &Path,
+    dir: &Path,
+) -> Result<()> {
+    let sched: &[&str] = if case == Case::Switches {
+        &["--sched"]
+    } else {
+        &[]
+    };
+    let run = |name: &str, floor: bool, bystander: bool| -> Result<Vec<ProgramCost>> {
+        let json = dir.join(format!("{name}.json"));
+        run_loop(case, iterations, xtask, |pid, others| {
+            let target = if bystander {
+                let idle = Command::new("sleep").arg("600").spawn()?;
+                *others = KillOnDrop(Some(Pid::from_raw(idle.id() as i32)));
+                idle.id().to_string()
+            } else {
+                pid.to_string()
+            };
+            let mut cmd = Command::new(netpoll);
+            cmd.args(["profile", "--quiet", "--bpf-stats", "--pid", &target])
+                .args(sched)
+                .arg("--json")
+                .arg(&json);
+            if floor {
+                cmd.arg("--empty-programs");
+            }
+            Ok(Some(watch(&mut cmd, "attached")?))
+        })?;
+        let results = Results::load(&json)?;
+        if results.programs.is_empty() {
+            bail!("no BPF statistics in {}", json.display());
+        }
+        Ok(results.programs)
+    };
+    let empty = run("empty", true, false)?;
+    let target = run("target", false, false)?;
+    let bystander = if case == Case::Syscalls {
+        Some(run("bystander", false, true)?)
+    } else {
+        None
+    };
+    // What one loop unit (a syscall, a switch) makes each event fire.
+    let units = (iterations * 2) as f64;
+    println!(
+        "\nnetpoll's programs ({}{}), kernel BPF statistics: ns per run, minus what the statistics add (a do-nothing program's ns per run)",
+        case.describe(),
+        if sched.is_empty() { "" } else { ", --sched" }
+    );
+    println!(
+        "{:<30} {:>10} {:>10} {:>12} {:>14} {:>16}",
+        "event", "runs/unit", "empty", "netpoll", "its own work", "loop not target"
+    );
+    let by_event = |list: &[ProgramCost], event: &str| -> Option<ProgramCost> {
+        list.iter().find(|p| p.event == event).cloned()
+    };
+    let mut own_total = 0.0;
+    let mut rare = Vec::new();
+    for t in &target {
+        let per_unit = t.runs as f64 / units;
+        // Events that fire less than once per 100 units (a thread's exit, an interrupt) cost
+        // nothing per unit, and their few runs say little: named, not tabled.
+        let Some(empty) = by_event(&empty, &t.event).filter(|_| per_unit >= 0.01) else {
+            if t.runs > 0 {
+                rare.push(t.event.clone());
+            }
+            continue;
+        };
+        let base = empty.ns_per_run();
+        let own = t.ns_per_run() - base;
+        own_total += own.max(0.0) * per_unit;
+        let bystander = bystander
+            .as_ref()
+            .and_then(|b| by_event(b, &t.event))
+            .filter(|b| b.runs > 0)
+            .map_or("-".to_string(), |b| format!("{:.1}", b.ns_per_run() - base));
+        println!(
+            "{:<30} {:>10.3} {:>10.1} {:>12.1} {:>14.1} {:>16}",
+            t.event,
+            per_unit,
+            base,
+            t.ns_per_run(),
+            own,
+            bystander
+        );
+    }
+    println!(
+        "netpoll's own work per {}: {own_total:.0} ns (over the floor of its hooks)",
+        case.unit()
+    );
+    if !rare.is_empty() {
+        println!(
+            "(left out, firing less than once per 100 {}: {})",
+            match case {
+                Case::Syscalls => "syscalls",
+                Case::Switches => "switches",
+            },
+            rare.join(", ")
+        );
+    }
+    Ok(())
+}
