@@ -11,6 +11,7 @@ pub mod results;
 pub mod run;
 pub mod sched;
 pub mod stats;
+pub mod verdict;
 pub mod workload;
 
 pub use histogram::{Histogram, Quantile};

@@ -4,6 +4,8 @@
 
 use plotters::style::RGBColor;
 
+use crate::verdict::Family;
+
 /// An I/O model of the echo service, as `netpoll serve --model NAME` runs it.
 #[derive(Debug)]
 pub struct Model {
@@ -13,6 +15,8 @@ pub struct Model {
     pub color: RGBColor,
     /// Highest descriptor number the model can watch, plus one (select: FD_SETSIZE).
     pub descriptor_limit: Option<usize>,
+    /// What the I/O-model verdict must say of it.
+    pub family: Family,
 }
 
 /// A model run with an option that changes what it is: named `model+option` wherever models
@@ -34,18 +38,21 @@ pub const MODELS: &[Model] = &[
         about: "a thread per connection, blocking sockets",
         color: RGBColor(31, 119, 180),
         descriptor_limit: None,
+        family: Family::BlockingPerConnection,
     },
     Model {
         name: "blocking-iterative",
         about: "one thread serving one connection at a time (head-of-line blocking)",
         color: RGBColor(255, 127, 14),
         descriptor_limit: None,
+        family: Family::BlockingIterative,
     },
     Model {
         name: "nonblocking-spin",
         about: "one thread looping over non-blocking sockets (an EAGAIN storm, a burning CPU)",
         color: RGBColor(44, 160, 44),
         descriptor_limit: None,
+        family: Family::BusyPolling,
     },
     Model {
         name: "select",
@@ -53,48 +60,56 @@ pub const MODELS: &[Model] = &[
         color: RGBColor(214, 39, 40),
         // FD_SETSIZE on Linux.
         descriptor_limit: Some(1024),
+        family: Family::Select,
     },
     Model {
         name: "poll",
         about: "one thread waiting in poll(2)",
         color: RGBColor(148, 103, 189),
         descriptor_limit: None,
+        family: Family::Poll,
     },
     Model {
         name: "epoll-lt",
         about: "one thread, an epoll reactor, level-triggered",
         color: RGBColor(140, 86, 75),
         descriptor_limit: None,
+        family: Family::EpollReactor,
     },
     Model {
         name: "epoll-et",
         about: "one thread, an epoll reactor, edge-triggered",
         color: RGBColor(227, 119, 194),
         descriptor_limit: None,
+        family: Family::EpollReactor,
     },
     Model {
         name: "epoll-reactors",
         about: "one epoll reactor per core sharing the listener (the nginx shape)",
         color: RGBColor(127, 127, 127),
         descriptor_limit: None,
+        family: Family::EpollReactors,
     },
     Model {
         name: "tokio",
         about: "tokio's multi-threaded runtime, a task per connection (Go's netpoller, in Rust)",
         color: RGBColor(188, 189, 34),
         descriptor_limit: None,
+        family: Family::MnRuntime,
     },
     Model {
         name: "io-uring",
         about: "io_uring: queue reads and writes, collect completions (--sqpoll: no syscalls when busy)",
         color: RGBColor(23, 190, 207),
         descriptor_limit: None,
+        family: Family::IoUring,
     },
     Model {
         name: "sigio",
         about: "signal-driven I/O: the kernel signals which socket is ready (O_ASYNC, F_SETSIG)",
         color: RGBColor(0, 0, 128),
         descriptor_limit: None,
+        family: Family::SignalDriven,
     },
 ];
 

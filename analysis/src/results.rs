@@ -65,6 +65,71 @@ pub struct Results {
     /// With `--bpf-stats`: what netpoll's own BPF programs cost, from the kernel's statistics.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub programs: Vec<ProgramCost>,
+    /// `profile --lite`: no calls are timed, so `syscalls`, `classes` and `lower_bound` are
+    /// empty; these are the figures lite mode has instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lite: Option<Lite>,
+    /// The I/O-model verdict (`profile` of processes, `run`), with its evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_model: Option<crate::verdict::IoModel>,
+}
+
+/// What `--lite` measures, without hooks on every syscall: socket transfers from the socket
+/// tracepoints and sleeps inside syscalls from the scheduler (docs/overhead.md says what it
+/// cannot see).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lite {
+    /// By syscall, those with a transfer or a sleep.
+    pub syscalls: Vec<LiteSyscall>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiteSyscall {
+    pub name: String,
+    /// Socket transfers made by this syscall (one per read/recv/write/send call on a socket,
+    /// one per message of recvmmsg/sendmmsg).
+    pub socket_transfers: u64,
+    /// Transfers that failed, including EAGAIN.
+    pub errors: u64,
+    pub eagain: u64,
+    /// Bytes moved by the successful transfers.
+    pub bytes: u64,
+    /// Times a call of this syscall put its thread to sleep.
+    pub sleeps: u64,
+    /// Off-CPU time of those sleeps (asleep, then waiting for a CPU), summed, and per sleep.
+    pub off_cpu_sum_ns: u64,
+    pub off_cpu_ns: Histogram,
+}
+
+impl LiteSyscall {
+    pub fn merge(&mut self, other: &LiteSyscall) {
+        self.socket_transfers += other.socket_transfers;
+        self.errors += other.errors;
+        self.eagain += other.eagain;
+        self.bytes += other.bytes;
+        self.sleeps += other.sleeps;
+        self.off_cpu_sum_ns += other.off_cpu_sum_ns;
+        self.off_cpu_ns.merge(&other.off_cpu_ns);
+    }
+
+    pub fn since(&self, earlier: &LiteSyscall) -> LiteSyscall {
+        LiteSyscall {
+            name: self.name.clone(),
+            socket_transfers: self
+                .socket_transfers
+                .saturating_sub(earlier.socket_transfers),
+            errors: self.errors.saturating_sub(earlier.errors),
+            eagain: self.eagain.saturating_sub(earlier.eagain),
+            bytes: self.bytes.saturating_sub(earlier.bytes),
+            sleeps: self.sleeps.saturating_sub(earlier.sleeps),
+            off_cpu_sum_ns: self.off_cpu_sum_ns.saturating_sub(earlier.off_cpu_sum_ns),
+            off_cpu_ns: self.off_cpu_ns.since(&earlier.off_cpu_ns),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.socket_transfers == 0 && self.sleeps == 0
+    }
 }
 
 /// One of netpoll's BPF programs: how often it ran and for how long (kernel.bpf_stats_enabled;

@@ -99,6 +99,8 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
         processes: Default::default(),
         counters: Counters::default(),
         programs: Vec::new(),
+        lite: None,
+        io_model: None,
         scheduler: None,
         run: Some(RunInfo {
             workload: Workload {

@@ -192,6 +192,50 @@ impl SlotStats {
     };
 }
 
+/// `--lite`, per syscall (`LITE_STATS`, indexed like the syscall table): what can be known
+/// without hooks on every syscall. The socket tracepoints give each socket transfer (one per
+/// read/recv/write/send on a socket; one per message of recvmmsg/sendmmsg) with its result; the
+/// scheduler gives each time a call of this syscall put its thread to sleep, and how long the
+/// thread then stayed off CPU (until it ran again: asleep, then waiting for a CPU).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct LiteStats {
+    pub transfers: u64,
+    /// Transfers that failed (negative result), including EAGAIN.
+    pub errors: u64,
+    pub eagain: u64,
+    /// Bytes moved by the successful transfers.
+    pub bytes: u64,
+    pub sleeps: u64,
+    pub off_cpu_sum_ns: u64,
+    pub _reserved: [u64; 2],
+    /// Off-CPU time per sleep, nanoseconds (2^36 ns and over share the last bucket).
+    pub off_cpu: [u64; SCHED_BUCKETS],
+}
+
+impl LiteStats {
+    pub const ZERO: LiteStats = LiteStats {
+        transfers: 0,
+        errors: 0,
+        eagain: 0,
+        bytes: 0,
+        sleeps: 0,
+        off_cpu_sum_ns: 0,
+        _reserved: [0; 2],
+        off_cpu: [0; SCHED_BUCKETS],
+    };
+}
+
+/// `--lite`: a target thread asleep inside a measured syscall (`LITE_ASLEEP`, by thread id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LiteAsleep {
+    pub since_ns: u64,
+    /// Index of the syscall in the syscall table.
+    pub index: u32,
+    pub _pad: u32,
+}
+
 /// Key of `PID_STATS` (used with `--per-pid`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -249,6 +293,8 @@ pub mod maps {
     pub const TARGETS_GEN: &str = "TARGETS_GEN";
     pub const COUNTERS: &str = "COUNTERS";
     pub const ATTACH_NS: &str = "ATTACH_NS";
+    pub const LITE_STATS: &str = "LITE_STATS";
+    pub const LITE_ASLEEP: &str = "LITE_ASLEEP";
 }
 
 /// Names of the load-time globals (`static`s with `#[unsafe(no_mangle)]` in the programs), set
@@ -273,6 +319,8 @@ pub mod globals {
     pub const SCHED: &str = "SCHED";
     /// Byte offset of `pid` in `struct task_struct` (from the kernel's BTF), u32.
     pub const TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
+    /// 1: `--lite`, no hooks on every syscall, u8.
+    pub const LITE: &str = "LITE";
 }
 
 /// The kernel events netpoll hooks. Each exists as one program per [`HookKind`], named
@@ -496,6 +544,8 @@ mod user {
     unsafe impl aya::Pod for super::ThreadSched {}
     unsafe impl aya::Pod for super::SlotSched {}
     unsafe impl aya::Pod for super::SchedTotals {}
+    unsafe impl aya::Pod for super::LiteStats {}
+    unsafe impl aya::Pod for super::LiteAsleep {}
 }
 
 #[cfg(test)]
@@ -540,6 +590,7 @@ mod tests {
         assert!(size_of::<SlotStats>() <= 32 * 1024);
         assert!(size_of::<SlotSched>() <= 32 * 1024);
         assert!(size_of::<SchedTotals>() <= 32 * 1024);
+        assert!(size_of::<LiteStats>() <= 32 * 1024);
     }
 
     #[test]
@@ -548,6 +599,8 @@ mod tests {
         assert_eq!(size_of::<ThreadSched>(), 40);
         assert_eq!(offset_of!(SlotSched, on_cpu), 8 * 10);
         assert_eq!(offset_of!(SchedTotals, runq), 8 * 8);
+        assert_eq!(offset_of!(LiteStats, off_cpu), 8 * 8);
+        assert_eq!(size_of::<LiteAsleep>(), 16);
     }
 
     #[test]

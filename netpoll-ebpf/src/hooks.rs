@@ -13,6 +13,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    lite,
     probe::{self, SyscallArgs},
     sched,
 };
@@ -43,6 +44,11 @@ fn task_tid(task: *const u8) -> u32 {
 /// preempted (still runnable) when `preempt` is set or its state is TASK_RUNNING (0).
 #[inline(always)]
 fn switch(preempt: u64, next: *const u8, prev_state: u64) {
+    if lite::lite() {
+        // No call is ever timed in lite mode: nothing to park.
+        lite::on_switch(preempt & 1 != 0 || prev_state as u32 == 0, task_tid(next));
+        return;
+    }
     probe::on_switch_out(|| preempt & 1 != 0 || prev_state as u32 == 0);
     if probe::sched_view() {
         sched::thread_entered_cpu(task_tid(next));
@@ -83,7 +89,7 @@ impl SyscallArgs for RegsArgs {
 }
 
 #[inline(always)]
-fn regs_nr(regs: *const u8) -> i64 {
+pub fn regs_nr(regs: *const u8) -> i64 {
     // SAFETY: plain read of a load-time constant.
     read_regs(regs, unsafe { core::ptr::read_volatile(&REGS_NR_OFFSET) }) as i64
 }
@@ -119,16 +125,29 @@ pub fn btf_sys_exit(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+// sock_recv_length(struct sock *sk, int ret, int flags), sock_send_length(likewise).
+
 #[btf_tracepoint(function = "sock_recv_length")]
-pub fn btf_sock_recv(_ctx: BtfTracePointContext) -> i32 {
-    probe::on_socket_io();
+pub fn btf_sock_recv(ctx: BtfTracePointContext) -> i32 {
+    socket_io(ctx.arg::<u64>(1) as i32 as i64);
     0
 }
 
 #[btf_tracepoint(function = "sock_send_length")]
-pub fn btf_sock_send(_ctx: BtfTracePointContext) -> i32 {
-    probe::on_socket_io();
+pub fn btf_sock_send(ctx: BtfTracePointContext) -> i32 {
+    socket_io(ctx.arg::<u64>(1) as i32 as i64);
     0
+}
+
+/// A socket transfer: lite mode counts it (lite runs on BTF tracepoints only: it reads the
+/// current task's registers through BTF-typed helpers); otherwise it marks the call in flight.
+#[inline(always)]
+fn socket_io(ret: i64) {
+    if lite::lite() {
+        lite::on_transfer(ret);
+    } else {
+        probe::on_socket_io();
+    }
 }
 
 #[btf_tracepoint(function = "sched_process_exit")]

@@ -13,6 +13,9 @@ mod hooks;
 mod sched;
 
 #[cfg(target_arch = "bpf")]
+mod lite;
+
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // The verifier rejects any path that could reach here; this only satisfies `no_std`.

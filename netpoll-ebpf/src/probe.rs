@@ -125,7 +125,7 @@ fn as_words(bytes: &[u8; 16]) -> [u64; 2] {
 }
 
 #[inline(always)]
-fn lookup_syscall(nr: i64) -> Option<SyscallInfo> {
+pub fn lookup_syscall(nr: i64) -> Option<SyscallInfo> {
     if !(0..MAX_SYSCALL_NR as i64).contains(&nr) {
         return None;
     }
@@ -364,6 +364,9 @@ pub fn on_task_exit() {
     }
     if sched_view() {
         sched::forget_thread(tid);
+    }
+    if crate::lite::lite() {
+        crate::lite::forget_thread(tid);
     }
 }
 

@@ -3,6 +3,7 @@
 mod commands;
 mod load;
 mod metrics;
+mod observe;
 mod output;
 mod probes;
 mod sinks;

@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 
 use analysis::{
     Histogram, Results,
-    results::SyscallStats,
+    results::{Lite, SyscallStats},
     run::{LoadMode, LoadResults, Percentiles, RunInfo},
+    verdict::Confidence,
 };
 
 /// 850ns, 12.3µs, 4.56ms, 1.23s.
@@ -113,6 +114,89 @@ pub fn histogram(title: &str, h: &Histogram) -> String {
     out
 }
 
+/// `--lite`: socket transfers and sleeps by syscall, and the off-CPU histograms.
+pub fn lite_report(lite: &Lite, seconds: f64) -> String {
+    let mut out = String::from(
+        "lite mode: socket transfers (socket tracepoints) and sleeps inside syscalls \
+         (sched_switch); calls that neither touch a socket nor sleep are not seen, none is timed\n\n",
+    );
+    if lite.syscalls.is_empty() {
+        out.push_str("No socket transfer or sleep in a measured syscall was seen.\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<16} {:>10} {:>10} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "SYSCALL",
+        "TRANSFERS",
+        "RATE/s",
+        "ERRORS",
+        "EAGAIN",
+        "BYTES",
+        "SLEEPS",
+        "OFF P50",
+        "OFF P99",
+        "OFF MEAN"
+    );
+    for s in &lite.syscalls {
+        let rate = if seconds > 0.0 {
+            s.socket_transfers as f64 / seconds
+        } else {
+            0.0
+        };
+        let mean = s
+            .off_cpu_sum_ns
+            .checked_div(s.sleeps)
+            .map_or("-".into(), fmt_ns);
+        let _ = writeln!(
+            out,
+            "{:<16} {:>10} {:>10.1} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            s.name,
+            s.socket_transfers,
+            rate,
+            s.errors,
+            s.eagain,
+            if s.bytes > 0 {
+                fmt_bytes(s.bytes)
+            } else {
+                "-".into()
+            },
+            s.sleeps,
+            quantile(&s.off_cpu_ns, 0.5),
+            quantile(&s.off_cpu_ns, 0.99),
+            mean,
+        );
+    }
+    for s in lite.syscalls.iter().filter(|s| s.sleeps > 0) {
+        let _ = write!(
+            out,
+            "\n{}",
+            histogram(
+                &format!("{} off-CPU time per sleep (ns)", s.name),
+                &s.off_cpu_ns
+            )
+        );
+    }
+    out
+}
+
+/// The I/O-model verdict and its evidence.
+fn io_model(results: &Results) -> String {
+    let Some(m) = &results.io_model else {
+        return String::new();
+    };
+    let confidence = match m.confidence {
+        Confidence::High => "high",
+        Confidence::Medium => "medium",
+        Confidence::Low => "low",
+    };
+    let mut out = format!("\nI/O model: {} ({confidence} confidence)\n", m.name);
+    for line in &m.evidence {
+        let _ = writeln!(out, "  - {line}");
+    }
+    out
+}
+
 /// The end-of-run report.
 pub fn report(results: &Results) -> String {
     let seconds = results.duration_ns as f64 / 1e9;
@@ -133,7 +217,9 @@ pub fn report(results: &Results) -> String {
             ""
         }
     );
-    if results.syscalls.is_empty() {
+    if let Some(lite) = &results.lite {
+        out.push_str(&lite_report(lite, seconds));
+    } else if results.syscalls.is_empty() {
         out.push_str("No measured syscalls were made by the target.\n");
     } else {
         out.push_str(&table("SYSCALL", &results.syscalls, seconds));
@@ -202,6 +288,7 @@ pub fn report(results: &Results) -> String {
             let _ = writeln!(out, "warning: {n} {what}");
         }
     }
+    out.push_str(&io_model(results));
     out
 }
 

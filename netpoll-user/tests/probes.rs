@@ -89,6 +89,18 @@ fn main() {
         ),
         Trial::test("missing_tracefs_is_mounted", missing_tracefs_is_mounted),
         Trial::test(
+            "lite_mode_counts_socket_transfers_as_the_full_mode",
+            lite_mode_counts_socket_transfers_as_the_full_mode,
+        ),
+        Trial::test(
+            "lite_mode_times_a_sleep_inside_a_read",
+            lite_mode_times_a_sleep_inside_a_read,
+        ),
+        Trial::test(
+            "exporter_lite_serves_transfers_and_sleeps",
+            exporter_lite_serves_transfers_and_sleeps,
+        ),
+        Trial::test(
             "accepts_and_connects_counted_exactly",
             accepts_and_connects_counted_exactly,
         ),

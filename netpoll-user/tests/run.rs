@@ -413,3 +413,50 @@ fn server_and_client_are_pinned_where_asked() {
     );
     assert!(err.contains("not a CPU list"), "{err}");
 }
+
+/// The I/O-model verdict on a model's server is the family the catalogue gives that model; the
+/// verdict's name carries what the family alone does not say (`name_has`).
+fn verdict_is_the_models_family(model: &str, name_has: &str) {
+    let _one = ONE_AT_A_TIME.lock();
+    let r = run(model, &["-c", "20", "-d", "1", "--warmup", "0.2"]);
+    let verdict = r.io_model.as_ref().expect("an io_model in the results");
+    let base = model.split('+').next().expect("model name");
+    let family = analysis::models::model(base).expect("catalogued").family;
+    assert_eq!(
+        verdict.family, family,
+        "{model} judged {} ({:?}): {:#?}",
+        verdict.name, verdict.confidence, verdict.evidence
+    );
+    assert!(
+        verdict.name.contains(name_has),
+        "{model} judged {:?}, expected it to say {name_has:?}",
+        verdict.name
+    );
+}
+
+/// One test per model, so that a wrong verdict names its model.
+macro_rules! verdict_tests {
+    ($($test:ident: $model:literal says $has:literal;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                verdict_is_the_models_family($model, $has);
+            }
+        )*
+    };
+}
+
+verdict_tests! {
+    verdict_blocking_threads: "blocking-threads" says "thread per connection";
+    verdict_blocking_iterative: "blocking-iterative" says "iterative";
+    verdict_nonblocking_spin: "nonblocking-spin" says "busy polling";
+    verdict_select: "select" says "select";
+    verdict_poll: "poll" says "poll";
+    verdict_epoll_lt: "epoll-lt" says "level-triggered, single reactor";
+    verdict_epoll_et: "epoll-et" says "edge-triggered, single reactor";
+    verdict_epoll_reactors: "epoll-reactors" says "a reactor per thread";
+    verdict_tokio: "tokio" says "M:N runtime";
+    verdict_io_uring: "io-uring" says "io_uring";
+    verdict_io_uring_sqpoll: "io-uring+sqpoll" says "SQPOLL";
+    verdict_sigio: "sigio" says "O_ASYNC";
+}

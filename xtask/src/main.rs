@@ -57,15 +57,23 @@ enum Bench {
     /// ns per syscall of a 1-byte socketpair loop, and ns per context switch of two threads
     /// ping-ponging on one CPU, with nothing, empty programs, netpoll (and --sched), the
     /// exporter, bpftrace and strace attached, interleaved, with ratios and their intervals.
+    /// With --server: a real server at saturation (throughput loss, server and client CPU per
+    /// request).
     Overhead {
         /// The loops to measure: syscalls (ns per syscall), switches (ns per context switch).
-        #[arg(
-            long,
-            value_enum,
-            value_delimiter = ',',
-            default_value = "syscalls,switches"
-        )]
+        /// Both when neither --case nor --server is given.
+        #[arg(long, value_enum, value_delimiter = ',')]
         case: Vec<bench::overhead::Case>,
+        /// Real servers to measure instead of (or with --case, besides) the loops: redis
+        /// (redis-benchmark GET), nginx (netpoll load HTTP), all.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        server: Vec<bench::real_server::ServerKind>,
+        /// redis-benchmark requests per run (--server redis).
+        #[arg(long, default_value_t = 100_000)]
+        requests: u64,
+        /// Seconds per run of netpoll load (--server nginx).
+        #[arg(long, default_value_t = 2)]
+        seconds: u64,
         /// Interleaved rounds; the median of each setup is reported.
         #[arg(long, default_value_t = 7)]
         rounds: usize,
@@ -115,12 +123,30 @@ fn main() {
         Task::Bench {
             bench:
                 Bench::Overhead {
-                    case,
+                    mut case,
+                    server,
+                    requests,
+                    seconds,
                     rounds,
                     iterations,
                     baseline,
                 },
-        } => bench::overhead::overhead(&case, rounds, iterations, baseline.as_deref()),
+        } => {
+            if case.is_empty() && server.is_empty() {
+                case = vec![
+                    bench::overhead::Case::Syscalls,
+                    bench::overhead::Case::Switches,
+                ];
+            }
+            bench::overhead::overhead(&case, rounds, iterations, baseline.as_deref()).and_then(
+                |()| {
+                    if server.is_empty() {
+                        return Ok(());
+                    }
+                    bench::real_server::real_server(&server, rounds, requests, seconds)
+                },
+            )
+        }
         Task::Bench {
             bench: Bench::Hooks { rounds, iterations },
         } => bench::hooks::hooks(rounds, iterations),

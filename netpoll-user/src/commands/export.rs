@@ -65,7 +65,7 @@ pub fn run(args: Args) -> Result<i32> {
     let stats = BpfStats::enable(args.targets.bpf_stats);
     eprintln!(
         "netpoll: attached {} hooks to {}; serving http://{}/metrics (Ctrl-C to stop)",
-        probes.hook.name(),
+        probes.describe_hooks(),
         targets.describe(),
         listener.local_addr()?
     );

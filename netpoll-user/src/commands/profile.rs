@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use analysis::{
     Results,
-    results::{EndReason, classes_of},
+    results::{EndReason, Lite, TargetKind, classes_of},
+    verdict,
     workload::parse_seconds,
 };
 use anyhow::Result;
@@ -16,6 +17,7 @@ use super::{
     targets::{TargetArgs, Targets},
 };
 use crate::{
+    observe::Sampler,
     output,
     probes::{
         BpfStats, Probes,
@@ -74,7 +76,18 @@ pub fn run(args: Args) -> Result<i32> {
     let start = Instant::now();
     announce(&args, &targets, &probes);
     targets.release()?;
-    let (end_reason, exit_code, command_exit_code) = collect(&args, &targets, &probes, &signals)?;
+    // Processes (not names, cgroups or the whole machine) get an I/O-model verdict, from the
+    // probes and from their state in /proc, sampled while collecting.
+    let judged =
+        matches!(targets.target.kind, TargetKind::Pid | TargetKind::Command) && !probes.lite;
+    let mut sampler = Sampler::new(if judged {
+        targets.target.pids.clone()
+    } else {
+        Vec::new()
+    });
+    let (end_reason, exit_code, command_exit_code) =
+        collect(&args, &targets, &probes, &signals, &mut sampler)?;
+    sampler.now();
     let mut results = probes.snapshot()?.into_results(Collection {
         target: targets.target,
         hook: probes.hook,
@@ -88,6 +101,9 @@ pub fn run(args: Args) -> Result<i32> {
     if bpf_stats.enabled {
         results.programs = probes.program_costs();
     }
+    if judged {
+        results.io_model = Some(verdict::judge(&results, &sampler.observed));
+    }
     // Detach before printing: the report is done, the target should not pay for our output.
     drop(probes);
     drop(bpf_stats);
@@ -98,7 +114,7 @@ pub fn run(args: Args) -> Result<i32> {
 fn announce(args: &Args, targets: &Targets, probes: &Probes) {
     eprintln!(
         "netpoll: attached {} hooks to {}; {}",
-        probes.hook.name(),
+        probes.describe_hooks(),
         targets.describe(),
         match args.duration {
             Some(d) => format!(
@@ -117,11 +133,13 @@ fn collect(
     targets: &Targets,
     probes: &Probes,
     signals: &system::Signals,
+    sampler: &mut Sampler,
 ) -> Result<(EndReason, i32, Option<i32>)> {
     let start = Instant::now();
     let mut last_interval = (Instant::now(), None::<Snapshot>);
     loop {
         std::thread::sleep(Duration::from_millis(20));
+        sampler.tick();
         if let Some(code) = signals.received() {
             let status = targets.command.as_ref().and_then(HeldCommand::stop);
             return Ok((EndReason::Interrupted, code, status));
@@ -150,8 +168,19 @@ fn collect(
 }
 
 fn print_interval(now: &Snapshot, before: Option<&Snapshot>, elapsed: Duration) {
-    let classes = classes_of(&now.measured_since(before));
     println!("{}", system::utc_now_rfc3339());
+    if let Some(rows) = &now.lite {
+        let window = match before.and_then(|b| b.lite.as_ref()) {
+            Some(earlier) => rows.iter().zip(earlier).map(|(n, b)| n.since(b)).collect(),
+            None => rows.clone(),
+        };
+        let lite = Lite {
+            syscalls: window.into_iter().filter(|r| !r.is_empty()).collect(),
+        };
+        println!("{}", output::lite_report(&lite, elapsed.as_secs_f64()));
+        return;
+    }
+    let classes = classes_of(&now.measured_since(before));
     if classes.is_empty() {
         println!("(no measured syscalls in this interval)\n");
     } else {

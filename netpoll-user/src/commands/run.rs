@@ -12,6 +12,7 @@ use analysis::{
     results::{EndReason, Target, TargetKind},
     run::{Environment, PerRequest, RunInfo, SchedPerRequest, ServerProcess},
     sched::CallSched,
+    verdict::{self, Observed},
     workload::{CpuList, LoadOptions, Workload, cpu_list},
 };
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -19,6 +20,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use super::ResultsArgs;
 use crate::{
     load::{self, Outcome, Plan, Protocol, StopReason, Watcher},
+    observe::Sampler,
     output,
     probes::{
         Filter, Options, Probes,
@@ -179,6 +181,7 @@ fn attach(c: &Checked, server: &mut HeldCommand) -> Result<Probes> {
         floor: false,
         floor_hooks: Vec::new(),
         sched: c.sched,
+        lite: false,
     })?;
     for note in &probes.notes {
         eprintln!("netpoll: note: {note}");
@@ -213,6 +216,7 @@ struct Measured {
     peak_threads: u64,
     /// How the server died during the run, and its exit status.
     died: Option<(String, i32)>,
+    observed: Observed,
 }
 
 /// Snapshots the probes and the server process at the window's edges, and watches for the
@@ -227,6 +231,8 @@ struct RunWatcher<'a> {
     /// The latest cheap sample (CPU, threads), for when the server dies before the window ends.
     last_stat: Option<ProcessSample>,
     died: Option<(String, i32)>,
+    /// The server's state in /proc for the I/O-model verdict, sampled at the window's edges.
+    sampler: Sampler,
 }
 
 impl RunWatcher<'_> {
@@ -248,11 +254,13 @@ impl RunWatcher<'_> {
 impl Watcher for RunWatcher<'_> {
     fn measurement_started(&mut self) -> Result<()> {
         self.before = Some(self.sample()?);
+        self.sampler.now();
         Ok(())
     }
 
     fn measurement_ended(&mut self) -> Result<()> {
         self.after = Some(self.sample()?);
+        self.sampler.now();
         Ok(())
     }
 
@@ -303,13 +311,17 @@ fn measure(
         peak_threads: 0,
         last_stat: None,
         died: None,
+        sampler: Sampler::new(vec![server.pid]),
     };
     let outcome = load::run(&c.plan, &mut watcher, !c.quiet);
+    // Once more with the load gone: idle workers show where they park.
+    watcher.sampler.now();
     let RunWatcher {
         before,
         after,
         peak_threads,
         died,
+        sampler,
         ..
     } = watcher;
     Ok(Measured {
@@ -318,6 +330,7 @@ fn measure(
         after,
         peak_threads,
         died,
+        observed: sampler.observed,
     })
 }
 
@@ -382,7 +395,8 @@ fn assemble(
         Some(StopReason::Signal(_)) => EndReason::Interrupted,
         Some(StopReason::ServerDied(_)) => EndReason::ServerDied,
     };
-    Ok(window.into_results(Collection {
+    let observed = m.observed;
+    let mut results = window.into_results(Collection {
         target: Target {
             kind: TargetKind::Run,
             pids: vec![server.pid],
@@ -403,7 +417,9 @@ fn assemble(
             per_request,
             environment: Some(environment),
         }),
-    }))
+    });
+    results.io_model = Some(verdict::judge(&results, &observed));
+    Ok(results)
 }
 
 /// Placement, and what else used the machine's CPUs during the window.

@@ -40,6 +40,13 @@ pub struct TargetArgs {
     /// of the machine (see the overhead benchmark).
     #[arg(long)]
     pub sched: bool,
+    /// Lite mode: no hooks on every syscall (their floor is what every process on the machine
+    /// pays). Counts the targets' socket transfers (bytes, errors, EAGAIN) and the times their
+    /// syscalls put them to sleep, with the time off CPU; calls that neither touch a socket nor
+    /// sleep are not seen, and no call is timed. Needs BTF tracepoints; not with --sched or
+    /// --per-pid.
+    #[arg(long)]
+    pub lite: bool,
     /// Turn the kernel's BPF statistics on (kernel.bpf_stats_enabled) to measure netpoll's own
     /// cost: run time and runs of each of its programs. Adds two clock reads to every run of
     /// every BPF program on the machine while on.
@@ -123,8 +130,8 @@ impl TargetArgs {
 
 impl Targets {
     /// Loads and attaches the probes (the floor's do-nothing programs with `floor`: on the hooks
-    /// listed, or on all if none is); adds the
-    /// children that existed before; stops the held command if that fails.
+    /// listed, or on all if none is; lite mode with `--lite`); adds the children that existed
+    /// before; stops the held command if that fails.
     pub fn attach(
         &mut self,
         args: &TargetArgs,
@@ -154,6 +161,7 @@ impl Targets {
             floor: floor.is_some(),
             floor_hooks: floor.unwrap_or_default(),
             sched: args.sched,
+            lite: args.lite,
         })?;
         if probes.following {
             // Children that existed before we attached (nginx's workers, say). Scanned after

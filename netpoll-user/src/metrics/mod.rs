@@ -9,7 +9,7 @@ pub mod text;
 
 use std::collections::BTreeMap;
 
-use analysis::results::{SyscallStats, class_of};
+use analysis::results::{LiteSyscall, SyscallStats, class_of};
 use model::{Counter, Gauge, Metric, MetricFamily, MetricType, labels};
 use prost::Message as _;
 
@@ -275,7 +275,80 @@ pub fn families(
         ..Metric::default()
     });
     out.push(in_flight);
+    if let Some(lite) = &snapshot.lite {
+        out.extend(lite_families(p, lite));
+    }
     out.extend(program_families(p, programs, stats_enabled));
+    out
+}
+
+/// `--lite`: socket transfers and sleeps by syscall (the `syscall_*` families stay empty: lite
+/// mode times no call).
+fn lite_families(p: &str, rows: &[LiteSyscall]) -> Vec<MetricFamily> {
+    let rows: Vec<&LiteSyscall> = rows.iter().filter(|r| !r.is_empty()).collect();
+    type Field = fn(&LiteSyscall) -> u64;
+    let counters: [(&str, &str, Field); 5] = [
+        (
+            "lite_socket_transfers_total",
+            "Socket transfers (one per read/recv/write/send call on a socket), seen without per-syscall hooks.",
+            |r| r.socket_transfers,
+        ),
+        (
+            "lite_socket_transfer_errors_total",
+            "Socket transfers that failed, EAGAIN included.",
+            |r| r.errors,
+        ),
+        (
+            "lite_socket_transfer_eagain_total",
+            "Socket transfers that returned EAGAIN.",
+            |r| r.eagain,
+        ),
+        (
+            "lite_socket_transfer_bytes_total",
+            "Bytes moved by socket transfers.",
+            |r| r.bytes,
+        ),
+        (
+            "lite_sleeps_total",
+            "Times a call of the syscall put its thread to sleep.",
+            |r| r.sleeps,
+        ),
+    ];
+    let label = |r: &LiteSyscall| Metric {
+        label: labels(&[("syscall", &r.name)]),
+        ..Metric::default()
+    };
+    let mut out = Vec::new();
+    for (name, help, field) in counters {
+        let mut f = MetricFamily::new(format!("{p}_{name}"), help, MetricType::Counter);
+        for r in &rows {
+            f.metric.push(Metric {
+                counter: Some(Counter {
+                    value: field(r) as f64,
+                }),
+                ..label(r)
+            });
+        }
+        out.push(f);
+    }
+    let bounds = buckets::latency_bounds_ns();
+    let mut off_cpu = MetricFamily::new(
+        format!("{p}_lite_off_cpu_seconds"),
+        "Time off CPU per sleep inside the syscall (asleep, then waiting for a CPU).",
+        MetricType::Histogram,
+    );
+    for r in rows.iter().filter(|r| r.sleeps > 0) {
+        off_cpu.metric.push(Metric {
+            histogram: Some(buckets::histogram(
+                &r.off_cpu_ns,
+                &bounds,
+                1e9,
+                Some(r.off_cpu_sum_ns),
+            )),
+            ..label(r)
+        });
+    }
+    out.push(off_cpu);
     out
 }
 

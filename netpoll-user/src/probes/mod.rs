@@ -47,6 +47,8 @@ pub struct Options {
     pub floor_hooks: Vec<Hook>,
     /// The scheduler view: split each call's latency into on CPU, blocked and run-queue time.
     pub sched: bool,
+    /// No hooks on every syscall: socket transfers and sleeps in syscalls only (`--lite`).
+    pub lite: bool,
 }
 
 pub struct Probes {
@@ -56,6 +58,8 @@ pub struct Probes {
     pub following: bool,
     /// The scheduler view is on.
     pub sched: bool,
+    /// Lite mode is on.
+    pub lite: bool,
     per_pid: bool,
     /// Why the fork record's `child_pid` offset is unknown (then children are not followed).
     fork_unknown: Option<String>,
@@ -67,6 +71,9 @@ pub struct Probes {
 /// of threads leaving a CPU; then exit before enter, so that calls exiting before ATTACH_NS is
 /// set are ignored and every call entered after the enter hook is attached is measured in full.
 const SYSCALL_HOOKS: [Hook; 3] = [Hook::Switch, Hook::SysExit, Hook::SysEnter];
+
+/// Lite mode's hooks (besides the task hooks): no sys_enter/sys_exit.
+const LITE_HOOKS: [Hook; 3] = [Hook::SockRecv, Hook::SockSend, Hook::Switch];
 
 /// (byte offsets of the 6 syscall arguments, offset of the syscall number) in `struct pt_regs`.
 fn pt_regs_layout() -> Result<([u32; 6], u32)> {
@@ -101,8 +108,24 @@ impl Probes {
                 "--sched needs BTF or raw tracepoints (task pointers); not with --hook tracepoint"
             );
         }
+        if options.lite {
+            if options.sched || options.per_pid {
+                bail!("--lite cannot be combined with --sched or --per-pid");
+            }
+            if options.hook.is_some_and(|k| k != HookKind::TpBtf) {
+                bail!("--lite needs BTF tracepoints (it reads a task's registers through BTF)");
+            }
+        }
         let mut probes = Probes::load_object(options)?;
         let btf = Btf::from_sys_fs().ok();
+        if options.lite {
+            if options.floor {
+                probes.attach_floor_hooks(&[HookKind::TpBtf], &LITE_HOOKS, btf.as_ref())?;
+            } else {
+                probes.attach_lite_hooks(options, btf.as_ref())?;
+            }
+            return Ok(probes);
+        }
         let kinds: Vec<HookKind> = options.hook.map_or(HookKind::ALL.to_vec(), |k| vec![k]);
         if options.floor && !options.floor_hooks.is_empty() {
             probes.attach_floor_hooks(&kinds, &options.floor_hooks, btf.as_ref())?;
@@ -136,9 +159,11 @@ impl Probes {
         let (mode, comm, cgroup) = filter_globals(&options.filter);
         let per_pid = options.per_pid as u8;
         let sched = options.sched as u8;
-        // The scheduler view reads thread ids out of task pointers: where they are, from BTF.
-        let task_pid_offset = if options.sched {
-            task_pid_offset().context("the scheduler view (--sched) needs kernel BTF")?
+        let lite = options.lite as u8;
+        // The scheduler view and lite mode read thread ids out of task pointers: where they
+        // are, from BTF.
+        let task_pid_offset = if options.sched || options.lite {
+            task_pid_offset().context("--sched and --lite need kernel BTF")?
         } else {
             0
         };
@@ -151,6 +176,7 @@ impl Probes {
             .override_global(globals::REGS_NR_OFFSET, &nr_offset, true)
             .override_global(globals::FORK_CHILD_PID_OFFSET, &fork_child_pid_offset, true)
             .override_global(globals::SCHED, &sched, true)
+            .override_global(globals::LITE, &lite, true)
             .override_global(globals::TASK_PID_OFFSET, &task_pid_offset, true)
             // PID_STATS is preallocated: keep it tiny unless it is used.
             .map_max_entries(
@@ -165,6 +191,7 @@ impl Probes {
             socket_split: false,
             following: false,
             sched: options.sched,
+            lite: options.lite,
             per_pid: options.per_pid,
             fork_unknown: fork_offset.err().map(|e| format!("{e:#}")),
             notes,
@@ -211,6 +238,19 @@ impl Probes {
                     .context(format!("attaching a do-nothing program to {}", hook.stem())));
             }
         }
+        Ok(())
+    }
+
+    /// Lite mode: the socket tracepoints and sched_switch, as BTF tracepoints (they read the
+    /// current task's saved registers through BTF-typed helpers), and the task hooks.
+    fn attach_lite_hooks(&mut self, options: &Options, btf: Option<&Btf>) -> Result<()> {
+        for hook in LITE_HOOKS {
+            self.attach(HookKind::TpBtf, hook, false, btf)
+                .with_context(|| format!("--lite could not attach to {}", hook.stem()))?;
+        }
+        self.hook = HookKind::TpBtf;
+        self.socket_split = true;
+        self.attach_task_hooks(&[HookKind::TpBtf], options, btf);
         Ok(())
     }
 
@@ -379,6 +419,15 @@ impl Probes {
             table.set(s.nr_x86_64, info, 0)?;
         }
         Ok(())
+    }
+
+    /// What is attached, for the "attached ..." line.
+    pub fn describe_hooks(&self) -> &'static str {
+        if self.lite {
+            "lite (socket tracepoints and sched_switch, tp_btf)"
+        } else {
+            self.hook.name()
+        }
     }
 
     /// Adds a process (all its threads) to the PID filter.

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use analysis::{
     Histogram, Results, SCHEMA,
     results::{
-        Counters, EndReason, Fd, HookKind, ProcessStats, SyscallStats, Target, Tool, classes_of,
+        Counters, EndReason, Fd, HookKind, Lite, LiteSyscall, ProcessStats, SyscallStats, Target,
+        Tool, classes_of,
     },
     run::RunInfo,
     sched::{CallSched, Scheduler, Wakers},
@@ -14,7 +15,9 @@ use analysis::{
 use anyhow::Result;
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
 use netpoll_ebpf::{
-    abi::{NUM_SLOTS, Parked, PidSlot, SchedTotals, SlotSched, SlotStats, counter, maps},
+    abi::{
+        LiteStats, NUM_SLOTS, Parked, PidSlot, SchedTotals, SlotSched, SlotStats, counter, maps,
+    },
     syscalls::{NUM_SYSCALLS, SYSCALLS},
 };
 
@@ -32,6 +35,8 @@ pub struct Snapshot {
     pub counters: Counters,
     /// The scheduler view, when on.
     pub scheduler: Option<Scheduler>,
+    /// `--lite`: by syscall index.
+    pub lite: Option<Vec<LiteSyscall>>,
 }
 
 impl Probes {
@@ -52,6 +57,33 @@ impl Probes {
             let totals: PerCpuArray<&MapData, SchedTotals> =
                 PerCpuArray::try_from(self.map(maps::SCHED_TOTALS)?)?;
             Some(sum_totals(totals.get(&0, 0)?.iter()))
+        } else {
+            None
+        };
+        let lite = if self.lite {
+            let stats: PerCpuArray<&MapData, LiteStats> =
+                PerCpuArray::try_from(self.map(maps::LITE_STATS)?)?;
+            let mut rows = Vec::with_capacity(NUM_SYSCALLS);
+            for (index, s) in SYSCALLS.iter().enumerate() {
+                let mut row = LiteSyscall {
+                    name: s.name.to_string(),
+                    ..LiteSyscall::default()
+                };
+                for cpu in stats.get(&(index as u32), 0)?.iter() {
+                    row.merge(&LiteSyscall {
+                        name: String::new(),
+                        socket_transfers: cpu.transfers,
+                        errors: cpu.errors,
+                        eagain: cpu.eagain,
+                        bytes: cpu.bytes,
+                        sleeps: cpu.sleeps,
+                        off_cpu_sum_ns: cpu.off_cpu_sum_ns,
+                        off_cpu_ns: Histogram::from_counts(&cpu.off_cpu),
+                    });
+                }
+                rows.push(row);
+            }
+            Some(rows)
         } else {
             None
         };
@@ -97,6 +129,7 @@ impl Probes {
             comms,
             counters,
             scheduler,
+            lite,
         })
     }
 }
@@ -133,6 +166,12 @@ impl Snapshot {
             },
             scheduler: match (&self.scheduler, &earlier.scheduler) {
                 (Some(now), Some(before)) => Some(now.since(before)),
+                (now, _) => now.clone(),
+            },
+            lite: match (&self.lite, &earlier.lite) {
+                (Some(now), Some(before)) => {
+                    Some(now.iter().zip(before).map(|(n, b)| n.since(b)).collect())
+                }
                 (now, _) => now.clone(),
             },
         }
@@ -196,6 +235,10 @@ impl Snapshot {
             scheduler: self.scheduler,
             run: c.run,
             programs: Vec::new(),
+            lite: self.lite.map(|rows| Lite {
+                syscalls: rows.into_iter().filter(|r| !r.is_empty()).collect(),
+            }),
+            io_model: None,
         }
     }
 }

@@ -352,3 +352,74 @@ pub fn thread_killed_inside_a_call_leaks_nothing() -> TestResult {
         format!("{} in-flight entries left", r.counters.in_flight_entries),
     )
 }
+
+/// `--lite` claims the socket figures of the full mode without its per-syscall hooks: on the
+/// same fixture, every socket row of the full mode (calls, bytes, errors, EAGAINs) equals lite
+/// mode's transfers of that syscall, and nothing else is counted as a transfer.
+pub fn lite_mode_counts_socket_transfers_as_the_full_mode() -> TestResult {
+    let full = profile_fixture("io", &[]);
+    let full = full.results();
+    check_io(full)?;
+    let run = profile_fixture("io", &["--lite"]);
+    let r = run.results();
+    let lite = r.lite.as_ref().ok_or("no lite section in --lite results")?;
+    check(
+        r.syscalls.is_empty() && r.classes.is_empty(),
+        "lite mode times no call",
+    )?;
+    let socket_rows: Vec<_> = full
+        .syscalls
+        .iter()
+        .filter(|s| s.fd == Some(Fd::Socket))
+        .collect();
+    for s in &socket_rows {
+        let l = lite
+            .syscalls
+            .iter()
+            .find(|l| l.name == s.name)
+            .ok_or_else(|| format!("lite mode has no {} row: {:?}", s.name, lite.syscalls))?;
+        check(
+            (l.socket_transfers, l.bytes, l.errors, l.eagain)
+                == (s.calls, s.bytes, s.errors, s.eagain),
+            format!(
+                "{}: lite (transfers, bytes, errors, eagain) {:?}, full {:?}",
+                s.name,
+                (l.socket_transfers, l.bytes, l.errors, l.eagain),
+                (s.calls, s.bytes, s.errors, s.eagain)
+            ),
+        )?;
+    }
+    let transfers: u64 = lite.syscalls.iter().map(|l| l.socket_transfers).sum();
+    let socket_calls: u64 = socket_rows.iter().map(|s| s.calls).sum();
+    check(
+        transfers == socket_calls,
+        format!("{transfers} transfers in lite mode, {socket_calls} socket calls in full mode"),
+    )
+}
+
+/// `--lite` sees a read that sleeps until data arrives 20 ms later: one sleep in `read`, about
+/// 20 ms off CPU, then its 5-byte transfer.
+pub fn lite_mode_times_a_sleep_inside_a_read() -> TestResult {
+    let run = profile_fixture("socket-wake", &["--lite"]);
+    let lite = run.results().lite.clone().ok_or("no lite section")?;
+    let read = lite
+        .syscalls
+        .iter()
+        .find(|l| l.name == "read")
+        .ok_or_else(|| format!("no read row: {:?}", lite.syscalls))?;
+    check(
+        read.socket_transfers == 1 && read.bytes == 5,
+        format!(
+            "read: {} transfers, {} bytes",
+            read.socket_transfers, read.bytes
+        ),
+    )?;
+    check(
+        read.sleeps >= 1 && read.off_cpu_ns.total() == read.sleeps,
+        format!("read slept {} times", read.sleeps),
+    )?;
+    check(
+        (15 * MS..2000 * MS).contains(&read.off_cpu_sum_ns),
+        format!("read off CPU {} ns, ~20 ms expected", read.off_cpu_sum_ns),
+    )
+}

@@ -283,6 +283,63 @@ impl Drop for Prometheus {
     }
 }
 
+/// `export --lite`: the fixture's socket write as a transfer, its 20 epoll_waits that slept
+/// 10 ms as sleeps with their off-CPU time, nothing in the per-call families; promtool accepts it.
+pub fn exporter_lite_serves_transfers_and_sleeps() -> TestResult {
+    let mut fixture = Fixture::start("epoll-then-hold");
+    let pid = fixture.child.id();
+    let exporter = Exporter::start(&["--lite", "--pid", &pid.to_string()]);
+    fixture.go();
+    wait_in_syscall(pid, libc::SYS_read);
+    let text = exporter.metrics();
+    let write = ["syscall=\"write\""];
+    check(
+        sample(&text, "netpoll_lite_socket_transfers_total", &write) == Some(1.0)
+            && sample(&text, "netpoll_lite_socket_transfer_bytes_total", &write) == Some(1.0),
+        format!("one 1-byte socket write in:\n{text}"),
+    )?;
+    let wait = ["syscall=\"epoll_wait\""];
+    let sleeps = sample(&text, "netpoll_lite_sleeps_total", &wait).unwrap_or(0.0);
+    check(
+        (20.0..=27.0).contains(&sleeps),
+        format!("{sleeps} epoll_wait sleeps, 20 expected"),
+    )?;
+    let off = sample(&text, "netpoll_lite_off_cpu_seconds_sum", &wait).unwrap_or(0.0);
+    check(
+        (0.190..1.0).contains(&off),
+        format!("epoll_wait off CPU {off} s, about 0.2 s expected"),
+    )?;
+    check(
+        sample(&text, "netpoll_syscall_calls_total", &wait).is_none(),
+        "lite mode times no call",
+    )?;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (installed by `cargo xtask test`)");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let checked = promtool.wait_with_output().expect("promtool");
+    check(
+        checked.status.success(),
+        format!(
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        ),
+    )?;
+    drop(fixture.child.stdin.take());
+    fixture.wait();
+    check(exporter.stop().success(), "exporter exit status")
+}
+
 pub fn prometheus_scrapes_the_exporter_and_answers_queries() -> TestResult {
     let fixture = Fixture::start_with("steady", &[("NETPOLL_FIXTURE_SECONDS", "40")]);
     let pid = fixture.child.id();

@@ -56,6 +56,14 @@ pub fn redis_server_under_load() -> TestResult {
     let _ = redis.kill();
     let _ = redis.wait();
     let r = run.results.as_ref().ok_or("no results")?;
+    // The I/O-model verdict: one epoll reactor, level-triggered (redis's ae loop); its idle
+    // background threads parked on futexes do not make it a runtime of workers.
+    let verdict = r.io_model.as_ref().ok_or("no io_model")?;
+    check(
+        verdict.family == analysis::verdict::Family::EpollReactor
+            && verdict.name.contains("level-triggered"),
+        format!("redis judged {}: {:#?}", verdict.name, verdict.evidence),
+    )?;
     let read = r.class("socket_read").ok_or("no socket reads")?;
     let write = r.class("socket_write").ok_or("no socket writes")?;
     // One read per request and one write per reply, moving exactly the bytes sent.

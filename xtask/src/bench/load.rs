@@ -3,77 +3,22 @@
 //! threads and connections, interleaved round by round. The generator must not be the
 //! bottleneck: the target is at least wrk's rate.
 
-use std::{
-    fs,
-    net::{TcpListener, TcpStream},
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{fs, path::Path, process::Command};
 
 use analysis::run::{LOAD_SCHEMA, LoadFile};
 use anyhow::{Context as _, Result, bail};
 
 use xtask::{median, release_netpoll, run, workspace_root};
 
+use super::servers::{Nginx, pin};
+
+/// nginx and the generators on different CPUs: neither steals the other's time.
+const SERVER_CPU: usize = 1;
+const CLIENT_CPU: usize = 0;
 use crate::setup;
 
-/// nginx in the foreground with its own config and files; stopped on drop.
-struct Nginx {
-    child: Child,
-    port: u16,
-}
-
-impl Nginx {
-    fn start(dir: &Path) -> Result<Nginx> {
-        // A free port: bind to 0, note it, release it for nginx.
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        fs::create_dir_all(dir.join("html"))?;
-        fs::write(
-            dir.join("html/index.html"),
-            "<p>netpoll bench</p>\n".repeat(4),
-        )?;
-        let conf = format!(
-            "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{\n  access_log off;\n  keepalive_requests 100000000;\n\
-               client_body_temp_path {dir}/tmp;\n  proxy_temp_path {dir}/tmp;\n\
-               fastcgi_temp_path {dir}/tmp;\n  uwsgi_temp_path {dir}/tmp;\n  scgi_temp_path {dir}/tmp;\n\
-               server {{ listen 127.0.0.1:{port}; root {dir}/html; }}\n}}\n",
-            dir = dir.display()
-        );
-        fs::write(dir.join("nginx.conf"), conf)?;
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting nginx")?;
-        let mut nginx = Nginx { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline || nginx.child.try_wait()?.is_some() {
-                bail!("nginx did not start; see {}/error.log", dir.display());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(nginx)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: nginx's master stops its worker too (SIGKILL would orphan the worker).
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-    }
-}
-
 fn wrk(url: &str, threads: usize, connections: usize, seconds: u64) -> Result<f64> {
-    let out = Command::new("wrk")
+    let out = pin(&mut Command::new("wrk"), Some(CLIENT_CPU))
         .args([
             format!("-t{threads}"),
             format!("-c{connections}"),
@@ -100,7 +45,7 @@ fn netpoll_load(
     seconds: u64,
     json: &Path,
 ) -> Result<f64> {
-    run(Command::new(netpoll).args([
+    run(pin(&mut Command::new(netpoll), Some(CLIENT_CPU)).args([
         "load",
         url,
         "--client-threads",
@@ -131,10 +76,10 @@ pub fn load(rounds: usize, seconds: u64, threads: usize, connections: usize) -> 
     let netpoll = release_netpoll()?;
     let root = workspace_root()?;
     let dir = root.join("target/bench-load");
-    let nginx = Nginx::start(&dir)?;
+    let nginx = Nginx::start(&dir, Some(SERVER_CPU))?;
     let url = format!("http://127.0.0.1:{}/index.html", nginx.port);
     eprintln!(
-        "xtask: nginx (1 worker) on {url}; {rounds} rounds of {seconds}s each for wrk and \
+        "xtask: nginx (1 worker, CPU {SERVER_CPU}) on {url}, generators on CPU {CLIENT_CPU}; {rounds} rounds of {seconds}s each for wrk and \
          netpoll load, {threads} thread(s), {connections} connections"
     );
     let (mut wrk_rps, mut netpoll_rps, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
@@ -174,9 +119,12 @@ pub fn load(rounds: usize, seconds: u64, threads: usize, connections: usize) -> 
     );
     println!("wrk            {:>10.0}", median(&wrk_rps));
     println!("netpoll load   {:>10.0}", median(&netpoll_rps));
+    // Per-round ratios pair each round's two runs, cancelling drift between rounds.
+    let ratio = analysis::stats::estimate(&ratios);
     println!(
-        "netpoll load / wrk: median ratio {:.3} (per round {}) (target >= 1.0)",
-        median(&ratios),
+        "netpoll load / wrk: median of the per-round ratios {} (95 % interval; per round {}) \
+         (target >= 1.0)",
+        ratio.display(|v| format!("{v:.3}")),
         ratios
             .iter()
             .map(|r| format!("{r:.3}"))

@@ -4,3 +4,5 @@
 pub mod hooks;
 pub mod load;
 pub mod overhead;
+pub mod real_server;
+mod servers;

@@ -70,6 +70,8 @@ impl Case {
                 Setup::Floor,
                 Setup::Netpoll,
                 Setup::NonTarget,
+                Setup::Lite,
+                Setup::LiteNonTarget,
                 Setup::NetpollSched,
                 Setup::Exporter,
                 Setup::Bpftrace,
@@ -95,6 +97,10 @@ enum Setup {
     Netpoll,
     /// `netpoll profile` of another process: what a process that is not a target pays.
     NonTarget,
+    /// `netpoll profile --lite`.
+    Lite,
+    /// `netpoll profile --lite` of another process.
+    LiteNonTarget,
     NetpollSched,
     /// `netpoll export`, scraped every second.
     Exporter,
@@ -114,6 +120,8 @@ impl Setup {
             Setup::FloorSched => "empty programs, +sched hooks",
             Setup::Netpoll => "netpoll profile",
             Setup::NonTarget => "netpoll, loop not a target",
+            Setup::Lite => "netpoll profile --lite",
+            Setup::LiteNonTarget => "--lite, loop not a target",
             Setup::NetpollSched => "netpoll profile --sched",
             Setup::Exporter => "netpoll export, 1 scrape/s",
             Setup::Bpftrace => "bpftrace, same script",
@@ -214,6 +222,9 @@ pub fn overhead(
     iterations: u64,
     baseline: Option<&Path>,
 ) -> Result<()> {
+    if cases.is_empty() {
+        return Ok(());
+    }
     setup::test_prerequisites()?;
     if let Some(b) = baseline
         && !b.is_file()
@@ -352,6 +363,18 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
         "target <= 1.1x",
     );
     compare(
+        "netpoll profile --lite / empty-program floor:",
+        Setup::Lite,
+        Setup::Floor,
+        "",
+    );
+    compare(
+        "not a target, --lite / not a target, full mode:",
+        Setup::LiteNonTarget,
+        Setup::NonTarget,
+        "",
+    );
+    compare(
         "netpoll profile --sched / netpoll profile:",
         Setup::NetpollSched,
         Setup::Netpoll,
@@ -384,6 +407,12 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
             Setup::Netpoll,
             Setup::Bpftrace,
             "target <= 0.40x",
+        );
+        compare(
+            "netpoll profile --lite / bpftrace:",
+            Setup::Lite,
+            Setup::Bpftrace,
+            "",
         );
     }
     compare(
@@ -443,7 +472,11 @@ fn measure(
                 Command::new(netpoll).args(["profile", "--quiet", "--pid", pid_s]),
                 "attached",
             )?),
-            Setup::NonTarget | Setup::BaselineNonTarget => {
+            Setup::Lite => Some(watch(
+                Command::new(netpoll).args(["profile", "--quiet", "--lite", "--pid", pid_s]),
+                "attached",
+            )?),
+            Setup::NonTarget | Setup::BaselineNonTarget | Setup::LiteNonTarget => {
                 // The target is an idle process; the loop pays only what every process pays.
                 let binary = match setup {
                     Setup::BaselineNonTarget => binaries.baseline.unwrap_or(netpoll),
@@ -452,15 +485,12 @@ fn measure(
                 let idle = Command::new("sleep").arg("600").spawn()?;
                 let idle_pid = idle.id();
                 *idle_target = KillOnDrop(Some(Pid::from_raw(idle_pid as i32)));
-                Some(watch(
-                    Command::new(binary).args([
-                        "profile",
-                        "--quiet",
-                        "--pid",
-                        &idle_pid.to_string(),
-                    ]),
-                    "attached",
-                )?)
+                let mut cmd = Command::new(binary);
+                cmd.args(["profile", "--quiet", "--pid", &idle_pid.to_string()]);
+                if setup == Setup::LiteNonTarget {
+                    cmd.arg("--lite");
+                }
+                Some(watch(&mut cmd, "attached")?)
             }
             Setup::NetpollSched => Some(watch(
                 Command::new(netpoll).args(["profile", "--quiet", "--sched", "--pid", pid_s]),

@@ -1,0 +1,501 @@
+//! `cargo xtask bench overhead --server redis|nginx|all`: what each way of watching syscalls
+//! costs a real server at saturation. redis-server under redis-benchmark (GET), nginx (one
+//! worker, a small static file) under `netpoll load` (HTTP); server pinned to one CPU, client to
+//! another. Throughput at saturation is noisy on a shared host (identical runs ±20%), so each run
+//! also records the server's CPU time per request (the scheduler's exact accounting of its
+//! threads) and the client's: the client is a process that is *not* a target, so its CPU per
+//! request is what every other process on the machine pays. Setups interleave round by round;
+//! medians, and ratios with bootstrap intervals.
+
+use std::{
+    fs,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use analysis::{
+    run::{LOAD_SCHEMA, LoadFile},
+    stats,
+};
+use anyhow::{Context as _, Result, bail};
+use nix::{
+    sys::{
+        resource::{UsageWho, getrusage},
+        signal::{Signal, kill},
+    },
+    unistd::Pid,
+};
+use xtask::{median, release_netpoll, which, workspace_root};
+
+use super::{
+    overhead::watch,
+    servers::{self, Nginx, Redis},
+};
+use crate::setup;
+
+/// The server CPU and the client CPU: disjoint, so neither steals the other's time.
+const SERVER_CPU: usize = 1;
+const CLIENT_CPU: usize = 0;
+/// Client connections, as in the issue's redis-benchmark runs.
+const CONNECTIONS: usize = 50;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum ServerKind {
+    /// redis-server under redis-benchmark -t get.
+    Redis,
+    /// nginx, one worker, a small static file, under netpoll load.
+    Nginx,
+    /// Both.
+    All,
+}
+
+impl ServerKind {
+    pub fn expand(kinds: &[ServerKind]) -> Vec<ServerKind> {
+        if kinds.contains(&ServerKind::All) {
+            return vec![ServerKind::Redis, ServerKind::Nginx];
+        }
+        let mut v = kinds.to_vec();
+        v.dedup();
+        v
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Setup {
+    Nothing,
+    Floor,
+    Netpoll,
+    Lite,
+    Bpftrace,
+    PerfTrace,
+    Strace,
+}
+
+impl Setup {
+    const ALL: [Setup; 7] = [
+        Setup::Nothing,
+        Setup::Floor,
+        Setup::Netpoll,
+        Setup::Lite,
+        Setup::Bpftrace,
+        Setup::PerfTrace,
+        Setup::Strace,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Setup::Nothing => "nothing attached",
+            Setup::Floor => "empty programs (floor)",
+            Setup::Netpoll => "netpoll profile --pid",
+            Setup::Lite => "netpoll profile --lite",
+            Setup::Bpftrace => "bpftrace, same histograms",
+            Setup::PerfTrace => "perf trace -s",
+            Setup::Strace => "strace -c",
+        }
+    }
+
+    /// The tool it needs, if not netpoll.
+    fn tool(self) -> Option<&'static str> {
+        match self {
+            Setup::Bpftrace => Some("bpftrace"),
+            Setup::PerfTrace => Some("perf"),
+            Setup::Strace => Some("strace"),
+            _ => None,
+        }
+    }
+
+    /// strace stops the server at every syscall (~10x slower): fewer requests keep it short.
+    fn share(self) -> u64 {
+        if self == Setup::Strace { 10 } else { 1 }
+    }
+}
+
+/// One run: what the client got, and what the server and the client spent per request.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    rps: f64,
+    server_ns_per_request: f64,
+    client_ns_per_request: f64,
+}
+
+/// The server being measured and how to drive it.
+enum Running {
+    Redis(Redis),
+    Nginx(Nginx, u32),
+}
+
+impl Running {
+    fn target(&self) -> u32 {
+        match self {
+            Running::Redis(r) => r.pid(),
+            Running::Nginx(_, worker) => *worker,
+        }
+    }
+
+    fn describe(&self, requests: u64, seconds: u64) -> String {
+        match self {
+            Running::Redis(_) => format!(
+                "redis-server (CPU {SERVER_CPU}) under redis-benchmark -t get -c {CONNECTIONS} \
+                 -n {requests} (CPU {CLIENT_CPU})"
+            ),
+            Running::Nginx(..) => format!(
+                "nginx, 1 worker (CPU {SERVER_CPU}), small static file, under netpoll load -c \
+                 {CONNECTIONS} -d {seconds} (CPU {CLIENT_CPU})"
+            ),
+        }
+    }
+
+    /// Runs the client once; returns (requests answered, requests/s).
+    fn drive(&self, netpoll: &Path, requests: u64, seconds: u64, dir: &Path) -> Result<(u64, f64)> {
+        match self {
+            Running::Redis(redis) => {
+                let out = servers::pin(
+                    Command::new("redis-benchmark").args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &redis.port.to_string(),
+                        "-t",
+                        "get",
+                        "-c",
+                        &CONNECTIONS.to_string(),
+                        "-n",
+                        &requests.to_string(),
+                        "--csv",
+                        "-q",
+                    ]),
+                    Some(CLIENT_CPU),
+                )
+                .stderr(Stdio::inherit())
+                .output()
+                .context("running redis-benchmark")?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                // --csv: a header, then "GET","<requests/s>",...
+                let rps = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("\"GET\",\""))
+                    .and_then(|rest| rest.split('"').next())
+                    .and_then(|v| v.parse().ok())
+                    .with_context(|| format!("no GET rate in redis-benchmark's output: {text}"))?;
+                Ok((requests, rps))
+            }
+            Running::Nginx(nginx, _) => {
+                let json = dir.join("load.json");
+                let out = servers::pin(
+                    Command::new(netpoll).args([
+                        "load",
+                        &format!("http://127.0.0.1:{}/index.html", nginx.port),
+                        "--connections",
+                        &CONNECTIONS.to_string(),
+                        "--duration",
+                        &seconds.to_string(),
+                        "--warmup",
+                        "0",
+                        "--quiet",
+                        "--json",
+                        &json.display().to_string(),
+                    ]),
+                    Some(CLIENT_CPU),
+                )
+                .output()
+                .context("running netpoll load")?;
+                if !out.status.success() {
+                    bail!(
+                        "netpoll load failed ({}): {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+                let file: LoadFile = serde_json::from_str(&fs::read_to_string(&json)?)?;
+                if file.schema != LOAD_SCHEMA || file.load.errors.total() > 0 {
+                    bail!("netpoll load saw errors: {:?}", file.load.errors);
+                }
+                Ok((file.load.requests, file.load.throughput_rps))
+            }
+        }
+    }
+}
+
+pub fn real_server(kinds: &[ServerKind], rounds: usize, requests: u64, seconds: u64) -> Result<()> {
+    setup::test_prerequisites()?;
+    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if online < 2 {
+        bail!("the server scenario pins server and client to CPUs 1 and 0: it needs 2 CPUs");
+    }
+    let netpoll = release_netpoll()?;
+    let setups: Vec<Setup> = Setup::ALL
+        .into_iter()
+        .filter(|s| match s.tool() {
+            Some(tool) if !which(tool) => {
+                eprintln!("xtask: {tool} is not installed: skipping it");
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    for kind in ServerKind::expand(kinds) {
+        let dir = workspace_root()?.join(format!("target/bench-server-{kind:?}").to_lowercase());
+        let running = match kind {
+            ServerKind::Redis => Running::Redis(Redis::start(&dir, Some(SERVER_CPU))?),
+            ServerKind::Nginx => {
+                let nginx = Nginx::start(&dir, Some(SERVER_CPU))?;
+                let worker = nginx.worker()?;
+                Running::Nginx(nginx, worker)
+            }
+            ServerKind::All => unreachable!("expanded above"),
+        };
+        let describe = running.describe(requests, seconds);
+        eprintln!("xtask: {describe}; {rounds} interleaved rounds");
+        // One unmeasured run: the server's caches and the client's first connections warm up.
+        running.drive(&netpoll, requests / 4, 1, &dir)?;
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); setups.len()];
+        for round in 0..rounds {
+            for k in 0..setups.len() {
+                let i = (k + round) % setups.len();
+                let s = measure(&running, setups[i], &netpoll, requests, seconds, &dir)
+                    .with_context(|| format!("measuring {} with {}", describe, setups[i].name()))?;
+                eprintln!(
+                    "xtask: round {}/{rounds}: {:<26} {:>9.0} req/s, server {:>6.2} µs/req, client {:>6.2} µs/req",
+                    round + 1,
+                    setups[i].name(),
+                    s.rps,
+                    s.server_ns_per_request / 1e3,
+                    s.client_ns_per_request / 1e3
+                );
+                samples[i].push(s);
+            }
+        }
+        drop(running);
+        report(&describe, rounds, &setups, &samples);
+    }
+    Ok(())
+}
+
+/// CPU time of every child this process has waited for, ns.
+fn children_cpu_ns() -> Result<u64> {
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN)?;
+    let ns =
+        |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000_000 + t.tv_usec() as u64 * 1000;
+    Ok(ns(u.user_time()) + ns(u.system_time()))
+}
+
+fn measure(
+    running: &Running,
+    setup: Setup,
+    netpoll: &Path,
+    requests: u64,
+    seconds: u64,
+    dir: &Path,
+) -> Result<Sample> {
+    let target = running.target();
+    let watcher = attach(setup, target, netpoll)?;
+    let result = (|| {
+        // Only the client is reaped between these two readings, so the children's CPU delta is
+        // the client's alone.
+        let (server0, client0) = (servers::cpu_ns(target)?, children_cpu_ns()?);
+        let (answered, rps) = running.drive(netpoll, requests / setup.share(), seconds, dir)?;
+        let (server1, client1) = (servers::cpu_ns(target)?, children_cpu_ns()?);
+        if answered == 0 {
+            bail!("the client got no replies");
+        }
+        Ok(Sample {
+            rps,
+            server_ns_per_request: (server1 - server0) as f64 / answered as f64,
+            client_ns_per_request: (client1 - client0) as f64 / answered as f64,
+        })
+    })();
+    if let Some(mut w) = watcher {
+        let _ = kill(Pid::from_raw(w.id() as i32), Signal::SIGINT);
+        let _ = w.wait();
+    }
+    result
+}
+
+/// Starts the setup's watcher on the server, attached when this returns.
+fn attach(setup: Setup, target: u32, netpoll: &Path) -> Result<Option<Child>> {
+    let pid = target.to_string();
+    Ok(match setup {
+        Setup::Nothing => None,
+        Setup::Floor => Some(watch(
+            Command::new(netpoll).args(["profile", "--quiet", "--empty-programs", "--pid", &pid]),
+            "attached",
+        )?),
+        Setup::Netpoll => Some(watch(
+            Command::new(netpoll).args(["profile", "--quiet", "--pid", &pid]),
+            "attached",
+        )?),
+        Setup::Lite => Some(watch(
+            Command::new(netpoll).args(["profile", "--quiet", "--lite", "--pid", &pid]),
+            "attached",
+        )?),
+        Setup::Bpftrace => {
+            // netpoll's default figures in bpftrace: per-syscall latency histograms of the target.
+            let script = format!(
+                "tracepoint:raw_syscalls:sys_enter /pid == {pid}/ {{ @start[tid] = nsecs; }}\n\
+                 tracepoint:raw_syscalls:sys_exit /@start[tid]/ {{ @ns[args->id] = hist(nsecs - @start[tid]); delete(@start[tid]); }}"
+            );
+            let child = watch(Command::new("bpftrace").args(["-e", &script]), "Attaching")?;
+            // bpftrace prints "Attaching N probes..." before attaching them.
+            std::thread::sleep(Duration::from_secs(1));
+            Some(child)
+        }
+        Setup::PerfTrace => {
+            // perf trace prints nothing until it stops: give it time to attach, check it lives.
+            let mut child = Command::new("perf")
+                .args(["trace", "-s", "-p", &pid])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting perf trace")?;
+            std::thread::sleep(Duration::from_secs(2));
+            if let Some(status) = child.try_wait()? {
+                bail!("perf trace exited ({status}) before the run");
+            }
+            Some(child)
+        }
+        Setup::Strace => Some(watch(
+            Command::new("strace").args(["-c", "-f", "-p", &pid]),
+            "attached",
+        )?),
+    })
+}
+
+fn report(describe: &str, rounds: usize, setups: &[Setup], samples: &[Vec<Sample>]) {
+    let column =
+        |i: usize, f: fn(&Sample) -> f64| -> Vec<f64> { samples[i].iter().map(f).collect() };
+    let rps = |s: &Sample| s.rps;
+    let server = |s: &Sample| s.server_ns_per_request;
+    let client = |s: &Sample| s.client_ns_per_request;
+    // Loss of each round against that round's "nothing attached" (setups[0]): pairing the
+    // rounds cancels slow drift.
+    let loss = |i: usize| -> Vec<f64> {
+        samples[i]
+            .iter()
+            .zip(&samples[0])
+            .map(|(s, nothing)| 1.0 - s.rps / nothing.rps)
+            .collect()
+    };
+    let added = |i: usize, f: fn(&Sample) -> f64| -> Vec<f64> {
+        samples[i]
+            .iter()
+            .zip(&samples[0])
+            .map(|(s, nothing)| f(s) - f(nothing))
+            .collect()
+    };
+    println!("\n{describe}; median of {rounds} interleaved rounds:");
+    println!(
+        "{:<26} {:>9} {:>7} {:>15} {:>11} {:>15}",
+        "setup", "req/s", "loss", "server µs/req", "added", "client µs/req"
+    );
+    for (i, s) in setups.iter().enumerate() {
+        println!(
+            "{:<26} {:>9.0} {:>6.1}% {:>15.2} {:>11.2} {:>15.2}",
+            s.name(),
+            median(&column(i, rps)),
+            100.0 * median(&loss(i)),
+            median(&column(i, server)) / 1e3,
+            median(&added(i, server)) / 1e3,
+            median(&column(i, client)) / 1e3,
+        );
+    }
+    let at = |s: Setup| setups.iter().position(|&x| x == s);
+    // A ratio of two setups' figures, unless the denominator is within noise of zero (a floor
+    // whose loss is lost in the noise): then no ratio means anything.
+    let line = |what: &str, a: Setup, b: Setup, figure: &dyn Fn(usize) -> Vec<f64>, goal: &str| {
+        let (Some(a), Some(b)) = (at(a), at(b)) else {
+            return;
+        };
+        let (a, b) = (figure(a), figure(b));
+        let denominator = stats::estimate(&b);
+        if denominator.interval.is_none_or(|(low, _)| low <= 0.0) {
+            println!(
+                "{what:<58} n/a: the denominator ({:.3}) is within noise of zero ({goal})",
+                denominator.median
+            );
+            return;
+        }
+        let r = stats::ratio(&a, &b);
+        let noise = if r.verdict() == stats::Verdict::WithinNoise {
+            "; within noise of 1x"
+        } else {
+            ""
+        };
+        println!("{what:<58} {} ({goal}{noise})", r.display());
+    };
+    let server_cpu = |i: usize| column(i, server);
+    let client_cpu = |i: usize| column(i, client);
+    let server_added = |i: usize| added(i, server);
+    println!("\nratios (medians of the rounds, 95 % bootstrap interval):");
+    use Setup::*;
+    line(
+        "throughput loss, netpoll / bpftrace:",
+        Netpoll,
+        Bpftrace,
+        &loss,
+        "goal <= 0.4x",
+    );
+    line(
+        "throughput loss, netpoll / floor:",
+        Netpoll,
+        Floor,
+        &loss,
+        "goal <= 1.3x",
+    );
+    line(
+        "throughput loss, --lite / bpftrace:",
+        Lite,
+        Bpftrace,
+        &loss,
+        "goal <= 0.2x, and a loss <= 5%",
+    );
+    line(
+        "server CPU per request, netpoll / floor:",
+        Netpoll,
+        Floor,
+        &server_cpu,
+        "goal <= 1.3x",
+    );
+    line(
+        "server CPU per request, --lite / nothing:",
+        Lite,
+        Nothing,
+        &server_cpu,
+        "what the target pays in lite mode",
+    );
+    line(
+        "server CPU added per request, netpoll / bpftrace:",
+        Netpoll,
+        Bpftrace,
+        &server_added,
+        "lower is cheaper",
+    );
+    line(
+        "server CPU added per request, --lite / netpoll:",
+        Lite,
+        Netpoll,
+        &server_added,
+        "lower is cheaper",
+    );
+    line(
+        "client (not a target) CPU per request, netpoll / floor:",
+        Netpoll,
+        Floor,
+        &client_cpu,
+        "goal <= 1.1x",
+    );
+    line(
+        "client (not a target) CPU per request, netpoll / nothing:",
+        Netpoll,
+        Nothing,
+        &client_cpu,
+        "what a bystander pays",
+    );
+    line(
+        "client (not a target) CPU per request, --lite / nothing:",
+        Lite,
+        Nothing,
+        &client_cpu,
+        "what a bystander pays in lite mode",
+    );
+}
