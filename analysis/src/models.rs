@@ -111,6 +111,14 @@ pub const MODELS: &[Model] = &[
         descriptor_limit: None,
         family: Family::SignalDriven,
     },
+    Model {
+        name: "go-netpoller",
+        about: "Go: a goroutine per connection in blocking style; the runtime's netpoller underneath (--threads: GOMAXPROCS)",
+        // Go's brand blue.
+        color: RGBColor(0, 125, 156),
+        descriptor_limit: None,
+        family: Family::MnRuntime,
+    },
 ];
 
 pub const VARIANTS: &[Variant] = &[Variant {

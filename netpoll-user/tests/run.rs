@@ -459,4 +459,5 @@ verdict_tests! {
     verdict_io_uring: "io-uring" says "io_uring";
     verdict_io_uring_sqpoll: "io-uring+sqpoll" says "SQPOLL";
     verdict_sigio: "sigio" says "O_ASYNC";
+    verdict_go_netpoller: "go-netpoller" says "Go's netpoller";
 }

@@ -64,7 +64,7 @@ fn io_uring_with_sqpoll_echoes() {
 
 #[test]
 fn per_request_work_is_done() {
-    for model in ["epoll-lt", "tokio", "blocking-threads"] {
+    for model in ["epoll-lt", "tokio", "blocking-threads", "go-netpoller"] {
         let server = Server::start(model, 16, &["--think-us", "2000", "--disk-read", "4096"]);
         let start = std::time::Instant::now();
         exercise(&server, 16, 1, 10);

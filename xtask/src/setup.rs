@@ -16,7 +16,7 @@ const BUILD_PACKAGES: &[&str] = &["llvm-22-dev"];
 /// Debian packages the tests and benchmarks drive: real third-party servers (redis, nginx),
 /// redis's client, bpftool to check that nothing stays attached, the tools the overhead
 /// benchmark compares, the font chart PNGs are drawn with, a browser to open the HTML report,
-/// and Prometheus (with promtool) to scrape the exporter.
+/// Prometheus (with promtool) to scrape the exporter, and Go to build the go-netpoller model.
 pub const TEST_PACKAGES: &[&str] = &[
     "redis-server",
     "redis-tools",
@@ -27,6 +27,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "bpftrace",
     "strace",
     "prometheus",
+    "golang-go",
 ];
 
 fn have_package(name: &str) -> bool {

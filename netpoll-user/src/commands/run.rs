@@ -29,6 +29,7 @@ use crate::{
     },
     sinks::ResultsSinks,
     system::{self, MachineSample, ProcessSample},
+    workloads,
 };
 
 #[derive(clap::Args)]
@@ -104,6 +105,8 @@ fn check(args: Args) -> Result<Checked> {
     let (mut workload, model) = args.workload.resolve().map_err(|e| anyhow!(e))?;
     let sinks = ResultsSinks::open(args.results.json.as_deref(), args.results.out.as_deref())?;
     system::check_privileges()?;
+    // A model built on first use is built now, not while the load generator waits.
+    workloads::prepare(&workload.model)?;
     for (cpus, option) in [
         (&args.server_cpus, "--server-cpus"),
         (&args.client_cpus, "--client-cpus"),

@@ -43,14 +43,15 @@ pub fn list_models() -> Result<i32> {
 pub fn run(args: Args) -> Result<i32> {
     let (workload, _) = args.workload.resolve().map_err(|e| anyhow!(e))?;
     let (model, serve) = workloads::find(&workload.model)?;
-    let disk_file = if workload.server.disk_read > 0 {
+    // Kept open while serving: the file is unlinked already.
+    let disk = if workload.server.disk_read > 0 {
         Some(workloads::create_disk_file()?)
     } else {
         None
     };
     let config = Arc::new(Config {
         server: workload.server,
-        disk_file: disk_file.clone(),
+        disk_file: disk.as_ref().map(workloads::disk_path),
     });
     let listener = match args.listen_fd {
         Some(fd) => inherited_listener(fd)?,
@@ -67,9 +68,7 @@ pub fn run(args: Args) -> Result<i32> {
         }
     };
     let result = serve(listener, config);
-    if let Some(path) = disk_file {
-        let _ = std::fs::remove_file(path);
-    }
+    drop(disk);
     result.map(|()| 0)
 }
 

@@ -23,21 +23,21 @@ func main() {
 	payload := flag.Int("payload", 64, "bytes per request and per reply")
 	thinkUs := flag.Int("think-us", 0, "CPU work per request, microseconds (spinning)")
 	diskRead := flag.Int("disk-read", 0, "bytes read from -disk-file per request")
-	diskFile := flag.String("disk-file", "", "file for -disk-read (unlinked once open)")
+	diskFile := flag.String("disk-file", "", "file for -disk-read (netpoll passes /proc/self/fd/N of an unlinked file)")
 	flag.Parse()
 	listener, err := net.FileListener(os.NewFile(uintptr(*fd), "listener"))
 	if err != nil {
 		fail("inherited listener: %v", err)
 	}
 	// Each connection opens the disk file anew (its own offset, as each thread of the Rust
-	// models has), through /proc/self/fd so the file can be unlinked now and leaves nothing.
+	// models has), through /proc/self/fd of a descriptor kept open here: the file is unlinked
+	// and leaves nothing behind.
 	disk := ""
 	if *diskRead > 0 {
 		f, err := os.Open(*diskFile)
 		if err != nil {
 			fail("disk file: %v", err)
 		}
-		os.Remove(*diskFile)
 		disk = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
 	}
 	for {

@@ -99,6 +99,13 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
         .arg(format!("-think-us={}", s.think_us))
         .arg(format!("-disk-read={}", s.disk_read));
     if let Some(path) = &config.disk_file {
+        // /proc/self/fd/N of the unlinked file: N must survive the exec too.
+        if let Some(disk_fd) = path
+            .file_name()
+            .and_then(|n| n.to_str()?.parse::<i32>().ok())
+        {
+            fcntl(disk_fd, FcntlArg::F_SETFD(FdFlag::empty())).context("clearing FD_CLOEXEC")?;
+        }
         cmd.arg(format!("-disk-file={}", path.display()));
     }
     // --threads sets GOMAXPROCS; otherwise Go uses the CPUs the server may run on.

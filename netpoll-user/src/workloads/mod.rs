@@ -10,6 +10,7 @@ mod blocking_iterative;
 mod blocking_threads;
 mod epoll;
 mod epoll_reactors;
+pub mod go_netpoller;
 mod io_uring;
 mod nonblocking_spin;
 mod poll;
@@ -72,8 +73,17 @@ fn implementation(model: &str) -> Option<Serve> {
         "tokio" => tokio_tasks::serve,
         "io-uring" => io_uring::serve,
         "sigio" => sigio::serve,
+        "go-netpoller" => go_netpoller::serve,
         _ => return None,
     })
+}
+
+/// Whatever a model needs before its server can start (go-netpoller: its binary, built once).
+pub fn prepare(model: &str) -> Result<()> {
+    if model == "go-netpoller" {
+        go_netpoller::binary()?;
+    }
+    Ok(())
 }
 
 /// The model called `name` and its server, or an error listing the valid names.
@@ -124,15 +134,29 @@ impl Handler {
     }
 }
 
-/// Creates the file that `--disk-read` reads from: 8 MiB of data in the temp directory.
-pub fn create_disk_file() -> Result<PathBuf> {
+/// Creates the file `--disk-read` reads from (8 MiB) and unlinks it at once: it lives as long as
+/// the returned descriptor, so a server killed by a signal leaves nothing behind. Threads open
+/// it anew (each its own offset) through `disk_path`.
+pub fn create_disk_file() -> Result<File> {
     let path = std::env::temp_dir().join(format!("netpoll-disk-{}", std::process::id()));
-    let mut file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    let _ = std::fs::remove_file(&path);
     let block: Vec<u8> = (0..1024 * 1024).map(|i| i as u8).collect();
     for _ in 0..8 {
         file.write_all(&block)?;
     }
-    Ok(path)
+    Ok(file)
+}
+
+/// A path that opens `file` again (a new description, its own offset), unlinked as it is.
+pub fn disk_path(file: &File) -> PathBuf {
+    use std::os::fd::AsRawFd as _;
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 /// What a non-blocking connection needs next.
