@@ -268,7 +268,7 @@ fn bad_input_gets_one_line() {
         );
     }
     let err = one_line_failure(&netpoll(&["load", "https://example.org/"]), 1);
-    assert!(err.contains("only http://"), "{err}");
+    assert!(err.contains("the targets are"), "{err}");
     // More connections than any descriptor limit allows: refused before connecting.
     let err = one_line_failure(&netpoll(&["load", "127.0.0.1:9", "-c", "5000000"]), 1);
     assert!(err.contains("file descriptors"), "{err}");
@@ -288,4 +288,88 @@ fn report_refuses_what_it_cannot_read_with_one_line() {
     remove(&bad);
     let out = netpoll(&["report"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Starts `cmd` and waits until `port` accepts; killed and reaped on drop.
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(cmd: &mut Command, port: u16) -> Daemon {
+        let child = cmd
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("server (installed by `cargo xtask test`)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "{cmd:?} did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon(child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// RESP against redis-server and memcached's text protocol against memcached: the key is set
+/// before the run, every GET's reply matches byte for byte (no error); a server that speaks
+/// another protocol is refused with one line before the run.
+#[test]
+fn redis_and_memcached_modes_load_the_real_servers() {
+    let _one = ONE_AT_A_TIME.lock();
+    let redis_port = free_port();
+    let _redis = Daemon::start(
+        Command::new("redis-server").args([
+            "--port",
+            &redis_port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]),
+        redis_port,
+    );
+    let memcached_port = free_port();
+    let _memcached = Daemon::start(
+        Command::new("memcached").args([
+            "-u",
+            "root",
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &memcached_port.to_string(),
+        ]),
+        memcached_port,
+    );
+    for (scheme, port) in [("redis", redis_port), ("memcached", memcached_port)] {
+        let target = format!("{scheme}://127.0.0.1:{port}");
+        let r = load(&target, &["-c", "4", "-d", "0.5", "--payload", "100"]);
+        assert_eq!(r.protocol, scheme);
+        assert!(r.requests > 100, "{scheme}: {} requests", r.requests);
+        assert_eq!(r.errors.total(), 0, "{scheme}: {:?}", r.errors);
+        // Every reply carries the 100-byte value.
+        assert!(r.bytes_received >= r.requests * 100, "{scheme}");
+    }
+    let wrong = netpoll(&[
+        "load",
+        &format!("memcached://127.0.0.1:{redis_port}"),
+        "-d",
+        "0.2",
+    ]);
+    let line = one_line_failure(&wrong, 1);
+    assert!(line.contains("is it a memcached server"), "{line}");
 }

@@ -16,7 +16,8 @@ const BUILD_PACKAGES: &[&str] = &["llvm-22-dev"];
 /// Debian packages the tests and benchmarks drive: real third-party servers (redis, nginx),
 /// redis's client, bpftool to check that nothing stays attached, the tools the overhead
 /// benchmark compares, the font chart PNGs are drawn with, a browser to open the HTML report,
-/// Prometheus (with promtool) to scrape the exporter, and Go to build the go-netpoller model.
+/// Prometheus (with promtool) to scrape the exporter, Go to build the go-netpoller model, and
+/// memcached for the load generator's memcached mode.
 pub const TEST_PACKAGES: &[&str] = &[
     "redis-server",
     "redis-tools",
@@ -28,6 +29,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "strace",
     "prometheus",
     "golang-go",
+    "memcached",
 ];
 
 fn have_package(name: &str) -> bool {

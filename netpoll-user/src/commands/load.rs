@@ -18,9 +18,11 @@ use crate::{
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// HOST:PORT (echo protocol) or http://HOST[:PORT]/PATH.
+    /// HOST:PORT (netpoll's echo), http://HOST[:PORT]/PATH (keep-alive GET),
+    /// redis://HOST[:PORT] (RESP GET of a key SET before the run) or memcached://HOST[:PORT]
+    /// (get of a key set before the run). Replies are checked byte for byte.
     target: String,
-    /// Echo protocol: bytes per request (the server's --payload).
+    /// Echo: bytes per request (the server's --payload); redis and memcached: the value's size.
     #[arg(long, default_value_t = 64)]
     payload: usize,
     #[command(flatten)]

@@ -60,6 +60,7 @@ const TICK: Duration = Duration::from_millis(50);
 
 /// Runs the plan; `progress`: draw a progress bar on stderr (when it is a terminal).
 pub fn run(plan: &Plan, watcher: &mut dyn Watcher, progress: bool) -> Result<Outcome> {
+    plan.protocol.prepare(plan.addr, plan.options.timeout)?;
     // Opened first and kept silent: the descriptors a readiness loop must scan for nothing.
     let mut idle = Vec::with_capacity(plan.options.idle_connections);
     for i in 0..plan.options.idle_connections {

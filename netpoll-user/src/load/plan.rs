@@ -22,7 +22,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// A plan for `target`: `host:port` (echo of `payload` bytes) or `http://host[:port]/path`.
+    /// A plan for `target`: `host:port` (echo of `payload` bytes), `http://host[:port]/path`,
+    /// `redis://host[:port]` or `memcached://host[:port]` (GET of a `payload`-byte value).
     pub fn new(target: &str, payload: usize, o: &LoadOptions) -> Result<Plan> {
         let (addr, protocol, payload) = match target.strip_prefix("http://") {
             Some(rest) => {
@@ -45,7 +46,24 @@ impl Plan {
                 )
             }
             None if target.contains("://") => {
-                bail!("{target}: only http:// URLs (or host:port for the echo protocol)")
+                let (scheme, rest) = target.split_once("://").unwrap_or_default();
+                let protocol = match scheme {
+                    "redis" => Protocol::redis_get(payload),
+                    "memcached" => Protocol::memcached_get(payload),
+                    _ => bail!(
+                        "{target}: the targets are host:port (echo), http://, redis:// and memcached://"
+                    ),
+                };
+                let default_port = if scheme == "redis" { 6379 } else { 11211 };
+                let host_port = if rest.contains(':') {
+                    rest.trim_end_matches('/').to_string()
+                } else {
+                    format!("{}:{default_port}", rest.trim_end_matches('/'))
+                };
+                if payload == 0 {
+                    bail!("--payload (the value's size) must be at least 1 byte");
+                }
+                (resolve(&host_port, target)?, protocol, Some(payload))
             }
             None => {
                 if payload == 0 {
@@ -101,9 +119,11 @@ impl Plan {
     }
 
     pub fn describe(&self) -> String {
-        let protocol = match self.payload {
-            Some(p) => format!("echo, {p} B"),
-            None => "HTTP GET".into(),
+        let protocol = match (self.protocol.name(), self.payload) {
+            ("echo", Some(p)) => format!("echo, {p} B"),
+            ("redis", Some(p)) => format!("redis GET of a {p} B value"),
+            ("memcached", Some(p)) => format!("memcached get of a {p} B value"),
+            _ => "HTTP GET".into(),
         };
         let mode = match self.options.rate {
             Some(r) => format!("open loop at {r} req/s"),
@@ -162,6 +182,18 @@ mod tests {
         assert!(request.starts_with("GET /a/b?c HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"));
         let default_port = Plan::new("http://127.0.0.1", 1, &options()).unwrap();
         assert_eq!(default_port.addr.port(), 80);
+        let redis = Plan::new("redis://127.0.0.1", 3, &options()).unwrap();
+        assert_eq!((redis.protocol.name(), redis.addr.port()), ("redis", 6379));
+        assert_eq!(
+            redis.protocol.request(),
+            b"*2\r\n$3\r\nGET\r\n$11\r\nnetpoll:key\r\n"
+        );
+        let memcached = Plan::new("memcached://127.0.0.1:11311", 3, &options()).unwrap();
+        assert_eq!(
+            (memcached.protocol.name(), memcached.addr.port()),
+            ("memcached", 11311)
+        );
+        assert_eq!(memcached.protocol.request(), b"get netpoll:key\r\n");
     }
 
     #[test]
@@ -172,7 +204,7 @@ mod tests {
         assert!(
             err("https://x", options())
                 .unwrap()
-                .contains("only http://")
+                .contains("the targets are")
         );
         assert!(
             err("nonsense", options())

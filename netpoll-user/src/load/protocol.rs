@@ -1,19 +1,93 @@
-//! What the load generator sends and how it knows a reply is complete: netpoll's echo (the reply
-//! is the request's bytes) or HTTP/1.1 keep-alive GET (headers, then a Content-Length or chunked
-//! body).
+//! What the load generator sends and how it knows a reply is complete: a request whose reply is
+//! known byte for byte (netpoll's echo, where the reply is the request; a redis `GET` of a key
+//! set before the run, in RESP; a memcached `get` of one, in its text protocol), or HTTP/1.1
+//! keep-alive GET (headers, then a Content-Length or chunked body). A reply that differs in any
+//! byte is a bad response, counted as an error.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
 
 /// The request protocol, shared read-only by every connection.
 #[derive(Debug, Clone)]
 pub enum Protocol {
-    Echo { request: Vec<u8> },
-    Http { request: Vec<u8> },
+    /// The reply to `request` is exactly `reply`.
+    Exact {
+        name: &'static str,
+        request: Vec<u8>,
+        reply: Vec<u8>,
+        /// Sent once on a connection of its own before the run, with the reply it must get
+        /// (storing the key the requests read).
+        setup: Option<(Vec<u8>, Vec<u8>)>,
+    },
+    Http {
+        request: Vec<u8>,
+    },
+}
+
+/// The key the redis and memcached modes store and read.
+const KEY: &str = "netpoll:key";
+
+/// `len` bytes of a-z: a misplaced or foreign byte is visible.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// A RESP array of bulk strings: how redis clients send commands.
+fn resp(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 impl Protocol {
-    /// Echo of `payload` bytes; the pattern makes a misplaced or foreign byte visible.
+    /// Echo of `payload` bytes.
     pub fn echo(payload: usize) -> Protocol {
-        Protocol::Echo {
-            request: (0..payload).map(|i| b'a' + (i % 26) as u8).collect(),
+        let request = pattern(payload);
+        Protocol::Exact {
+            name: "echo",
+            reply: request.clone(),
+            request,
+            setup: None,
+        }
+    }
+
+    /// redis: `GET` of a key holding `value_len` bytes, `SET` before the run.
+    pub fn redis_get(value_len: usize) -> Protocol {
+        let value = pattern(value_len);
+        let mut reply = format!("${value_len}\r\n").into_bytes();
+        reply.extend_from_slice(&value);
+        reply.extend_from_slice(b"\r\n");
+        Protocol::Exact {
+            name: "redis",
+            request: resp(&[b"GET", KEY.as_bytes()]),
+            reply,
+            setup: Some((resp(&[b"SET", KEY.as_bytes(), &value]), b"+OK\r\n".to_vec())),
+        }
+    }
+
+    /// memcached's text protocol: `get` of a key holding `value_len` bytes, `set` before the run.
+    pub fn memcached_get(value_len: usize) -> Protocol {
+        let value = pattern(value_len);
+        let mut reply = format!("VALUE {KEY} 0 {value_len}\r\n").into_bytes();
+        reply.extend_from_slice(&value);
+        reply.extend_from_slice(b"\r\nEND\r\n");
+        let mut set = format!("set {KEY} 0 0 {value_len}\r\n").into_bytes();
+        set.extend_from_slice(&value);
+        set.extend_from_slice(b"\r\n");
+        Protocol::Exact {
+            name: "memcached",
+            request: format!("get {KEY}\r\n").into_bytes(),
+            reply,
+            setup: Some((set, b"STORED\r\n".to_vec())),
         }
     }
 
@@ -26,15 +100,43 @@ impl Protocol {
 
     pub fn request(&self) -> &[u8] {
         match self {
-            Protocol::Echo { request } | Protocol::Http { request } => request,
+            Protocol::Exact { request, .. } | Protocol::Http { request } => request,
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
-            Protocol::Echo { .. } => "echo",
+            Protocol::Exact { name, .. } => name,
             Protocol::Http { .. } => "http",
         }
+    }
+
+    /// The set-up request, if the protocol has one: sent once, its reply checked, before the
+    /// run (a server that answers anything else is not the server the protocol speaks to).
+    pub fn prepare(&self, addr: SocketAddr, timeout: Duration) -> Result<()> {
+        let Protocol::Exact {
+            name,
+            setup: Some((request, expected)),
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        let mut conn = TcpStream::connect_timeout(&addr, timeout)
+            .with_context(|| format!("cannot connect to {addr} to set up the {name} key"))?;
+        conn.set_read_timeout(Some(timeout))?;
+        conn.write_all(request)?;
+        let mut reply = vec![0u8; expected.len()];
+        conn.read_exact(&mut reply)
+            .with_context(|| format!("{addr} did not answer the {name} set-up request"))?;
+        if reply != *expected {
+            bail!(
+                "{addr} answered the {name} set-up with {:?}, not {:?}: is it a {name} server?",
+                String::from_utf8_lossy(&reply),
+                String::from_utf8_lossy(expected)
+            );
+        }
+        Ok(())
     }
 }
 
@@ -58,7 +160,7 @@ pub enum Progress {
 /// Consumes one reply's bytes as they arrive.
 #[derive(Debug, Default)]
 pub struct ReplyParser {
-    /// Echo: bytes matched so far. HTTP: unused.
+    /// Exact replies: bytes matched so far. HTTP: unused.
     matched: usize,
     /// HTTP: header bytes so far (headers may arrive split).
     head: Vec<u8>,
@@ -104,13 +206,13 @@ impl ReplyParser {
     /// a connection has one request outstanding, so surplus bytes make the reply bad.
     pub fn feed(&mut self, protocol: &Protocol, data: &[u8]) -> Progress {
         match protocol {
-            Protocol::Echo { request } => {
-                let expected = &request[self.matched..];
+            Protocol::Exact { reply, .. } => {
+                let expected = &reply[self.matched..];
                 if data.len() > expected.len() || expected[..data.len()] != *data {
                     return Progress::Bad;
                 }
                 self.matched += data.len();
-                if self.matched == request.len() {
+                if self.matched == reply.len() {
                     Progress::Done(Reply {
                         status: 200,
                         close: false,
@@ -320,6 +422,24 @@ mod tests {
         let mut longer = p.request().to_vec();
         longer.push(b'a');
         assert_eq!(feed_in_pieces(&p, &longer, 101), Progress::Bad);
+    }
+
+    #[test]
+    fn redis_and_memcached_replies_are_checked_byte_for_byte() {
+        let redis = Protocol::redis_get(5);
+        assert_eq!(feed_in_pieces(&redis, b"$5\r\nabcde\r\n", 1), OK);
+        // A nil (the key missing) or another value is a bad response.
+        assert_eq!(feed_in_pieces(&redis, b"$-1\r\n", 100), Progress::Bad);
+        assert_eq!(
+            feed_in_pieces(&redis, b"$5\r\nabcdX\r\n", 100),
+            Progress::Bad
+        );
+        let memcached = Protocol::memcached_get(3);
+        assert_eq!(
+            feed_in_pieces(&memcached, b"VALUE netpoll:key 0 3\r\nabc\r\nEND\r\n", 4),
+            OK
+        );
+        assert_eq!(feed_in_pieces(&memcached, b"END\r\n", 100), Progress::Bad);
     }
 
     #[test]
