@@ -43,6 +43,8 @@ pub fn list_models() -> Result<i32> {
 pub fn run(args: Args) -> Result<i32> {
     let (workload, _) = args.workload.resolve().map_err(|e| anyhow!(e))?;
     let (model, serve) = workloads::find(&workload.model)?;
+    // Built before listening: a client never waits on a build.
+    workloads::prepare(&workload.model)?;
     // Kept open while serving: the file is unlinked already.
     let disk = if workload.server.disk_read > 0 {
         Some(workloads::create_disk_file()?)

@@ -121,6 +121,32 @@ fn wait_in_syscall(pid: u32, nr: i64) {
     }
 }
 
+/// `promtool check metrics` accepts the text exposition.
+fn promtool_accepts(text: &str) -> TestResult {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (installed by `cargo xtask test`)");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let checked = promtool.wait_with_output().expect("promtool");
+    check(
+        checked.status.success(),
+        format!(
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        ),
+    )
+}
+
 pub fn exporter_serves_what_the_fixture_did() -> TestResult {
     let mut fixture = Fixture::start("epoll-then-hold");
     let pid = fixture.child.id();
@@ -172,28 +198,7 @@ pub fn exporter_serves_what_the_fixture_did() -> TestResult {
         "one socket byte written",
     )?;
     // promtool, from Debian's prometheus package, accepts the exposition.
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("promtool (installed by `cargo xtask test`)");
-    promtool
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let checked = promtool.wait_with_output().expect("promtool");
-    check(
-        checked.status.success(),
-        format!(
-            "promtool check metrics: {}{}",
-            String::from_utf8_lossy(&checked.stdout),
-            String::from_utf8_lossy(&checked.stderr)
-        ),
-    )?;
+    promtool_accepts(&text)?;
     // Protobuf when asked, text otherwise.
     let (head, body) = http_get(
         exporter.port,
@@ -313,28 +318,7 @@ pub fn exporter_lite_serves_transfers_and_sleeps() -> TestResult {
         sample(&text, "netpoll_syscall_calls_total", &wait).is_none(),
         "lite mode times no call",
     )?;
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (installed by `cargo xtask test`)");
-    promtool
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let checked = promtool.wait_with_output().expect("promtool");
-    check(
-        checked.status.success(),
-        format!(
-            "promtool check metrics: {}{}",
-            String::from_utf8_lossy(&checked.stdout),
-            String::from_utf8_lossy(&checked.stderr)
-        ),
-    )?;
+    promtool_accepts(&text)?;
     drop(fixture.child.stdin.take());
     fixture.wait();
     check(exporter.stop().success(), "exporter exit status")
