@@ -295,6 +295,22 @@ pub fn judge(r: &Results, o: &Observed) -> IoModel {
         };
         return verdict(Family::BlockingPerConnection, name, confidence, evidence);
     }
+    // Threads blocked in reads on blocking sockets, beside a thread waiting for readiness on
+    // the listener only (Python's ThreadingHTTPServer: an acceptor in poll, a thread per
+    // connection in recv).
+    let in_reads = o.waiting(READS);
+    if in_reads >= 2 && in_reads > waits_seen && o.nonblocking_sockets * 2 < o.sockets {
+        evidence.push(format!(
+            "{in_reads} threads blocked in reads on blocking sockets ({} of {} non-blocking), {waits_seen} waiting for readiness: an acceptor loop and a thread per connection",
+            o.nonblocking_sockets, o.sockets
+        ));
+        return verdict(
+            Family::BlockingPerConnection,
+            "blocking, a thread per connection (an acceptor waits for readiness)",
+            Confidence::Medium,
+            evidence,
+        );
+    }
     let waits = total(r.syscalls.iter().filter(|s| {
         EPOLL.contains(&s.name.as_str())
             || POLL.contains(&s.name.as_str())
@@ -455,6 +471,24 @@ mod tests {
         assert_eq!((o.sockets, o.nonblocking_sockets, o.threads), (10, 10, 3));
         assert_eq!(o.waiting_in.get("futex"), Some(&2));
         assert_eq!(o.samples, 2);
+    }
+
+    #[test]
+    fn an_acceptor_in_poll_beside_threads_blocked_in_reads_is_a_thread_per_connection() {
+        // Python's ThreadingHTTPServer, as seen under load.
+        let o = Observed {
+            threads: 8,
+            processes: 1,
+            busy_threads: 1,
+            waiting_in: [("poll".to_string(), 1), ("recvfrom".to_string(), 7)].into(),
+            sockets: 8,
+            ..Observed::default()
+        };
+        let v = judge(
+            &results_with(&[("poll", 800, 0), ("recvfrom", 1400, 0)]),
+            &o,
+        );
+        assert_eq!(v.family, Family::BlockingPerConnection, "{v:?}");
     }
 
     #[test]
