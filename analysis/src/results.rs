@@ -101,6 +101,15 @@ pub struct LiteSyscall {
     pub off_cpu_ns: Histogram,
 }
 
+impl Lite {
+    /// The section of a snapshot's rows (one per syscall): those with something to say.
+    pub fn from_rows(rows: impl IntoIterator<Item = LiteSyscall>) -> Lite {
+        Lite {
+            syscalls: rows.into_iter().filter(|r| !r.is_empty()).collect(),
+        }
+    }
+}
+
 impl LiteSyscall {
     pub fn merge(&mut self, other: &LiteSyscall) {
         self.socket_transfers += other.socket_transfers;

@@ -96,6 +96,8 @@ pub fn on_switch(runnable: bool, next_tid: u32) {
                 index: (info.index_plus_one - 1) as u32,
                 _pad: 0,
             };
+            // A full map loses this sleep; it is counted with the full mode's lost calls (the
+            // two modes never run together).
             if LITE_ASLEEP.insert(&(pid_tgid as u32), &asleep, 0).is_err() {
                 bump(counter::IN_FLIGHT_FULL);
             }

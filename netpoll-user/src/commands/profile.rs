@@ -169,14 +169,9 @@ fn collect(
 
 fn print_interval(now: &Snapshot, before: Option<&Snapshot>, elapsed: Duration) {
     println!("{}", system::utc_now_rfc3339());
-    if let Some(rows) = &now.lite {
-        let window = match before.and_then(|b| b.lite.as_ref()) {
-            Some(earlier) => rows.iter().zip(earlier).map(|(n, b)| n.since(b)).collect(),
-            None => rows.clone(),
-        };
-        let lite = Lite {
-            syscalls: window.into_iter().filter(|r| !r.is_empty()).collect(),
-        };
+    if now.lite.is_some() {
+        let window = before.map_or_else(|| now.clone(), |b| now.since(b));
+        let lite = Lite::from_rows(window.lite.unwrap_or_default());
         println!("{}", output::lite_report(&lite, elapsed.as_secs_f64()));
         return;
     }

@@ -235,9 +235,7 @@ impl Snapshot {
             scheduler: self.scheduler,
             run: c.run,
             programs: Vec::new(),
-            lite: self.lite.map(|rows| Lite {
-                syscalls: rows.into_iter().filter(|r| !r.is_empty()).collect(),
-            }),
+            lite: self.lite.map(Lite::from_rows),
             io_model: None,
         }
     }

@@ -38,7 +38,8 @@ pub enum CommandState {
     Exited(i32),
 }
 
-fn resolve(program: &str) -> Option<PathBuf> {
+/// `program` as exec would find it: a path, or the first executable of that name in PATH.
+pub fn resolve(program: &str) -> Option<PathBuf> {
     let is_executable =
         |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file();
     if program.contains('/') {

@@ -16,6 +16,7 @@ use anyhow::{Context as _, Result, bail};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
 use super::Config;
+use crate::probes::target::resolve;
 
 const SOURCE: &str = include_str!("go_netpoller.go");
 
@@ -77,13 +78,9 @@ pub fn binary() -> Result<PathBuf> {
     Ok(binary)
 }
 
+/// `go` in PATH, or where Debian's golang-go puts it.
 fn which_go() -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| PathBuf::from(d).join("go"))
-        .chain([PathBuf::from("/usr/lib/go/bin/go")])
-        .find(|p| p.is_file())
+    resolve("go").or_else(|| resolve("/usr/lib/go/bin/go"))
 }
 
 /// Replaces this process with the Go server on the same listener.

@@ -3,14 +3,13 @@
 //! threads and connections, interleaved round by round. The generator must not be the
 //! bottleneck: the target is at least wrk's rate.
 
-use std::{fs, path::Path, process::Command};
+use std::process::Command;
 
-use analysis::run::{LOAD_SCHEMA, LoadFile};
 use anyhow::{Context as _, Result, bail};
 
-use xtask::{median, release_netpoll, run, workspace_root};
+use xtask::{median, release_netpoll, workspace_root};
 
-use super::servers::{Nginx, pin};
+use super::servers::{Nginx, netpoll_load, pin};
 
 /// nginx and the generators on different CPUs: neither steals the other's time.
 const SERVER_CPU: usize = 1;
@@ -35,39 +34,6 @@ fn wrk(url: &str, threads: usize, connections: usize, seconds: u64) -> Result<f6
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))
-}
-
-fn netpoll_load(
-    netpoll: &Path,
-    url: &str,
-    threads: usize,
-    connections: usize,
-    seconds: u64,
-    json: &Path,
-) -> Result<f64> {
-    run(pin(&mut Command::new(netpoll), Some(CLIENT_CPU)).args([
-        "load",
-        url,
-        "--client-threads",
-        &threads.to_string(),
-        "--connections",
-        &connections.to_string(),
-        "--duration",
-        &seconds.to_string(),
-        "--warmup",
-        "0",
-        "--quiet",
-        "--json",
-        &json.display().to_string(),
-    ]))?;
-    let file: LoadFile = serde_json::from_str(&fs::read_to_string(json)?)?;
-    if file.schema != LOAD_SCHEMA {
-        bail!("unexpected schema {}", file.schema);
-    }
-    if file.load.errors.total() > 0 {
-        bail!("netpoll load saw errors: {:?}", file.load.errors);
-    }
-    Ok(file.load.throughput_rps)
 }
 
 pub fn load(rounds: usize, seconds: u64, threads: usize, connections: usize) -> Result<()> {
@@ -97,8 +63,10 @@ pub fn load(rounds: usize, seconds: u64, threads: usize, connections: usize) -> 
                     threads,
                     connections,
                     seconds,
+                    Some(CLIENT_CPU),
                     &dir.join("load.json"),
                 )?
+                .throughput_rps
             };
         }
         eprintln!(

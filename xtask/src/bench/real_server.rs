@@ -8,16 +8,12 @@
 //! medians, and ratios with bootstrap intervals.
 
 use std::{
-    fs,
     path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
-use analysis::{
-    run::{LOAD_SCHEMA, LoadFile},
-    stats,
-};
+use analysis::stats;
 use anyhow::{Context as _, Result, bail};
 use nix::{
     sys::{
@@ -181,37 +177,16 @@ impl Running {
                 Ok((requests, rps))
             }
             Running::Nginx(nginx, _) => {
-                let json = dir.join("load.json");
-                let out = servers::pin(
-                    Command::new(netpoll).args([
-                        "load",
-                        &format!("http://127.0.0.1:{}/index.html", nginx.port),
-                        "--connections",
-                        &CONNECTIONS.to_string(),
-                        "--duration",
-                        &seconds.to_string(),
-                        "--warmup",
-                        "0",
-                        "--quiet",
-                        "--json",
-                        &json.display().to_string(),
-                    ]),
+                let load = servers::netpoll_load(
+                    netpoll,
+                    &format!("http://127.0.0.1:{}/index.html", nginx.port),
+                    1,
+                    CONNECTIONS,
+                    seconds,
                     Some(CLIENT_CPU),
-                )
-                .output()
-                .context("running netpoll load")?;
-                if !out.status.success() {
-                    bail!(
-                        "netpoll load failed ({}): {}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    );
-                }
-                let file: LoadFile = serde_json::from_str(&fs::read_to_string(&json)?)?;
-                if file.schema != LOAD_SCHEMA || file.load.errors.total() > 0 {
-                    bail!("netpoll load saw errors: {:?}", file.load.errors);
-                }
-                Ok((file.load.requests, file.load.throughput_rps))
+                    &dir.join("load.json"),
+                )?;
+                Ok((load.requests, load.throughput_rps))
             }
         }
     }

@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use analysis::run::{LOAD_SCHEMA, LoadFile, LoadResults};
 use anyhow::{Context as _, Result, bail};
 use nix::{
     sched::{CpuSet, sched_setaffinity},
@@ -166,4 +167,46 @@ impl Drop for Redis {
         let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
         let _ = self.child.wait();
     }
+}
+
+/// `netpoll load URL` (HTTP, closed loop, no warm-up), on `cpu`: its results, which must have
+/// no error.
+pub fn netpoll_load(
+    netpoll: &Path,
+    url: &str,
+    threads: usize,
+    connections: usize,
+    seconds: u64,
+    cpu: Option<usize>,
+    json: &Path,
+) -> Result<LoadResults> {
+    let out = pin(&mut Command::new(netpoll), cpu)
+        .args(["load", url, "--client-threads", &threads.to_string()])
+        .args(["--connections", &connections.to_string()])
+        .args([
+            "--duration",
+            &seconds.to_string(),
+            "--warmup",
+            "0",
+            "--quiet",
+        ])
+        .arg("--json")
+        .arg(json)
+        .output()
+        .context("running netpoll load")?;
+    if !out.status.success() {
+        bail!(
+            "netpoll load failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let file: LoadFile = serde_json::from_str(&fs::read_to_string(json)?)?;
+    if file.schema != LOAD_SCHEMA {
+        bail!("unexpected schema {}", file.schema);
+    }
+    if file.load.errors.total() > 0 {
+        bail!("netpoll load saw errors: {:?}", file.load.errors);
+    }
+    Ok(file.load)
 }
