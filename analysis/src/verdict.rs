@@ -333,6 +333,24 @@ pub fn judge(r: &Results, o: &Observed) -> IoModel {
         per(multiplex),
         pct(waits.nonblocking, waits.calls)
     ));
+    // Many single-threaded processes, each waiting on its one connection (one ready descriptor
+    // per wait) and the idle ones in accept: pre-forked processes, one per connection (Apache's
+    // prefork waits for a keep-alive connection's next request in poll).
+    let one_ready = counted > 0 && events / (counted as f64) <= 1.5;
+    if o.processes >= 4 && o.threads <= o.processes + 1 && o.epoll_instances <= 1 && one_ready {
+        evidence.push(format!(
+            "{} single-threaded processes, {} waiting in accept, {} waiting for readiness on about one descriptor each: a process per connection",
+            o.processes,
+            o.waiting(&["accept", "accept4"]),
+            waits_seen
+        ));
+        return verdict(
+            Family::BlockingPerConnection,
+            "a process per connection (pre-forked)",
+            Confidence::Medium,
+            evidence,
+        );
+    }
     if poll + select > epoll {
         let (family, name) = if select >= poll {
             (Family::Select, "select, one thread")
@@ -341,11 +359,15 @@ pub fn judge(r: &Results, o: &Observed) -> IoModel {
         };
         return verdict(family, name, Confidence::High, evidence);
     }
-    // Servers often leave the listener or a wakeup descriptor level-triggered: the sockets
-    // decide, so a few exceptions do not make it "mixed".
+    // Servers often leave the listener or a wakeup descriptor level-triggered (nginx: the
+    // listener and its channel to the master, in each worker): the sockets decide, so a few
+    // exceptions per instance do not make it "mixed".
+    let level = o.epoll_registrations.saturating_sub(o.edge_triggered);
     let trigger = if o.epoll_registrations == 0 {
         "trigger unknown"
-    } else if o.edge_triggered * 10 >= o.epoll_registrations * 9 {
+    } else if o.edge_triggered >= level
+        && (level * 10 <= o.epoll_registrations || level <= 2 * o.epoll_instances.max(1))
+    {
         "edge-triggered"
     } else if o.edge_triggered * 10 <= o.epoll_registrations {
         "level-triggered"
@@ -364,21 +386,28 @@ pub fn judge(r: &Results, o: &Observed) -> IoModel {
         } else {
             "thread"
         };
-        return verdict(
-            Family::EpollReactors,
-            &format!("epoll, {trigger}, a reactor per {per}"),
-            Confidence::High,
-            evidence,
-        );
+        // Many more threads parked on futexes than reactors: each reactor (Apache's event MPM:
+        // a listener thread per process) hands requests to a pool of worker threads.
+        let name = if in_futex > 2 * o.epoll_instances {
+            evidence.push(format!(
+                "{in_futex} thread(s) parked on futexes beside {in_epoll} waiting in epoll: worker pools behind the reactors"
+            ));
+            format!("epoll, {trigger}, a reactor per {per} handing requests to worker threads")
+        } else {
+            format!("epoll, {trigger}, a reactor per {per}")
+        };
+        return verdict(Family::EpollReactors, &name, Confidence::High, evidence);
     }
+    // Go's runtime polls epoll with a zero timeout (epoll_pwait) whenever a scheduler looks for
+    // work: its signature, even with GOMAXPROCS=1 and a single busy thread.
+    let pwait = calls(r, &["epoll_pwait"]);
+    let go = pwait * 2 > epoll && pct(waits.nonblocking, waits.calls) >= 20.0;
     // Several threads doing the work, the idle ones parked on futexes: a runtime's workers
     // (a single busy thread with idle helpers parked, as redis has, is a single reactor).
-    if o.threads >= 2 && in_futex >= 1 && o.busy_threads != 1 {
+    if o.threads >= 2 && in_futex >= 1 && (o.busy_threads != 1 || go) {
         evidence.push(format!(
             "{in_futex} thread(s) parked on futexes beside {in_epoll} waiting in epoll: workers woken by the runtime"
         ));
-        let pwait = calls(r, &["epoll_pwait"]);
-        let go = pwait * 2 > epoll && pct(waits.nonblocking, waits.calls) >= 20.0;
         let name = if go {
             "M:N runtime (Go's netpoller: zero-timeout epoll_pwait polls)"
         } else {
@@ -489,6 +518,117 @@ mod tests {
             &o,
         );
         assert_eq!(v.family, Family::BlockingPerConnection, "{v:?}");
+    }
+
+    /// `results_with`, the wait rows given `ready` descriptors per wait and `zero` of their
+    /// calls with a zero timeout.
+    fn with_waits(rows: &[(&str, u64, u64)], ready: u64, zero: u64) -> Results {
+        let mut r = results_with(rows);
+        for s in &mut r.syscalls {
+            if EPOLL.contains(&s.name.as_str()) || POLL.contains(&s.name.as_str()) {
+                s.ready_events = crate::Histogram::new(netpoll_ebpf::histogram::READY_BUCKETS);
+                s.ready_events.record_n(ready, s.calls);
+                s.nonblocking = zero.min(s.calls);
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn single_threaded_processes_each_polling_one_connection_are_pre_forked() {
+        // Apache's prefork under 16 connections: 40 processes, the idle ones in accept.
+        let o = Observed {
+            threads: 41,
+            processes: 41,
+            busy_threads: 16,
+            waiting_in: [("accept4".to_string(), 24), ("poll".to_string(), 16)].into(),
+            sockets: 57,
+            nonblocking_sockets: 16,
+            ..Observed::default()
+        };
+        let v = judge(
+            &with_waits(&[("poll", 1300, 0), ("read", 8700, 1300)], 1, 0),
+            &o,
+        );
+        assert_eq!(v.family, Family::BlockingPerConnection, "{v:?}");
+        assert!(v.name.contains("process per connection"), "{v:?}");
+        // One process polling many sockets is not.
+        let one = Observed {
+            threads: 1,
+            processes: 1,
+            ..o
+        };
+        let v = judge(
+            &with_waits(&[("poll", 1300, 0), ("read", 8700, 1300)], 9, 0),
+            &one,
+        );
+        assert_eq!(v.family, Family::Poll, "{v:?}");
+    }
+
+    #[test]
+    fn go_is_recognised_by_its_zero_timeout_polls_even_with_one_busy_thread() {
+        // Go's net/http pinned to one CPU: GOMAXPROCS=1.
+        let o = Observed {
+            threads: 3,
+            processes: 1,
+            busy_threads: 1,
+            waiting_in: [("epoll_pwait".to_string(), 1), ("futex".to_string(), 2)].into(),
+            sockets: 17,
+            nonblocking_sockets: 17,
+            epoll_instances: 1,
+            epoll_registrations: 18,
+            edge_triggered: 17,
+            ..Observed::default()
+        };
+        let rows = [("epoll_pwait", 800, 0), ("read", 21000, 10000)];
+        let v = judge(&with_waits(&rows, 13, 780), &o);
+        assert_eq!(v.family, Family::MnRuntime, "{v:?}");
+        assert!(v.name.contains("Go"), "{v:?}");
+        // redis: one busy thread, helpers parked, epoll_wait blocking: a single reactor.
+        let redis = Observed {
+            waiting_in: [("epoll_wait".to_string(), 1), ("futex".to_string(), 4)].into(),
+            edge_triggered: 0,
+            ..o
+        };
+        let v = judge(
+            &with_waits(&[("epoll_wait", 3500, 0), ("read", 33000, 0)], 9, 0),
+            &redis,
+        );
+        assert_eq!(v.family, Family::EpollReactor, "{v:?}");
+        assert!(v.name.contains("level-triggered"), "{v:?}");
+    }
+
+    #[test]
+    fn reactors_with_worker_pools_and_a_level_triggered_listener_per_reactor() {
+        // Apache's event MPM: 2 processes, a listener thread on epoll in each, 50 workers.
+        let event = Observed {
+            threads: 55,
+            processes: 3,
+            busy_threads: 40,
+            waiting_in: [("epoll_wait".to_string(), 2), ("futex".to_string(), 50)].into(),
+            sockets: 19,
+            nonblocking_sockets: 19,
+            epoll_instances: 2,
+            epoll_registrations: 20,
+            ..Observed::default()
+        };
+        let rows = [("epoll_wait", 550, 0), ("read", 9600, 4000)];
+        let v = judge(&with_waits(&rows, 7, 0), &event);
+        assert_eq!(v.family, Family::EpollReactors, "{v:?}");
+        assert!(v.name.contains("worker threads"), "{v:?}");
+        // nginx with 2 workers: each leaves its listener and channel level-triggered.
+        let nginx = Observed {
+            threads: 3,
+            waiting_in: [("epoll_wait".to_string(), 2)].into(),
+            edge_triggered: 18,
+            epoll_registrations: 22,
+            ..event
+        };
+        let v = judge(&with_waits(&rows, 5, 0), &nginx);
+        assert_eq!(
+            v.name, "epoll, edge-triggered, a reactor per process",
+            "{v:?}"
+        );
     }
 
     #[test]
