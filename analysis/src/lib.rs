@@ -10,6 +10,7 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod sched;
+pub mod servers;
 pub mod stats;
 pub mod verdict;
 pub mod workload;

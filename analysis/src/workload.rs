@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::models;
 
-/// The echo server: which I/O model, with which options.
+/// The echo server: which I/O model, with which options; or a third-party server.
 #[derive(clap::Args, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Workload {
     /// I/O model to run (see `netpoll models`).
@@ -18,6 +18,20 @@ pub struct Workload {
     pub model: String,
     #[command(flatten)]
     pub server: ServerConfig,
+    /// A server netpoll did not write (`netpoll run --server-cmd`); `model` is then its name.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalServer>,
+}
+
+/// A third-party server: the command that started it and where the load went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExternalServer {
+    /// The shell command (`sh -c`), run in a process group of its own.
+    pub command: String,
+    /// `host:port` (netpoll's echo protocol), or an `http://`, `redis://` or `memcached://` URL
+    /// as `netpoll load` takes it.
+    pub target: String,
 }
 
 /// The server's options, the same for every model.
@@ -52,6 +66,18 @@ impl Workload {
                 payload: 64,
                 ..ServerConfig::default()
             },
+            external: None,
+        }
+    }
+
+    /// A third-party server called `name`, started by `command`, loaded through `target`.
+    pub fn external(name: &str, command: &str, target: &str) -> Workload {
+        Workload {
+            external: Some(ExternalServer {
+                command: command.into(),
+                target: target.into(),
+            }),
+            ..Workload::of(name)
         }
     }
 
@@ -81,6 +107,18 @@ impl Workload {
     /// The options of `netpoll serve` / `netpoll run` that give this workload.
     pub fn args(&self) -> Vec<String> {
         let s = &self.server;
+        if let Some(e) = &self.external {
+            return vec![
+                "--server-cmd".into(),
+                e.command.clone(),
+                "--connect".into(),
+                e.target.clone(),
+                "--name".into(),
+                self.model.clone(),
+                "--payload".into(),
+                s.payload.to_string(),
+            ];
+        }
         let mut args = vec![
             "--model".into(),
             self.model.clone(),
@@ -280,6 +318,7 @@ mod tests {
                 threads: 3,
                 sqpoll: true,
             },
+            external: None,
         };
         let load = LoadOptions {
             connections: 100,

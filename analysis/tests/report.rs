@@ -110,6 +110,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
                     payload,
                     ..ServerConfig::default()
                 },
+                external: None,
             },
             load: LoadResults {
                 target: "127.0.0.1:1".into(),
@@ -681,4 +682,54 @@ fn the_scheduler_view_gets_its_charts_and_table() {
         ),
         "{sentence}"
     );
+}
+
+/// Third-party servers sit in the report beside the models, under their names, and every
+/// configuration's I/O-model verdict is in a table with its evidence.
+#[test]
+fn third_party_servers_and_verdicts_are_reported() {
+    use analysis::verdict::{Confidence, Family, IoModel};
+    let dir = temp_dir("verdicts");
+    let verdict = |name: &str, evidence: &str| IoModel {
+        family: Family::EpollReactor,
+        name: name.into(),
+        confidence: Confidence::High,
+        evidence: vec![evidence.into()],
+        observed: Default::default(),
+    };
+    let mut model = run_results("epoll-lt", 8, 64);
+    model.io_model = Some(verdict(
+        "epoll, level-triggered, single reactor",
+        "1 thread(s)",
+    ));
+    let mut nginx = run_results("nginx-1-worker", 8, 64);
+    if let Some(run) = nginx.run.as_mut() {
+        run.workload = Workload::external(
+            "nginx-1-worker",
+            "nginx -g 'daemon off;'",
+            "http://127.0.0.1:1/",
+        );
+    }
+    let mut other = nginx.clone();
+    nginx.io_model = Some(verdict(
+        "epoll, edge-triggered, single reactor",
+        "17 edge-triggered",
+    ));
+    other.io_model = Some(verdict("epoll, mixed", "x"));
+    let mut third = nginx.clone();
+    third.started_at = "2026-11-27T00:00:05.000Z".into();
+    let runs = runs(&dir, &[model, nginx, other, third]);
+    let out = dir.join("report");
+    report::write(&out, &runs, &report::Heading::default()).expect("report");
+    let md = fs::read_to_string(out.join("report.md")).expect("md");
+    assert!(md.contains("I/O model, as the probes see it"), "{md}");
+    let row = md
+        .lines()
+        .find(|l| l.contains("nginx-1-worker") && l.contains("edge-triggered"))
+        .unwrap_or_else(|| panic!("no nginx verdict row in {md}"));
+    assert!(
+        row.contains("2 of 3") && row.contains("17 edge-triggered"),
+        "{row}"
+    );
+    assert!(md.contains("epoll, level-triggered, single reactor"));
 }

@@ -63,20 +63,24 @@ enum Command {
         netpoll load http://127.0.0.1:8080/index.html -c 32 -t 2"
     )]
     Load(commands::load::Args),
-    /// Run one I/O model's server under load with the probes attached: client latency and
-    /// throughput, server syscalls, CPU and context switches, per request.
+    /// Run one I/O model's server, or any server (--server-cmd), under load with the probes
+    /// attached: client latency and throughput, server syscalls, CPU and context switches per
+    /// request, and its I/O-model verdict.
     #[command(
-        after_help = "The server runs as its own process (`netpoll serve`), held until the \
-        probes are attached; the load comes from this process. Syscall figures, CPU time and \
-        context switches cover the measurement window only (after --warmup).\n\n\
+        after_help = "The server runs as its own process (`netpoll serve`, or the --server-cmd \
+        command in a process group of its own), held until the probes are attached; the load \
+        comes from this process. Syscall figures, CPU time and context switches cover the \
+        measurement window only (after --warmup), over all the server's processes.\n\n\
         Examples:\n  \
         netpoll run --model epoll-lt -c 64 -d 5\n  \
         netpoll run --model blocking-threads --think-us 200 --json blocking.json\n  \
-        netpoll run --model select -c 8 --idle-connections 900 --rate 5000\n\n\
+        netpoll run --model select -c 8 --idle-connections 900 --rate 5000\n  \
+        netpoll run --server-cmd 'redis-server --port 6399 --save \"\"' --connect 127.0.0.1:6399 --protocol redis\n  \
+        netpoll run --server-cmd \"nginx -c $PWD/nginx.conf -g 'daemon off;'\" --connect http://127.0.0.1:8080/\n\n\
         Needs root (or CAP_BPF and CAP_PERFMON). Ctrl-C stops the run: the server is stopped, \
         the probes detached, partial results printed and written."
     )]
-    Run(commands::run::Args),
+    Run(Box<commands::run::Args>),
     /// Charts and a report from results files: SVG and PNG charts, index.html, report.md and
     /// results.csv.
     #[command(
@@ -112,10 +116,16 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // One line, like every other error; --help has the rest.
+            // One line, like every other error (clap's lines before its usage, joined); --help
+            // has the rest.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            eprintln!("netpoll: {first} (see --help)");
+            let line: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("netpoll: {} (see --help)", line.join(" "));
             return ExitCode::from(2);
         }
     };
@@ -124,7 +134,7 @@ fn main() -> ExitCode {
         Command::Models => commands::serve::list_models(),
         Command::Serve(args) => commands::serve::run(args),
         Command::Load(args) => commands::load::run(args),
-        Command::Run(args) => commands::run::run(args),
+        Command::Run(args) => commands::run::run(*args),
         Command::Report(args) => commands::report::run(args),
         Command::Export(args) => commands::export::run(args),
     };

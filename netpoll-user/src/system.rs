@@ -223,6 +223,94 @@ pub fn ensure_fd_limit(needed: u64, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Makes this process the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER): a
+/// server's child whose parent exits, or that escapes into a session of its own, is re-parented
+/// here instead of to init, so netpoll still finds it, and stops it, at the end.
+pub fn become_subreaper() -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("prctl(PR_SET_CHILD_SUBREAPER)");
+    }
+    Ok(())
+}
+
+/// Reaps every child that has exited, without waiting for the others.
+pub fn reap_exited_children() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// The TCP addresses these processes listen on: their sockets' inodes (/proc/PID/fd) looked up
+/// among the listening sockets of /proc/net/tcp and tcp6.
+pub fn listening_addrs(pids: &[u32]) -> Vec<std::net::SocketAddr> {
+    let inodes: std::collections::HashSet<u64> = pids
+        .iter()
+        .filter_map(|pid| fs::read_dir(format!("/proc/{pid}/fd")).ok())
+        .flat_map(|dir| dir.flatten())
+        .filter_map(|fd| {
+            let link = fs::read_link(fd.path()).ok()?;
+            link.to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let mut addrs: Vec<_> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| fs::read_to_string(table).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(parse_listening)
+                .collect::<Vec<_>>()
+        })
+        .filter(|(_, inode)| inodes.contains(inode))
+        .map(|(addr, _)| addr)
+        .collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    addrs
+}
+
+/// A listening socket's address and inode from a line of /proc/net/tcp{,6}:
+/// `sl local_address rem_address st ... inode`, addresses in hex words of host byte order.
+fn parse_listening(line: &str) -> Option<(std::net::SocketAddr, u64)> {
+    const LISTEN: &str = "0A";
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if fields.get(3) != Some(&LISTEN) {
+        return None;
+    }
+    let (ip, port) = fields.get(1)?.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        Some(
+            u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16)
+                .ok()?
+                .to_ne_bytes(),
+        )
+    };
+    let ip = match ip.len() {
+        8 => std::net::IpAddr::from(word(0)?),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            std::net::IpAddr::from(bytes)
+        }
+        _ => return None,
+    };
+    Some((
+        std::net::SocketAddr::new(ip, port),
+        fields.get(9)?.parse().ok()?,
+    ))
+}
+
 /// Field `n` (1-based, as in proc(5)) of a /proc/PID/stat line.
 fn stat_field(stat: &str, n: usize) -> Option<u64> {
     // Fields after the parenthesised name, which may itself contain spaces, start at 3.
@@ -278,6 +366,23 @@ impl ProcessSample {
             }
         }
         Some(sample)
+    }
+}
+
+impl ProcessSample {
+    /// `read` summed over `root` and its descendants (a server's worker processes); None when
+    /// `root` is gone.
+    pub fn read_tree(root: u32) -> Option<ProcessSample> {
+        let mut total = Self::read(root)?;
+        for pid in descendants(&[root]) {
+            let Some(s) = Self::read(pid) else { continue };
+            total.user_ns += s.user_ns;
+            total.system_ns += s.system_ns;
+            total.voluntary_switches += s.voluntary_switches;
+            total.involuntary_switches += s.involuntary_switches;
+            total.threads += s.threads;
+        }
+        Some(total)
     }
 }
 
@@ -419,6 +524,24 @@ mod tests {
             err.to_string().starts_with("--server-cpus: CPU 100000"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn listening_sockets_are_found_by_process() {
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let v6 = std::net::TcpListener::bind("[::1]:0").ok();
+        let found = super::listening_addrs(&[std::process::id()]);
+        assert!(found.contains(&v4.local_addr().unwrap()), "{found:?}");
+        if let Some(v6) = v6 {
+            assert!(found.contains(&v6.local_addr().unwrap()), "{found:?}");
+        }
+        assert!(super::listening_addrs(&[0]).is_empty());
+        let line = "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1";
+        assert_eq!(
+            super::parse_listening(line),
+            Some(("127.0.0.1:8080".parse().unwrap(), 4242))
+        );
+        assert_eq!(super::parse_listening(&line.replace(" 0A ", " 01 ")), None);
     }
 
     #[test]

@@ -17,8 +17,12 @@ const BUILD_PACKAGES: &[&str] = &["llvm-22-dev"];
 /// redis's client, bpftool to check that nothing stays attached, the tools the overhead
 /// benchmark compares, the font chart PNGs are drawn with, a browser to open the HTML report,
 /// Prometheus (with promtool) to scrape the exporter, Go to build the go-netpoller model, and
-/// memcached for the load generator's memcached mode.
+/// memcached for the load generator's memcached mode; and every third-party server declared in
+/// xtask/experiments.toml (apache2-bin: the binary and modules, without a service that would
+/// listen on port 80; python3 for http.server), which the tests run too.
 pub const TEST_PACKAGES: &[&str] = &[
+    "apache2-bin",
+    "python3",
     "redis-server",
     "redis-tools",
     "nginx-light",

@@ -98,6 +98,10 @@ pub fn document(runs: &[Run], charts: &[Chart], heading: &Heading) -> Document {
         }
         doc.blocks.push(Block::Table(workloads));
     }
+    let verdicts = table::verdicts(&cells);
+    if !verdicts.rows.is_empty() {
+        doc.blocks.push(Block::Table(verdicts));
+    }
     let scheduler = table::scheduler(&cells);
     if !scheduler.rows.is_empty() {
         doc.blocks.push(Block::Table(scheduler));

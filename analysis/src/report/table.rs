@@ -135,6 +135,44 @@ pub fn scheduler(cells: &[Cell]) -> Table {
     table
 }
 
+/// The I/O-model verdict of each configuration (`netpoll run` judges every run): the verdict
+/// most of its repeats got, how many agree, and that verdict's evidence from one of them; empty
+/// when no run has one.
+pub fn verdicts(cells: &[Cell]) -> Table {
+    let mut table = Table::new(
+        "I/O model, as the probes see it",
+        &[
+            "configuration",
+            "verdict",
+            "confidence",
+            "runs agreeing",
+            "evidence",
+        ],
+    );
+    for cell in cells {
+        let verdicts: Vec<_> = cell
+            .runs
+            .iter()
+            .filter_map(|r| r.results.io_model.as_ref())
+            .collect();
+        let Some(most) = verdicts
+            .iter()
+            .max_by_key(|v| verdicts.iter().filter(|o| o.name == v.name).count())
+        else {
+            continue;
+        };
+        let agreeing = verdicts.iter().filter(|o| o.name == most.name).count();
+        table.rows.push(vec![
+            cell.label.clone(),
+            most.name.clone(),
+            format!("{:?}", most.confidence).to_lowercase(),
+            format!("{agreeing} of {}", cell.runs.len()),
+            most.evidence.join("; "),
+        ]);
+    }
+    table
+}
+
 /// Syscall classes of every configuration, its repeats merged.
 pub fn classes(cells: &[Cell]) -> Table {
     let mut table = Table::new(

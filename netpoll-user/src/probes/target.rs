@@ -31,6 +31,22 @@ pub struct HeldCommand {
     pub pid: u32,
     exec_error: OwnedFd,
     program: String,
+    /// The command leads a process group of its own (its children are in it too).
+    group: bool,
+    /// Its exit status once reaped (a reaped PID may be reused: never wait for it twice).
+    exited: std::cell::Cell<Option<i32>>,
+}
+
+/// How a process group ended ([`HeldCommand::stop_group`]).
+#[derive(Debug, Default)]
+pub struct GroupStopped {
+    /// The leader's exit status, when it exited after SIGTERM or before.
+    pub exit: Option<i32>,
+    /// Nothing had exited within the grace period after SIGTERM: the group was killed.
+    pub killed: bool,
+    /// Processes the command left behind outside its group (daemons, `setsid` children),
+    /// found through netpoll being their subreaper, and killed.
+    pub leftovers: Vec<(u32, String)>,
 }
 
 pub enum CommandState {
@@ -61,6 +77,16 @@ impl HeldCommand {
     /// Like `spawn`, and the command inherits descriptor `pass` (close-on-exec cleared in the
     /// child only).
     pub fn spawn_passing(argv: &[String], pass: Option<i32>) -> Result<HeldCommand> {
+        Self::spawn_with(argv, pass, false)
+    }
+
+    /// Like `spawn`, in a process group of its own, so that the command and every child it
+    /// starts can be signalled together ([`HeldCommand::stop_group`]).
+    pub fn spawn_group(argv: &[String]) -> Result<HeldCommand> {
+        Self::spawn_with(argv, None, true)
+    }
+
+    fn spawn_with(argv: &[String], pass: Option<i32>, group: bool) -> Result<HeldCommand> {
         let Some(program) = argv.first() else {
             bail!("no command given after --")
         };
@@ -78,11 +104,14 @@ impl HeldCommand {
         arg_ptrs.push(std::ptr::null());
         let (err_read, err_write) = pipe2(OFlag::O_CLOEXEC)?;
 
-        // SAFETY: the child only calls async-signal-safe functions (fcntl, kill, execv, write, _exit)
-        // on memory prepared before the fork.
+        // SAFETY: the child only calls async-signal-safe functions (setpgid, fcntl, kill, execv,
+        // write, _exit) on memory prepared before the fork.
         match unsafe { fork() }.context("fork failed")? {
             ForkResult::Child => unsafe {
                 libc::close(err_read.as_raw_fd());
+                if group {
+                    libc::setpgid(0, 0);
+                }
                 if let Some(fd) = pass {
                     libc::fcntl(fd, libc::F_SETFD, 0);
                 }
@@ -104,6 +133,8 @@ impl HeldCommand {
                     pid: child.as_raw() as u32,
                     exec_error: err_read,
                     program: program.clone(),
+                    group,
+                    exited: std::cell::Cell::new(None),
                 })
             }
         }
@@ -132,12 +163,77 @@ impl HeldCommand {
     }
 
     pub fn poll(&self) -> CommandState {
-        match waitpid(Pid::from_raw(self.pid as i32), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => CommandState::Exited(code),
-            Ok(WaitStatus::Signaled(_, signal, _)) => CommandState::Exited(128 + signal as i32),
-            Ok(_) => CommandState::Running,
-            Err(_) => CommandState::Exited(-1),
+        if let Some(code) = self.exited.get() {
+            return CommandState::Exited(code);
         }
+        let code = match waitpid(Pid::from_raw(self.pid as i32), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => 128 + signal as i32,
+            Ok(_) => return CommandState::Running,
+            Err(_) => -1,
+        };
+        self.exited.set(Some(code));
+        CommandState::Exited(code)
+    }
+
+    /// Waits up to `limit` for the command to exit.
+    fn wait_exit(&self, limit: std::time::Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let CommandState::Exited(code) = self.poll() {
+                return Some(code);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Stops a command started with `spawn_group`, the way service managers do: SIGTERM to the
+    /// whole group, SIGKILL after `grace`; then whatever it left outside its group (found with
+    /// netpoll as subreaper, [`system::become_subreaper`]) gets the same. Everything is reaped.
+    pub fn stop_group(&self, grace: std::time::Duration) -> GroupStopped {
+        use nix::sys::signal::{Signal, kill, killpg};
+        debug_assert!(self.group, "stop_group on a command without its own group");
+        let group = Pid::from_raw(self.pid as i32);
+        let mut stopped = GroupStopped::default();
+        // A command still held stopped must be woken to die of SIGTERM.
+        let _ = killpg(group, Signal::SIGCONT);
+        let _ = killpg(group, Signal::SIGTERM);
+        stopped.exit = self.wait_exit(grace);
+        if stopped.exit.is_some() {
+            // The leader may exit before its children: they get another grace period.
+            let deadline = std::time::Instant::now() + grace;
+            while killpg(group, None).is_ok() && std::time::Instant::now() < deadline {
+                system::reap_exited_children();
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        if killpg(group, None).is_ok() || stopped.exit.is_none() {
+            stopped.killed = true;
+            let _ = killpg(group, Signal::SIGKILL);
+            stopped.exit = stopped.exit.or_else(|| self.wait_exit(grace));
+        }
+        system::reap_exited_children();
+        let own = std::process::id();
+        let left: Vec<u32> = system::descendants(&[own])
+            .into_iter()
+            .filter(|&p| system::process_alive(p))
+            .collect();
+        for &pid in &left {
+            stopped.leftovers.push((pid, system::process_comm(pid)));
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        // SIGKILL cannot be ignored: they are gone once reaped.
+        let deadline = std::time::Instant::now() + grace;
+        while left.iter().any(|&p| system::process_alive(p)) && std::time::Instant::now() < deadline
+        {
+            system::reap_exited_children();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        system::reap_exited_children();
+        stopped
     }
 
     /// Stops the command (SIGINT, then SIGKILL after a grace period) and reaps it.

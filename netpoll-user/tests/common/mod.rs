@@ -70,7 +70,8 @@ pub fn one_line_failure(out: &Output, code: i32) -> String {
     assert_eq!(out.status.code(), Some(code), "{err}");
     let errors: Vec<&str> = err
         .lines()
-        .filter(|l| !l.starts_with("netpoll: note"))
+        // Notes, and what was attached before the failure, are not errors.
+        .filter(|l| !l.starts_with("netpoll: note") && !l.starts_with("netpoll: attached"))
         .collect();
     assert_eq!(errors.len(), 1, "not one line:\n{err}");
     err

@@ -44,7 +44,8 @@ pub fn check_quick(out: &Path, repeat: usize) -> Result<()> {
         let dir = out.join(&e.name);
         let runs = report::load(&[dir.join("runs")])
             .with_context(|| format!("experiment {}: no results", e.name))?;
-        let expected = e.models.len() * e.connections.len() * e.idle_connections.len() * repeat;
+        let expected =
+            e.entries().count() * e.connections.len() * e.idle_connections.len() * repeat;
         if runs.len() != expected {
             bail!(
                 "experiment {}: {} results, expected {expected}",
@@ -76,6 +77,7 @@ pub fn check_quick(out: &Path, repeat: usize) -> Result<()> {
                 );
             }
         }
+        check_verdicts(&suite, e, &runs)?;
         loaded.insert(e.name.clone(), runs);
     }
     check_contrasts(
@@ -83,6 +85,37 @@ pub fn check_quick(out: &Path, repeat: usize) -> Result<()> {
             .get("concurrency")
             .context("no concurrency experiment")?,
     )
+}
+
+/// Each third-party server's runs: most of them get the verdict its declaration states.
+fn check_verdicts(suite: &suite::Suite, e: &suite::Experiment, runs: &[Run]) -> Result<()> {
+    for name in &e.servers {
+        let Some(server) = suite.server.iter().find(|s| &s.name == name) else {
+            continue;
+        };
+        let verdicts: Vec<String> = runs
+            .iter()
+            .filter(|r| r.info().is_some_and(|i| &i.workload.model == name))
+            .map(|r| {
+                r.results
+                    .io_model
+                    .as_ref()
+                    .map_or("none".into(), |v| v.name.clone())
+            })
+            .collect();
+        let right = verdicts
+            .iter()
+            .filter(|v| v.contains(&server.verdict))
+            .count();
+        if right * 2 <= verdicts.len() {
+            bail!(
+                "experiment {}: {name} was judged {verdicts:?}, expected {:?}",
+                e.name,
+                server.verdict
+            );
+        }
+    }
+    Ok(())
 }
 
 /// At 100 connections, a thread per connection means far more threads, and a blocked thread

@@ -87,6 +87,11 @@ pub fn experiments(opts: Options) -> Result<PathBuf> {
         suite = suite.quick();
     }
     setup::test_prerequisites()?;
+    let servers = suite.servers_used();
+    let mut packages: Vec<&str> = servers.iter().map(|s| s.package.as_str()).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    setup::apt_install(&packages)?;
     if !is_root() {
         bail!(
             "the experiments load BPF programs: run as root (e.g. `sudo -E cargo xtask experiments`)"
@@ -102,6 +107,14 @@ pub fn experiments(opts: Options) -> Result<PathBuf> {
             root.join("target/experiments").join(stamp.to_string())
         }
     };
+    // Third-party servers' files rendered (each with a free port) and built once; removed at
+    // the end. In the temporary directory: some servers read them as an unprivileged user.
+    let prepared = analysis::servers::prepare(
+        &root.join("xtask/servers"),
+        &std::env::temp_dir().join(format!("netpoll-servers-{}", std::process::id())),
+        &servers,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let calibration = suite.calibration.as_experiment();
     let all: Vec<&suite::Experiment> = std::iter::once(&calibration)
         .chain(&suite.experiment)
@@ -127,8 +140,15 @@ pub fn experiments(opts: Options) -> Result<PathBuf> {
         suite.calibration.runs,
         &out,
         &placement,
+        None,
     );
-    planned.extend(plan::plan(&suite.experiment, repeat, &out, &placement));
+    planned.extend(plan::plan(
+        &suite.experiment,
+        repeat,
+        &out,
+        &placement,
+        Some(&prepared),
+    ));
     eprintln!(
         "xtask: A/A calibration ({} runs) and {} experiment(s), {} runs in all ({} per configuration), about {:.0} s{}; {}; results in {}",
         suite.calibration.runs,
@@ -146,6 +166,7 @@ pub fn experiments(opts: Options) -> Result<PathBuf> {
         &report::Suite {
             calibration: &suite.calibration,
             experiments: &suite.experiment,
+            servers: &servers,
             planned: &planned,
             out: &out,
             quick: opts.quick,
@@ -182,6 +203,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_declared_server_is_installed_for_the_tests() {
+        let root = workspace_root().expect("root");
+        let suite = suite::load(&root.join("xtask/experiments.toml")).expect("suite");
+        for s in &suite.server {
+            assert!(
+                setup::TEST_PACKAGES.contains(&s.package.as_str()),
+                "{}: package {} is not in TEST_PACKAGES",
+                s.name,
+                s.package
+            );
+        }
+    }
+
+    #[test]
     fn the_checked_in_suite_is_valid_and_fits_the_time_limits() {
         let root = workspace_root().expect("root");
         let suite = suite::load(&root.join("xtask/experiments.toml")).expect("suite");
@@ -193,6 +228,7 @@ mod tests {
             "completion-vs-readiness",
             "go-style-scheduling",
             "scheduling",
+            "third-party",
         ] {
             assert!(names.contains(&expected), "{expected} missing");
         }
@@ -206,12 +242,14 @@ mod tests {
                 suite.calibration.runs,
                 Path::new("/x"),
                 &placement,
+                None,
             );
             runs.extend(plan::plan(
                 &suite.experiment,
                 repeat,
                 Path::new("/x"),
                 &placement,
+                None,
             ));
             runs.iter().map(|p| p.seconds).sum::<f64>() + suite.experiment.len() as f64
         };

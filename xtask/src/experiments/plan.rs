@@ -6,7 +6,10 @@ use std::{
     time::Duration,
 };
 
-use analysis::workload::{LoadOptions, Workload, format_cpu_list};
+use analysis::{
+    servers::Prepared,
+    workload::{LoadOptions, Workload, format_cpu_list},
+};
 use serde::Serialize;
 
 use super::suite::Experiment;
@@ -14,6 +17,8 @@ use super::suite::Experiment;
 /// Start-up, probe loading, draining and shut-down of one run: measured at 0.25-0.3 s on
 /// 2 cores (a server that leaves requests unanswered adds up to the 2 s timeout).
 const OVERHEAD_SECONDS: f64 = 0.4;
+/// What a third-party server adds: starting until it accepts connections, and stopping.
+const SERVER_OVERHEAD_SECONDS: f64 = 0.6;
 
 /// Where servers and load generators run: disjoint CPUs, so that neither takes the other's
 /// time slices (less noise), when the machine has at least 2.
@@ -77,7 +82,7 @@ pub enum Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct Planned {
     pub experiment: String,
-    /// The model or variant (`io-uring+sqpoll`).
+    /// The model or variant (`io-uring+sqpoll`), or the third-party server.
     pub model: String,
     pub connections: usize,
     pub idle_connections: usize,
@@ -110,13 +115,14 @@ pub fn plan(
     repeat: usize,
     out: &Path,
     placement: &Placement,
+    servers: Option<&Prepared>,
 ) -> Vec<Planned> {
     let mut runs = Vec::new();
     for r in 1..=repeat {
         for e in experiments {
             for &idle in &e.idle_connections {
                 for &c in &e.connections {
-                    for model in &e.models {
+                    for model in e.entries() {
                         let file = out
                             .join(&e.name)
                             .join("runs")
@@ -127,9 +133,16 @@ pub fn plan(
                             connections: c,
                             idle_connections: idle,
                             repeat: r,
-                            args: run_args(e, model, c, idle, &file, placement),
+                            args: run_args(e, model, c, idle, &file, placement, servers),
                             file,
-                            seconds: e.duration + e.warmup + OVERHEAD_SECONDS,
+                            seconds: e.duration
+                                + e.warmup
+                                + OVERHEAD_SECONDS
+                                + if e.servers.contains(model) {
+                                    SERVER_OVERHEAD_SECONDS
+                                } else {
+                                    0.0
+                                },
                             status: Status::NotRun,
                             error: None,
                         });
@@ -149,8 +162,12 @@ fn run_args(
     idle: usize,
     file: &Path,
     placement: &Placement,
+    servers: Option<&Prepared>,
 ) -> Vec<String> {
-    let mut workload = Workload::of(model);
+    let mut workload = match servers.and_then(|s| s.get(model)) {
+        Some(s) => Workload::external(&s.name, &s.command, &s.target),
+        None => Workload::of(model),
+    };
     workload.server.payload = e.payload;
     workload.server.think_us = e.think_us;
     workload.server.disk_read = e.disk_read;
@@ -189,7 +206,7 @@ mod tests {
         )
         .expect("experiment");
         let placement = Placement::disjoint(&[0, 1], 1);
-        let runs = plan(&[e], 2, Path::new("/out"), &placement);
+        let runs = plan(&[e], 2, Path::new("/out"), &placement, None);
         assert_eq!(runs.len(), 8);
         // Every configuration once, then again: drift spreads over all of them.
         assert_eq!(runs[0].repeat, 1);

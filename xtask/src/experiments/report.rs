@@ -22,6 +22,8 @@ use xtask::run;
 pub struct Suite<'a> {
     pub calibration: &'a Calibration,
     pub experiments: &'a [Experiment],
+    /// The third-party servers they ran.
+    pub servers: &'a [&'a analysis::servers::Server],
     pub planned: &'a [Planned],
     pub out: &'a Path,
     pub quick: bool,
@@ -114,6 +116,7 @@ pub fn write(netpoll: &Path, suite: &Suite) -> Result<Vec<(String, String)>> {
         "calibration": suite.calibration,
         "noise_floor": noise,
         "experiments": suite.experiments,
+        "servers": suite.servers,
         "runs": suite.planned,
     });
     fs::write(

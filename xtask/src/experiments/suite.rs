@@ -3,7 +3,7 @@
 
 use std::{fs, path::Path};
 
-use analysis::models;
+use analysis::{models, servers::Server};
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,9 @@ pub struct Suite {
     #[serde(default)]
     pub calibration: Calibration,
     pub experiment: Vec<Experiment>,
+    /// Third-party servers experiments may run (`analysis::servers`).
+    #[serde(default)]
+    pub server: Vec<Server>,
 }
 
 /// The A/A calibration: one configuration run several times against itself, to learn the
@@ -68,6 +71,7 @@ impl Calibration {
             name: CALIBRATION.into(),
             question: "How much do identical runs differ on this machine, and so how small a difference can the suite tell from noise?".into(),
             models: vec![self.model.clone()],
+            servers: Vec::new(),
             connections: vec![self.connections],
             idle_connections: vec![0],
             duration: self.duration,
@@ -82,7 +86,7 @@ impl Calibration {
     }
 
     fn check(&self) -> Result<()> {
-        self.as_experiment().check()?;
+        self.as_experiment().check(&[])?;
         if self.runs < 3 {
             bail!("calibration: runs must be at least 3 to measure a spread");
         }
@@ -100,7 +104,11 @@ pub struct Experiment {
     pub name: String,
     pub question: String,
     /// Models or variants of the catalogue (`netpoll models`).
+    #[serde(default)]
     pub models: Vec<String>,
+    /// Third-party servers, by their `[[server]]` names.
+    #[serde(default)]
+    pub servers: Vec<String>,
     pub connections: Vec<usize>,
     #[serde(default = "no_idle")]
     pub idle_connections: Vec<usize>,
@@ -125,6 +133,7 @@ pub struct Experiment {
 #[serde(deny_unknown_fields)]
 struct Quick {
     models: Option<Vec<String>>,
+    servers: Option<Vec<String>>,
     connections: Option<Vec<usize>>,
     idle_connections: Option<Vec<usize>>,
     duration: Option<f64>,
@@ -146,6 +155,7 @@ impl Experiment {
     pub fn quick(mut self) -> Experiment {
         if let Some(q) = self.quick.take() {
             self.models = q.models.unwrap_or(self.models);
+            self.servers = q.servers.unwrap_or(self.servers);
             self.connections = q.connections.unwrap_or(self.connections);
             self.idle_connections = q.idle_connections.unwrap_or(self.idle_connections);
             self.duration = q.duration.unwrap_or(self.duration);
@@ -154,16 +164,37 @@ impl Experiment {
         self
     }
 
-    fn check(&self) -> Result<()> {
+    /// What it runs: its models, then its servers.
+    pub fn entries(&self) -> impl Iterator<Item = &String> {
+        self.models.iter().chain(&self.servers)
+    }
+
+    fn check(&self, servers: &[Server]) -> Result<()> {
         for model in &self.models {
             if models::model(model).is_none() && models::variant(model).is_none() {
                 bail!("experiment {}: {}", self.name, models::unknown(model));
             }
         }
-        if self.models.is_empty() || self.connections.is_empty() || self.idle_connections.is_empty()
+        for server in &self.servers {
+            if !servers.iter().any(|s| &s.name == server) {
+                bail!(
+                    "experiment {}: no [[server]] named {server:?} is declared",
+                    self.name
+                );
+            }
+        }
+        if self.entries().next().is_none()
+            || self.connections.is_empty()
+            || self.idle_connections.is_empty()
         {
             bail!(
-                "experiment {}: models, connections and idle_connections must not be empty",
+                "experiment {}: models (or servers), connections and idle_connections must not be empty",
+                self.name
+            );
+        }
+        if !self.servers.is_empty() && (self.think_us != 0 || self.disk_read != 0) {
+            bail!(
+                "experiment {}: think_us and disk_read are options of netpoll's models, not of servers",
                 self.name
             );
         }
@@ -183,12 +214,15 @@ pub fn load(path: &Path) -> Result<Suite> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let suite: Suite = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
     let named = |e: anyhow::Error| e.context(path.display().to_string());
+    analysis::servers::check(&suite.server)
+        .map_err(|e| anyhow::anyhow!(e))
+        .map_err(named)?;
     suite.calibration.check().map_err(named)?;
     if suite.experiment.is_empty() {
         bail!("{}: no [[experiment]] declared", path.display());
     }
     for (i, e) in suite.experiment.iter().enumerate() {
-        e.check().map_err(named)?;
+        e.check(&suite.server).map_err(named)?;
         if e.name == CALIBRATION {
             bail!(
                 "{}: {CALIBRATION} is the A/A calibration's name",
@@ -212,7 +246,16 @@ impl Suite {
         Suite {
             calibration: self.calibration.quick(),
             experiment: self.experiment.into_iter().map(Experiment::quick).collect(),
+            server: self.server,
         }
+    }
+
+    /// The declared servers the experiments run, each once.
+    pub fn servers_used(&self) -> Vec<&Server> {
+        self.server
+            .iter()
+            .filter(|s| self.experiment.iter().any(|e| e.servers.contains(&s.name)))
+            .collect()
     }
 }
 
@@ -249,6 +292,8 @@ mod tests {
         let empty = base.replace("connections = [1]", "connections = []");
         let err = write(&format!("[[experiment]]\n{empty}models = [\"poll\"]\n"));
         assert!(err.contains("must not be empty"), "{err}");
+        let err = write(&format!("[[experiment]]\n{base}servers = [\"httpd\"]\n"));
+        assert!(err.contains("no [[server]] named \"httpd\""), "{err}");
         let err = write(
             "[calibration]\nmodel = \"poll\"\nconnections = 1\nduration = 1.0\nwarmup = 0.0\nruns = 2\n[[experiment]]\nname = \"a\"\nquestion = \"q\"\nmodels = [\"poll\"]\nconnections = [1]\nduration = 1.0\nwarmup = 0.0\n",
         );

@@ -1,11 +1,11 @@
-//! `netpoll run`: one I/O model's server as its own process, the probes attached to it, the load
-//! generator driving it, and one results file with both sides. In steps: check everything,
-//! start the server (held before its first instruction), attach, measure, assemble, report.
+//! `netpoll run`: one I/O model's server (or a third-party server, `--server-cmd`) as its own
+//! process, the probes attached to it, the load generator driving it, and one results file with
+//! both sides. In steps: check everything, start the server (held before its first
+//! instruction), attach, wait until it listens, measure, assemble, report.
 
-use std::{
-    net::{SocketAddr, TcpListener},
-    os::fd::AsRawFd as _,
-};
+mod server;
+
+use std::net::{SocketAddr, TcpListener};
 
 use analysis::{
     Results,
@@ -13,10 +13,11 @@ use analysis::{
     run::{Environment, PerRequest, RunInfo, SchedPerRequest, ServerProcess},
     sched::CallSched,
     verdict::{self, Observed},
-    workload::{CpuList, LoadOptions, Workload, cpu_list},
+    workload::{CpuList, LoadOptions, ServerConfig, Workload, cpu_list},
 };
 use anyhow::{Context as _, Result, anyhow, bail};
 
+use self::server::{Server, Spec};
 use super::ResultsArgs;
 use crate::{
     load::{self, Outcome, Plan, Protocol, StopReason, Watcher},
@@ -25,7 +26,7 @@ use crate::{
     probes::{
         Filter, Options, Probes,
         snapshot::{Collection, Snapshot},
-        target::{CommandState, HeldCommand},
+        target::CommandState,
     },
     sinks::ResultsSinks,
     system::{self, MachineSample, ProcessSample},
@@ -33,11 +34,22 @@ use crate::{
 };
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("server").required(true).args(["model", "server_cmd"])))]
 pub struct Args {
+    /// I/O model to run (see `netpoll models`).
+    #[arg(short, long)]
+    model: Option<String>,
     #[command(flatten)]
-    workload: Workload,
-    /// Address the server listens on (port 0: a free one).
-    #[arg(short, long, default_value = "127.0.0.1:0")]
+    server: ServerConfig,
+    #[command(flatten)]
+    external: server::ExternalArgs,
+    /// Address the model's server listens on (port 0: a free one).
+    #[arg(
+        short,
+        long,
+        default_value = "127.0.0.1:0",
+        conflicts_with = "server_cmd"
+    )]
     listen: SocketAddr,
     #[command(flatten)]
     load: LoadOptions,
@@ -61,19 +73,39 @@ pub fn run(args: Args) -> Result<i32> {
     // stopped, probes detached, results written).
     let signals = system::Signals::install()?;
     let mut checked = check(args)?;
-    let (mut server, argv) = spawn_server(&checked)?;
+    let mut server = Server::spawn(
+        &checked.spec,
+        &checked.workload,
+        checked.server_cpus.as_deref(),
+    )?;
     let probes = match attach(&checked, &mut server) {
         Ok(p) => p,
         Err(e) => {
-            server.stop();
+            server.stop(&checked.spec);
             return Err(e);
         }
     };
+    match server.wait_until_listening(&checked.spec, &signals) {
+        Ok(None) => {}
+        Ok(Some(code)) => {
+            server.stop(&checked.spec);
+            eprintln!("netpoll: interrupted before the server listened; nothing was measured");
+            return Ok(code);
+        }
+        Err(e) => {
+            server.stop(&checked.spec);
+            return Err(e);
+        }
+    }
     let started_at = system::utc_now_rfc3339();
     let measured = measure(&checked, &probes, &server, &signals);
-    // The server is stopped whatever happened; the probes stay until the last snapshot.
-    if measured.as_ref().map_or(true, |m| m.died.is_none()) {
-        server.stop();
+    // The server is stopped whatever happened (a dead model's server is already reaped; a
+    // third-party server's group may still hold children); the probes stay until the last
+    // snapshot.
+    if measured.as_ref().map_or(true, |m| m.died.is_none())
+        || matches!(checked.spec, Spec::External { .. })
+    {
+        server.stop(&checked.spec);
     }
     let measured = measured?;
     let exit_code = match &measured.outcome.stopped {
@@ -81,7 +113,7 @@ pub fn run(args: Args) -> Result<i32> {
         Some(StopReason::Signal(code)) => *code,
         Some(StopReason::ServerDied(_)) => 1,
     };
-    let results = assemble(&checked, &probes, &server, argv, started_at, measured)?;
+    let results = assemble(&checked, &probes, &server, started_at, measured)?;
     drop(probes);
     report(&mut checked, &results)?;
     Ok(exit_code)
@@ -90,7 +122,7 @@ pub fn run(args: Args) -> Result<i32> {
 /// What `check` found: everything a run needs before the server starts.
 struct Checked {
     workload: Workload,
-    listener: TcpListener,
+    spec: Spec,
     plan: Plan,
     sinks: ResultsSinks,
     quiet: bool,
@@ -102,11 +134,8 @@ struct Checked {
 
 /// Everything a user can get wrong is checked before the server starts.
 fn check(args: Args) -> Result<Checked> {
-    let (mut workload, model) = args.workload.resolve().map_err(|e| anyhow!(e))?;
     let sinks = ResultsSinks::open(args.results.json.as_deref(), args.results.out.as_deref())?;
     system::check_privileges()?;
-    // A model built on first use is built now, not while the load generator waits.
-    workloads::prepare(&workload.model)?;
     for (cpus, option) in [
         (&args.server_cpus, "--server-cpus"),
         (&args.client_cpus, "--client-cpus"),
@@ -115,8 +144,37 @@ fn check(args: Args) -> Result<Checked> {
             system::check_cpus(cpus, option)?;
         }
     }
-    // Listening here makes a busy port a clear error now, and tells us the address; the server
-    // inherits the socket.
+    let (workload, spec, plan) = match (&args.model, &args.external.server_cmd) {
+        (Some(model), _) => check_model(model, &args)?,
+        (None, Some(command)) => check_external(command, &args)?,
+        (None, None) => bail!("give --model or --server-cmd"),
+    };
+    // The server needs a descriptor per connection too; it inherits the raised limit.
+    system::ensure_fd_limit(plan.descriptors(), "the connections")?;
+    Ok(Checked {
+        workload,
+        spec,
+        plan,
+        sinks,
+        quiet: args.results.quiet,
+        hook: args.results.hook,
+        server_cpus: args.server_cpus.map(|c| c.0),
+        client_cpus: args.client_cpus.map(|c| c.0),
+        sched: args.sched,
+    })
+}
+
+/// One of netpoll's models: built if it must be, on a listener opened here (a busy port is a
+/// clear error now, and the address is known), which the server inherits.
+fn check_model(model: &str, args: &Args) -> Result<(Workload, Spec, Plan)> {
+    let workload = Workload {
+        model: model.into(),
+        server: args.server.clone(),
+        external: None,
+    };
+    let (mut workload, model) = workload.resolve().map_err(|e| anyhow!(e))?;
+    // A model built on first use is built now, not while the load generator waits.
+    workloads::prepare(&workload.model)?;
     let listener = TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -141,43 +199,39 @@ fn check(args: Args) -> Result<Checked> {
             );
         }
     }
-    // The server needs a descriptor per connection too; it inherits the raised limit.
-    system::ensure_fd_limit(plan.descriptors(), "the connections")?;
-    Ok(Checked {
-        workload,
-        listener,
-        plan,
-        sinks,
-        quiet: args.results.quiet,
-        hook: args.results.hook,
-        server_cpus: args.server_cpus.map(|c| c.0),
-        client_cpus: args.client_cpus.map(|c| c.0),
-        sched: args.sched,
-    })
+    Ok((workload, Spec::Model { listener }, plan))
 }
 
-/// `netpoll serve` on the inherited listener, held before exec until the probes are attached;
-/// and its command line.
-fn spawn_server(c: &Checked) -> Result<(HeldCommand, Vec<String>)> {
-    let exe = std::env::current_exe().context("cannot find the netpoll executable")?;
-    let fd = c.listener.as_raw_fd();
-    let mut argv = vec![exe.display().to_string(), "serve".into()];
-    argv.extend(c.workload.args());
-    argv.extend(["--listen-fd".into(), fd.to_string()]);
-    let server = HeldCommand::spawn_passing(&argv, Some(fd))?;
-    // Pinned before its first instruction: every thread it creates inherits the CPUs.
-    if let Some(cpus) = &c.server_cpus
-        && let Err(e) = system::pin(server.pid, cpus)
-    {
-        server.stop();
-        return Err(e);
+/// A third-party server: its target as `netpoll load` takes it, and nothing else accepting
+/// connections there yet.
+fn check_external(command: &str, args: &Args) -> Result<(Workload, Spec, Plan)> {
+    let e = &args.external;
+    let connect = e
+        .connect
+        .as_deref()
+        .ok_or_else(|| anyhow!("--server-cmd needs --connect"))?;
+    let s = &args.server;
+    if s.think_us != 0 || s.disk_read != 0 || s.threads != 0 || s.sqpoll {
+        bail!(
+            "--think-us, --disk-read, --threads and --sqpoll are options of netpoll's models, not of a --server-cmd server"
+        );
     }
-    Ok((server, argv))
+    let target = server::target(connect, e.protocol)?;
+    let plan = Plan::new(&target, s.payload, &args.load)?;
+    let name = e
+        .name
+        .clone()
+        .unwrap_or_else(|| server::default_name(command));
+    let mut workload = Workload::external(&name, command, &target);
+    workload.server.payload = s.payload;
+    workload.server.listen = plan.addr.to_string();
+    let spec = Spec::external(e, command, plan.addr)?;
+    Ok((workload, spec, plan))
 }
 
-fn attach(c: &Checked, server: &mut HeldCommand) -> Result<Probes> {
+fn attach(c: &Checked, server: &mut Server) -> Result<Probes> {
     let probes = Probes::load(&Options {
-        filter: Filter::Pids(vec![server.pid]),
+        filter: Filter::Pids(vec![server.pid()]),
         follow_children: true,
         per_pid: false,
         hook: c.hook,
@@ -193,10 +247,10 @@ fn attach(c: &Checked, server: &mut HeldCommand) -> Result<Probes> {
         "netpoll: attached {} hooks to the {} server (PID {}) on {}",
         probes.hook.name(),
         c.workload.label(),
-        server.pid,
+        server.pid(),
         c.workload.server.listen
     );
-    server.release()?;
+    server.held.release()?;
     Ok(probes)
 }
 
@@ -226,7 +280,7 @@ struct Measured {
 /// server dying and for Ctrl-C.
 struct RunWatcher<'a> {
     probes: &'a Probes,
-    server: &'a HeldCommand,
+    server: &'a Server,
     signals: &'a system::Signals,
     before: Option<Edge>,
     after: Option<Edge>,
@@ -241,7 +295,8 @@ struct RunWatcher<'a> {
 impl RunWatcher<'_> {
     fn sample(&mut self) -> Result<Edge> {
         // A dead server's last figures are those of the latest tick (context switches lost).
-        let server = ProcessSample::read(self.server.pid)
+        // Worker processes count with their parent.
+        let server = ProcessSample::read_tree(self.server.pid())
             .or(self.last_stat)
             .unwrap_or_default();
         self.peak_threads = self.peak_threads.max(server.threads);
@@ -271,12 +326,12 @@ impl Watcher for RunWatcher<'_> {
         if let Some(code) = self.signals.received() {
             return Some(StopReason::Signal(code));
         }
-        if let CommandState::Exited(code) = self.server.poll() {
-            let how = describe_exit(code);
+        if let CommandState::Exited(code) = self.server.held.poll() {
+            let how = server::describe_exit(code);
             self.died = Some((how.clone(), code));
             return Some(StopReason::ServerDied(how));
         }
-        if let Some(stat) = ProcessSample::read_stat(self.server.pid) {
+        if let Some(stat) = ProcessSample::read_stat(self.server.pid()) {
             self.peak_threads = self.peak_threads.max(stat.threads);
             self.last_stat = Some(stat);
         }
@@ -284,21 +339,11 @@ impl Watcher for RunWatcher<'_> {
     }
 }
 
-fn describe_exit(code: i32) -> String {
-    match code {
-        c if c > 128 => match nix::sys::signal::Signal::try_from(c - 128) {
-            Ok(signal) => format!("killed by {signal}"),
-            Err(_) => format!("killed by signal {}", c - 128),
-        },
-        c => format!("exited with status {c}"),
-    }
-}
-
 /// Drives the load, snapshotting at the window's edges.
 fn measure(
     c: &Checked,
     probes: &Probes,
-    server: &HeldCommand,
+    server: &Server,
     signals: &system::Signals,
 ) -> Result<Measured> {
     // The load generator's threads inherit this thread's CPUs.
@@ -314,7 +359,7 @@ fn measure(
         peak_threads: 0,
         last_stat: None,
         died: None,
-        sampler: Sampler::new(vec![server.pid]),
+        sampler: Sampler::new(vec![server.pid()]),
     };
     let outcome = load::run(&c.plan, &mut watcher, !c.quiet);
     // Once more with the load gone: idle workers show where they park.
@@ -341,8 +386,7 @@ fn measure(
 fn assemble(
     c: &Checked,
     probes: &Probes,
-    server: &HeldCommand,
-    argv: Vec<String>,
+    server: &Server,
     started_at: String,
     m: Measured,
 ) -> Result<Results> {
@@ -359,7 +403,7 @@ fn assemble(
     let before = m.before.unwrap_or_else(|| after.clone());
     let window = after.probes.since(&before.probes);
     let server_process = server_process(
-        server.pid,
+        server.pid(),
         &before.server,
         &after.server,
         m.peak_threads,
@@ -402,8 +446,8 @@ fn assemble(
     let mut results = window.into_results(Collection {
         target: Target {
             kind: TargetKind::Run,
-            pids: vec![server.pid],
-            command: argv,
+            pids: vec![server.pid()],
+            command: server.argv.clone(),
             follow_children: true,
             ..Target::default()
         },
