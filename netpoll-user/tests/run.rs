@@ -101,9 +101,10 @@ fn blocking_threads_and_epoll_do_what_their_models_must() {
     assert_eq!(reads.eagain, 0);
     // Every request's 64 bytes were read by the server, give or take the window's edges: the
     // client counts requests by their start, the server's window is two probe snapshots taken
-    // by a thread that wakes within a few hundred µs of each edge.
+    // by a thread that wakes near each edge, but on two busy cores may wait for a CPU first
+    // (one CI run: 18 ms, 0.9 % of a 2 s window), hence 2 %.
     let expected = b.load.requests * 64;
-    let slack = (connections * 64 * 2).max(expected / 200);
+    let slack = (connections * 64 * 2).max(expected / 50);
     assert!(
         reads.bytes + slack >= expected && reads.bytes <= expected + slack,
         "read {} bytes for {} requests",
