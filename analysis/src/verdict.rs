@@ -146,7 +146,7 @@ fn pct(part: u64, whole: u64) -> f64 {
 const EPOLL: &[&str] = &["epoll_wait", "epoll_pwait", "epoll_pwait2"];
 const POLL: &[&str] = &["poll", "ppoll"];
 const SELECT: &[&str] = &["select", "pselect6"];
-const READS: &[&str] = &["read", "readv", "recvfrom", "recvmsg"];
+const READS: &[&str] = &["read", "readv", "recvfrom", "recvmsg", "recvmmsg"];
 
 /// Judges the process from its results and what was observed in /proc.
 pub fn judge(r: &Results, o: &Observed) -> IoModel {

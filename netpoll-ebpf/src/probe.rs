@@ -397,7 +397,8 @@ fn account(
     split: Split,
 ) {
     let kind = call.kind;
-    let is_rw = kind == Kind::Read as u8 || kind == Kind::Write as u8;
+    // Read, Write, and their batch forms (Kind's numbering keeps this to two compares).
+    let is_rw = kind <= Kind::Write as u8 || kind >= Kind::ReadBatch as u8;
     let slot = slot(call.index as usize, call.socket != 0 && is_rw, lower_bound) as u32;
     if sched_view() && !lower_bound {
         sched::record(slot, latency, &split);
@@ -417,9 +418,9 @@ fn account(
         if ret == -EAGAIN {
             stats.eagain += 1;
         }
-    } else if is_rw {
+    } else if kind <= Kind::Write as u8 {
         stats.bytes += ret as u64;
-    } else if kind == Kind::Multiplex as u8 {
+    } else if kind == Kind::Multiplex as u8 || kind >= Kind::ReadBatch as u8 {
         if ret == 0 {
             stats.zero_ready += 1;
         }

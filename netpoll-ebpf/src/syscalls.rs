@@ -18,6 +18,11 @@ pub enum Kind {
     Connect = 5,
     /// io_uring_enter: submits and/or waits for completions.
     Uring = 6,
+    /// Moves several datagrams in (recvmmsg): returns a message count, kept as a histogram
+    /// like ready events (bytes are not in the return value, so not counted).
+    ReadBatch = 7,
+    /// Moves several datagrams out (sendmmsg); as `ReadBatch`.
+    WriteBatch = 8,
 }
 
 /// How a call says whether it may block: read at entry from its arguments.
@@ -76,7 +81,7 @@ const fn waits(s: Syscall, wait: Wait, wait_arg: u8) -> Syscall {
 use Kind::*;
 
 /// Every measured syscall. Order is the ABI: a syscall's index here is its index in the maps.
-pub const SYSCALLS: [Syscall; 19] = [
+pub const SYSCALLS: [Syscall; 21] = [
     sc("read", Read, "read", 0, Some(63)),
     sc("readv", Read, "read", 19, Some(65)),
     sc("recvfrom", Read, "read", 45, Some(207)),
@@ -129,6 +134,9 @@ pub const SYSCALLS: [Syscall; 19] = [
         Wait::UringGetEvents,
         3,
     ),
+    // Appended, not grouped with the reads and writes: an index here is an index in the maps.
+    sc("recvmmsg", ReadBatch, "read", 299, Some(243)),
+    sc("sendmmsg", WriteBatch, "write", 307, Some(269)),
 ];
 
 pub const NUM_SYSCALLS: usize = SYSCALLS.len();
@@ -139,7 +147,15 @@ pub const MAX_SYSCALL_NR: u32 = 512;
 impl Kind {
     /// Read and write calls are split by what they touched: a socket or something else.
     pub const fn splits_by_socket(self) -> bool {
-        matches!(self, Kind::Read | Kind::Write)
+        matches!(
+            self,
+            Kind::Read | Kind::Write | Kind::ReadBatch | Kind::WriteBatch
+        )
+    }
+
+    /// The return value counts something (ready descriptors, messages): a histogram of it.
+    pub const fn counts_in_return(self) -> bool {
+        matches!(self, Kind::Multiplex | Kind::ReadBatch | Kind::WriteBatch)
     }
 }
 

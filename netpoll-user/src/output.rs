@@ -232,7 +232,17 @@ pub fn report(results: &Results) -> String {
             "\n{}",
             histogram(&format!("{} latency (ns)", class.name), &class.latency_ns)
         );
-        if !class.ready_events.is_empty() {
+        if !class.ready_events.is_empty() && class.name.starts_with("socket_") {
+            // recvmmsg/sendmmsg: their return value is a count of datagrams.
+            let _ = write!(
+                out,
+                "{}",
+                histogram(
+                    &format!("{} datagrams per recvmmsg/sendmmsg", class.name),
+                    &class.ready_events
+                )
+            );
+        } else if !class.ready_events.is_empty() {
             let _ = writeln!(
                 out,
                 "{}: {} calls returned no ready event, {} were non-blocking (zero timeout), {} could block",

@@ -76,6 +76,10 @@ fn main() {
             reads_and_writes_split_by_socket_with_exact_bytes,
         ),
         Trial::test(
+            "datagram_batches_are_counted_per_call",
+            datagram_batches_are_counted_per_call,
+        ),
+        Trial::test(
             "bystander_on_the_same_cpu_changes_nothing",
             bystander_on_the_same_cpu_changes_nothing,
         ),

@@ -109,6 +109,39 @@ pub fn check_io(r: &Results) -> TestResult {
     )
 }
 
+/// recvmmsg and sendmmsg: counted as socket reads and writes, their datagrams per call in the
+/// batch histogram (exact below 64), bytes not claimed (their return value counts datagrams).
+pub fn datagram_batches_are_counted_per_call() -> TestResult {
+    let run = profile_fixture("mmsg", &[]);
+    let r = run.results();
+    for name in ["sendmmsg", "recvmmsg"] {
+        // One row, on sockets: all calls moved datagrams.
+        let rows: Vec<_> = r.syscalls.iter().filter(|s| s.name == name).collect();
+        check(
+            rows.len() == 1 && rows[0].fd == Some(analysis::results::Fd::Socket),
+            format!("{name} rows {rows:?}"),
+        )?;
+        let s = rows[0];
+        check(s.calls == 3, format!("{name} calls {}", s.calls))?;
+        check(s.bytes == 0, format!("{name} bytes {}", s.bytes))?;
+        let batches: Vec<(u64, u64)> = s
+            .ready_events
+            .buckets()
+            .filter(|b| b.2 > 0)
+            .map(|(low, _, count)| (low, count))
+            .collect();
+        check(
+            batches == [(3, 1), (5, 1), (7, 1)],
+            format!("{name} datagrams per call {batches:?}"),
+        )?;
+    }
+    check(
+        r.class("socket_read").map(|c| c.calls) == Some(3)
+            && r.class("socket_write").map(|c| c.calls) == Some(3),
+        "socket classes",
+    )
+}
+
 pub fn reads_and_writes_split_by_socket_with_exact_bytes() -> TestResult {
     let run = profile_fixture("io", &[]);
     let r = run.results();
