@@ -17,6 +17,15 @@ pub struct Model {
     pub descriptor_limit: Option<usize>,
     /// What the I/O-model verdict must say of it.
     pub family: Family,
+    /// TCP (a connection per client) or UDP (datagrams, `udp://` load).
+    pub transport: Transport,
+}
+
+/// How a model's clients reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
 }
 
 /// A model run with an option that changes what it is: named `model+option` wherever models
@@ -39,6 +48,7 @@ pub const MODELS: &[Model] = &[
         color: RGBColor(31, 119, 180),
         descriptor_limit: None,
         family: Family::BlockingPerConnection,
+        transport: Transport::Tcp,
     },
     Model {
         name: "blocking-iterative",
@@ -46,6 +56,7 @@ pub const MODELS: &[Model] = &[
         color: RGBColor(255, 127, 14),
         descriptor_limit: None,
         family: Family::BlockingIterative,
+        transport: Transport::Tcp,
     },
     Model {
         name: "nonblocking-spin",
@@ -53,6 +64,7 @@ pub const MODELS: &[Model] = &[
         color: RGBColor(44, 160, 44),
         descriptor_limit: None,
         family: Family::BusyPolling,
+        transport: Transport::Tcp,
     },
     Model {
         name: "select",
@@ -61,6 +73,7 @@ pub const MODELS: &[Model] = &[
         // FD_SETSIZE on Linux.
         descriptor_limit: Some(1024),
         family: Family::Select,
+        transport: Transport::Tcp,
     },
     Model {
         name: "poll",
@@ -68,6 +81,7 @@ pub const MODELS: &[Model] = &[
         color: RGBColor(148, 103, 189),
         descriptor_limit: None,
         family: Family::Poll,
+        transport: Transport::Tcp,
     },
     Model {
         name: "epoll-lt",
@@ -75,6 +89,7 @@ pub const MODELS: &[Model] = &[
         color: RGBColor(140, 86, 75),
         descriptor_limit: None,
         family: Family::EpollReactor,
+        transport: Transport::Tcp,
     },
     Model {
         name: "epoll-et",
@@ -82,6 +97,7 @@ pub const MODELS: &[Model] = &[
         color: RGBColor(227, 119, 194),
         descriptor_limit: None,
         family: Family::EpollReactor,
+        transport: Transport::Tcp,
     },
     Model {
         name: "epoll-reactors",
@@ -89,6 +105,7 @@ pub const MODELS: &[Model] = &[
         color: RGBColor(127, 127, 127),
         descriptor_limit: None,
         family: Family::EpollReactors,
+        transport: Transport::Tcp,
     },
     Model {
         name: "tokio",
@@ -96,6 +113,7 @@ pub const MODELS: &[Model] = &[
         color: RGBColor(188, 189, 34),
         descriptor_limit: None,
         family: Family::MnRuntime,
+        transport: Transport::Tcp,
     },
     Model {
         name: "io-uring",
@@ -103,6 +121,7 @@ pub const MODELS: &[Model] = &[
         color: RGBColor(23, 190, 207),
         descriptor_limit: None,
         family: Family::IoUring,
+        transport: Transport::Tcp,
     },
     Model {
         name: "sigio",
@@ -110,6 +129,7 @@ pub const MODELS: &[Model] = &[
         color: RGBColor(0, 0, 128),
         descriptor_limit: None,
         family: Family::SignalDriven,
+        transport: Transport::Tcp,
     },
     Model {
         name: "go-netpoller",
@@ -118,6 +138,31 @@ pub const MODELS: &[Model] = &[
         color: RGBColor(0, 125, 156),
         descriptor_limit: None,
         family: Family::MnRuntime,
+        transport: Transport::Tcp,
+    },
+    Model {
+        name: "udp-blocking",
+        about: "UDP: one thread in recvfrom for every client, a sendto per reply",
+        color: RGBColor(255, 187, 120),
+        descriptor_limit: None,
+        family: Family::BlockingIterative,
+        transport: Transport::Udp,
+    },
+    Model {
+        name: "udp-epoll",
+        about: "UDP: non-blocking, epoll_wait, then recvmmsg/sendmmsg batches of up to 64 datagrams",
+        color: RGBColor(152, 223, 138),
+        descriptor_limit: None,
+        family: Family::EpollReactor,
+        transport: Transport::Udp,
+    },
+    Model {
+        name: "udp-io-uring",
+        about: "UDP: 64 receives queued in io_uring (RecvMsg), each answered by a SendMsg (--sqpoll)",
+        color: RGBColor(158, 218, 229),
+        descriptor_limit: None,
+        family: Family::IoUring,
+        transport: Transport::Udp,
     },
 ];
 

@@ -156,6 +156,10 @@ pub struct Environment {
     /// CPUs the load generator was pinned to (`--client-cpus`); absent: not pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_cpus: Option<Vec<usize>>,
+    /// The network path between load generator and server when not loopback (`--netns`): the
+    /// veth pair, its addresses and the server's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     /// CPUs of the machine.
     pub cpus: usize,
     /// Time the hypervisor gave the machine's CPUs to others (steal, all CPUs, /proc/stat).

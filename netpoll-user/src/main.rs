@@ -3,6 +3,7 @@
 mod commands;
 mod load;
 mod metrics;
+mod netns;
 mod observe;
 mod output;
 mod probes;
@@ -52,7 +53,8 @@ enum Command {
     /// coordinated omission; latency percentiles and histogram.
     #[command(
         after_help = "TARGET is HOST:PORT for netpoll's echo protocol (see `netpoll serve`), \
-        or an http:// URL: HTTP/1.1 keep-alive GET requests, for nginx and other servers.\n\n\
+        or an http:// URL: HTTP/1.1 keep-alive GET requests, for nginx and other servers; \
+        redis:// and memcached:// GET a key; udp:// sends UDP echo datagrams.\n\n\
         Closed loop (default): each connection sends its next request when the reply arrives; \
         latency is from send to reply. Open loop (--rate): requests are sent on a fixed schedule \
         and latency is measured from each request's intended start, so time spent queued behind \
@@ -60,7 +62,8 @@ enum Command {
         Examples:\n  \
         netpoll load 127.0.0.1:7878 -c 64 -d 10\n  \
         netpoll load 127.0.0.1:7878 -c 16 --rate 20000 --json load.json\n  \
-        netpoll load http://127.0.0.1:8080/index.html -c 32 -t 2"
+        netpoll load http://127.0.0.1:8080/index.html -c 32 -t 2\n  \
+        netpoll load udp://127.0.0.1:7878 -c 8 --rate 10000 --timeout 0.1"
     )]
     Load(commands::load::Args),
     /// Run one I/O model's server, or any server (--server-cmd), under load with the probes

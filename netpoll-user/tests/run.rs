@@ -66,7 +66,7 @@ fn every_model_runs_and_reports_both_sides() {
         assert_eq!(r.end_reason, EndReason::Duration);
         assert!(!r.partial);
         // The server answered every request through some measured syscall.
-        let moved = if model == "io-uring" {
+        let moved = if model.ends_with("io-uring") {
             "io_uring"
         } else {
             "socket_write"
@@ -463,4 +463,7 @@ verdict_tests! {
     verdict_io_uring_sqpoll: "io-uring+sqpoll" says "SQPOLL";
     verdict_sigio: "sigio" says "O_ASYNC";
     verdict_go_netpoller: "go-netpoller" says "Go's netpoller";
+    verdict_udp_blocking: "udp-blocking" says "iterative";
+    verdict_udp_epoll: "udp-epoll" says "level-triggered, single reactor";
+    verdict_udp_io_uring: "udp-io-uring" says "io_uring";
 }

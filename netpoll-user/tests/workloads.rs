@@ -3,14 +3,15 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpStream, UdpSocket},
     process::Command,
     time::Duration,
 };
 
 mod common;
 
-use common::{NETPOLL, Server, models};
+use analysis::models::Transport;
+use common::{NETPOLL, Server, models, models_of};
 
 /// `clients` connections at once, each sending `requests` distinct payloads and checking replies.
 fn exercise(server: &Server, payload: usize, clients: usize, requests: usize) {
@@ -41,7 +42,7 @@ fn exercise(server: &Server, payload: usize, clients: usize, requests: usize) {
 
 #[test]
 fn every_model_echoes_small_payloads_to_many_clients() {
-    for model in models() {
+    for model in models_of(Transport::Tcp) {
         let server = Server::start(model, 1, &[]);
         // blocking-iterative serves one client at a time: the others queue, and still finish.
         exercise(&server, 1, 16, 50);
@@ -50,9 +51,53 @@ fn every_model_echoes_small_payloads_to_many_clients() {
 
 #[test]
 fn every_model_echoes_64k_payloads_through_partial_reads_and_writes() {
-    for model in models() {
+    for model in models_of(Transport::Tcp) {
         let server = Server::start(model, 65536, &[]);
         exercise(&server, 65536, 4, 8);
+    }
+}
+
+/// 1,000 datagrams of several sizes (up to the largest UDP payload), from 4 clients at once, each
+/// waiting for its reply: every payload comes back intact, none is lost at this low rate.
+#[test]
+fn every_udp_model_echoes_1000_datagrams_of_every_size() {
+    const SIZES: [usize; 5] = [1, 64, 1472, 9000, 65_507];
+    for model in models_of(Transport::Udp) {
+        for extra in [&[][..], &["--sqpoll"][..]] {
+            if !extra.is_empty() && model != "udp-io-uring" {
+                continue;
+            }
+            let server = Server::start(model, 64, extra);
+            let clients: Vec<_> = (0..4)
+                .map(|c| {
+                    let addr = server.addr.clone();
+                    std::thread::spawn(move || {
+                        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+                        socket.connect(&addr).expect("connect");
+                        socket
+                            .set_read_timeout(Some(Duration::from_secs(2)))
+                            .expect("timeout");
+                        let mut reply = vec![0u8; 65_536];
+                        for r in 0..250 {
+                            let size = SIZES[r % SIZES.len()];
+                            let request: Vec<u8> =
+                                (0..size).map(|i| (i * 31 + c * 7 + r * 13) as u8).collect();
+                            socket.send(&request).expect("send");
+                            let n = socket.recv(&mut reply).unwrap_or_else(|e| {
+                                panic!("{model} client {c} datagram {r} ({size} B) lost: {e}")
+                            });
+                            assert!(
+                                reply[..n] == request[..],
+                                "{model} client {c} datagram {r}: wrong echo"
+                            );
+                        }
+                    })
+                })
+                .collect();
+            for c in clients {
+                c.join().expect("client failed");
+            }
+        }
     }
 }
 

@@ -19,10 +19,13 @@ use crate::{
 #[derive(clap::Args)]
 pub struct Args {
     /// HOST:PORT (netpoll's echo), http://HOST[:PORT]/PATH (keep-alive GET),
-    /// redis://HOST[:PORT] (RESP GET of a key SET before the run) or memcached://HOST[:PORT]
-    /// (get of a key set before the run). Replies are checked byte for byte.
+    /// redis://HOST[:PORT] (RESP GET of a key SET before the run), memcached://HOST[:PORT]
+    /// (get of a key set before the run) or udp://HOST[:PORT] (UDP echo: each of -c sockets
+    /// has one datagram outstanding, a reply not back within --timeout is lost). Replies are
+    /// checked byte for byte.
     target: String,
-    /// Echo: bytes per request (the server's --payload); redis and memcached: the value's size.
+    /// Echo: bytes per request (the server's --payload; udp: at least 8, for the sequence
+    /// number); redis and memcached: the value's size.
     #[arg(long, default_value_t = 64)]
     payload: usize,
     #[command(flatten)]

@@ -2,25 +2,30 @@
 
 use std::{
     io::Write as _,
-    net::{SocketAddr, TcpListener},
-    os::fd::FromRawFd as _,
+    net::{SocketAddr, TcpListener, UdpSocket},
+    os::fd::{BorrowedFd, FromRawFd as _},
     sync::Arc,
 };
 
 use analysis::{models, workload::Workload};
 use anyhow::{Context as _, Result, anyhow, bail};
-use nix::fcntl::{FcntlArg, fcntl};
+use nix::{
+    fcntl::{FcntlArg, fcntl},
+    sys::socket::{SockType, getsockopt, sockopt},
+};
 
-use crate::workloads::{self, Config};
+use crate::workloads::{self, Config, Serve};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     workload: Workload,
-    /// Address to listen on; port 0 picks a free one (printed on start).
+    /// Address to listen on (TCP, or UDP for the udp-* models); port 0 picks a free one
+    /// (printed on start).
     #[arg(short, long, default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
-    /// Serve on this inherited, already listening socket instead (used by `netpoll run`).
+    /// Serve on this inherited socket instead, already listening (TCP) or bound (UDP) (used by
+    /// `netpoll run`).
     #[arg(long, hide = true, value_name = "FD")]
     listen_fd: Option<i32>,
 }
@@ -55,33 +60,52 @@ pub fn run(args: Args) -> Result<i32> {
         server: workload.server,
         disk_file: disk.as_ref().map(workloads::disk_path),
     });
-    let listener = match args.listen_fd {
-        Some(fd) => inherited_listener(fd)?,
-        None => {
-            let listener = TcpListener::bind(args.listen)
-                .with_context(|| format!("cannot listen on {}", args.listen))?;
-            println!(
-                "netpoll serve: {} listening on {}",
-                model.name,
-                listener.local_addr()?
-            );
-            std::io::stdout().flush()?;
-            listener
+    let announce = |addr: SocketAddr, what: &str| -> Result<()> {
+        println!("netpoll serve: {} {what} {addr}", model.name);
+        Ok(std::io::stdout().flush()?)
+    };
+    let result = match serve {
+        Serve::Tcp(serve) => {
+            let listener = match args.listen_fd {
+                // SAFETY: an open stream socket handed to us to own (checked).
+                Some(fd) => unsafe { TcpListener::from_raw_fd(inherited(fd, SockType::Stream)?) },
+                None => {
+                    let listener = TcpListener::bind(args.listen)
+                        .with_context(|| format!("cannot listen on {}", args.listen))?;
+                    announce(listener.local_addr()?, "listening on")?;
+                    listener
+                }
+            };
+            serve(listener, config)
+        }
+        Serve::Udp(serve) => {
+            let socket = match args.listen_fd {
+                // SAFETY: an open datagram socket handed to us to own (checked).
+                Some(fd) => unsafe { UdpSocket::from_raw_fd(inherited(fd, SockType::Datagram)?) },
+                None => {
+                    let socket = UdpSocket::bind(args.listen)
+                        .with_context(|| format!("cannot bind UDP {}", args.listen))?;
+                    announce(socket.local_addr()?, "receiving UDP on")?;
+                    socket
+                }
+            };
+            workloads::size_udp_buffers(&socket);
+            serve(socket, config)
         }
     };
-    let result = serve(listener, config);
     drop(disk);
     result.map(|()| 0)
 }
 
-fn inherited_listener(fd: i32) -> Result<TcpListener> {
+/// An inherited descriptor, checked to be an open socket of the model's type.
+fn inherited(fd: i32, want: SockType) -> Result<i32> {
     if fcntl(fd, FcntlArg::F_GETFD).is_err() {
         bail!("--listen-fd {fd}: not an open descriptor");
     }
-    // SAFETY: an open descriptor handed to us to own; checked to be a socket below.
-    let listener = unsafe { TcpListener::from_raw_fd(fd) };
-    listener
-        .local_addr()
-        .with_context(|| format!("--listen-fd {fd}: not a listening TCP socket"))?;
-    Ok(listener)
+    // SAFETY: checked open just above; only borrowed for the query.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    match getsockopt(&borrowed, sockopt::SockType) {
+        Ok(t) if t == want => Ok(fd),
+        _ => bail!("--listen-fd {fd}: not a {want:?} socket, as this model needs"),
+    }
 }

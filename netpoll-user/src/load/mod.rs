@@ -7,6 +7,7 @@
 
 mod plan;
 mod protocol;
+mod udp;
 mod worker;
 
 use std::{
@@ -83,7 +84,10 @@ pub fn run(plan: &Plan, watcher: &mut dyn Watcher, progress: bool) -> Result<Out
         let handles: Vec<_> = (0..plan.options.threads)
             .map(|i| {
                 let (shared, start, origin) = (&shared, &start, &origin);
-                scope.spawn(move || worker::run(plan, i, shared, start, origin))
+                scope.spawn(move || match plan.protocol {
+                    Protocol::Udp { .. } => udp::run(plan, i, shared, start, origin),
+                    _ => worker::run(plan, i, shared, start, origin),
+                })
             })
             .collect();
         start.wait();

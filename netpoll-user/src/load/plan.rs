@@ -6,7 +6,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use analysis::workload::LoadOptions;
 use anyhow::{Context as _, Result, bail};
 
-use super::Protocol;
+use super::{Protocol, udp};
+
+/// The largest UDP payload over IPv4.
+const MAX_DATAGRAM: usize = 65_507;
 
 /// A load run, validated.
 #[derive(Debug, Clone)]
@@ -47,14 +50,22 @@ impl Plan {
             }
             None if target.contains("://") => {
                 let (scheme, rest) = target.split_once("://").unwrap_or_default();
-                let protocol = match scheme {
-                    "redis" => Protocol::redis_get(payload),
-                    "memcached" => Protocol::memcached_get(payload),
+                let (protocol, default_port) = match scheme {
+                    "redis" => (Protocol::redis_get(payload), 6379),
+                    "memcached" => (Protocol::memcached_get(payload), 11211),
+                    "udp" => {
+                        if !(udp::SEQUENCE_BYTES..=MAX_DATAGRAM).contains(&payload) {
+                            bail!(
+                                "udp:// needs a --payload of {} to {MAX_DATAGRAM} bytes (each datagram carries a sequence number)",
+                                udp::SEQUENCE_BYTES
+                            );
+                        }
+                        (Protocol::udp_echo(payload), 7)
+                    }
                     _ => bail!(
-                        "{target}: the targets are host:port (echo), http://, redis:// and memcached://"
+                        "{target}: the targets are host:port (echo), http://, redis://, memcached:// and udp://"
                     ),
                 };
-                let default_port = if scheme == "redis" { 6379 } else { 11211 };
                 let host_port = if rest.contains(':') {
                     rest.trim_end_matches('/').to_string()
                 } else {
@@ -88,6 +99,9 @@ impl Plan {
     ) -> Result<Plan> {
         if o.connections == 0 {
             bail!("--connections must be at least 1");
+        }
+        if o.idle_connections > 0 && matches!(protocol, Protocol::Udp { .. }) {
+            bail!("--idle-connections: UDP has no connections to leave idle");
         }
         if o.threads == 0 {
             bail!("--client-threads must be at least 1");
@@ -123,6 +137,7 @@ impl Plan {
             ("echo", Some(p)) => format!("echo, {p} B"),
             ("redis", Some(p)) => format!("redis GET of a {p} B value"),
             ("memcached", Some(p)) => format!("memcached get of a {p} B value"),
+            ("udp", Some(p)) => format!("UDP echo, {p} B datagrams"),
             _ => "HTTP GET".into(),
         };
         let mode = match self.options.rate {

@@ -27,6 +27,11 @@ pub enum Protocol {
     Http {
         request: Vec<u8>,
     },
+    /// UDP echo: each datagram of `request`'s size comes back unchanged; its first bytes carry
+    /// a sequence number (set per datagram by the UDP worker, `udp.rs`).
+    Udp {
+        request: Vec<u8>,
+    },
 }
 
 /// The key the redis and memcached modes store and read.
@@ -91,6 +96,13 @@ impl Protocol {
         }
     }
 
+    /// UDP echo of `payload`-byte datagrams.
+    pub fn udp_echo(payload: usize) -> Protocol {
+        Protocol::Udp {
+            request: pattern(payload),
+        }
+    }
+
     pub fn http_get(host: &str, path: &str) -> Protocol {
         Protocol::Http {
             request: format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: netpoll\r\n\r\n")
@@ -100,7 +112,9 @@ impl Protocol {
 
     pub fn request(&self) -> &[u8] {
         match self {
-            Protocol::Exact { request, .. } | Protocol::Http { request } => request,
+            Protocol::Exact { request, .. }
+            | Protocol::Http { request }
+            | Protocol::Udp { request } => request,
         }
     }
 
@@ -108,6 +122,7 @@ impl Protocol {
         match self {
             Protocol::Exact { name, .. } => name,
             Protocol::Http { .. } => "http",
+            Protocol::Udp { .. } => "udp",
         }
     }
 
@@ -222,6 +237,8 @@ impl ReplyParser {
                 }
             }
             Protocol::Http { .. } => self.feed_http(data),
+            // Datagrams are checked whole by the UDP worker, never through a stream parser.
+            Protocol::Udp { .. } => Progress::Bad,
         }
     }
 

@@ -65,16 +65,32 @@ pub struct WorkerResults {
 /// Largest latency recorded exactly: an hour, in nanoseconds.
 const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
 /// How often outstanding requests are checked against the timeout.
-const TIMEOUT_SCAN_NS: u64 = 10_000_000;
+pub const TIMEOUT_SCAN_NS: u64 = 10_000_000;
 /// Longest epoll wait, so that a stop request is noticed promptly.
-const MAX_WAIT_NS: u64 = 50_000_000;
+pub const MAX_WAIT_NS: u64 = 50_000_000;
 /// Below this, wait for the next request's time by polling rather than sleeping.
-const SPIN_NS: u64 = 100_000;
+pub const SPIN_NS: u64 = 100_000;
 /// Pause before reopening a connection that could not be opened.
 const RECONNECT_DELAY_NS: u64 = 100_000_000;
 
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("static bounds are valid")
+}
+
+impl WorkerResults {
+    pub fn new() -> WorkerResults {
+        WorkerResults {
+            latency: new_histogram(),
+            service_time: new_histogram(),
+            requests: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            errors: LoadErrors::default(),
+            unsent: 0,
+            starved: 0,
+            send_lag: new_histogram(),
+        }
+    }
 }
 
 enum State {
@@ -224,17 +240,7 @@ pub fn run(
         origin,
         warmup_ns: plan.options.warmup.as_nanos() as u64,
         end_ns: (plan.options.warmup + plan.options.duration).as_nanos() as u64,
-        results: WorkerResults {
-            latency: new_histogram(),
-            service_time: new_histogram(),
-            requests: 0,
-            bytes_sent: 0,
-            bytes_received: 0,
-            errors: LoadErrors::default(),
-            unsent: 0,
-            starved: 0,
-            send_lag: new_histogram(),
-        },
+        results: WorkerResults::new(),
         buf: vec![0; 64 * 1024],
         replies: 0,
     };
@@ -646,10 +652,10 @@ impl Worker<'_> {
 }
 
 /// An epoll instance, edge-triggered, with nanosecond timeouts (epoll_pwait2).
-struct Epoll(OwnedFd);
+pub struct Epoll(OwnedFd);
 
 impl Epoll {
-    fn new() -> io::Result<Epoll> {
+    pub fn new() -> io::Result<Epoll> {
         // SAFETY: plain syscall; the result is checked and owned.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
@@ -659,7 +665,7 @@ impl Epoll {
         Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    fn add(&self, fd: i32, token: u64) -> io::Result<()> {
+    pub fn add(&self, fd: i32, token: u64) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd, token, false)
     }
 
@@ -678,7 +684,7 @@ impl Epoll {
         Ok(())
     }
 
-    fn wait(&self, events: &mut [libc::epoll_event], timeout_ns: u64) -> io::Result<usize> {
+    pub fn wait(&self, events: &mut [libc::epoll_event], timeout_ns: u64) -> io::Result<usize> {
         let timeout = libc::timespec {
             tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
             tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,

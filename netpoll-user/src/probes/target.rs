@@ -77,16 +77,27 @@ impl HeldCommand {
     /// Like `spawn`, and the command inherits descriptor `pass` (close-on-exec cleared in the
     /// child only).
     pub fn spawn_passing(argv: &[String], pass: Option<i32>) -> Result<HeldCommand> {
-        Self::spawn_with(argv, pass, false)
+        Self::spawn_with(argv, pass, false, None)
+    }
+
+    /// Like `spawn_passing`, the command in the network namespace `netns` (an open
+    /// /run/netns/NAME), entered before its first instruction.
+    pub fn spawn_in_netns(argv: &[String], pass: i32, netns: i32) -> Result<HeldCommand> {
+        Self::spawn_with(argv, Some(pass), false, Some(netns))
     }
 
     /// Like `spawn`, in a process group of its own, so that the command and every child it
     /// starts can be signalled together ([`HeldCommand::stop_group`]).
     pub fn spawn_group(argv: &[String]) -> Result<HeldCommand> {
-        Self::spawn_with(argv, None, true)
+        Self::spawn_with(argv, None, true, None)
     }
 
-    fn spawn_with(argv: &[String], pass: Option<i32>, group: bool) -> Result<HeldCommand> {
+    fn spawn_with(
+        argv: &[String],
+        pass: Option<i32>,
+        group: bool,
+        netns: Option<i32>,
+    ) -> Result<HeldCommand> {
         let Some(program) = argv.first() else {
             bail!("no command given after --")
         };
@@ -104,13 +115,18 @@ impl HeldCommand {
         arg_ptrs.push(std::ptr::null());
         let (err_read, err_write) = pipe2(OFlag::O_CLOEXEC)?;
 
-        // SAFETY: the child only calls async-signal-safe functions (setpgid, fcntl, kill, execv,
-        // write, _exit) on memory prepared before the fork.
+        // SAFETY: the child only calls async-signal-safe functions (setpgid, setns, fcntl, kill,
+        // execv, write, _exit) on memory prepared before the fork.
         match unsafe { fork() }.context("fork failed")? {
             ForkResult::Child => unsafe {
                 libc::close(err_read.as_raw_fd());
                 if group {
                     libc::setpgid(0, 0);
+                }
+                if let Some(ns) = netns
+                    && libc::setns(ns, libc::CLONE_NEWNET) != 0
+                {
+                    libc::_exit(126);
                 }
                 if let Some(fd) = pass {
                     libc::fcntl(fd, libc::F_SETFD, 0);

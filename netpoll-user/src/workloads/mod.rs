@@ -17,11 +17,14 @@ mod poll;
 mod select;
 mod sigio;
 mod tokio_tasks;
+mod udp_blocking;
+mod udp_epoll;
+mod udp_io_uring;
 
 use std::{
     fs::File,
     io::{self, Read, Seek, Write},
-    net::TcpListener,
+    net::{TcpListener, UdpSocket},
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -56,24 +59,32 @@ impl Config {
     }
 }
 
-/// A model's server: serves on the listener until killed.
-pub type Serve = fn(TcpListener, Arc<Config>) -> Result<()>;
+/// A model's server: serves on its listening TCP socket, or its bound UDP socket, until killed.
+#[derive(Clone, Copy)]
+pub enum Serve {
+    Tcp(fn(TcpListener, Arc<Config>) -> Result<()>),
+    Udp(fn(UdpSocket, Arc<Config>) -> Result<()>),
+}
 
 /// The implementation of each model of the catalogue (`analysis::models`).
 fn implementation(model: &str) -> Option<Serve> {
+    use Serve::{Tcp, Udp};
     Some(match model {
-        "blocking-threads" => blocking_threads::serve,
-        "blocking-iterative" => blocking_iterative::serve,
-        "nonblocking-spin" => nonblocking_spin::serve,
-        "select" => select::serve,
-        "poll" => poll::serve,
-        "epoll-lt" => epoll::serve_level_triggered,
-        "epoll-et" => epoll::serve_edge_triggered,
-        "epoll-reactors" => epoll_reactors::serve,
-        "tokio" => tokio_tasks::serve,
-        "io-uring" => io_uring::serve,
-        "sigio" => sigio::serve,
-        "go-netpoller" => go_netpoller::serve,
+        "blocking-threads" => Tcp(blocking_threads::serve),
+        "blocking-iterative" => Tcp(blocking_iterative::serve),
+        "nonblocking-spin" => Tcp(nonblocking_spin::serve),
+        "select" => Tcp(select::serve),
+        "poll" => Tcp(poll::serve),
+        "epoll-lt" => Tcp(epoll::serve_level_triggered),
+        "epoll-et" => Tcp(epoll::serve_edge_triggered),
+        "epoll-reactors" => Tcp(epoll_reactors::serve),
+        "tokio" => Tcp(tokio_tasks::serve),
+        "io-uring" => Tcp(io_uring::serve),
+        "sigio" => Tcp(sigio::serve),
+        "go-netpoller" => Tcp(go_netpoller::serve),
+        "udp-blocking" => Udp(udp_blocking::serve),
+        "udp-epoll" => Udp(udp_epoll::serve),
+        "udp-io-uring" => Udp(udp_io_uring::serve),
         _ => return None,
     })
 }
@@ -92,6 +103,34 @@ pub fn find(name: &str) -> Result<(&'static Model, Serve)> {
     let serve = implementation(name)
         .ok_or_else(|| anyhow!("model {name} has no implementation in this netpoll"))?;
     Ok((model, serve))
+}
+
+/// Receive buffer of every UDP model's socket. The default (net.core.rmem_default, 208 KiB)
+/// holds only a few 64 KiB datagrams, each charged at twice its size or more: a burst from a
+/// few clients would be dropped before any model could read it. Servers that take UDP seriously
+/// raise it; all models get the same.
+const UDP_RECEIVE_BUFFER: usize = 8 << 20;
+
+/// Sets the UDP socket's receive buffer (beyond net.core.rmem_max with CAP_NET_ADMIN, which
+/// `netpoll run` has; else as large as that allows).
+pub fn size_udp_buffers(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd as _;
+    let size = UDP_RECEIVE_BUFFER as libc::c_int;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt with an int option on an open socket.
+        let ok = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&raw const size).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        } == 0;
+        if ok {
+            return;
+        }
+    }
 }
 
 /// The per-request work, whatever the I/O model. Each thread owns one (the file offset is its own).
@@ -272,9 +311,14 @@ mod tests {
     }
 
     #[test]
-    fn every_model_of_the_catalogue_is_implemented() {
+    fn every_model_of_the_catalogue_is_implemented_for_its_transport() {
         for model in models::MODELS {
-            assert!(find(model.name).is_ok(), "{} has no server", model.name);
+            let (_, serve) = find(model.name).unwrap_or_else(|_| panic!("{}", model.name));
+            let transport = match serve {
+                Serve::Tcp(_) => models::Transport::Tcp,
+                Serve::Udp(_) => models::Transport::Udp,
+            };
+            assert_eq!(transport, model.transport, "{}", model.name);
         }
     }
 

@@ -14,6 +14,14 @@ pub fn models() -> impl Iterator<Item = &'static str> {
     analysis::models::MODELS.iter().map(|m| m.name)
 }
 
+/// The models of one transport (TCP: connections; UDP: datagrams).
+pub fn models_of(transport: analysis::models::Transport) -> impl Iterator<Item = &'static str> {
+    analysis::models::MODELS
+        .iter()
+        .filter(move |m| m.transport == transport)
+        .map(|m| m.name)
+}
+
 /// A server started with `netpoll serve`, killed on drop.
 pub struct Server {
     pub child: Child,
@@ -42,7 +50,7 @@ impl Server {
             .expect("first line");
         let addr = line.trim().rsplit(' ').next().expect("address").to_string();
         assert!(
-            line.contains("listening on"),
+            line.contains("listening on") || line.contains("receiving UDP on"),
             "unexpected first line {line:?}"
         );
         Server { child, addr }

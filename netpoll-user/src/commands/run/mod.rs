@@ -5,10 +5,14 @@
 
 mod server;
 
-use std::net::{SocketAddr, TcpListener};
+use std::{
+    net::{SocketAddr, TcpListener, UdpSocket},
+    os::fd::{AsRawFd as _, OwnedFd},
+};
 
 use analysis::{
     Results,
+    models::Transport,
     results::{EndReason, Target, TargetKind},
     run::{Environment, PerRequest, RunInfo, SchedPerRequest, ServerProcess},
     sched::CallSched,
@@ -21,6 +25,7 @@ use self::server::{Server, Spec};
 use super::ResultsArgs;
 use crate::{
     load::{self, Outcome, Plan, Protocol, StopReason, Watcher},
+    netns,
     observe::Sampler,
     output,
     probes::{
@@ -51,6 +56,11 @@ pub struct Args {
         conflicts_with = "server_cmd"
     )]
     listen: SocketAddr,
+    /// Run the model's server in a network namespace of its own, reached through a veth pair
+    /// (198.18.0.0/15 addresses, the --listen port): requests cross a network device instead
+    /// of loopback. Removed after the run; a crashed run's leftovers at the next one.
+    #[arg(long, conflicts_with = "server_cmd")]
+    netns: bool,
     #[command(flatten)]
     load: LoadOptions,
     /// Pin the server (all its threads) to these CPUs, like `taskset -c` (e.g. 1, or 2-3).
@@ -123,6 +133,8 @@ pub fn run(args: Args) -> Result<i32> {
 struct Checked {
     workload: Workload,
     spec: Spec,
+    /// The veth path with `--netns`: torn down when dropped, after the server has stopped.
+    path: Option<netns::Path>,
     plan: Plan,
     sinks: ResultsSinks,
     quiet: bool,
@@ -144,8 +156,16 @@ fn check(args: Args) -> Result<Checked> {
             system::check_cpus(cpus, option)?;
         }
     }
+    let path = if args.netns {
+        for name in netns::remove_leftovers() {
+            eprintln!("netpoll: removed network namespace {name}, left by a run that crashed");
+        }
+        Some(netns::Path::create(std::process::id())?)
+    } else {
+        None
+    };
     let (workload, spec, plan) = match (&args.model, &args.external.server_cmd) {
-        (Some(model), _) => check_model(model, &args)?,
+        (Some(model), _) => check_model(model, &args, path.as_ref())?,
         (None, Some(command)) => check_external(command, &args)?,
         (None, None) => bail!("give --model or --server-cmd"),
     };
@@ -154,6 +174,7 @@ fn check(args: Args) -> Result<Checked> {
     Ok(Checked {
         workload,
         spec,
+        path,
         plan,
         sinks,
         quiet: args.results.quiet,
@@ -166,7 +187,11 @@ fn check(args: Args) -> Result<Checked> {
 
 /// One of netpoll's models: built if it must be, on a listener opened here (a busy port is a
 /// clear error now, and the address is known), which the server inherits.
-fn check_model(model: &str, args: &Args) -> Result<(Workload, Spec, Plan)> {
+fn check_model(
+    model: &str,
+    args: &Args,
+    path: Option<&netns::Path>,
+) -> Result<(Workload, Spec, Plan)> {
     let workload = Workload {
         model: model.into(),
         server: args.server.clone(),
@@ -175,18 +200,44 @@ fn check_model(model: &str, args: &Args) -> Result<(Workload, Spec, Plan)> {
     let (mut workload, model) = workload.resolve().map_err(|e| anyhow!(e))?;
     // A model built on first use is built now, not while the load generator waits.
     workloads::prepare(&workload.model)?;
-    let listener = TcpListener::bind(args.listen)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    workload.server.listen = addr.to_string();
     let payload = workload.server.payload;
-    let plan = Plan::with(
-        addr,
-        addr.to_string(),
-        Protocol::echo(payload),
-        Some(payload),
-        &args.load,
-    )?;
+    // With --netns the socket is made inside the namespace, on the server's address there.
+    let listen = match path {
+        Some(p) => SocketAddr::new(p.server_ip.into(), args.listen.port()),
+        None => args.listen,
+    };
+    let transport = model.transport;
+    let bind = move || -> Result<(OwnedFd, SocketAddr)> {
+        Ok(match transport {
+            Transport::Tcp => {
+                let l = TcpListener::bind(listen)
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                let addr = l.local_addr()?;
+                (l.into(), addr)
+            }
+            Transport::Udp => {
+                let s =
+                    UdpSocket::bind(listen).with_context(|| format!("cannot bind UDP {listen}"))?;
+                let addr = s.local_addr()?;
+                (s.into(), addr)
+            }
+        })
+    };
+    let (socket, addr) = match path {
+        Some(p) => p.inside(bind)?,
+        None => bind()?,
+    };
+    let plan = match transport {
+        Transport::Tcp => Plan::with(
+            addr,
+            addr.to_string(),
+            Protocol::echo(payload),
+            Some(payload),
+            &args.load,
+        )?,
+        Transport::Udp => Plan::new(&format!("udp://{addr}"), payload, &args.load)?,
+    };
+    workload.server.listen = plan.addr.to_string();
     if let Some(limit) = model.descriptor_limit {
         // Descriptors 0-2, the listener and the model's own take the lowest numbers.
         let needed = args.load.connections + args.load.idle_connections + 8;
@@ -199,7 +250,14 @@ fn check_model(model: &str, args: &Args) -> Result<(Workload, Spec, Plan)> {
             );
         }
     }
-    Ok((workload, Spec::Model { listener }, plan))
+    Ok((
+        workload,
+        Spec::Model {
+            socket,
+            netns: path.map(|p| p.handle().as_raw_fd()),
+        },
+        plan,
+    ))
 }
 
 /// A third-party server: its target as `netpoll load` takes it, and nothing else accepting
@@ -476,6 +534,7 @@ fn environment(c: &Checked, before: &Edge, after: &Edge) -> Environment {
     let client = cpu(&after.client).saturating_sub(cpu(&before.client));
     let busy = after.machine.busy_ns.saturating_sub(before.machine.busy_ns);
     Environment {
+        network: c.path.as_ref().map(netns::Path::describe),
         server_cpus: c.server_cpus.clone(),
         client_cpus: c.client_cpus.clone(),
         cpus: system::online_cpus(),

@@ -5,8 +5,8 @@
 //! anything it left behind found and killed).
 
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
-    os::fd::AsRawFd as _,
+    net::{SocketAddr, TcpStream},
+    os::fd::{AsRawFd as _, OwnedFd},
     path::Path,
     time::{Duration, Instant},
 };
@@ -117,8 +117,9 @@ fn with_exec(command: &str) -> String {
 
 /// What to start, checked.
 pub enum Spec {
-    /// `netpoll serve` on this listener, which it inherits.
-    Model { listener: TcpListener },
+    /// `netpoll serve` on this socket (listening TCP, or bound UDP), which it inherits; in the
+    /// network namespace `netns` (an open /run/netns/NAME, kept open by the run's path).
+    Model { socket: OwnedFd, netns: Option<i32> },
     /// `sh -c command`, expected to accept connections on `addr`.
     External {
         command: String,
@@ -167,13 +168,17 @@ impl Server {
     /// thread and process it creates inherits them.
     pub fn spawn(spec: &Spec, workload: &Workload, cpus: Option<&[usize]>) -> Result<Server> {
         let (held, argv) = match spec {
-            Spec::Model { listener } => {
+            Spec::Model { socket, netns } => {
                 let exe = std::env::current_exe().context("cannot find the netpoll executable")?;
-                let fd = listener.as_raw_fd();
+                let fd = socket.as_raw_fd();
                 let mut argv = vec![exe.display().to_string(), "serve".into()];
                 argv.extend(workload.args());
                 argv.extend(["--listen-fd".into(), fd.to_string()]);
-                (HeldCommand::spawn_passing(&argv, Some(fd))?, argv)
+                let held = match netns {
+                    Some(ns) => HeldCommand::spawn_in_netns(&argv, fd, *ns)?,
+                    None => HeldCommand::spawn_passing(&argv, Some(fd))?,
+                };
+                (held, argv)
             }
             Spec::External { command, .. } => {
                 // Children the server orphans or sends into sessions of their own come back to

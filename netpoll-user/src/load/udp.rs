@@ -1,0 +1,336 @@
+//! One load-generator thread for UDP echo (`udp://HOST:PORT`): its share of the "connections",
+//! each a connected UDP socket with at most one datagram outstanding, on one epoll instance.
+//!
+//! Every request carries its socket's sequence number in its first 8 bytes, so a reply is
+//! matched to its request (a late reply to a request already given up is not counted twice,
+//! and a reply that differs in any byte is a bad response). A datagram without a reply within
+//! `--timeout` is lost: counted as a timeout, and the socket moves on. Open and closed loop are
+//! as in the TCP worker (`worker.rs`): in open loop, latency runs from the intended send time.
+
+use std::{
+    cmp::Reverse,
+    collections::BinaryHeap,
+    io,
+    net::UdpSocket,
+    os::fd::AsRawFd as _,
+    sync::{Barrier, OnceLock, atomic::Ordering},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result};
+
+use super::{
+    Plan,
+    worker::{Epoll, MAX_WAIT_NS, SPIN_NS, Shared, TIMEOUT_SCAN_NS, WorkerResults},
+};
+
+/// Bytes of a request that carry its sequence number.
+pub const SEQUENCE_BYTES: usize = 8;
+
+struct Socket {
+    socket: UdpSocket,
+    /// The request outstanding: its sequence number, intended and actual send times.
+    outstanding: Option<(u64, u64, u64)>,
+    /// Sequence number of the next request.
+    next: u64,
+    /// When the socket last became free to send (its previous reply arrived, or was given up).
+    free_at: u64,
+    first: f64,
+    period: f64,
+    measured_replies: u64,
+}
+
+impl Socket {
+    fn scheduled(&self, k: u64) -> u64 {
+        (self.first + k as f64 * self.period) as u64
+    }
+}
+
+struct Worker<'a> {
+    plan: &'a Plan,
+    epoll: Epoll,
+    sockets: Vec<Socket>,
+    /// Free sockets by the time they send next.
+    due: BinaryHeap<Reverse<(u64, usize)>>,
+    origin: Instant,
+    warmup_ns: u64,
+    end_ns: u64,
+    request: Vec<u8>,
+    buf: Vec<u8>,
+    results: WorkerResults,
+    replies: u64,
+}
+
+/// Runs worker `index` (the UDP counterpart of `worker::run`).
+pub fn run(
+    plan: &Plan,
+    index: usize,
+    shared: &Shared,
+    start: &Barrier,
+    origin: &OnceLock<Instant>,
+) -> Result<WorkerResults> {
+    // SAFETY: prctl with integer arguments only (no timer slack: see worker.rs).
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+    let setup = setup(plan, index);
+    if setup.is_err() {
+        shared.setup_failed.store(true, Ordering::Relaxed);
+    }
+    start.wait();
+    let origin = *origin.get_or_init(Instant::now);
+    let (epoll, sockets) = setup?;
+    let mut worker = Worker {
+        plan,
+        epoll,
+        sockets,
+        due: BinaryHeap::new(),
+        origin,
+        warmup_ns: plan.options.warmup.as_nanos() as u64,
+        end_ns: (plan.options.warmup + plan.options.duration).as_nanos() as u64,
+        request: plan.protocol.request().to_vec(),
+        buf: vec![0; 65536],
+        results: WorkerResults::new(),
+        replies: 0,
+    };
+    let loaded = worker.load(shared);
+    while !shared.may_close.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    loaded?;
+    Ok(worker.results)
+}
+
+fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Socket>)> {
+    let epoll = Epoll::new()?;
+    let period = plan
+        .options
+        .rate
+        .map_or(0.0, |r| plan.options.connections as f64 * 1e9 / r);
+    let any = if plan.addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let mut sockets = Vec::new();
+    for g in (index..plan.options.connections).step_by(plan.options.threads) {
+        let socket = UdpSocket::bind(any).context("cannot open a UDP socket")?;
+        socket
+            .connect(plan.addr)
+            .with_context(|| format!("cannot address {}", plan.addr))?;
+        socket.set_nonblocking(true)?;
+        epoll.add(socket.as_raw_fd(), sockets.len() as u64)?;
+        sockets.push(Socket {
+            socket,
+            outstanding: None,
+            next: 0,
+            free_at: 0,
+            first: plan.options.rate.map_or(0.0, |r| g as f64 * 1e9 / r),
+            period,
+            measured_replies: 0,
+        });
+    }
+    Ok((epoll, sockets))
+}
+
+impl Worker<'_> {
+    fn now(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    fn measured(&self, intended: u64) -> bool {
+        intended >= self.warmup_ns && intended < self.end_ns
+    }
+
+    fn load(&mut self, shared: &Shared) -> Result<()> {
+        for slot in 0..self.sockets.len() {
+            let at = self.sockets[slot].scheduled(0);
+            self.due.push(Reverse((at, slot)));
+        }
+        let drain_end = self.end_ns + self.plan.options.timeout.as_nanos() as u64;
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        let mut next_timeout_scan = 0;
+        loop {
+            let now = self.now();
+            if shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let sending = now < self.end_ns;
+            let outstanding = self.sockets.iter().any(|s| s.outstanding.is_some());
+            if !sending && (now >= drain_end || !outstanding) {
+                break;
+            }
+            while let Some(&Reverse((at, slot))) = self.due.peek()
+                && sending
+                && at <= now
+            {
+                self.due.pop();
+                self.send(slot, now);
+            }
+            if now >= next_timeout_scan {
+                self.expire(now);
+                next_timeout_scan = now + TIMEOUT_SCAN_NS;
+            }
+            let mut wake = next_timeout_scan.min(now + MAX_WAIT_NS);
+            if sending {
+                wake = wake.min(self.end_ns);
+                if let Some(&Reverse((at, _))) = self.due.peek() {
+                    wake = wake.min(at.saturating_sub(SPIN_NS));
+                }
+            } else {
+                wake = wake.min(drain_end);
+            }
+            let n = self.epoll.wait(&mut events, wake.saturating_sub(now))?;
+            for ev in &events[..n] {
+                self.receive(ev.u64 as usize);
+            }
+            if self.replies > 0 {
+                shared.replies.fetch_add(self.replies, Ordering::Relaxed);
+                self.replies = 0;
+            }
+        }
+        self.count_unsent();
+        self.results.starved = self
+            .sockets
+            .iter()
+            .filter(|s| s.measured_replies == 0)
+            .count() as u64;
+        Ok(())
+    }
+
+    /// Sends socket `slot`'s next request: its sequence number, then the payload pattern.
+    fn send(&mut self, slot: usize, now: u64) {
+        let socket = &mut self.sockets[slot];
+        let k = socket.next;
+        socket.next += 1;
+        let intended = if self.plan.options.rate.is_some() {
+            socket.scheduled(k)
+        } else {
+            now
+        };
+        self.request[..SEQUENCE_BYTES].copy_from_slice(&k.to_le_bytes());
+        let lag = now.saturating_sub(intended.max(socket.free_at));
+        match socket.socket.send(&self.request) {
+            Ok(n) => {
+                socket.outstanding = Some((k, intended, now));
+                if self.measured(intended) {
+                    self.results.bytes_sent += n as u64;
+                    let _ = self.results.send_lag.record(lag.max(1));
+                }
+            }
+            Err(_) => {
+                // A full socket buffer or an ICMP error queued from an earlier datagram: the
+                // request is lost here rather than on the wire.
+                if self.measured(intended) {
+                    self.results.errors.io += 1;
+                }
+                self.free(slot, now);
+            }
+        }
+    }
+
+    /// Reads every datagram waiting on socket `slot` (the epoll instance is edge-triggered).
+    fn receive(&mut self, slot: usize) {
+        loop {
+            let n = match self.sockets[slot].socket.recv(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    // ECONNREFUSED: nothing listens (an ICMP port unreachable came back).
+                    let now = self.now();
+                    if let Some((_, intended, _)) = self.sockets[slot].outstanding
+                        && self.measured(intended)
+                    {
+                        self.results.errors.connect += 1;
+                    }
+                    if self.sockets[slot].outstanding.is_some() {
+                        self.free(slot, now);
+                    }
+                    return;
+                }
+            };
+            let now = self.now();
+            let Some((k, intended, sent)) = self.sockets[slot].outstanding else {
+                // A late reply to a request already counted as lost.
+                continue;
+            };
+            let reply = &self.buf[..n];
+            let seq = reply
+                .get(..SEQUENCE_BYTES)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+            if seq.is_some_and(|s| s < k) {
+                continue;
+            }
+            let measured = self.measured(intended);
+            // The shared request buffer holds whichever socket sent last: compare past the
+            // sequence number, which is checked on its own.
+            let intact = reply.len() == self.request.len()
+                && reply[SEQUENCE_BYTES..] == self.request[SEQUENCE_BYTES..];
+            if !intact || seq != Some(k) {
+                if measured {
+                    self.results.errors.bad_response += 1;
+                }
+            } else if measured {
+                self.results.requests += 1;
+                self.results.bytes_received += n as u64;
+                let _ = self
+                    .results
+                    .latency
+                    .record(now.saturating_sub(intended).max(1));
+                let _ = self
+                    .results
+                    .service_time
+                    .record(now.saturating_sub(sent).max(1));
+                self.sockets[slot].measured_replies += 1;
+            }
+            self.replies += 1;
+            self.free(slot, now);
+        }
+    }
+
+    /// The socket's request is over: schedule its next one.
+    fn free(&mut self, slot: usize, now: u64) {
+        let socket = &mut self.sockets[slot];
+        socket.outstanding = None;
+        socket.free_at = now;
+        let at = if self.plan.options.rate.is_some() {
+            socket.scheduled(socket.next).max(now)
+        } else {
+            now
+        };
+        self.due.push(Reverse((at, slot)));
+    }
+
+    /// Datagrams without a reply within the timeout are lost.
+    fn expire(&mut self, now: u64) {
+        let timeout = self.plan.options.timeout.as_nanos() as u64;
+        for slot in 0..self.sockets.len() {
+            if let Some((_, intended, sent)) = self.sockets[slot].outstanding
+                && now.saturating_sub(sent) > timeout
+            {
+                if self.measured(intended) {
+                    self.results.errors.timeouts += 1;
+                }
+                self.free(slot, now);
+            }
+        }
+    }
+
+    /// Open loop: requests scheduled in the window that never went out.
+    fn count_unsent(&mut self) {
+        if self.plan.options.rate.is_none() {
+            return;
+        }
+        for socket in &self.sockets {
+            let mut k = socket.next;
+            loop {
+                let at = socket.scheduled(k);
+                if at >= self.end_ns {
+                    break;
+                }
+                if at >= self.warmup_ns {
+                    self.results.unsent += 1;
+                }
+                k += 1;
+            }
+        }
+    }
+}
