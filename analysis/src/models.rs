@@ -38,6 +38,8 @@ pub struct Variant {
     pub color: RGBColor,
     /// io-uring's `--sqpoll`.
     pub sqpoll: bool,
+    /// af-xdp's `--busy-poll`.
+    pub busy_poll: bool,
 }
 
 /// Every model, in the order the lecture introduces them (Tableau 10 colours, then more).
@@ -164,15 +166,34 @@ pub const MODELS: &[Model] = &[
         family: Family::IoUring,
         transport: Transport::Udp,
     },
+    Model {
+        name: "af-xdp",
+        about: "UDP through AF_XDP (needs --netns): an XDP program hands the port's frames to rings shared with user space; no syscall per datagram (--busy-poll: none to wait either)",
+        color: RGBColor(247, 182, 210),
+        descriptor_limit: None,
+        family: Family::KernelBypass,
+        transport: Transport::Udp,
+    },
 ];
 
-pub const VARIANTS: &[Variant] = &[Variant {
-    name: "io-uring+sqpoll",
-    model: "io-uring",
-    about: "io-uring --sqpoll: a kernel thread polls the submission queue",
-    color: RGBColor(0, 100, 0),
-    sqpoll: true,
-}];
+pub const VARIANTS: &[Variant] = &[
+    Variant {
+        name: "io-uring+sqpoll",
+        model: "io-uring",
+        about: "io-uring --sqpoll: a kernel thread polls the submission queue",
+        color: RGBColor(0, 100, 0),
+        sqpoll: true,
+        busy_poll: false,
+    },
+    Variant {
+        name: "af-xdp+busy-poll",
+        model: "af-xdp",
+        about: "af-xdp --busy-poll: spin on the rings, never sleep in poll",
+        color: RGBColor(197, 176, 213),
+        sqpoll: false,
+        busy_poll: true,
+    },
+];
 
 /// The model called `name`.
 pub fn model(name: &str) -> Option<&'static Model> {
@@ -185,10 +206,10 @@ pub fn variant(name: &str) -> Option<&'static Variant> {
 }
 
 /// The variant a model with these options is, if any.
-pub fn variant_of(model: &str, sqpoll: bool) -> Option<&'static Variant> {
+pub fn variant_of(model: &str, sqpoll: bool, busy_poll: bool) -> Option<&'static Variant> {
     VARIANTS
         .iter()
-        .find(|v| v.model == model && v.sqpoll == sqpoll)
+        .find(|v| v.model == model && v.sqpoll == sqpoll && v.busy_poll == busy_poll)
 }
 
 /// Every name `--model` and the experiment suite accept: models, then variants.

@@ -145,6 +145,30 @@ pub struct RunInfo {
     /// could disturb the run. Absent in files written before netpoll recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Environment>,
+    /// A kernel-bypass model's XDP program over the window: what it did with the packets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp: Option<XdpCounts>,
+}
+
+/// Packets the `af-xdp` model's XDP program handled, from its own per-CPU map.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XdpCounts {
+    /// To the AF_XDP socket: the echo port's datagrams.
+    pub redirected: u64,
+    /// To the kernel's network stack (ARP, other ports and protocols).
+    pub passed: u64,
+    /// The echo port, but no AF_XDP socket on the queue.
+    pub dropped: u64,
+}
+
+impl XdpCounts {
+    pub fn since(&self, earlier: &XdpCounts) -> XdpCounts {
+        XdpCounts {
+            redirected: self.redirected.saturating_sub(earlier.redirected),
+            passed: self.passed.saturating_sub(earlier.passed),
+            dropped: self.dropped.saturating_sub(earlier.dropped),
+        }
+    }
 }
 
 /// CPU placement and disturbances of one run's measurement window.

@@ -28,6 +28,9 @@ pub struct Observed {
     pub sockets: u32,
     pub nonblocking_sockets: u32,
     pub async_sockets: u32,
+    /// Of those, UDP sockets (their inodes in /proc/net/udp and udp6).
+    #[serde(default)]
+    pub udp_sockets: u32,
     /// epoll instances watching at least one descriptor, the most seen at once; their
     /// registrations, and of those the edge-triggered (EPOLLET) and one-shot ones.
     pub epoll_instances: u32,
@@ -36,6 +39,9 @@ pub struct Observed {
     pub oneshot: u32,
     /// io_uring instances, and their submission-queue polling threads (SQPOLL).
     pub io_urings: u32,
+    /// XDP programs the process holds (AF_XDP servers load their own).
+    #[serde(default)]
+    pub xdp_programs: u32,
     pub sq_poll_threads: u32,
 }
 
@@ -55,6 +61,7 @@ impl Observed {
             self.sockets = sample.sockets;
             self.nonblocking_sockets = sample.nonblocking_sockets;
             self.async_sockets = sample.async_sockets;
+            self.udp_sockets = sample.udp_sockets;
         }
         if sample.epoll_registrations >= self.epoll_registrations {
             self.epoll_instances = sample.epoll_instances;
@@ -63,6 +70,7 @@ impl Observed {
             self.oneshot = sample.oneshot;
         }
         max(&mut self.io_urings, sample.io_urings);
+        max(&mut self.xdp_programs, sample.xdp_programs);
         max(&mut self.sq_poll_threads, sample.sq_poll_threads);
     }
 
@@ -90,6 +98,8 @@ pub enum Family {
     /// An M:N runtime: one epoll instance, worker threads parked on futexes (tokio, Go).
     MnRuntime,
     IoUring,
+    /// Packets taken before the kernel's network stack: an XDP program feeding AF_XDP rings.
+    KernelBypass,
     /// Readiness signalled by the kernel (O_ASYNC).
     SignalDriven,
     Unknown,
@@ -212,6 +222,21 @@ pub fn judge(r: &Results, o: &Observed) -> IoModel {
             evidence,
             observed: o.clone(),
         };
+    if o.xdp_programs > 0 {
+        let all: u64 = r.syscalls.iter().map(|s| s.calls).sum();
+        evidence.push(format!(
+            "{} XDP program(s) held by the process; {} measured syscalls in all ({}): packets reach it through AF_XDP rings, not sockets",
+            o.xdp_programs,
+            all,
+            per(all)
+        ));
+        return verdict(
+            Family::KernelBypass,
+            "kernel bypass: AF_XDP (an XDP program feeds rings shared with user space)",
+            Confidence::High,
+            evidence,
+        );
+    }
     if o.io_urings > 0 && (uring > socket_reads.calls || o.sq_poll_threads > 0) {
         evidence.push(format!(
             "{} io_uring instance(s), {} submission-queue polling thread(s); io_uring_enter: {} ({}), socket reads by syscall: {}",
@@ -270,12 +295,18 @@ pub fn judge(r: &Results, o: &Observed) -> IoModel {
         }
         let in_reads = o.waiting(READS);
         if o.threads <= 1 && o.processes <= 1 {
+            // Mostly UDP sockets: datagrams, each perhaps from another client.
+            let unit = if o.udp_sockets > 0 && o.udp_sockets * 2 >= o.sockets {
+                "datagram"
+            } else {
+                "connection"
+            };
             evidence.push(format!(
-                "one thread, no readiness waits ({multiplex} calls), reads that block: one connection at a time"
+                "one thread, no readiness waits ({multiplex} calls), reads that block: one {unit} at a time"
             ));
             return verdict(
                 Family::BlockingIterative,
-                "blocking, iterative (one connection at a time)",
+                &format!("blocking, iterative (one {unit} at a time)"),
                 Confidence::High,
                 evidence,
             );

@@ -55,6 +55,10 @@ pub struct ServerConfig {
     /// io-uring: a kernel thread polls the submission queue (IORING_SETUP_SQPOLL).
     #[arg(long)]
     pub sqpoll: bool,
+    /// af-xdp: spin on the rings instead of sleeping in poll when idle.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub busy_poll: bool,
 }
 
 impl Workload {
@@ -87,6 +91,7 @@ impl Workload {
         if let Some(v) = models::variant(&self.model) {
             self.model = v.model.into();
             self.server.sqpoll |= v.sqpoll;
+            self.server.busy_poll |= v.busy_poll;
         }
         let model = models::model(&self.model).ok_or_else(|| models::unknown(&self.model))?;
         if self.server.payload == 0 {
@@ -98,7 +103,7 @@ impl Workload {
     /// How reports and experiments name it: the variant when an option makes one
     /// (`io-uring+sqpoll`), else the model.
     pub fn label(&self) -> String {
-        match models::variant_of(&self.model, self.server.sqpoll) {
+        match models::variant_of(&self.model, self.server.sqpoll, self.server.busy_poll) {
             Some(v) => v.name.into(),
             None => self.model.clone(),
         }
@@ -133,6 +138,9 @@ impl Workload {
         ];
         if s.sqpoll {
             args.push("--sqpoll".into());
+        }
+        if s.busy_poll {
+            args.push("--busy-poll".into());
         }
         args
     }
@@ -317,6 +325,7 @@ mod tests {
                 disk_read: 4096,
                 threads: 3,
                 sqpoll: true,
+                busy_poll: true,
             },
             external: None,
         };

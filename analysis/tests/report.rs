@@ -148,6 +148,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
                 cpu_us: 10.0,
                 sched: None,
             },
+            xdp: None,
             environment: None,
         }),
     }

@@ -323,6 +323,24 @@ pub mod globals {
     pub const LITE: &str = "LITE";
 }
 
+/// The `af-xdp` model's XDP program, its maps and its global (see netpoll-ebpf's `xdp.rs`).
+pub const XDP_PROGRAM: &str = "xdp_echo_redirect";
+pub const XDP_SOCKETS_MAP: &str = "XSKS";
+pub const XDP_COUNTS_MAP: &str = "XDP_COUNTS";
+/// The echo port, network byte order, u16.
+pub const XDP_ECHO_PORT_GLOBAL: &str = "XDP_ECHO_PORT_BE";
+
+/// What the XDP program did with each packet: indexes of `XDP_COUNTS`.
+pub mod xdp_counter {
+    /// To the AF_XDP socket (the echo port).
+    pub const REDIRECTED: u32 = 0;
+    /// To the kernel's stack (anything else).
+    pub const PASSED: u32 = 1;
+    /// The echo port, but no socket on the queue.
+    pub const DROPPED: u32 = 2;
+    pub const COUNT: u32 = 3;
+}
+
 /// The kernel events netpoll hooks. Each exists as one program per [`HookKind`], named
 /// `{kind prefix}_{stem}` (`btf_sys_enter`, `raw_switch`, `tp_task_fork`); the do-nothing
 /// programs of the overhead benchmark's floor add `floor_` in front.
@@ -495,7 +513,7 @@ pub fn program_name(kind: HookKind, hook: Hook, floor: bool) -> String {
 /// Every program in the BPF object, by name.
 #[cfg(not(target_arch = "bpf"))]
 pub fn program_names() -> Vec<String> {
-    let mut names = Vec::new();
+    let mut names = vec![XDP_PROGRAM.to_string()];
     for hook in Hook::ALL {
         for &kind in hook.kinds() {
             names.push(program_name(kind, hook, false));

@@ -16,6 +16,9 @@ mod sched;
 mod lite;
 
 #[cfg(target_arch = "bpf")]
+mod xdp;
+
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // The verifier rejects any path that could reach here; this only satisfies `no_std`.

@@ -26,6 +26,8 @@ const OTHER_WAITS: &[(i64, &str)] = &[
     (230, "clock_nanosleep"),
 ];
 
+/// BPF_PROG_TYPE_XDP, as /proc/PID/fdinfo of a program descriptor says it.
+const XDP_PROG_TYPE: &str = "6";
 const O_NONBLOCK: u32 = 0o4000;
 const O_ASYNC: u32 = 0o20000;
 const EPOLLET: u64 = 1 << 31;
@@ -94,6 +96,17 @@ fn descriptors(pid: u32, o: &mut Observed, epolls: &mut HashSet<String>) {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return;
     };
+    // The inodes of the process's network namespace's UDP sockets (10th column).
+    let udp_inodes: Vec<String> = ["udp", "udp6"]
+        .iter()
+        .filter_map(|t| fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().nth(9).map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
     for fd in fds.flatten() {
         let Ok(link) = fs::read_link(fd.path()) else {
             continue;
@@ -106,8 +119,10 @@ fn descriptors(pid: u32, o: &mut Observed, epolls: &mut HashSet<String>) {
             ))
             .unwrap_or_default()
         };
-        if link.starts_with("socket:") {
+        if let Some(inode) = link.strip_prefix("socket:[") {
             o.sockets += 1;
+            let inode = inode.trim_end_matches(']');
+            o.udp_sockets += u32::from(udp_inodes.iter().any(|i| i == inode));
             let flags = info()
                 .lines()
                 .find_map(|l| l.strip_prefix("flags:"))
@@ -138,6 +153,12 @@ fn descriptors(pid: u32, o: &mut Observed, epolls: &mut HashSet<String>) {
             o.epoll_instances += u32::from(registered > 0);
         } else if link == "anon_inode:[io_uring]" {
             o.io_urings += 1;
+        } else if link == "anon_inode:bpf-prog"
+            && info()
+                .lines()
+                .any(|l| l.split_whitespace().eq(["prog_type:", XDP_PROG_TYPE]))
+        {
+            o.xdp_programs += 1;
         }
     }
 }

@@ -540,6 +540,13 @@ pub fn run_report(run: &RunInfo) -> String {
         "per request: {:.2} syscalls, {:.2} epoll waits, {:.2} EAGAINs, {:.2} context switches, {:.1}µs server CPU",
         r.syscalls, r.epoll_waits, r.eagain, r.context_switches, r.cpu_us
     );
+    if let Some(x) = &run.xdp {
+        let _ = writeln!(
+            out,
+            "XDP program: {} packets to the AF_XDP socket, {} passed to the kernel, {} dropped",
+            x.redirected, x.passed, x.dropped
+        );
+    }
     if let Some(s) = &r.sched {
         let _ = writeln!(
             out,

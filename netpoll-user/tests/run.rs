@@ -57,7 +57,8 @@ const SHORT: [&str; 6] = ["-c", "4", "-d", "0.5", "--warmup", "0.2"];
 #[test]
 fn every_model_runs_and_reports_both_sides() {
     let _one = ONE_AT_A_TIME.lock();
-    for model in models() {
+    // af-xdp needs a network device: tests/netns.rs runs it over a veth pair.
+    for model in models().filter(|m| *m != "af-xdp") {
         let r = run(model, &SHORT);
         let run = info(&r);
         assert_eq!(run.workload.model, model);

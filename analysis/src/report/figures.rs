@@ -478,7 +478,10 @@ fn versus(cells: &[Cell], axis: Axis) -> Result<Vec<Chart>, ReportError> {
     notes.extend(mixed_parameters(cells, Some(axis)));
     notes.extend(repeats_note(cells));
     let note = (!notes.is_empty()).then(|| notes.join("; "));
-    let slug = axis.name().replace(' ', "_");
+    // A file name: "requests/s offered" has a slash.
+    let slug = axis
+        .name()
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
     let mut out = Vec::new();
     for f in &FIGURES {
         let lines: Vec<(Series, Vec<Point>)> = by_model

@@ -270,25 +270,31 @@ fn label_runs(runs: &mut [Run]) {
             .len()
             > 1
     };
-    let (by_c, by_idle): (Vec<bool>, Vec<bool>) = labels
+    let by_c: Vec<bool> = labels
         .iter()
-        .map(|l| {
-            (
-                differs(l, Axis::Connections),
-                differs(l, Axis::IdleConnections),
-            )
-        })
-        .unzip();
+        .map(|l| differs(l, Axis::Connections))
+        .collect();
+    let by_idle: Vec<bool> = labels
+        .iter()
+        .map(|l| differs(l, Axis::IdleConnections))
+        .collect();
+    let by_rate: Vec<bool> = labels.iter().map(|l| differs(l, Axis::Rate)).collect();
     for (i, run) in runs.iter_mut().enumerate() {
         if dups[i]
             && let Some(info) = run.info()
         {
             let mut label = info.workload.label();
-            if by_c[i] || !by_idle[i] {
+            if by_c[i] || !(by_idle[i] || by_rate[i]) {
                 label += &format!(" c={}", info.load.connections);
             }
             if by_idle[i] {
                 label += &format!(" idle={}", info.load.idle_connections);
+            }
+            if by_rate[i] {
+                label += &match info.load.rate {
+                    Some(r) => format!(" {r}/s"),
+                    None => " closed".into(),
+                };
             }
             run.label = label;
         }
@@ -329,6 +335,8 @@ fn profile_label(r: &Results) -> String {
 pub enum Axis {
     Connections,
     IdleConnections,
+    /// The open-loop rate (0: closed loop).
+    Rate,
 }
 
 impl Axis {
@@ -336,6 +344,7 @@ impl Axis {
         match self {
             Axis::Connections => info.load.connections,
             Axis::IdleConnections => info.load.idle_connections,
+            Axis::Rate => info.load.rate.map_or(0, |r| r as usize),
         }
     }
 
@@ -343,12 +352,13 @@ impl Axis {
         match self {
             Axis::Connections => "connections",
             Axis::IdleConnections => "idle connections",
+            Axis::Rate => "requests/s offered",
         }
     }
 
     /// The axis along which some model ran at several values: idle connections first.
     pub fn varied(cells: &[Cell]) -> Option<Axis> {
-        [Axis::IdleConnections, Axis::Connections]
+        [Axis::IdleConnections, Axis::Rate, Axis::Connections]
             .into_iter()
             .find(|&axis| {
                 let mut seen: Vec<(String, usize)> = Vec::new();
@@ -402,7 +412,7 @@ pub fn mixed_parameters(cells: &[Cell], skip: Option<Axis>) -> Option<String> {
         ("disk read (B)", None, |i| {
             i.workload.server.disk_read.to_string()
         }),
-        ("rate", None, |i| {
+        ("rate", Some(Axis::Rate), |i| {
             i.load
                 .rate
                 .map_or("closed loop".into(), |r| format!("{r}/s"))

@@ -23,7 +23,7 @@ use netpoll_ebpf::{
 use crate::system;
 
 /// The BPF object built by build.rs.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll"));
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netpoll"));
 
 /// Which tasks the programs record; checked in the kernel first thing.
 #[derive(Clone, Debug)]

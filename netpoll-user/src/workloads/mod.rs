@@ -6,6 +6,7 @@
 //! and, for the non-blocking models, a connection state machine that makes as much progress as it
 //! can without blocking.
 
+pub mod af_xdp;
 mod blocking_iterative;
 mod blocking_threads;
 mod epoll;
@@ -85,6 +86,7 @@ fn implementation(model: &str) -> Option<Serve> {
         "udp-blocking" => Udp(udp_blocking::serve),
         "udp-epoll" => Udp(udp_epoll::serve),
         "udp-io-uring" => Udp(udp_io_uring::serve),
+        "af-xdp" => Udp(af_xdp::serve),
         _ => return None,
     })
 }

@@ -44,8 +44,11 @@ pub fn check_quick(out: &Path, repeat: usize) -> Result<()> {
         let dir = out.join(&e.name);
         let runs = report::load(&[dir.join("runs")])
             .with_context(|| format!("experiment {}: no results", e.name))?;
-        let expected =
-            e.entries().count() * e.connections.len() * e.idle_connections.len() * repeat;
+        let expected = e.entries().count()
+            * e.load_rates().len()
+            * e.connections.len()
+            * e.idle_connections.len()
+            * repeat;
         if runs.len() != expected {
             bail!(
                 "experiment {}: {} results, expected {expected}",

@@ -19,6 +19,9 @@ use super::suite::Experiment;
 const OVERHEAD_SECONDS: f64 = 0.4;
 /// What a third-party server adds: starting until it accepts connections, and stopping.
 const SERVER_OVERHEAD_SECONDS: f64 = 0.6;
+/// What `--netns` adds: the namespace and veth pair made and removed (and af-xdp's program
+/// loaded): measured at about 0.5 s per run.
+const NETNS_OVERHEAD_SECONDS: f64 = 0.5;
 
 /// Where servers and load generators run: disjoint CPUs, so that neither takes the other's
 /// time slices (less noise), when the machine has at least 2.
@@ -86,6 +89,9 @@ pub struct Planned {
     pub model: String,
     pub connections: usize,
     pub idle_connections: usize,
+    /// Open-loop rate; absent: closed loop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
     pub repeat: usize,
     pub file: PathBuf,
     #[serde(skip)]
@@ -101,8 +107,9 @@ pub struct Planned {
 impl Planned {
     /// The configuration, without the repeat: `epoll-lt c=10 idle=0`.
     pub fn config(&self) -> String {
+        let rate = self.rate.map_or(String::new(), |r| format!(" rate={r}"));
         format!(
-            "{} c={} idle={}",
+            "{} c={} idle={}{rate}",
             self.model, self.connections, self.idle_connections
         )
     }
@@ -120,32 +127,42 @@ pub fn plan(
     let mut runs = Vec::new();
     for r in 1..=repeat {
         for e in experiments {
-            for &idle in &e.idle_connections {
-                for &c in &e.connections {
-                    for model in e.entries() {
-                        let file = out
-                            .join(&e.name)
-                            .join("runs")
-                            .join(format!("{model}-c{c}-idle{idle}-r{r}.json"));
-                        runs.push(Planned {
-                            experiment: e.name.clone(),
-                            model: model.clone(),
-                            connections: c,
-                            idle_connections: idle,
-                            repeat: r,
-                            args: run_args(e, model, c, idle, &file, placement, servers),
-                            file,
-                            seconds: e.duration
-                                + e.warmup
-                                + OVERHEAD_SECONDS
-                                + if e.servers.contains(model) {
-                                    SERVER_OVERHEAD_SECONDS
-                                } else {
-                                    0.0
-                                },
-                            status: Status::NotRun,
-                            error: None,
-                        });
+            for rate in e.load_rates() {
+                for &idle in &e.idle_connections {
+                    for &c in &e.connections {
+                        for model in e.entries() {
+                            let at = rate.map_or(String::new(), |r| format!("-rate{r}"));
+                            let file = out
+                                .join(&e.name)
+                                .join("runs")
+                                .join(format!("{model}-c{c}-idle{idle}{at}-r{r}.json"));
+                            let config = Config {
+                                connections: c,
+                                idle,
+                                rate,
+                            };
+                            runs.push(Planned {
+                                experiment: e.name.clone(),
+                                model: model.clone(),
+                                connections: c,
+                                idle_connections: idle,
+                                rate,
+                                repeat: r,
+                                args: run_args(e, model, &config, &file, placement, servers),
+                                file,
+                                seconds: e.duration
+                                    + e.warmup
+                                    + OVERHEAD_SECONDS
+                                    + if e.servers.contains(model) {
+                                        SERVER_OVERHEAD_SECONDS
+                                    } else {
+                                        0.0
+                                    }
+                                    + if e.netns { NETNS_OVERHEAD_SECONDS } else { 0.0 },
+                                status: Status::NotRun,
+                                error: None,
+                            });
+                        }
                     }
                 }
             }
@@ -155,11 +172,17 @@ pub fn plan(
 }
 
 /// `netpoll run ...` for one configuration of an experiment.
+/// One point of an experiment's sweep.
+struct Config {
+    connections: usize,
+    idle: usize,
+    rate: Option<f64>,
+}
+
 fn run_args(
     e: &Experiment,
     model: &str,
-    c: usize,
-    idle: usize,
+    config: &Config,
     file: &Path,
     placement: &Placement,
     servers: Option<&Prepared>,
@@ -172,10 +195,10 @@ fn run_args(
     workload.server.think_us = e.think_us;
     workload.server.disk_read = e.disk_read;
     let load = LoadOptions {
-        connections: c,
-        idle_connections: idle,
+        connections: config.connections,
+        idle_connections: config.idle,
         threads: e.client_threads,
-        rate: e.rate,
+        rate: config.rate,
         duration: Duration::from_secs_f64(e.duration),
         warmup: Duration::from_secs_f64(e.warmup),
         ..LoadOptions::default()
@@ -184,6 +207,9 @@ fn run_args(
     args.extend(workload.args());
     args.extend(load.args());
     args.extend(placement.args());
+    if e.netns {
+        args.push("--netns".into());
+    }
     // The scheduler view in every run: where each request's server time goes.
     args.push("--sched".into());
     args.extend([

@@ -155,18 +155,16 @@ fn experiment_report(
     mine: &[&Planned],
     dir: &Path,
 ) -> Result<String> {
-    let mut notes: Vec<String> = mine
-        .iter()
-        .filter(|p| p.status == Status::Failed)
-        .map(|p| {
-            format!(
-                "failed: {} (repeat {}): {}",
-                p.config(),
-                p.repeat,
-                p.error.as_deref().unwrap_or("unknown error")
-            )
-        })
-        .collect();
+    // The experiment's own caveat first, then what went wrong.
+    let mut notes: Vec<String> = e.note.iter().cloned().collect();
+    notes.extend(mine.iter().filter(|p| p.status == Status::Failed).map(|p| {
+        format!(
+            "failed: {} (repeat {}): {}",
+            p.config(),
+            p.repeat,
+            p.error.as_deref().unwrap_or("unknown error")
+        )
+    }));
     let not_run = mine.iter().filter(|p| p.status == Status::NotRun).count();
     if not_run > 0 {
         notes.push(format!(

@@ -80,7 +80,10 @@ impl Calibration {
             think_us: 0,
             disk_read: 0,
             rate: None,
+            rates: Vec::new(),
             client_threads: 1,
+            netns: false,
+            note: None,
             quick: None,
         }
     }
@@ -122,8 +125,17 @@ pub struct Experiment {
     pub disk_read: usize,
     #[serde(default)]
     pub rate: Option<f64>,
+    /// Open-loop rates swept (requests/s), each a configuration; instead of `rate`.
+    #[serde(default)]
+    pub rates: Vec<f64>,
     #[serde(default = "one")]
     pub client_threads: usize,
+    /// Servers in a network namespace behind a veth pair (`netpoll run --netns`).
+    #[serde(default)]
+    pub netns: bool,
+    /// A caveat the report states under its question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     #[serde(default, skip_serializing)]
     quick: Option<Quick>,
 }
@@ -133,6 +145,7 @@ pub struct Experiment {
 #[serde(deny_unknown_fields)]
 struct Quick {
     models: Option<Vec<String>>,
+    rates: Option<Vec<f64>>,
     servers: Option<Vec<String>>,
     connections: Option<Vec<usize>>,
     idle_connections: Option<Vec<usize>>,
@@ -156,12 +169,23 @@ impl Experiment {
         if let Some(q) = self.quick.take() {
             self.models = q.models.unwrap_or(self.models);
             self.servers = q.servers.unwrap_or(self.servers);
+            self.rates = q.rates.unwrap_or(self.rates);
             self.connections = q.connections.unwrap_or(self.connections);
             self.idle_connections = q.idle_connections.unwrap_or(self.idle_connections);
             self.duration = q.duration.unwrap_or(self.duration);
             self.warmup = q.warmup.unwrap_or(self.warmup);
         }
         self
+    }
+
+    /// The load's rates, one configuration each: the `rates` swept, else `rate` (None: closed
+    /// loop).
+    pub fn load_rates(&self) -> Vec<Option<f64>> {
+        if self.rates.is_empty() {
+            vec![self.rate]
+        } else {
+            self.rates.iter().map(|&r| Some(r)).collect()
+        }
     }
 
     /// What it runs: its models, then its servers.
@@ -197,6 +221,17 @@ impl Experiment {
                 "experiment {}: think_us and disk_read are options of netpoll's models, not of servers",
                 self.name
             );
+        }
+        if !self.rates.is_empty() && self.rate.is_some() {
+            bail!("experiment {}: give rate or rates, not both", self.name);
+        }
+        if self
+            .rates
+            .iter()
+            .chain(&self.rate)
+            .any(|r| !(r.is_finite() && *r > 0.0))
+        {
+            bail!("experiment {}: rates must be positive", self.name);
         }
         if self.duration <= 0.0 || self.warmup < 0.0 {
             bail!(

@@ -200,6 +200,12 @@ fn check_model(
     let (mut workload, model) = workload.resolve().map_err(|e| anyhow!(e))?;
     // A model built on first use is built now, not while the load generator waits.
     workloads::prepare(&workload.model)?;
+    if model.family == analysis::verdict::Family::KernelBypass && path.is_none() {
+        bail!(
+            "{} takes packets from a network device, and loopback has none: add --netns",
+            model.name
+        );
+    }
     let payload = workload.server.payload;
     // With --netns the socket is made inside the namespace, on the server's address there.
     let listen = match path {
@@ -255,6 +261,7 @@ fn check_model(
         Spec::Model {
             socket,
             netns: path.map(|p| p.handle().as_raw_fd()),
+            udp: (transport == Transport::Udp).then_some(addr),
         },
         plan,
     ))
@@ -320,6 +327,8 @@ struct Edge {
     /// netpoll's own process: the load generator.
     client: ProcessSample,
     machine: MachineSample,
+    /// A kernel-bypass model's XDP counts.
+    xdp: Option<analysis::run::XdpCounts>,
 }
 
 /// What the load and the watcher measured.
@@ -348,6 +357,8 @@ struct RunWatcher<'a> {
     died: Option<(String, i32)>,
     /// The server's state in /proc for the I/O-model verdict, sampled at the window's edges.
     sampler: Sampler,
+    /// A kernel-bypass model: its XDP program's counts are read at the edges too.
+    bypass: bool,
 }
 
 impl RunWatcher<'_> {
@@ -363,6 +374,10 @@ impl RunWatcher<'_> {
             server,
             client: ProcessSample::read_stat(std::process::id()).unwrap_or_default(),
             machine: MachineSample::read().unwrap_or_default(),
+            xdp: self
+                .bypass
+                .then(|| workloads::af_xdp::counts(self.server.pid()))
+                .flatten(),
         })
     }
 }
@@ -418,6 +433,9 @@ fn measure(
         last_stat: None,
         died: None,
         sampler: Sampler::new(vec![server.pid()]),
+        bypass: c.path.is_some()
+            && analysis::models::model(&c.workload.model)
+                .is_some_and(|m| m.family == analysis::verdict::Family::KernelBypass),
     };
     let outcome = load::run(&c.plan, &mut watcher, !c.quiet);
     // Once more with the load gone: idle workers show where they park.
@@ -455,6 +473,7 @@ fn assemble(
             server: ProcessSample::default(),
             client: ProcessSample::default(),
             machine: MachineSample::default(),
+            xdp: None,
         },
     };
     // Ended before the measurement began: an empty window.
@@ -521,6 +540,10 @@ fn assemble(
             server_process,
             per_request,
             environment: Some(environment),
+            xdp: after
+                .xdp
+                .zip(before.xdp)
+                .map(|(after, before)| after.since(&before)),
         }),
     });
     results.io_model = Some(verdict::judge(&results, &observed));

@@ -119,7 +119,12 @@ fn with_exec(command: &str) -> String {
 pub enum Spec {
     /// `netpoll serve` on this socket (listening TCP, or bound UDP), which it inherits; in the
     /// network namespace `netns` (an open /run/netns/NAME, kept open by the run's path).
-    Model { socket: OwnedFd, netns: Option<i32> },
+    /// `udp`: the bound address, for a UDP model (ready once it echoes a datagram).
+    Model {
+        socket: OwnedFd,
+        netns: Option<i32>,
+        udp: Option<SocketAddr>,
+    },
     /// `sh -c command`, expected to accept connections on `addr`.
     External {
         command: String,
@@ -168,7 +173,7 @@ impl Server {
     /// thread and process it creates inherits them.
     pub fn spawn(spec: &Spec, workload: &Workload, cpus: Option<&[usize]>) -> Result<Server> {
         let (held, argv) = match spec {
-            Spec::Model { socket, netns } => {
+            Spec::Model { socket, netns, .. } => {
                 let exe = std::env::current_exe().context("cannot find the netpoll executable")?;
                 let fd = socket.as_raw_fd();
                 let mut argv = vec![exe.display().to_string(), "serve".into()];
@@ -210,13 +215,16 @@ impl Server {
         spec: &Spec,
         signals: &system::Signals,
     ) -> Result<Option<i32>> {
-        let Spec::External {
-            addr,
-            start_timeout,
-            ..
-        } = spec
-        else {
-            return Ok(None);
+        let (addr, start_timeout) = match spec {
+            Spec::External {
+                addr,
+                start_timeout,
+                ..
+            } => (addr, start_timeout),
+            Spec::Model {
+                udp: Some(addr), ..
+            } => return self.wait_until_echoing(*addr, signals),
+            Spec::Model { .. } => return Ok(None),
         };
         let deadline = Instant::now() + *start_timeout;
         loop {
@@ -275,6 +283,45 @@ impl Server {
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A UDP model is ready when it echoes: the socket is bound before the server starts, but a
+    /// model may take time to serve it (af-xdp loads and attaches its XDP program first), and a
+    /// datagram sent before then is lost, which would stall a load connection for its timeout.
+    fn wait_until_echoing(
+        &self,
+        addr: SocketAddr,
+        signals: &system::Signals,
+    ) -> Result<Option<i32>> {
+        const PROBE: &[u8] = b"netpoll ready?";
+        let any = if addr.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        let socket = std::net::UdpSocket::bind(any)?;
+        socket.connect(addr)?;
+        socket.set_read_timeout(Some(Duration::from_millis(20)))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut reply = [0u8; 64];
+        loop {
+            if let Some(code) = signals.received() {
+                return Ok(Some(code));
+            }
+            let _ = socket.send(PROBE);
+            if socket.recv(&mut reply).is_ok_and(|n| &reply[..n] == PROBE) {
+                return Ok(None);
+            }
+            if let CommandState::Exited(code) = self.held.poll() {
+                bail!(
+                    "the server ended ({}) before answering on {addr}",
+                    describe_exit(code)
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!("the server did not echo a datagram on {addr} within 10 s");
+            }
         }
     }
 
