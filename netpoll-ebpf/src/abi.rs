@@ -593,9 +593,10 @@ mod tests {
         for (i, a) in names.iter().enumerate() {
             assert!(!names[i + 1..].contains(a), "{a} twice");
         }
-        // 6 hooks of every kind, fork's classic tracepoint, 7 scheduler hooks of 2 kinds; and
-        // the floor: 5 hooks of every kind, the 7 scheduler hooks of 2 kinds.
-        assert_eq!(names.len(), 6 * 3 + 1 + 7 * 2 + 5 * 3 + 7 * 2);
+        // The af-xdp model's XDP program; 6 hooks of every kind, fork's classic tracepoint, 7
+        // scheduler hooks of 2 kinds; and the floor: 5 hooks of every kind, the 7 scheduler
+        // hooks of 2 kinds.
+        assert_eq!(names.len(), 1 + 6 * 3 + 1 + 7 * 2 + 5 * 3 + 7 * 2);
         assert_eq!(
             program_name(HookKind::TpBtf, Hook::Switch, true),
             "floor_btf_switch"

@@ -7,6 +7,7 @@
 
 mod plan;
 mod protocol;
+mod timeline;
 mod udp;
 mod worker;
 

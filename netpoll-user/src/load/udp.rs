@@ -8,8 +8,6 @@
 //! as in the TCP worker (`worker.rs`): in open loop, latency runs from the intended send time.
 
 use std::{
-    cmp::Reverse,
-    collections::BinaryHeap,
     io,
     net::UdpSocket,
     os::fd::AsRawFd as _,
@@ -21,7 +19,8 @@ use anyhow::{Context as _, Result};
 
 use super::{
     Plan,
-    worker::{Epoll, MAX_WAIT_NS, SPIN_NS, Shared, TIMEOUT_SCAN_NS, WorkerResults},
+    timeline::{self, Schedule, Slots, Timeline},
+    worker::{Epoll, Shared, WorkerResults},
 };
 
 /// Bytes of a request that carry its sequence number.
@@ -35,26 +34,16 @@ struct Socket {
     next: u64,
     /// When the socket last became free to send (its previous reply arrived, or was given up).
     free_at: u64,
-    first: f64,
-    period: f64,
+    schedule: Schedule,
     measured_replies: u64,
-}
-
-impl Socket {
-    fn scheduled(&self, k: u64) -> u64 {
-        (self.first + k as f64 * self.period) as u64
-    }
 }
 
 struct Worker<'a> {
     plan: &'a Plan,
     epoll: Epoll,
     sockets: Vec<Socket>,
-    /// Free sockets by the time they send next.
-    due: BinaryHeap<Reverse<(u64, usize)>>,
-    origin: Instant,
-    warmup_ns: u64,
-    end_ns: u64,
+    /// The run's phases; free sockets by the time they send next.
+    t: Timeline,
     request: Vec<u8>,
     buf: Vec<u8>,
     results: WorkerResults,
@@ -82,10 +71,7 @@ pub fn run(
         plan,
         epoll,
         sockets,
-        due: BinaryHeap::new(),
-        origin,
-        warmup_ns: plan.options.warmup.as_nanos() as u64,
-        end_ns: (plan.options.warmup + plan.options.duration).as_nanos() as u64,
+        t: Timeline::new(plan, origin),
         request: plan.protocol.request().to_vec(),
         buf: vec![0; 65536],
         results: WorkerResults::new(),
@@ -101,10 +87,6 @@ pub fn run(
 
 fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Socket>)> {
     let epoll = Epoll::new()?;
-    let period = plan
-        .options
-        .rate
-        .map_or(0.0, |r| plan.options.connections as f64 * 1e9 / r);
     let any = if plan.addr.is_ipv4() {
         "0.0.0.0:0"
     } else {
@@ -123,8 +105,7 @@ fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Socket>)> {
             outstanding: None,
             next: 0,
             free_at: 0,
-            first: plan.options.rate.map_or(0.0, |r| g as f64 * 1e9 / r),
-            period,
+            schedule: Schedule::of(plan, g),
             measured_replies: 0,
         });
     }
@@ -133,61 +114,24 @@ fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Socket>)> {
 
 impl Worker<'_> {
     fn now(&self) -> u64 {
-        self.origin.elapsed().as_nanos() as u64
+        self.t.now()
     }
 
     fn measured(&self, intended: u64) -> bool {
-        intended >= self.warmup_ns && intended < self.end_ns
+        self.t.measured(intended)
     }
 
     fn load(&mut self, shared: &Shared) -> Result<()> {
         for slot in 0..self.sockets.len() {
-            let at = self.sockets[slot].scheduled(0);
-            self.due.push(Reverse((at, slot)));
+            let at = self.sockets[slot].schedule.at(0);
+            self.t.at(at, slot);
         }
-        let drain_end = self.end_ns + self.plan.options.timeout.as_nanos() as u64;
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-        let mut next_timeout_scan = 0;
-        loop {
-            let now = self.now();
-            if shared.stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let sending = now < self.end_ns;
-            let outstanding = self.sockets.iter().any(|s| s.outstanding.is_some());
-            if !sending && (now >= drain_end || !outstanding) {
-                break;
-            }
-            while let Some(&Reverse((at, slot))) = self.due.peek()
-                && sending
-                && at <= now
-            {
-                self.due.pop();
-                self.send(slot, now);
-            }
-            if now >= next_timeout_scan {
-                self.expire(now);
-                next_timeout_scan = now + TIMEOUT_SCAN_NS;
-            }
-            let mut wake = next_timeout_scan.min(now + MAX_WAIT_NS);
-            if sending {
-                wake = wake.min(self.end_ns);
-                if let Some(&Reverse((at, _))) = self.due.peek() {
-                    wake = wake.min(at.saturating_sub(SPIN_NS));
-                }
-            } else {
-                wake = wake.min(drain_end);
-            }
-            let n = self.epoll.wait(&mut events, wake.saturating_sub(now))?;
-            for ev in &events[..n] {
-                self.receive(ev.u64 as usize);
-            }
-            if self.replies > 0 {
-                shared.replies.fetch_add(self.replies, Ordering::Relaxed);
-                self.replies = 0;
-            }
-        }
-        self.count_unsent();
+        timeline::run(self, shared)?;
+        self.results.unsent = self
+            .sockets
+            .iter()
+            .map(|s| s.schedule.unsent_from(s.next, &self.t))
+            .sum();
         self.results.starved = self
             .sockets
             .iter()
@@ -202,7 +146,7 @@ impl Worker<'_> {
         let k = socket.next;
         socket.next += 1;
         let intended = if self.plan.options.rate.is_some() {
-            socket.scheduled(k)
+            socket.schedule.at(k)
         } else {
             now
         };
@@ -292,11 +236,11 @@ impl Worker<'_> {
         socket.outstanding = None;
         socket.free_at = now;
         let at = if self.plan.options.rate.is_some() {
-            socket.scheduled(socket.next).max(now)
+            socket.schedule.at(socket.next).max(now)
         } else {
             now
         };
-        self.due.push(Reverse((at, slot)));
+        self.t.at(at, slot);
     }
 
     /// Datagrams without a reply within the timeout are lost.
@@ -313,24 +257,34 @@ impl Worker<'_> {
             }
         }
     }
+}
 
-    /// Open loop: requests scheduled in the window that never went out.
-    fn count_unsent(&mut self) {
-        if self.plan.options.rate.is_none() {
-            return;
-        }
-        for socket in &self.sockets {
-            let mut k = socket.next;
-            loop {
-                let at = socket.scheduled(k);
-                if at >= self.end_ns {
-                    break;
-                }
-                if at >= self.warmup_ns {
-                    self.results.unsent += 1;
-                }
-                k += 1;
-            }
-        }
+impl Slots for Worker<'_> {
+    fn timeline(&mut self) -> &mut Timeline {
+        &mut self.t
+    }
+
+    fn epoll(&self) -> &Epoll {
+        &self.epoll
+    }
+
+    fn act(&mut self, slot: usize, now: u64) {
+        self.send(slot, now);
+    }
+
+    fn expire(&mut self, now: u64) {
+        Worker::expire(self, now);
+    }
+
+    fn on_ready(&mut self, slot: usize, _events: u32) {
+        self.receive(slot);
+    }
+
+    fn outstanding(&self) -> bool {
+        self.sockets.iter().any(|s| s.outstanding.is_some())
+    }
+
+    fn take_replies(&mut self) -> u64 {
+        std::mem::take(&mut self.replies)
     }
 }

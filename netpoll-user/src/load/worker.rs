@@ -10,8 +10,6 @@
 //! move it: schedule, write, read, reply, failure, timeout, reconnect), read best in one place.
 
 use std::{
-    cmp::Reverse,
-    collections::BinaryHeap,
     io::{self, Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
@@ -29,6 +27,7 @@ use hdrhistogram::Histogram;
 use super::{
     Plan,
     protocol::{Progress, Reply, ReplyParser},
+    timeline::{self, Schedule, Slots, Timeline},
 };
 
 /// State shared by the driver and the workers.
@@ -64,12 +63,6 @@ pub struct WorkerResults {
 
 /// Largest latency recorded exactly: an hour, in nanoseconds.
 const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
-/// How often outstanding requests are checked against the timeout.
-pub const TIMEOUT_SCAN_NS: u64 = 10_000_000;
-/// Longest epoll wait, so that a stop request is noticed promptly.
-pub const MAX_WAIT_NS: u64 = 50_000_000;
-/// Below this, wait for the next request's time by polling rather than sleeping.
-pub const SPIN_NS: u64 = 100_000;
 /// Pause before reopening a connection that could not be opened.
 const RECONNECT_DELAY_NS: u64 = 100_000_000;
 
@@ -161,28 +154,18 @@ struct Conn {
     free_at: u64,
     /// Write-space events are on (a request is stuck half-written).
     watching_write: bool,
-    /// Open loop: the schedule's first time and period, nanoseconds.
-    first: f64,
-    period: f64,
+    /// Open loop: when its requests are due.
+    schedule: Schedule,
     /// Replies to requests measured in the window (a connection with none was starved).
     measured_replies: u64,
-}
-
-impl Conn {
-    fn scheduled(&self, k: u64) -> u64 {
-        (self.first + k as f64 * self.period) as u64
-    }
 }
 
 struct Worker<'a> {
     plan: &'a Plan,
     epoll: Epoll,
     conns: Vec<Conn>,
-    /// Idle or disconnected connections by the time they act next.
-    due: BinaryHeap<Reverse<(u64, usize)>>,
-    origin: Instant,
-    warmup_ns: u64,
-    end_ns: u64,
+    /// The run's phases; idle or disconnected connections by the time they act next.
+    t: Timeline,
     results: WorkerResults,
     buf: Vec<u8>,
     replies: u64,
@@ -236,10 +219,7 @@ pub fn run(
         plan,
         epoll,
         conns,
-        due: BinaryHeap::new(),
-        origin,
-        warmup_ns: plan.options.warmup.as_nanos() as u64,
-        end_ns: (plan.options.warmup + plan.options.duration).as_nanos() as u64,
+        t: Timeline::new(plan, origin),
         results: WorkerResults::new(),
         buf: vec![0; 64 * 1024],
         replies: 0,
@@ -255,10 +235,6 @@ pub fn run(
 fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Conn>)> {
     let epoll = Epoll::new()?;
     let mut conns = Vec::new();
-    let period = plan
-        .options
-        .rate
-        .map_or(0.0, |r| plan.options.connections as f64 * 1e9 / r);
     for g in (index..plan.options.connections).step_by(plan.options.threads) {
         let stream = connect(plan.addr, plan.options.timeout)
             .with_context(|| format!("cannot connect to {}", plan.addr))?;
@@ -270,8 +246,7 @@ fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Conn>)> {
             next: 0,
             free_at: 0,
             watching_write: false,
-            first: plan.options.rate.map_or(0.0, |r| g as f64 * 1e9 / r),
-            period,
+            schedule: Schedule::of(plan, g),
             measured_replies: 0,
         });
     }
@@ -280,62 +255,19 @@ fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Conn>)> {
 
 impl Worker<'_> {
     fn now(&self) -> u64 {
-        self.origin.elapsed().as_nanos() as u64
+        self.t.now()
     }
 
     fn measured(&self, intended: u64) -> bool {
-        intended >= self.warmup_ns && intended < self.end_ns
+        self.t.measured(intended)
     }
 
     fn load(&mut self, shared: &Shared) -> Result<()> {
         for slot in 0..self.conns.len() {
-            let at = self.conns[slot].scheduled(0);
-            self.due.push(Reverse((at, slot)));
+            let at = self.conns[slot].schedule.at(0);
+            self.t.at(at, slot);
         }
-        let drain_end = self.end_ns + self.plan.options.timeout.as_nanos() as u64;
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-        let mut next_timeout_scan = 0;
-        loop {
-            let now = self.now();
-            if shared.stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let sending = now < self.end_ns;
-            if !sending && (now >= drain_end || self.outstanding() == 0) {
-                break;
-            }
-            while let Some(&Reverse((at, slot))) = self.due.peek()
-                && sending
-                && at <= now
-            {
-                self.due.pop();
-                self.act(slot, now);
-            }
-            if now >= next_timeout_scan {
-                self.expire(now);
-                next_timeout_scan = now + TIMEOUT_SCAN_NS;
-            }
-            let mut wake = next_timeout_scan.min(now + MAX_WAIT_NS);
-            if sending {
-                wake = wake.min(self.end_ns);
-                if let Some(&Reverse((at, _))) = self.due.peek() {
-                    // Waking from a sleep takes tens of µs, which would be counted against the
-                    // server: sleep until shortly before a request's time, then poll.
-                    wake = wake.min(at.saturating_sub(SPIN_NS));
-                }
-            } else {
-                wake = wake.min(drain_end);
-            }
-            let n = self.epoll.wait(&mut events, wake.saturating_sub(now))?;
-            for ev in &events[..n] {
-                let readable = ev.events & !(libc::EPOLLOUT as u32) != 0;
-                self.on_ready(ev.u64 as usize, readable);
-            }
-            if self.replies > 0 {
-                shared.replies.fetch_add(self.replies, Ordering::Relaxed);
-                self.replies = 0;
-            }
-        }
+        timeline::run(self, shared)?;
         self.count_unsent();
         self.results.starved = self
             .conns
@@ -345,11 +277,10 @@ impl Worker<'_> {
         Ok(())
     }
 
-    fn outstanding(&self) -> usize {
+    fn busy(&self) -> bool {
         self.conns
             .iter()
-            .filter(|c| matches!(c.state, State::Busy { .. }))
-            .count()
+            .any(|c| matches!(c.state, State::Busy { .. }))
     }
 
     /// A connection's time came: reopen it if it failed, then send its request.
@@ -364,14 +295,13 @@ impl Worker<'_> {
         }
         let conn = &mut self.conns[slot];
         let intended = if self.plan.options.rate.is_some() {
-            conn.scheduled(conn.next)
+            conn.schedule.at(conn.next)
         } else {
             now
         };
         conn.next += 1;
         conn.parser.reset();
-        if self.plan.options.rate.is_some() && intended >= self.warmup_ns && intended < self.end_ns
-        {
+        if self.plan.options.rate.is_some() && self.t.measured(intended) {
             let lag = now.saturating_sub(intended.max(conn.free_at));
             self.results.send_lag.saturating_record(lag.max(1));
         }
@@ -547,14 +477,14 @@ impl Worker<'_> {
     fn schedule_next(&mut self, slot: usize, now: u64) {
         let conn = &self.conns[slot];
         let at = if self.plan.options.rate.is_some() {
-            conn.scheduled(conn.next)
+            conn.schedule.at(conn.next)
         } else {
             now
         };
-        if at <= now && now < self.end_ns {
+        if at <= now && now < self.t.end_ns {
             self.act(slot, now);
         } else {
-            self.due.push(Reverse((at, slot)));
+            self.t.at(at, slot);
         }
     }
 
@@ -575,7 +505,7 @@ impl Worker<'_> {
         let conn = &mut self.conns[slot];
         conn.stream = None;
         conn.state = State::Disconnected;
-        self.due.push(Reverse((now, slot)));
+        self.t.at(now, slot);
     }
 
     /// Starts opening a new connection for `slot`: true when it is open at once, false when it
@@ -611,7 +541,7 @@ impl Worker<'_> {
         let conn = &mut self.conns[slot];
         conn.stream = None;
         conn.state = State::Disconnected;
-        self.due.push(Reverse((now + RECONNECT_DELAY_NS, slot)));
+        self.t.at(now + RECONNECT_DELAY_NS, slot);
     }
 
     /// Requests outstanding longer than the timeout are counted and their connections reopened.
@@ -632,22 +562,42 @@ impl Worker<'_> {
 
     /// Open loop: requests scheduled in the window that never went out.
     fn count_unsent(&mut self) {
-        if self.plan.options.rate.is_none() {
-            return;
-        }
-        for conn in &self.conns {
-            let mut k = conn.next;
-            loop {
-                let at = conn.scheduled(k);
-                if at >= self.end_ns {
-                    break;
-                }
-                if at >= self.warmup_ns {
-                    self.results.unsent += 1;
-                }
-                k += 1;
-            }
-        }
+        self.results.unsent = self
+            .conns
+            .iter()
+            .map(|c| c.schedule.unsent_from(c.next, &self.t))
+            .sum();
+    }
+}
+
+impl Slots for Worker<'_> {
+    fn timeline(&mut self) -> &mut Timeline {
+        &mut self.t
+    }
+
+    fn epoll(&self) -> &Epoll {
+        &self.epoll
+    }
+
+    fn act(&mut self, slot: usize, now: u64) {
+        Worker::act(self, slot, now);
+    }
+
+    fn expire(&mut self, now: u64) {
+        Worker::expire(self, now);
+    }
+
+    fn on_ready(&mut self, slot: usize, events: u32) {
+        let readable = events & !(libc::EPOLLOUT as u32) != 0;
+        Worker::on_ready(self, slot, readable);
+    }
+
+    fn outstanding(&self) -> bool {
+        self.busy()
+    }
+
+    fn take_replies(&mut self) -> u64 {
+        std::mem::take(&mut self.replies)
     }
 }
 

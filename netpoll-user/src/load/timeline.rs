@@ -1,0 +1,187 @@
+//! What both load workers share (TCP connections in `worker.rs`, UDP sockets in `udp.rs`): the
+//! run's timeline as a worker sees it, each slot's open-loop schedule, and the event loop that
+//! makes due slots send, expires requests past the timeout and hands readiness to the worker.
+
+use std::{cmp::Reverse, collections::BinaryHeap, sync::atomic::Ordering, time::Instant};
+
+use anyhow::Result;
+
+use super::{
+    Plan,
+    worker::{Epoll, Shared},
+};
+
+/// How often outstanding requests are checked against the timeout.
+const TIMEOUT_SCAN_NS: u64 = 10_000_000;
+/// Longest epoll wait, so that a stop request is noticed promptly.
+const MAX_WAIT_NS: u64 = 50_000_000;
+/// Below this, wait for the next request's time by polling rather than sleeping.
+const SPIN_NS: u64 = 100_000;
+
+/// Open loop: slot `g` of `C` sends its k-th request at `g/rate + k*C/rate` after the start.
+#[derive(Clone, Copy)]
+pub struct Schedule {
+    first: f64,
+    period: f64,
+}
+
+impl Schedule {
+    /// Slot `g`'s schedule (all zero in closed loop).
+    pub fn of(plan: &Plan, g: usize) -> Schedule {
+        match plan.options.rate {
+            Some(r) => Schedule {
+                first: g as f64 * 1e9 / r,
+                period: plan.options.connections as f64 * 1e9 / r,
+            },
+            None => Schedule {
+                first: 0.0,
+                period: 0.0,
+            },
+        }
+    }
+
+    /// When request `k` is due, nanoseconds after the start.
+    pub fn at(&self, k: u64) -> u64 {
+        (self.first + k as f64 * self.period) as u64
+    }
+
+    /// Requests from the `k`-th on that were due in the measurement window: never sent.
+    pub fn unsent_from(&self, mut k: u64, t: &Timeline) -> u64 {
+        let mut unsent = 0;
+        while self.period > 0.0 && self.at(k) < t.end_ns {
+            unsent += u64::from(self.at(k) >= t.warmup_ns);
+            k += 1;
+        }
+        unsent
+    }
+}
+
+/// The run's phases as nanoseconds since the common start, and the slots due to act next.
+pub struct Timeline {
+    pub origin: Instant,
+    pub warmup_ns: u64,
+    pub end_ns: u64,
+    /// After the window, outstanding requests get up to the timeout to be answered.
+    pub drain_end_ns: u64,
+    /// Slots by the time they act next.
+    pub due: BinaryHeap<Reverse<(u64, usize)>>,
+}
+
+impl Timeline {
+    pub fn new(plan: &Plan, origin: Instant) -> Timeline {
+        let end_ns = (plan.options.warmup + plan.options.duration).as_nanos() as u64;
+        Timeline {
+            origin,
+            warmup_ns: plan.options.warmup.as_nanos() as u64,
+            end_ns,
+            drain_end_ns: end_ns + plan.options.timeout.as_nanos() as u64,
+            due: BinaryHeap::new(),
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// A request intended at this time counts: it is in the measurement window.
+    pub fn measured(&self, intended: u64) -> bool {
+        intended >= self.warmup_ns && intended < self.end_ns
+    }
+
+    pub fn at(&mut self, at: u64, slot: usize) {
+        self.due.push(Reverse((at, slot)));
+    }
+}
+
+/// A worker's slots, as the event loop drives them.
+pub trait Slots {
+    fn timeline(&mut self) -> &mut Timeline;
+    fn epoll(&self) -> &Epoll;
+    /// The slot's time came: send (or reopen).
+    fn act(&mut self, slot: usize, now: u64);
+    /// Requests outstanding longer than the timeout fail.
+    fn expire(&mut self, now: u64);
+    /// The slot's descriptor is ready (`events`: epoll's bits).
+    fn on_ready(&mut self, slot: usize, events: u32);
+    /// Some request is still waiting for its reply.
+    fn outstanding(&self) -> bool;
+    /// Replies since the last call, for the progress bar.
+    fn take_replies(&mut self) -> u64;
+}
+
+/// Drives `w` until the window ends and its outstanding requests are answered or time out
+/// (or the run is stopped).
+pub fn run(w: &mut impl Slots, shared: &Shared) -> Result<()> {
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    let mut next_timeout_scan = 0;
+    loop {
+        let t = w.timeline();
+        let (now, end, drain_end) = (t.now(), t.end_ns, t.drain_end_ns);
+        if shared.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let sending = now < end;
+        if !sending && (now >= drain_end || !w.outstanding()) {
+            return Ok(());
+        }
+        while sending
+            && let Some(&Reverse((at, slot))) = w.timeline().due.peek()
+            && at <= now
+        {
+            w.timeline().due.pop();
+            w.act(slot, now);
+        }
+        if now >= next_timeout_scan {
+            w.expire(now);
+            next_timeout_scan = now + TIMEOUT_SCAN_NS;
+        }
+        let mut wake = next_timeout_scan.min(now + MAX_WAIT_NS);
+        if sending {
+            wake = wake.min(end);
+            if let Some(&Reverse((at, _))) = w.timeline().due.peek() {
+                // Waking from a sleep takes tens of µs, which would be counted against the
+                // server: sleep until shortly before a request's time, then poll.
+                wake = wake.min(at.saturating_sub(SPIN_NS));
+            }
+        } else {
+            wake = wake.min(drain_end);
+        }
+        let n = w.epoll().wait(&mut events, wake.saturating_sub(now))?;
+        for ev in &events[..n] {
+            w.on_ready(ev.u64 as usize, ev.events);
+        }
+        let replies = w.take_replies();
+        if replies > 0 {
+            shared.replies.fetch_add(replies, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_loop_schedule_spreads_slots_and_counts_what_was_never_sent() {
+        let s = Schedule {
+            first: 250.0,
+            period: 1000.0,
+        };
+        assert_eq!((s.at(0), s.at(3)), (250, 3250));
+        let t = Timeline {
+            origin: Instant::now(),
+            warmup_ns: 1000,
+            end_ns: 5000,
+            drain_end_ns: 6000,
+            due: BinaryHeap::new(),
+        };
+        // Due at 1250, 2250, 3250, 4250 in the window; 250 was in the warm-up.
+        assert_eq!(s.unsent_from(0, &t), 4);
+        assert_eq!(s.unsent_from(3, &t), 2);
+        let closed = Schedule {
+            first: 0.0,
+            period: 0.0,
+        };
+        assert_eq!(closed.unsent_from(0, &t), 0);
+    }
+}
