@@ -14,9 +14,10 @@ use serde::Serialize;
 
 use super::suite::Experiment;
 
-/// Start-up, probe loading, draining and shut-down of one run: measured at 0.25-0.3 s on
-/// 2 cores (a server that leaves requests unanswered adds up to the 2 s timeout).
-const OVERHEAD_SECONDS: f64 = 0.4;
+/// Start-up, probe loading, draining, shut-down and the suite's own work between runs: a full
+/// suite of 618 runs took 1018 s, 0.8 s per run beyond its measured time, on 2 cores (a server
+/// that leaves requests unanswered adds up to the 2 s timeout).
+const OVERHEAD_SECONDS: f64 = 0.8;
 /// What a third-party server adds: starting until it accepts connections, and stopping.
 const SERVER_OVERHEAD_SECONDS: f64 = 0.6;
 /// What `--netns` adds: the namespace and veth pair made and removed (and af-xdp's program
