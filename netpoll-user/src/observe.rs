@@ -51,6 +51,17 @@ pub fn sample(roots: &[u32]) -> (Observed, HashMap<u32, u64>) {
     pids.extend(system::descendants(roots));
     pids.sort_unstable();
     pids.dedup();
+    // UDP sockets' inodes (10th column), read once: a server's processes share a namespace.
+    let udp_inodes: HashSet<String> = ["udp", "udp6"]
+        .iter()
+        .filter_map(|t| fs::read_to_string(format!("/proc/{}/net/{t}", pids.first()?)).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().nth(9).map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
     for pid in pids {
         let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
@@ -84,7 +95,7 @@ pub fn sample(roots: &[u32]) -> (Observed, HashMap<u32, u64>) {
                 *o.waiting_in.entry(syscall_name(nr).into()).or_default() += 1;
             }
         }
-        descriptors(pid, &mut o, &mut epolls);
+        descriptors(pid, &mut o, &mut epolls, &udp_inodes);
     }
     (o, cpu)
 }
@@ -92,21 +103,15 @@ pub fn sample(roots: &[u32]) -> (Observed, HashMap<u32, u64>) {
 /// Sockets, epoll instances and io_urings of one process. Descriptors of one epoll instance
 /// (dup'd, as mio does, or inherited across fork) list the same registrations: `epolls` holds
 /// the lists seen, so each instance counts once.
-fn descriptors(pid: u32, o: &mut Observed, epolls: &mut HashSet<String>) {
+fn descriptors(
+    pid: u32,
+    o: &mut Observed,
+    epolls: &mut HashSet<String>,
+    udp_inodes: &HashSet<String>,
+) {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return;
     };
-    // The inodes of the process's network namespace's UDP sockets (10th column).
-    let udp_inodes: Vec<String> = ["udp", "udp6"]
-        .iter()
-        .filter_map(|t| fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
-        .flat_map(|text| {
-            text.lines()
-                .skip(1)
-                .filter_map(|l| l.split_whitespace().nth(9).map(str::to_string))
-                .collect::<Vec<_>>()
-        })
-        .collect();
     for fd in fds.flatten() {
         let Ok(link) = fs::read_link(fd.path()) else {
             continue;
@@ -122,7 +127,7 @@ fn descriptors(pid: u32, o: &mut Observed, epolls: &mut HashSet<String>) {
         if let Some(inode) = link.strip_prefix("socket:[") {
             o.sockets += 1;
             let inode = inode.trim_end_matches(']');
-            o.udp_sockets += u32::from(udp_inodes.iter().any(|i| i == inode));
+            o.udp_sockets += u32::from(udp_inodes.contains(inode));
             let flags = info()
                 .lines()
                 .find_map(|l| l.strip_prefix("flags:"))

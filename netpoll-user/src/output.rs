@@ -232,17 +232,14 @@ pub fn report(results: &Results) -> String {
             "\n{}",
             histogram(&format!("{} latency (ns)", class.name), &class.latency_ns)
         );
-        if !class.ready_events.is_empty() && class.name.starts_with("socket_") {
-            // recvmmsg/sendmmsg: their return value is a count of datagrams.
-            let _ = write!(
-                out,
-                "{}",
-                histogram(
-                    &format!("{} datagrams per recvmmsg/sendmmsg", class.name),
-                    &class.ready_events
-                )
-            );
-        } else if !class.ready_events.is_empty() {
+        if class.ready_events.is_empty() {
+            continue;
+        }
+        // recvmmsg/sendmmsg (in the socket classes) return a count of datagrams; the waits,
+        // ready descriptors.
+        let counted = if class.name.starts_with("socket_") {
+            "datagrams per recvmmsg/sendmmsg"
+        } else {
             let _ = writeln!(
                 out,
                 "{}: {} calls returned no ready event, {} were non-blocking (zero timeout), {} could block",
@@ -251,15 +248,13 @@ pub fn report(results: &Results) -> String {
                 class.nonblocking,
                 class.calls - class.nonblocking
             );
-            let _ = write!(
-                out,
-                "{}",
-                histogram(
-                    &format!("{} ready events per call", class.name),
-                    &class.ready_events
-                )
-            );
-        }
+            "ready events per call"
+        };
+        let _ = write!(
+            out,
+            "{}",
+            histogram(&format!("{} {counted}", class.name), &class.ready_events)
+        );
     }
     out.push_str(&scheduler(results));
     out.push_str(&program_costs(results));

@@ -18,10 +18,6 @@ use common::{NETPOLL, assert_nothing_attached, netpoll};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn json_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("netpoll-netns-{}-{name}.json", std::process::id()))
-}
-
 /// netpoll's namespaces and veth ends present now.
 fn leftovers() -> Vec<String> {
     let mut found: Vec<String> = fs::read_dir("/run/netns")
@@ -54,26 +50,7 @@ fn assert_clean() {
 fn tcp_and_udp_models_run_over_a_veth_pair_and_leave_nothing() {
     let _one = ONE_AT_A_TIME.lock();
     for model in ["epoll-lt", "udp-epoll", "udp-blocking"] {
-        let json = json_path(model);
-        let out = netpoll(&[
-            "run",
-            "--model",
-            model,
-            "--netns",
-            "-c",
-            "4",
-            "-d",
-            "0.5",
-            "--warmup",
-            "0.2",
-            "--quiet",
-            "--json",
-            &json.display().to_string(),
-        ]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{model}: {err}");
-        let results = Results::load(&json).expect("results");
-        let _ = fs::remove_file(&json);
+        let results = run(model, &["-c", "4", "-d", "0.5", "--warmup", "0.2"]);
         let run = results.run.as_ref().expect("run");
         assert!(run.load.requests > 50, "{model}: {:?}", run.load);
         assert_eq!(run.load.errors.total(), 0, "{model}: {:?}", run.load.errors);
@@ -104,23 +81,11 @@ fn tcp_and_udp_models_run_over_a_veth_pair_and_leave_nothing() {
     }
 }
 
-/// `netpoll run --model M --netns ARGS --quiet --json`, successful; the results.
+/// `netpoll run --model M --netns ARGS`, successful; the results.
 fn run(model: &str, args: &[&str]) -> Results {
-    let json = json_path(model);
-    let json_arg = json.display().to_string();
-    let mut all = vec![
-        "run", "--model", model, "--netns", "--quiet", "--json", &json_arg,
-    ];
+    let mut all = vec!["--netns"];
     all.extend_from_slice(args);
-    let out = netpoll(&all);
-    assert!(
-        out.status.success(),
-        "{model}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results = Results::load(&json).expect("results");
-    let _ = fs::remove_file(&json);
-    results
+    common::run_model(model, &all)
 }
 
 /// Every UDP model, AF_XDP included, through the veth path at a low rate: about 1,000

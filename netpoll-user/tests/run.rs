@@ -18,7 +18,7 @@ use analysis::{
     results::{EndReason, SyscallStats},
     run::RunInfo,
 };
-use common::{assert_nothing_attached, models, netpoll, one_line_failure};
+use common::{assert_nothing_attached, models, netpoll, on_loopback, one_line_failure, run_model};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -26,20 +26,9 @@ fn json_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("netpoll-run-{}-{name}.json", std::process::id()))
 }
 
-/// `netpoll run --model MODEL ARGS --quiet --json`, successful; the results.
+/// `netpoll run --model MODEL ARGS`, successful, and nothing attached after it; the results.
 fn run(model: &str, args: &[&str]) -> Results {
-    let json = json_path(model);
-    let json_arg = json.display().to_string();
-    let mut all = vec!["run", "--model", model, "--quiet", "--json", &json_arg];
-    all.extend_from_slice(args);
-    let out = netpoll(&all);
-    assert!(
-        out.status.success(),
-        "{model}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results = Results::load(&json).expect("results");
-    let _ = fs::remove_file(&json);
+    let results = run_model(model, args);
     assert_nothing_attached();
     results
 }
@@ -57,8 +46,7 @@ const SHORT: [&str; 6] = ["-c", "4", "-d", "0.5", "--warmup", "0.2"];
 #[test]
 fn every_model_runs_and_reports_both_sides() {
     let _one = ONE_AT_A_TIME.lock();
-    // af-xdp needs a network device: tests/netns.rs runs it over a veth pair.
-    for model in models().filter(|m| *m != "af-xdp") {
+    for model in models().filter(|m| on_loopback(m)) {
         let r = run(model, &SHORT);
         let run = info(&r);
         assert_eq!(run.workload.model, model);

@@ -11,7 +11,7 @@ use std::{
 mod common;
 
 use analysis::models::Transport;
-use common::{NETPOLL, Server, models, models_of};
+use common::{NETPOLL, Server, models, models_of, on_loopback};
 
 /// `clients` connections at once, each sending `requests` distinct payloads and checking replies.
 fn exercise(server: &Server, payload: usize, clients: usize, requests: usize) {
@@ -62,8 +62,8 @@ fn every_model_echoes_64k_payloads_through_partial_reads_and_writes() {
 #[test]
 fn every_udp_model_echoes_1000_datagrams_of_every_size() {
     const SIZES: [usize; 5] = [1, 64, 1472, 9000, 65_507];
-    // af-xdp needs a network device: tests/netns.rs runs it, and these, over a veth pair.
-    for model in models_of(Transport::Udp).filter(|m| *m != "af-xdp") {
+    // tests/netns.rs runs these, and af-xdp, over a veth pair too.
+    for model in models_of(Transport::Udp).filter(|m| on_loopback(m)) {
         for extra in [&[][..], &["--sqpoll"][..]] {
             if !extra.is_empty() && model != "udp-io-uring" {
                 continue;

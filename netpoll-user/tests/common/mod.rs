@@ -14,6 +14,31 @@ pub fn models() -> impl Iterator<Item = &'static str> {
     analysis::models::MODELS.iter().map(|m| m.name)
 }
 
+/// Models that run on loopback: all but kernel bypass, which needs a network device
+/// (tests/netns.rs runs those over a veth pair).
+pub fn on_loopback(model: &str) -> bool {
+    analysis::models::model(model)
+        .is_none_or(|m| m.family != analysis::verdict::Family::KernelBypass)
+}
+
+/// `netpoll run --model MODEL ARGS --quiet --json`, successful; the results.
+pub fn run_model(model: &str, args: &[&str]) -> analysis::Results {
+    let json =
+        std::env::temp_dir().join(format!("netpoll-run-{}-{model}.json", std::process::id()));
+    let json_arg = json.display().to_string();
+    let mut all = vec!["run", "--model", model, "--quiet", "--json", &json_arg];
+    all.extend_from_slice(args);
+    let out = netpoll(&all);
+    assert!(
+        out.status.success(),
+        "{model}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = analysis::Results::load(&json).expect("results");
+    let _ = std::fs::remove_file(&json);
+    results
+}
+
 /// The models of one transport (TCP: connections; UDP: datagrams).
 pub fn models_of(transport: analysis::models::Transport) -> impl Iterator<Item = &'static str> {
     analysis::models::MODELS

@@ -137,7 +137,7 @@ pub fn plan(
                                 .join(&e.name)
                                 .join("runs")
                                 .join(format!("{model}-c{c}-idle{idle}{at}-r{r}.json"));
-                            let config = Config {
+                            let point = SweepPoint {
                                 connections: c,
                                 idle,
                                 rate,
@@ -149,7 +149,7 @@ pub fn plan(
                                 idle_connections: idle,
                                 rate,
                                 repeat: r,
-                                args: run_args(e, model, &config, &file, placement, servers),
+                                args: run_args(e, model, &point, &file, placement, servers),
                                 file,
                                 seconds: e.duration
                                     + e.warmup
@@ -174,7 +174,7 @@ pub fn plan(
 
 /// `netpoll run ...` for one configuration of an experiment.
 /// One point of an experiment's sweep.
-struct Config {
+struct SweepPoint {
     connections: usize,
     idle: usize,
     rate: Option<f64>,
@@ -183,7 +183,7 @@ struct Config {
 fn run_args(
     e: &Experiment,
     model: &str,
-    config: &Config,
+    point: &SweepPoint,
     file: &Path,
     placement: &Placement,
     servers: Option<&Prepared>,
@@ -196,10 +196,10 @@ fn run_args(
     workload.server.think_us = e.think_us;
     workload.server.disk_read = e.disk_read;
     let load = LoadOptions {
-        connections: config.connections,
-        idle_connections: config.idle,
+        connections: point.connections,
+        idle_connections: point.idle,
         threads: e.client_threads,
-        rate: config.rate,
+        rate: point.rate,
         duration: Duration::from_secs_f64(e.duration),
         warmup: Duration::from_secs_f64(e.warmup),
         ..LoadOptions::default()
