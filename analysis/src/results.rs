@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fs, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-pub use netpoll_ebpf::abi::HookKind;
+pub use netpoll_ebpf::{abi::HookKind, syscalls::Class};
 
 use crate::Histogram;
 
@@ -47,8 +47,7 @@ pub struct Results {
     pub command_exit_code: Option<i32>,
     /// Totals by syscall; read/write calls appear once per `fd` kind seen.
     pub syscalls: Vec<SyscallStats>,
-    /// Totals by class: `socket_read`, `socket_write`, `other_read`, `other_write`, `epoll`,
-    /// `poll_select`, `accept`, `connect`, `io_uring`.
+    /// Totals by class ([`Class`]), in [`Class::ALL`]'s order; each row has `total: true`.
     pub classes: Vec<SyscallStats>,
     /// Calls already blocked when the probes attached: latency is a lower bound (exit - attach).
     pub lower_bound: Vec<SyscallStats>,
@@ -262,6 +261,9 @@ impl Fd {
 pub struct SyscallStats {
     /// Syscall name (`epoll_wait`, `recvfrom`, ...) or class name (`socket_read`, ...).
     pub name: String,
+    /// The row is the total of a class (`classes`), not one syscall.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub total: bool,
     /// For read/write syscalls: what the call touched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fd: Option<Fd>,
@@ -305,6 +307,19 @@ impl SyscallStats {
     /// Exact mean latency (from the in-kernel sum), if any call was seen.
     pub fn mean_ns(&self) -> Option<f64> {
         (self.calls > 0).then(|| self.latency_sum_ns as f64 / self.calls as f64)
+    }
+
+    /// The class of the syscall (from the syscall table and what the call touched), or the class
+    /// a total row sums. `None` for a name netpoll does not measure.
+    pub fn class(&self) -> Option<Class> {
+        if self.total {
+            return Class::from_name(&self.name);
+        }
+        let syscall = netpoll_ebpf::syscalls::syscall(&self.name)?;
+        Some(Class::of(
+            syscall.family,
+            self.fd.map(|fd| fd == Fd::Socket),
+        ))
     }
 
     /// Display label: `read (socket)`, `epoll_wait`, `socket_read`.
@@ -364,11 +379,21 @@ impl Results {
                 found: head.schema,
             });
         }
-        serde_json::from_str(text).map_err(|error| LoadError::Json { path, error })
+        let mut results: Results =
+            serde_json::from_str(text).map_err(|error| LoadError::Json { path, error })?;
+        // Files written before rows carried `total`: the rows of `classes` are the totals.
+        let per_process = results.processes.values_mut().map(|p| &mut p.classes);
+        for row in std::iter::once(&mut results.classes)
+            .chain(per_process)
+            .flatten()
+        {
+            row.total = true;
+        }
+        Ok(results)
     }
 
-    pub fn class(&self, name: &str) -> Option<&SyscallStats> {
-        self.classes.iter().find(|c| c.name == name)
+    pub fn class(&self, class: Class) -> Option<&SyscallStats> {
+        self.classes.iter().find(|c| c.name == class.name())
     }
 
     /// A syscall's totals over both fd kinds.
@@ -401,41 +426,19 @@ mod tests {
     }
 }
 
-/// Order in which class totals are listed.
-pub const CLASS_ORDER: [&str; 9] = [
-    "epoll",
-    "poll_select",
-    "io_uring",
-    "accept",
-    "connect",
-    "socket_read",
-    "socket_write",
-    "other_read",
-    "other_write",
-];
-
-/// Class of a syscall row: `socket_read`, `other_write`, `epoll`, ... (from the syscall table).
-pub fn class_of(row: &SyscallStats) -> Option<String> {
-    let syscall = netpoll_ebpf::syscalls::SYSCALLS
-        .iter()
-        .find(|s| s.name == row.name)?;
-    Some(match row.fd {
-        Some(fd) => format!("{}_{}", fd.name(), syscall.family),
-        None => syscall.family.to_string(),
-    })
-}
-
-/// Sums syscall rows into class totals, in [`CLASS_ORDER`], skipping classes without calls.
+/// Sums syscall rows into class totals, in [`Class::ALL`]'s order, skipping classes without
+/// calls.
 pub fn classes_of(rows: &[SyscallStats]) -> Vec<SyscallStats> {
-    CLASS_ORDER
+    Class::ALL
         .iter()
         .filter_map(|&class| {
             let mut total = SyscallStats {
-                name: class.to_string(),
+                name: class.name().to_string(),
+                total: true,
                 ..SyscallStats::default()
             };
             rows.iter()
-                .filter(|r| class_of(r).as_deref() == Some(class))
+                .filter(|r| !r.total && r.class() == Some(class))
                 .for_each(|r| total.merge(r));
             (total.calls > 0).then_some(total)
         })
@@ -447,6 +450,7 @@ impl SyscallStats {
     pub fn since(&self, earlier: &SyscallStats) -> SyscallStats {
         SyscallStats {
             name: self.name.clone(),
+            total: self.total,
             fd: self.fd,
             calls: self.calls.saturating_sub(earlier.calls),
             errors: self.errors.saturating_sub(earlier.errors),
@@ -486,5 +490,10 @@ mod class_tests {
         let classes = classes_of(&rows);
         let names: Vec<_> = classes.iter().map(|c| (c.name.as_str(), c.calls)).collect();
         assert_eq!(names, [("epoll", 7), ("socket_read", 7), ("other_read", 5)]);
+        assert!(classes.iter().all(|c| c.total));
+        assert_eq!(classes[1].class(), Some(Class::SocketRead));
+        // "accept" is a syscall and a class: either row says Accept.
+        assert_eq!(row("accept", None, 1).class(), Some(Class::Accept));
+        assert_eq!(row("nanosleep", None, 1).class(), None);
     }
 }

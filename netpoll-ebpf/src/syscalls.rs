@@ -1,7 +1,7 @@
 //! The syscalls netpoll measures: one table that both sides derive everything from.
 //!
-//! User space fills the kernel's `SYSCALL_TABLE` map (indexed by syscall number) from [`SYSCALLS`]
-//! with the numbers of the running architecture, so the BPF programs never hard-code a number.
+//! User space fills the kernel's `SYSCALL_TABLE` map (indexed by syscall number) from [`SYSCALLS`],
+//! so the BPF programs never hard-code a number.
 
 /// What a syscall does, which decides what the probes record for it.
 #[repr(u8)]
@@ -39,34 +39,139 @@ pub enum Wait {
     UringGetEvents = 3,
 }
 
+/// The classes netpoll totals calls by, in the order they are listed. Read and write calls are
+/// split by what they touched (a socket or anything else); every other class is one family of
+/// the syscall table. Defined once: results files, tables, metrics and the verdict use these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum Class {
+    Epoll,
+    PollSelect,
+    IoUring,
+    Accept,
+    Connect,
+    SocketRead,
+    SocketWrite,
+    OtherRead,
+    OtherWrite,
+}
+
+/// What the class totals group a syscall by; reads and writes are split further by descriptor
+/// (see [`Class::of`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Read,
+    Write,
+    Epoll,
+    PollSelect,
+    Accept,
+    Connect,
+    IoUring,
+}
+
+impl Class {
+    /// Every class, in listing order.
+    pub const ALL: [Class; 9] = [
+        Class::Epoll,
+        Class::PollSelect,
+        Class::IoUring,
+        Class::Accept,
+        Class::Connect,
+        Class::SocketRead,
+        Class::SocketWrite,
+        Class::OtherRead,
+        Class::OtherWrite,
+    ];
+
+    /// The name results files, tables and metrics use (`socket_read`, `poll_select`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Class::Epoll => "epoll",
+            Class::PollSelect => "poll_select",
+            Class::IoUring => "io_uring",
+            Class::Accept => "accept",
+            Class::Connect => "connect",
+            Class::SocketRead => "socket_read",
+            Class::SocketWrite => "socket_write",
+            Class::OtherRead => "other_read",
+            Class::OtherWrite => "other_write",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The class of a call of `family`; `socket` says what a read or write touched (`None`:
+    /// not known, counted as not a socket, as the probes do without the socket tracepoints).
+    pub const fn of(family: Family, socket: Option<bool>) -> Class {
+        let socket = matches!(socket, Some(true));
+        match family {
+            Family::Read if socket => Class::SocketRead,
+            Family::Read => Class::OtherRead,
+            Family::Write if socket => Class::SocketWrite,
+            Family::Write => Class::OtherWrite,
+            Family::Epoll => Class::Epoll,
+            Family::PollSelect => Class::PollSelect,
+            Family::Accept => Class::Accept,
+            Family::Connect => Class::Connect,
+            Family::IoUring => Class::IoUring,
+        }
+    }
+
+    /// A readiness wait (epoll, poll, select): the calls an event loop blocks in.
+    pub const fn is_readiness_wait(self) -> bool {
+        matches!(self, Class::Epoll | Class::PollSelect)
+    }
+
+    /// A call that may wait for something to happen: a readiness wait or io_uring_enter
+    /// (which waits for completions).
+    pub const fn is_wait(self) -> bool {
+        self.is_readiness_wait() || matches!(self, Class::IoUring)
+    }
+
+    /// Moves bytes through a socket.
+    pub const fn is_socket(self) -> bool {
+        matches!(self, Class::SocketRead | Class::SocketWrite)
+    }
+
+    /// Moves bytes in (from a socket or anything else).
+    pub const fn is_read(self) -> bool {
+        matches!(self, Class::SocketRead | Class::OtherRead)
+    }
+
+    /// Moves bytes (a read or a write).
+    pub const fn is_transfer(self) -> bool {
+        matches!(
+            self,
+            Class::SocketRead | Class::SocketWrite | Class::OtherRead | Class::OtherWrite
+        )
+    }
+}
+
 pub struct Syscall {
     pub name: &'static str,
     pub kind: Kind,
-    /// Family the class totals group by: `read`/`write` (split into `socket_*` and `other_*`),
-    /// `epoll`, `poll_select`, `accept`, `connect`, `io_uring`.
-    pub family: &'static str,
+    /// What the class totals group it by.
+    pub family: Family,
     pub wait: Wait,
     /// Which argument (0-based) carries the timeout, for `wait` != `None`.
     pub wait_arg: u8,
-    pub nr_x86_64: u32,
-    pub nr_aarch64: Option<u32>,
+    /// The syscall number on x86_64, the one architecture netpoll's probes support (they read
+    /// the syscall registers at x86_64's `pt_regs` offsets; netpoll-user refuses to build for
+    /// any other).
+    pub nr: u32,
 }
 
-const fn sc(
-    name: &'static str,
-    kind: Kind,
-    family: &'static str,
-    nr_x86_64: u32,
-    nr_aarch64: Option<u32>,
-) -> Syscall {
+const fn sc(name: &'static str, kind: Kind, family: Family, nr: u32) -> Syscall {
     Syscall {
         name,
         kind,
         family,
         wait: Wait::None,
         wait_arg: 0,
-        nr_x86_64,
-        nr_aarch64,
+        nr,
     }
 }
 
@@ -80,66 +185,64 @@ const fn waits(s: Syscall, wait: Wait, wait_arg: u8) -> Syscall {
 
 use Kind::*;
 
+const READ: Family = Family::Read;
+const WRITE: Family = Family::Write;
+const EPOLL: Family = Family::Epoll;
+const POLL_SELECT: Family = Family::PollSelect;
+
 /// Every measured syscall. Order is the ABI: a syscall's index here is its index in the maps.
 pub const SYSCALLS: [Syscall; 21] = [
-    sc("read", Read, "read", 0, Some(63)),
-    sc("readv", Read, "read", 19, Some(65)),
-    sc("recvfrom", Read, "read", 45, Some(207)),
-    sc("recvmsg", Read, "read", 47, Some(212)),
-    sc("write", Write, "write", 1, Some(64)),
-    sc("writev", Write, "write", 20, Some(66)),
-    sc("sendto", Write, "write", 44, Some(206)),
-    sc("sendmsg", Write, "write", 46, Some(211)),
+    sc("read", Read, READ, 0),
+    sc("readv", Read, READ, 19),
+    sc("recvfrom", Read, READ, 45),
+    sc("recvmsg", Read, READ, 47),
+    sc("write", Write, WRITE, 1),
+    sc("writev", Write, WRITE, 20),
+    sc("sendto", Write, WRITE, 44),
+    sc("sendmsg", Write, WRITE, 46),
+    waits(sc("epoll_wait", Multiplex, EPOLL, 232), Wait::MillisArg, 3),
+    waits(sc("epoll_pwait", Multiplex, EPOLL, 281), Wait::MillisArg, 3),
     waits(
-        sc("epoll_wait", Multiplex, "epoll", 232, None),
-        Wait::MillisArg,
-        3,
-    ),
-    waits(
-        sc("epoll_pwait", Multiplex, "epoll", 281, Some(22)),
-        Wait::MillisArg,
-        3,
-    ),
-    waits(
-        sc("epoll_pwait2", Multiplex, "epoll", 441, Some(441)),
+        sc("epoll_pwait2", Multiplex, EPOLL, 441),
         Wait::TimePtrArg,
         3,
     ),
+    waits(sc("poll", Multiplex, POLL_SELECT, 7), Wait::MillisArg, 2),
     waits(
-        sc("poll", Multiplex, "poll_select", 7, None),
-        Wait::MillisArg,
-        2,
-    ),
-    waits(
-        sc("ppoll", Multiplex, "poll_select", 271, Some(73)),
+        sc("ppoll", Multiplex, POLL_SELECT, 271),
         Wait::TimePtrArg,
         2,
     ),
     waits(
-        sc("select", Multiplex, "poll_select", 23, None),
+        sc("select", Multiplex, POLL_SELECT, 23),
         Wait::TimePtrArg,
         4,
     ),
     waits(
-        sc("pselect6", Multiplex, "poll_select", 270, Some(72)),
+        sc("pselect6", Multiplex, POLL_SELECT, 270),
         Wait::TimePtrArg,
         4,
     ),
-    sc("accept", Accept, "accept", 43, Some(202)),
-    sc("accept4", Accept, "accept", 288, Some(242)),
-    sc("connect", Connect, "connect", 42, Some(203)),
+    sc("accept", Accept, Family::Accept, 43),
+    sc("accept4", Accept, Family::Accept, 288),
+    sc("connect", Connect, Family::Connect, 42),
     // io_uring_enter(fd, to_submit, min_complete, flags, ...): flags is argument 3.
     waits(
-        sc("io_uring_enter", Uring, "io_uring", 426, Some(426)),
+        sc("io_uring_enter", Uring, Family::IoUring, 426),
         Wait::UringGetEvents,
         3,
     ),
     // Appended, not grouped with the reads and writes: an index here is an index in the maps.
-    sc("recvmmsg", ReadBatch, "read", 299, Some(243)),
-    sc("sendmmsg", WriteBatch, "write", 307, Some(269)),
+    sc("recvmmsg", ReadBatch, READ, 299),
+    sc("sendmmsg", WriteBatch, WRITE, 307),
 ];
 
 pub const NUM_SYSCALLS: usize = SYSCALLS.len();
+
+/// The table's entry for a syscall name.
+pub fn syscall(name: &str) -> Option<&'static Syscall> {
+    SYSCALLS.iter().find(|s| s.name == name)
+}
 
 /// Syscall numbers below this are looked up in the kernel's table; all measured ones are.
 pub const MAX_SYSCALL_NR: u32 = 512;
@@ -166,10 +269,10 @@ mod tests {
     #[test]
     fn names_and_numbers_are_unique_and_in_range() {
         for (i, a) in SYSCALLS.iter().enumerate() {
-            assert!(a.nr_x86_64 < MAX_SYSCALL_NR);
+            assert!(a.nr < MAX_SYSCALL_NR);
             for b in &SYSCALLS[i + 1..] {
                 assert_ne!(a.name, b.name);
-                assert_ne!(a.nr_x86_64, b.nr_x86_64, "{} and {}", a.name, b.name);
+                assert_ne!(a.nr, b.nr, "{} and {}", a.name, b.name);
             }
         }
     }

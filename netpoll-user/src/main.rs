@@ -1,5 +1,13 @@
 //! `netpoll`: measure, with eBPF, how a process waits for and moves network I/O.
 
+// The probes read syscall arguments at x86_64's `pt_regs` offsets and fill the kernel's syscall
+// table with x86_64's numbers (netpoll-ebpf's `SYSCALLS`): another architecture would measure
+// the wrong calls, so it does not build.
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!(
+    "netpoll supports x86_64 only: its probes use x86_64's syscall numbers and registers"
+);
+
 mod commands;
 mod load;
 mod metrics;

@@ -36,7 +36,7 @@ const EPOLLONESHOT: u64 = 1 << 30;
 fn syscall_name(nr: i64) -> &'static str {
     SYSCALLS
         .iter()
-        .find(|s| i64::from(s.nr_x86_64) == nr)
+        .find(|s| i64::from(s.nr) == nr)
         .map(|s| s.name)
         .or_else(|| OTHER_WAITS.iter().find(|(n, _)| *n == nr).map(|(_, s)| *s))
         .unwrap_or("other")

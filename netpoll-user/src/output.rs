@@ -9,15 +9,9 @@ use analysis::{
     verdict::Confidence,
 };
 
-/// 850ns, 12.3µs, 4.56ms, 1.23s.
+/// 850ns, 12.3µs, 4.56ms, 1.23s: the charts' format (at most 3 significant digits).
 pub fn fmt_ns(ns: u64) -> String {
-    let f = ns as f64;
-    match ns {
-        0..1_000 => format!("{ns}ns"),
-        1_000..1_000_000 => format!("{:.1}µs", f / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.2}ms", f / 1e6),
-        _ => format!("{:.2}s", f / 1e9),
-    }
+    analysis::chart::fmt_ns(ns as f64)
 }
 
 pub fn fmt_bytes(b: u64) -> String {
@@ -237,7 +231,7 @@ pub fn report(results: &Results) -> String {
         }
         // recvmmsg/sendmmsg (in the socket classes) return a count of datagrams; the waits,
         // ready descriptors.
-        let counted = if class.name.starts_with("socket_") {
+        let counted = if class.class().is_some_and(|c| c.is_socket()) {
             "datagrams per recvmmsg/sendmmsg"
         } else {
             let _ = writeln!(

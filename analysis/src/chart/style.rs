@@ -41,7 +41,10 @@ pub fn color_of(name: &str) -> RGBColor {
     if let Some(color) = models::color(name) {
         return color;
     }
-    match crate::results::CLASS_ORDER.iter().position(|c| *c == name) {
+    match crate::results::Class::ALL
+        .iter()
+        .position(|c| c.name() == name)
+    {
         Some(i) => PALETTE[i % PALETTE.len()],
         None => {
             let hash = name

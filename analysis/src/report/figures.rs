@@ -12,7 +12,7 @@ use super::{
 use crate::{
     Histogram,
     chart::{self, Bar, Chart, Point, Series, Stacked, fmt_ns, style::fmt_number},
-    results::{CLASS_ORDER, SyscallStats},
+    results::{Class, SyscallStats},
     run::{RunInfo, SchedPerRequest},
     stats::{self, Estimate},
 };
@@ -196,9 +196,12 @@ fn sched_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, Report
 
 /// The class a configuration waits in: epoll, else poll/select, else io_uring (blocking
 /// models: none).
+/// The class a configuration waits in: the first waiting class (readiness or completion) it
+/// made calls of.
 fn wait_class(cell: &Cell) -> Option<SyscallStats> {
-    ["epoll", "poll_select", "io_uring"]
-        .iter()
+    Class::ALL
+        .into_iter()
+        .filter(|c| c.is_wait())
         .find_map(|c| cell.class(c))
 }
 
@@ -359,7 +362,7 @@ fn request_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, Repo
 /// each class's percentile distribution; each configuration's repeats merged.
 fn syscall_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, ReportError> {
     let mut charts = Vec::new();
-    let class_of = |class: &str| -> Vec<(Series, SyscallStats)> {
+    let class_of = |class: Class| -> Vec<(Series, SyscallStats)> {
         cells
             .iter()
             .filter_map(|c| Some((c.series(), c.class(class)?)))
@@ -370,7 +373,7 @@ fn syscall_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, Repo
             .map(|(s, c)| (s.clone(), c.latency_ns.clone()))
             .collect()
     };
-    let reads = latencies(&class_of("socket_read"));
+    let reads = latencies(&class_of(Class::SocketRead));
     let waits: Vec<(Series, Histogram)> = cells
         .iter()
         .filter_map(|c| {
@@ -380,11 +383,14 @@ fn syscall_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, Repo
             Some((Series { label, ..s }, class.latency_ns))
         })
         .collect();
-    let files = latencies(&class_of("other_read"));
+    let files = latencies(&class_of(Class::OtherRead));
     let ready: Vec<(Series, Histogram)> = cells
         .iter()
         .filter_map(|c| {
-            let class = ["epoll", "poll_select"].iter().find_map(|n| c.class(n))?;
+            let class = Class::ALL
+                .into_iter()
+                .filter(|class| class.is_readiness_wait())
+                .find_map(|class| c.class(class))?;
             Some((c.series(), class.ready_events))
         })
         .collect();
@@ -428,8 +434,9 @@ fn syscall_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, Repo
         note,
         &refs(&ready),
     )?);
-    for class in CLASS_ORDER {
+    for class in Class::ALL {
         let rows = latencies(&class_of(class));
+        let class = class.name();
         if !rows.is_empty() {
             charts.push(chart::percentile_distribution(
                 &format!("{class}_latency_distribution"),

@@ -12,7 +12,7 @@ use crate::{
     Histogram,
     chart::{Series, color_of},
     models,
-    results::{LoadError, Results, SyscallStats, TargetKind},
+    results::{Class, LoadError, Results, SyscallStats, TargetKind},
     run::RunInfo,
     stats::{self, Estimate},
 };
@@ -127,8 +127,8 @@ impl<'a> Cell<'a> {
     }
 
     /// A syscall class over every repeat (histograms merged).
-    pub fn class(&self, name: &str) -> Option<SyscallStats> {
-        let mut rows = self.runs.iter().filter_map(|r| r.results.class(name));
+    pub fn class(&self, class: Class) -> Option<SyscallStats> {
+        let mut rows = self.runs.iter().filter_map(|r| r.results.class(class));
         let mut total = rows.next()?.clone();
         rows.for_each(|r| total.merge(r));
         Some(total)

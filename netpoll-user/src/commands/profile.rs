@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<i32> {
     // Processes (not names, cgroups or the whole machine) get an I/O-model verdict, from the
     // probes and from their state in /proc, sampled while collecting.
     let judged =
-        matches!(targets.target.kind, TargetKind::Pid | TargetKind::Command) && !probes.lite;
+        matches!(targets.target.kind, TargetKind::Pid | TargetKind::Command) && !probes.mode.lite();
     let mut sampler = Sampler::new(if judged {
         targets.target.pids.clone()
     } else {

@@ -9,7 +9,7 @@ use netpoll_ebpf::abi::Hook;
 
 use crate::{
     probes::{
-        Filter, Options, Probes,
+        Filter, Floor, Mode, Options, Probes,
         target::{self, HeldCommand},
     },
     system,
@@ -33,12 +33,12 @@ pub struct TargetArgs {
     #[arg(long)]
     no_follow: bool,
     /// Break the results down by process.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "lite")]
     pub per_pid: bool,
     /// The scheduler view: split each call's latency into running, blocked (asleep) and waiting
     /// for a CPU, and count who woke the threads. Adds hooks on every context switch and wakeup
     /// of the machine (see the overhead benchmark).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "lite")]
     pub sched: bool,
     /// Lite mode: no hooks on every syscall (their floor is what every process on the machine
     /// pays). Counts the targets' socket transfers (bytes, errors, EAGAIN) and the times their
@@ -68,6 +68,21 @@ pub struct Targets {
 }
 
 impl TargetArgs {
+    /// The probes' mode these flags ask for; `floor`: the overhead benchmark's do-nothing
+    /// programs instead (on the hooks given, or where the mode would attach its own).
+    pub fn mode(&self, floor: Option<Vec<Hook>>) -> Mode {
+        match floor {
+            Some(hooks) if !hooks.is_empty() => Mode::Floor(Floor::Hooks(hooks)),
+            Some(_) if self.lite => Mode::Floor(Floor::Lite),
+            Some(_) => Mode::Floor(Floor::Full { sched: self.sched }),
+            None if self.lite => Mode::Lite,
+            None => Mode::Full {
+                per_pid: self.per_pid,
+                sched: self.sched,
+            },
+        }
+    }
+
     /// Everything a user can get wrong is checked before anything is attached.
     pub fn check(&self) -> Result<()> {
         let kinds = [
@@ -156,12 +171,8 @@ impl Targets {
         let mut probes = Probes::load(&Options {
             filter: self.filter.clone(),
             follow_children: !args.no_follow,
-            per_pid: args.per_pid,
             hook,
-            floor: floor.is_some(),
-            floor_hooks: floor.unwrap_or_default(),
-            sched: args.sched,
-            lite: args.lite,
+            mode: args.mode(floor),
         })?;
         if probes.following {
             // Children that existed before we attached (nginx's workers, say). Scanned after

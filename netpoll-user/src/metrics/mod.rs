@@ -9,7 +9,7 @@ pub mod text;
 
 use std::collections::BTreeMap;
 
-use analysis::results::{LiteSyscall, SyscallStats, class_of};
+use analysis::results::{LiteSyscall, SyscallStats};
 use model::{Counter, Gauge, Metric, MetricFamily, MetricType, labels};
 use prost::Message as _;
 
@@ -48,7 +48,10 @@ fn rows<'a>(
         if let Some(fd) = s.fd {
             l.push(("fd", fd.name().to_string()));
         }
-        l.push(("class", class_of(s).unwrap_or_default()));
+        l.push((
+            "class",
+            s.class().map(|c| c.name().to_string()).unwrap_or_default(),
+        ));
         l
     };
     let mut out = Vec::new();
@@ -353,7 +356,7 @@ fn lite_families(p: &str, rows: &[LiteSyscall]) -> Vec<MetricFamily> {
 }
 
 fn is_wait(s: &SyscallStats) -> bool {
-    matches!(class_of(s).as_deref(), Some("epoll" | "poll_select"))
+    s.class().is_some_and(|c| c.is_readiness_wait())
 }
 
 /// netpoll's own cost: run time and runs of each of its BPF programs (kernel.bpf_stats_enabled).

@@ -37,18 +37,66 @@ pub enum Filter {
 pub struct Options {
     pub filter: Filter,
     pub follow_children: bool,
-    pub per_pid: bool,
     /// Use this hook kind only; otherwise the cheapest that works.
     pub hook: Option<HookKind>,
-    /// Attach the do-nothing programs instead (the overhead benchmark's floor).
-    pub floor: bool,
-    /// With `floor`: only on these hooks (the benchmark's per-hook breakdown); empty: on all
-    /// of netpoll's.
-    pub floor_hooks: Vec<Hook>,
-    /// The scheduler view: split each call's latency into on CPU, blocked and run-queue time.
-    pub sched: bool,
+    pub mode: Mode,
+}
+
+/// What the probes record: one value, so that a combination the programs cannot do (lite mode
+/// with the scheduler view, say) cannot be asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Every measured syscall timed and counted; `per_pid`: also broken down by process;
+    /// `sched`: each call's latency split into on CPU, blocked and run-queue time.
+    Full { per_pid: bool, sched: bool },
     /// No hooks on every syscall: socket transfers and sleeps in syscalls only (`--lite`).
-    pub lite: bool,
+    Lite,
+    /// The overhead benchmark's floor: do-nothing programs instead of netpoll's.
+    Floor(Floor),
+}
+
+/// Where the floor's do-nothing programs go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Floor {
+    /// On full mode's hooks (with the scheduler view's when `sched`).
+    Full { sched: bool },
+    /// On lite mode's hooks.
+    Lite,
+    /// On these hooks only (the benchmark's per-hook breakdown).
+    Hooks(Vec<Hook>),
+}
+
+impl Mode {
+    /// The scheduler view's maps are filled (or, for the floor, its hooks are attached).
+    pub fn sched(&self) -> bool {
+        matches!(
+            self,
+            Mode::Full { sched: true, .. } | Mode::Floor(Floor::Full { sched: true })
+        )
+    }
+
+    /// Lite mode's maps are filled (or, for the floor, its hooks are attached).
+    pub fn lite(&self) -> bool {
+        matches!(self, Mode::Lite | Mode::Floor(Floor::Lite))
+    }
+
+    pub fn per_pid(&self) -> bool {
+        matches!(self, Mode::Full { per_pid: true, .. })
+    }
+
+    /// The hook kinds this mode can use (the scheduler view reads task pointers; lite mode
+    /// reads a task's registers through BTF); the error names the flag.
+    fn check_hook(&self, hook: Option<HookKind>) -> Result<()> {
+        if self.sched() && hook == Some(HookKind::Tracepoint) {
+            bail!(
+                "--sched needs BTF or raw tracepoints (task pointers); not with --hook tracepoint"
+            );
+        }
+        if self.lite() && hook.is_some_and(|k| k != HookKind::TpBtf) {
+            bail!("--lite needs BTF tracepoints (it reads a task's registers through BTF)");
+        }
+        Ok(())
+    }
 }
 
 pub struct Probes {
@@ -56,11 +104,7 @@ pub struct Probes {
     pub hook: HookKind,
     pub socket_split: bool,
     pub following: bool,
-    /// The scheduler view is on.
-    pub sched: bool,
-    /// Lite mode is on.
-    pub lite: bool,
-    per_pid: bool,
+    pub mode: Mode,
     /// Why the fork record's `child_pid` offset is unknown (then children are not followed).
     fork_unknown: Option<String>,
     /// Things worth telling the user (fallbacks taken), one line each.
@@ -75,14 +119,12 @@ const SYSCALL_HOOKS: [Hook; 3] = [Hook::Switch, Hook::SysExit, Hook::SysEnter];
 /// Lite mode's hooks (besides the task hooks): no sys_enter/sys_exit.
 const LITE_HOOKS: [Hook; 3] = [Hook::SockRecv, Hook::SockSend, Hook::Switch];
 
-/// (byte offsets of the 6 syscall arguments, offset of the syscall number) in `struct pt_regs`.
-fn pt_regs_layout() -> Result<([u32; 6], u32)> {
-    match std::env::consts::ARCH {
-        // arch/x86/include/asm/ptrace.h: di, si, dx, r10, r8, r9; orig_ax.
-        "x86_64" => Ok(([112, 104, 96, 56, 72, 64], 120)),
-        arch => bail!("netpoll's probes know the syscall registers of x86_64 only, not {arch}"),
-    }
-}
+/// Byte offsets of the 6 syscall arguments in x86_64's `struct pt_regs`
+/// (arch/x86/include/asm/ptrace.h: di, si, dx, r10, r8, r9), and of the syscall number
+/// (orig_ax). x86_64 is the only architecture netpoll builds for (main.rs says so at compile
+/// time).
+const PT_REGS_ARGS: [u32; 6] = [112, 104, 96, 56, 72, 64];
+const PT_REGS_NR: u32 = 120;
 
 /// The (mode, comm, cgroup id) globals of a filter.
 fn filter_globals(f: &Filter) -> (u8, [u8; 16], u64) {
@@ -103,42 +145,34 @@ fn filter_globals(f: &Filter) -> (u8, [u8; 16], u64) {
 impl Probes {
     /// Loads the object and attaches every hook, in the order that loses no call.
     pub fn load(options: &Options) -> Result<Probes> {
-        if options.sched && options.hook == Some(HookKind::Tracepoint) {
-            bail!(
-                "--sched needs BTF or raw tracepoints (task pointers); not with --hook tracepoint"
-            );
-        }
-        if options.lite {
-            if options.sched || options.per_pid {
-                bail!("--lite cannot be combined with --sched or --per-pid");
-            }
-            if options.hook.is_some_and(|k| k != HookKind::TpBtf) {
-                bail!("--lite needs BTF tracepoints (it reads a task's registers through BTF)");
-            }
-        }
+        options.mode.check_hook(options.hook)?;
         let mut probes = Probes::load_object(options)?;
         let btf = Btf::from_sys_fs().ok();
-        if options.lite {
-            if options.floor {
-                probes.attach_floor_hooks(&[HookKind::TpBtf], &LITE_HOOKS, btf.as_ref())?;
-            } else {
-                probes.attach_lite_hooks(options, btf.as_ref())?;
-            }
-            return Ok(probes);
-        }
         let kinds: Vec<HookKind> = options.hook.map_or(HookKind::ALL.to_vec(), |k| vec![k]);
-        if options.floor && !options.floor_hooks.is_empty() {
-            probes.attach_floor_hooks(&kinds, &options.floor_hooks, btf.as_ref())?;
-            return Ok(probes);
-        }
-        probes.attach_socket_split(&kinds, options.floor, btf.as_ref());
-        if !options.floor {
+        let floor = match &options.mode {
+            Mode::Lite => {
+                probes.attach_lite_hooks(options, btf.as_ref())?;
+                return Ok(probes);
+            }
+            Mode::Floor(Floor::Lite) => {
+                probes.attach_floor_hooks(&[HookKind::TpBtf], &LITE_HOOKS, btf.as_ref())?;
+                return Ok(probes);
+            }
+            Mode::Floor(Floor::Hooks(hooks)) => {
+                probes.attach_floor_hooks(&kinds, hooks, btf.as_ref())?;
+                return Ok(probes);
+            }
+            Mode::Floor(Floor::Full { .. }) => true,
+            Mode::Full { .. } => false,
+        };
+        probes.attach_socket_split(&kinds, floor, btf.as_ref());
+        if !floor {
             probes.attach_task_hooks(&kinds, options, btf.as_ref());
         }
-        if options.sched {
-            probes.attach_sched_hooks(&kinds, options.floor, btf.as_ref())?;
+        if options.mode.sched() {
+            probes.attach_sched_hooks(&kinds, floor, btf.as_ref())?;
         }
-        probes.attach_syscall_hooks(&kinds, options.floor, btf.as_ref())?;
+        probes.attach_syscall_hooks(&kinds, floor, btf.as_ref())?;
         let mut attach_ns: Array<_, u64> = Array::try_from(probes.map_mut(maps::ATTACH_NS)?)?;
         attach_ns.set(0, system::monotonic_ns(), 0)?;
         Ok(probes)
@@ -146,7 +180,7 @@ impl Probes {
 
     /// Loads the object with its globals set, fills the syscall table and the PID targets.
     fn load_object(options: &Options) -> Result<Probes> {
-        let (arg_offsets, nr_offset) = pt_regs_layout()?;
+        let (arg_offsets, nr_offset) = (PT_REGS_ARGS, PT_REGS_NR);
         let mut notes = Vec::new();
         match system::ensure_tracefs() {
             Ok(Some(note)) => notes.push(note),
@@ -157,12 +191,12 @@ impl Probes {
             system::tracepoint_field_offset("sched", "sched_process_fork", "child_pid");
         let fork_child_pid_offset = *fork_offset.as_ref().unwrap_or(&0);
         let (mode, comm, cgroup) = filter_globals(&options.filter);
-        let per_pid = options.per_pid as u8;
-        let sched = options.sched as u8;
-        let lite = options.lite as u8;
+        let per_pid = options.mode.per_pid() as u8;
+        let sched = options.mode.sched() as u8;
+        let lite = options.mode.lite() as u8;
         // The scheduler view and lite mode read thread ids out of task pointers: where they
         // are, from BTF.
-        let task_pid_offset = if options.sched || options.lite {
+        let task_pid_offset = if options.mode.sched() || options.mode.lite() {
             task_pid_offset().context("--sched and --lite need kernel BTF")?
         } else {
             0
@@ -181,7 +215,11 @@ impl Probes {
             // PID_STATS is preallocated: keep it tiny unless it is used.
             .map_max_entries(
                 maps::PID_STATS,
-                if options.per_pid { MAX_PID_SLOTS } else { 1 },
+                if options.mode.per_pid() {
+                    MAX_PID_SLOTS
+                } else {
+                    1
+                },
             )
             .load(OBJECT)
             .context("loading netpoll's BPF object failed")?;
@@ -190,9 +228,7 @@ impl Probes {
             hook: HookKind::TpBtf,
             socket_split: false,
             following: false,
-            sched: options.sched,
-            lite: options.lite,
-            per_pid: options.per_pid,
+            mode: options.mode.clone(),
             fork_unknown: fork_offset.err().map(|e| format!("{e:#}")),
             notes,
         };
@@ -416,14 +452,14 @@ impl Probes {
                 wait: s.wait as u8,
                 wait_arg: s.wait_arg,
             };
-            table.set(s.nr_x86_64, info, 0)?;
+            table.set(s.nr, info, 0)?;
         }
         Ok(())
     }
 
     /// What is attached, for the "attached ..." line.
     pub fn describe_hooks(&self) -> &'static str {
-        if self.lite {
+        if self.mode.lite() {
             "lite (socket tracepoints and sched_switch, tp_btf)"
         } else {
             self.hook.name()

@@ -48,7 +48,7 @@ impl Probes {
             let per_cpu = stats.get(&slot, 0)?;
             slots.push(sum_cpus(slot as usize, per_cpu.iter()));
         }
-        let scheduler = if self.sched {
+        let scheduler = if self.mode.sched() {
             let sched: PerCpuArray<&MapData, SlotSched> =
                 PerCpuArray::try_from(self.map(maps::SCHED_STATS)?)?;
             for (slot, row) in slots.iter_mut().enumerate() {
@@ -60,7 +60,7 @@ impl Probes {
         } else {
             None
         };
-        let lite = if self.lite {
+        let lite = if self.mode.lite() {
             let stats: PerCpuArray<&MapData, LiteStats> =
                 PerCpuArray::try_from(self.map(maps::LITE_STATS)?)?;
             let mut rows = Vec::with_capacity(NUM_SYSCALLS);
@@ -89,7 +89,7 @@ impl Probes {
         };
         let mut per_pid: BTreeMap<u32, Vec<SyscallStats>> = BTreeMap::new();
         let mut comms = BTreeMap::new();
-        if self.per_pid {
+        if self.mode.per_pid() {
             let pid_stats: PerCpuHashMap<&MapData, PidSlot, SlotStats> =
                 PerCpuHashMap::try_from(self.map(maps::PID_STATS)?)?;
             for entry in pid_stats.iter() {

@@ -5,7 +5,7 @@
 use super::*;
 
 pub fn epoll_wait_timeouts_batching_and_latency() -> TestResult {
-    let run = profile_fixture("epoll", &[]);
+    let run = profile_fixture(Scenario::Epoll, &[]);
     let r = run.results();
     check(
         r.end_reason == EndReason::TargetsExited,
@@ -52,7 +52,7 @@ pub fn epoll_wait_timeouts_batching_and_latency() -> TestResult {
         pwait.ready_events.buckets().collect::<Vec<_>>() == [(1, 1, 1)],
         format!("ready {:?}", pwait.ready_events),
     )?;
-    let epoll = r.class("epoll").expect("epoll class");
+    let epoll = r.class(Class::Epoll).expect("epoll class");
     check(epoll.calls == 28, format!("epoll class {}", epoll.calls))?;
     check(
         row(&r.syscalls, "write", Some("socket")).bytes == 1,
@@ -98,13 +98,13 @@ pub fn check_io(r: &Results) -> TestResult {
         row(&r.syscalls, "recvfrom", Some("socket")).bytes == 200,
         "recvfrom bytes",
     )?;
-    let socket_read = r.class("socket_read").expect("socket_read");
+    let socket_read = r.class(Class::SocketRead).expect("socket_read");
     check(
         socket_read.bytes == 500,
         format!("socket_read class bytes {}", socket_read.bytes),
     )?;
     check(
-        r.class("other_write").map(|c| c.calls) == Some(1),
+        r.class(Class::OtherWrite).map(|c| c.calls) == Some(1),
         "other_write calls",
     )
 }
@@ -112,7 +112,7 @@ pub fn check_io(r: &Results) -> TestResult {
 /// recvmmsg and sendmmsg: counted as socket reads and writes, their datagrams per call in the
 /// batch histogram (exact below 64), bytes not claimed (their return value counts datagrams).
 pub fn datagram_batches_are_counted_per_call() -> TestResult {
-    let run = profile_fixture("mmsg", &[]);
+    let run = profile_fixture(Scenario::Mmsg, &[]);
     let r = run.results();
     for name in ["sendmmsg", "recvmmsg"] {
         // One row, on sockets: all calls moved datagrams.
@@ -136,14 +136,14 @@ pub fn datagram_batches_are_counted_per_call() -> TestResult {
         )?;
     }
     check(
-        r.class("socket_read").map(|c| c.calls) == Some(3)
-            && r.class("socket_write").map(|c| c.calls) == Some(3),
+        r.class(Class::SocketRead).map(|c| c.calls) == Some(3)
+            && r.class(Class::SocketWrite).map(|c| c.calls) == Some(3),
         "socket classes",
     )
 }
 
 pub fn reads_and_writes_split_by_socket_with_exact_bytes() -> TestResult {
-    let run = profile_fixture("io", &[]);
+    let run = profile_fixture(Scenario::Io, &[]);
     let r = run.results();
     check(r.socket_split, "socket split")?;
     check_io(r)?;
@@ -158,9 +158,9 @@ pub fn reads_and_writes_split_by_socket_with_exact_bytes() -> TestResult {
 /// between the two threads all the time. The target's counts stay exact, the bystander's
 /// calls are nowhere.
 pub fn bystander_on_the_same_cpu_changes_nothing() -> TestResult {
-    let bystander = Fixture::start("bystander-on-cpu0");
+    let bystander = Fixture::start(Scenario::BystanderOnCpu0);
     bystander.go();
-    let run = profile_fixture("io-on-cpu0", &[]);
+    let run = profile_fixture(Scenario::IoOnCpu0, &[]);
     drop(bystander);
     let r = run.results();
     check_io(r)?;
@@ -182,7 +182,7 @@ pub fn bpf_stats_measure_the_programs() -> TestResult {
     let stats_on =
         || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").map(|v| v.trim() == "1");
     let before = stats_on()?;
-    let run = profile_fixture("io", &["--bpf-stats"]);
+    let run = profile_fixture(Scenario::Io, &["--bpf-stats"]);
     let r = run.results();
     check_io(r)?;
     let calls: u64 = r.syscalls.iter().map(|s| s.calls).sum();
@@ -204,7 +204,7 @@ pub fn bpf_stats_measure_the_programs() -> TestResult {
 
 pub fn every_hook_kind_measures_the_same() -> TestResult {
     for hook in ["tp-btf", "raw-tp", "tracepoint"] {
-        let run = profile_fixture("io", &["--hook", hook]);
+        let run = profile_fixture(Scenario::Io, &["--hook", hook]);
         let r = run.results();
         check(
             r.hook.cli_name() == hook,
@@ -227,7 +227,7 @@ pub fn missing_tracefs_is_mounted() -> TestResult {
         check(ok, "cannot unmount tracefs for the test")?;
     }
     check(!tracefs.exists(), "tracefs still mounted")?;
-    let run = profile_fixture("io", &["--hook", "tracepoint"]);
+    let run = profile_fixture(Scenario::Io, &["--hook", "tracepoint"]);
     check(
         run.stderr
             .contains("mounted tracefs at /sys/kernel/tracing"),
@@ -238,7 +238,7 @@ pub fn missing_tracefs_is_mounted() -> TestResult {
 }
 
 pub fn accepts_and_connects_counted_exactly() -> TestResult {
-    let run = profile_fixture("accept", &[]);
+    let run = profile_fixture(Scenario::Accept, &[]);
     let r = run.results();
     check(row(&r.syscalls, "accept4", None).calls == 5, "5 accept4")?;
     let connect = row(&r.syscalls, "connect", None);
@@ -247,13 +247,13 @@ pub fn accepts_and_connects_counted_exactly() -> TestResult {
         format!("connect {connect:?}"),
     )?;
     check(
-        r.class("accept").map(|c| c.calls) == Some(5),
+        r.class(Class::Accept).map(|c| c.calls) == Some(5),
         "accept class",
     )
 }
 
 pub fn poll_and_select_timeouts() -> TestResult {
-    let run = profile_fixture("poll", &[]);
+    let run = profile_fixture(Scenario::Poll, &[]);
     let r = run.results();
     let poll = row(&r.syscalls, "poll", None);
     check(
@@ -274,7 +274,7 @@ pub fn poll_and_select_timeouts() -> TestResult {
         ),
     )?;
     check(
-        r.class("poll_select").map(|c| c.calls) == Some(5),
+        r.class(Class::PollSelect).map(|c| c.calls) == Some(5),
         "poll_select class",
     )
 }
@@ -282,7 +282,7 @@ pub fn poll_and_select_timeouts() -> TestResult {
 pub fn call_blocked_before_attach_is_a_lower_bound() -> TestResult {
     let exe = std::env::current_exe().expect("current_exe");
     let mut child = Command::new(exe)
-        .env("NETPOLL_FIXTURE", "blocked-accept")
+        .env("NETPOLL_FIXTURE", Scenario::BlockedAccept.name())
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn");
@@ -331,7 +331,7 @@ pub fn call_resuming_on_another_cpu_is_measured() -> TestResult {
         std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2,
         "this test needs 2 CPUs",
     )?;
-    let fixture = Fixture::start("migrate");
+    let fixture = Fixture::start(Scenario::Migrate);
     let pid = fixture.child.id();
     let profile = Profile::start(&["--pid", &pid.to_string()]);
     fixture.go();
@@ -367,7 +367,7 @@ pub fn call_resuming_on_another_cpu_is_measured() -> TestResult {
 }
 
 pub fn thread_killed_inside_a_call_leaks_nothing() -> TestResult {
-    let run = profile_fixture("die-in-call", &[]);
+    let run = profile_fixture(Scenario::DieInCall, &[]);
     let r = run.results();
     let wait = row(&r.syscalls, "epoll_wait", None);
     check(
@@ -390,10 +390,10 @@ pub fn thread_killed_inside_a_call_leaks_nothing() -> TestResult {
 /// same fixture, every socket row of the full mode (calls, bytes, errors, EAGAINs) equals lite
 /// mode's transfers of that syscall, and nothing else is counted as a transfer.
 pub fn lite_mode_counts_socket_transfers_as_the_full_mode() -> TestResult {
-    let full = profile_fixture("io", &[]);
+    let full = profile_fixture(Scenario::Io, &[]);
     let full = full.results();
     check_io(full)?;
-    let run = profile_fixture("io", &["--lite"]);
+    let run = profile_fixture(Scenario::Io, &["--lite"]);
     let r = run.results();
     let lite = r.lite.as_ref().ok_or("no lite section in --lite results")?;
     check(
@@ -433,7 +433,7 @@ pub fn lite_mode_counts_socket_transfers_as_the_full_mode() -> TestResult {
 /// `--lite` sees a read that sleeps until data arrives 20 ms later: one sleep in `read`, about
 /// 20 ms off CPU, then its 5-byte transfer.
 pub fn lite_mode_times_a_sleep_inside_a_read() -> TestResult {
-    let run = profile_fixture("socket-wake", &["--lite"]);
+    let run = profile_fixture(Scenario::SocketWake, &["--lite"]);
     let lite = run.results().lite.clone().ok_or("no lite section")?;
     let read = lite
         .syscalls

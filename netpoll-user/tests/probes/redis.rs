@@ -64,8 +64,8 @@ pub fn redis_server_under_load() -> TestResult {
             && verdict.name.contains("level-triggered"),
         format!("redis judged {}: {:#?}", verdict.name, verdict.evidence),
     )?;
-    let read = r.class("socket_read").ok_or("no socket reads")?;
-    let write = r.class("socket_write").ok_or("no socket writes")?;
+    let read = r.class(Class::SocketRead).ok_or("no socket reads")?;
+    let write = r.class(Class::SocketWrite).ok_or("no socket writes")?;
     // One read per request and one write per reply, moving exactly the bytes sent.
     check(
         read.bytes == N * PING.len() as u64,
@@ -89,7 +89,7 @@ pub fn redis_server_under_load() -> TestResult {
     )?;
     // Redis waits in epoll_wait for every request. The first wait began before the probes
     // attached: it is reported apart, as a lower bound.
-    let epoll = r.class("epoll").ok_or("redis made no epoll calls")?;
+    let epoll = r.class(Class::Epoll).ok_or("redis made no epoll calls")?;
     let already_waiting = row(&r.lower_bound, "epoll_wait", None).calls;
     check(
         already_waiting == 1,

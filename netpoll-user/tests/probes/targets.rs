@@ -1,9 +1,9 @@
 //! What is profiled: children followed or not, a spawned command, the comm and cgroup filters.
 
-use super::*;
+use super::{calls::check_io, *};
 
 pub fn children_followed_and_broken_down_per_pid() -> TestResult {
-    let run = profile_fixture("fork", &["--per-pid"]);
+    let run = profile_fixture(Scenario::Fork, &["--per-pid"]);
     let r = run.results();
     let writes = row(&r.syscalls, "write", Some("other"));
     check(
@@ -28,7 +28,7 @@ pub fn children_followed_and_broken_down_per_pid() -> TestResult {
 }
 
 pub fn children_that_existed_before_attach_are_included() -> TestResult {
-    let run = profile_fixture("tree", &[]);
+    let run = profile_fixture(Scenario::Tree, &[]);
     let r = run.results();
     let writes = row(&r.syscalls, "write", Some("other"));
     check(
@@ -38,7 +38,7 @@ pub fn children_that_existed_before_attach_are_included() -> TestResult {
 }
 
 pub fn no_follow_sees_the_parent_only() -> TestResult {
-    let run = profile_fixture("fork", &["--no-follow"]);
+    let run = profile_fixture(Scenario::Fork, &["--no-follow"]);
     let r = run.results();
     let writes = row(&r.syscalls, "write", Some("other"));
     check(
@@ -59,11 +59,11 @@ pub fn spawned_command_profiled_from_its_first_syscall() -> TestResult {
     )?;
     // The program's start-up reads files (the dynamic loader), but makes no socket I/O.
     check(
-        r.class("socket_read").map(|c| c.bytes) == Some(500),
+        r.class(Class::SocketRead).map(|c| c.bytes) == Some(500),
         "socket bytes read",
     )?;
     check(
-        r.class("socket_write").map(|c| c.bytes) == Some(500),
+        r.class(Class::SocketWrite).map(|c| c.bytes) == Some(500),
         "socket bytes written",
     )?;
     check(
@@ -73,7 +73,7 @@ pub fn spawned_command_profiled_from_its_first_syscall() -> TestResult {
 }
 
 pub fn comm_filter() -> TestResult {
-    let fixture = Fixture::start("comm");
+    let fixture = Fixture::start(Scenario::Comm);
     let profile = Profile::start(&["--comm", "npfixture", "--duration", "1.5"]);
     fixture.go();
     fixture.wait();
@@ -106,7 +106,7 @@ pub fn cgroup2_root() -> PathBuf {
 pub fn cgroup_filter() -> TestResult {
     let cgroup = cgroup2_root().join(format!("netpoll-test-{}", std::process::id()));
     std::fs::create_dir_all(&cgroup).expect("create cgroup");
-    let fixture = Fixture::start("io");
+    let fixture = Fixture::start(Scenario::Io);
     std::fs::write(cgroup.join("cgroup.procs"), fixture.child.id().to_string())
         .expect("move fixture");
     let path = cgroup.to_str().expect("utf-8").to_string();

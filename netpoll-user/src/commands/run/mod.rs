@@ -29,7 +29,7 @@ use crate::{
     observe::Sampler,
     output,
     probes::{
-        Filter, Options, Probes,
+        Filter, Mode, Options, Probes,
         snapshot::{Collection, Snapshot},
         target::CommandState,
     },
@@ -298,12 +298,11 @@ fn attach(c: &Checked, server: &mut Server) -> Result<Probes> {
     let probes = Probes::load(&Options {
         filter: Filter::Pids(vec![server.pid()]),
         follow_children: true,
-        per_pid: false,
         hook: c.hook,
-        floor: false,
-        floor_hooks: Vec::new(),
-        sched: c.sched,
-        lite: false,
+        mode: Mode::Full {
+            per_pid: false,
+            sched: c.sched,
+        },
     })?;
     for note in &probes.notes {
         eprintln!("netpoll: note: {note}");
@@ -496,7 +495,7 @@ fn assemble(
         load.requests,
         count(&|s| s.calls),
         count(&|s| {
-            if s.name.starts_with("epoll_") {
+            if s.class() == Some(analysis::results::Class::Epoll) {
                 s.calls
             } else {
                 0
