@@ -105,6 +105,26 @@ pub enum Family {
     Unknown,
 }
 
+impl Family {
+    /// The family as results files spell it (`epoll_reactor`, `mn_runtime`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::BlockingIterative => "blocking_iterative",
+            Family::BlockingPerConnection => "blocking_per_connection",
+            Family::BusyPolling => "busy_polling",
+            Family::Select => "select",
+            Family::Poll => "poll",
+            Family::EpollReactor => "epoll_reactor",
+            Family::EpollReactors => "epoll_reactors",
+            Family::MnRuntime => "mn_runtime",
+            Family::IoUring => "io_uring",
+            Family::KernelBypass => "kernel_bypass",
+            Family::SignalDriven => "signal_driven",
+            Family::Unknown => "unknown",
+        }
+    }
+}
+
 /// How sure the verdict is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -130,20 +150,10 @@ pub struct IoModel {
 /// Fewer I/O calls than this say too little about a process to judge it.
 const MIN_CALLS: u64 = 20;
 
-/// Calls of the given syscalls, over both fd kinds.
-fn calls(r: &Results, names: &[&str]) -> u64 {
-    r.syscalls
-        .iter()
-        .filter(|s| names.contains(&s.name.as_str()))
-        .map(|s| s.calls)
-        .sum()
-}
-
-fn total<'a>(rows: impl Iterator<Item = &'a SyscallStats>) -> SyscallStats {
-    let mut t = SyscallStats::default();
-    rows.for_each(|r| t.merge(r));
-    t
-}
+const EPOLL: &[&str] = &["epoll_wait", "epoll_pwait", "epoll_pwait2"];
+const POLL: &[&str] = &["poll", "ppoll"];
+const SELECT: &[&str] = &["select", "pselect6"];
+const READS: &[&str] = &["read", "readv", "recvfrom", "recvmsg", "recvmmsg"];
 
 fn pct(part: u64, whole: u64) -> f64 {
     if whole == 0 {
@@ -153,310 +163,579 @@ fn pct(part: u64, whole: u64) -> f64 {
     }
 }
 
-const EPOLL: &[&str] = &["epoll_wait", "epoll_pwait", "epoll_pwait2"];
-const POLL: &[&str] = &["poll", "ppoll"];
-const SELECT: &[&str] = &["select", "pselect6"];
-const READS: &[&str] = &["read", "readv", "recvfrom", "recvmsg", "recvmmsg"];
+/// Everything the rules look at, computed once from the results and the observations.
+struct Signals<'a> {
+    o: &'a Observed,
+    /// Calls of each kind of readiness wait, and of io_uring_enter and epoll_pwait.
+    epoll: u64,
+    poll: u64,
+    select: u64,
+    uring: u64,
+    pwait: u64,
+    /// Every measured syscall.
+    all_calls: u64,
+    /// Reads that touched sockets (and reads of unknown target, without the socket split).
+    socket_reads: SyscallStats,
+    /// The readiness waits' totals.
+    waits: SyscallStats,
+    /// Ready descriptors per readiness wait (exact below 64: the buckets are 1 wide there).
+    ready_per_wait: Option<f64>,
+    /// Threads seen at once waiting in readiness calls, in reads, in epoll, on futexes.
+    waits_seen: u32,
+    in_reads: u32,
+    in_epoll: u32,
+    in_futex: u32,
+    /// Requests served in the window (`netpoll run`), to state figures per request.
+    requests: Option<u64>,
+    seconds: f64,
+}
 
-/// Judges the process from its results and what was observed in /proc.
-pub fn judge(r: &Results, o: &Observed) -> IoModel {
-    let mut evidence = Vec::new();
-    let threads_line = format!(
-        "{} thread(s) in {} process(es), {} busy; threads seen waiting in: {}",
-        o.threads,
-        o.processes,
-        if o.busy_threads == 0 {
-            "?".to_string()
-        } else {
-            o.busy_threads.to_string()
-        },
-        if o.waiting_in.is_empty() {
-            "nothing".to_string()
-        } else {
-            o.waiting_in
+impl<'a> Signals<'a> {
+    fn of(r: &Results, o: &'a Observed) -> Signals<'a> {
+        let calls = |names: &[&str]| -> u64 {
+            r.syscalls
                 .iter()
-                .map(|(name, n)| format!("{name} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    );
-    evidence.push(threads_line);
-    let seconds = (r.duration_ns as f64 / 1e9).max(1e-9);
-    let per = |n: u64| -> String {
-        match r
-            .run
-            .as_ref()
-            .map(|run| run.load.requests)
-            .filter(|&q| q > 0)
-        {
-            Some(requests) => format!("{:.2} per request", n as f64 / requests as f64),
-            None => format!("{:.0}/s", n as f64 / seconds),
-        }
-    };
-    let (epoll, poll, select) = (calls(r, EPOLL), calls(r, POLL), calls(r, SELECT));
-    let uring = calls(r, &["io_uring_enter"]);
-    let socket_reads =
-        total(r.syscalls.iter().filter(|s| {
-            READS.contains(&s.name.as_str()) && s.fd != Some(crate::results::Fd::Other)
-        }));
-    let io_calls = epoll + poll + select + uring + socket_reads.calls;
-    if socket_reads.calls > 0 {
-        evidence.push(format!(
-            "socket reads: {} ({}), {:.0}% ended in EAGAIN",
-            socket_reads.calls,
-            per(socket_reads.calls),
-            pct(socket_reads.eagain, socket_reads.calls)
-        ));
-    }
-    if o.sockets > 0 {
-        evidence.push(format!(
-            "{} sockets open, {} non-blocking, {} with O_ASYNC",
-            o.sockets, o.nonblocking_sockets, o.async_sockets
-        ));
-    }
-    let verdict =
-        |family: Family, name: &str, confidence: Confidence, evidence: Vec<String>| IoModel {
-            family,
-            name: name.to_string(),
-            confidence,
-            evidence,
-            observed: o.clone(),
+                .filter(|s| names.contains(&s.name.as_str()))
+                .map(|s| s.calls)
+                .sum()
         };
-    if o.xdp_programs > 0 {
-        let all: u64 = r.syscalls.iter().map(|s| s.calls).sum();
-        evidence.push(format!(
-            "{} XDP program(s) held by the process; {} measured syscalls in all ({}): packets reach it through AF_XDP rings, not sockets",
-            o.xdp_programs,
-            all,
-            per(all)
-        ));
-        return verdict(
-            Family::KernelBypass,
-            "kernel bypass: AF_XDP (an XDP program feeds rings shared with user space)",
-            Confidence::High,
-            evidence,
-        );
+        let total = |keep: &dyn Fn(&SyscallStats) -> bool| {
+            let mut t = SyscallStats::default();
+            r.syscalls
+                .iter()
+                .filter(|s| keep(s))
+                .for_each(|s| t.merge(s));
+            t
+        };
+        let socket_reads =
+            total(&|s| READS.contains(&s.name.as_str()) && s.fd != Some(crate::results::Fd::Other));
+        let waits = total(&|s| s.class().is_some_and(|c| c.is_readiness_wait()));
+        let (events, counted) =
+            waits
+                .ready_events
+                .buckets()
+                .fold((0.0, 0), |(sum, n), (low, high, count)| {
+                    (sum + count as f64 * (low + high) as f64 / 2.0, n + count)
+                });
+        Signals {
+            o,
+            epoll: calls(EPOLL),
+            poll: calls(POLL),
+            select: calls(SELECT),
+            uring: calls(&["io_uring_enter"]),
+            pwait: calls(&["epoll_pwait"]),
+            all_calls: r.syscalls.iter().map(|s| s.calls).sum(),
+            socket_reads,
+            waits,
+            ready_per_wait: (counted > 0).then(|| events / counted as f64),
+            waits_seen: o.waiting(EPOLL) + o.waiting(POLL) + o.waiting(SELECT),
+            in_reads: o.waiting(READS),
+            in_epoll: o.waiting(EPOLL),
+            in_futex: o.waiting(&["futex"]),
+            requests: r
+                .run
+                .as_ref()
+                .map(|run| run.load.requests)
+                .filter(|&q| q > 0),
+            seconds: (r.duration_ns as f64 / 1e9).max(1e-9),
+        }
     }
-    if o.io_urings > 0 && (uring > socket_reads.calls || o.sq_poll_threads > 0) {
-        evidence.push(format!(
+
+    fn multiplex(&self) -> u64 {
+        self.epoll + self.poll + self.select
+    }
+
+    fn eagain_pct(&self) -> f64 {
+        pct(self.socket_reads.eagain, self.socket_reads.calls)
+    }
+
+    fn zero_timeout_pct(&self) -> f64 {
+        pct(self.waits.nonblocking, self.waits.calls)
+    }
+
+    /// Most sockets are non-blocking: a process that waits for readiness, or polls.
+    fn mostly_nonblocking(&self) -> bool {
+        self.o.sockets > 0 && self.o.nonblocking_sockets * 2 > self.o.sockets
+    }
+
+    /// The process waits for readiness: a thread was seen waiting in a readiness call, or
+    /// there is a wait per 100 reads (one wait may return many ready sockets), or there are
+    /// waits at all and the sockets are non-blocking (at 1000 connections, one epoll_wait can
+    /// return hundreds of ready sockets: fewer than one wait per 100 reads). A few stray waits
+    /// beside blocking sockets (a library's poll at start-up) do not make a multiplexing server.
+    fn waits_for_readiness(&self) -> bool {
+        let m = self.multiplex();
+        self.waits_seen > 0
+            || m * 100 >= self.socket_reads.calls
+            || (m > 0 && self.mostly_nonblocking())
+    }
+
+    /// Processes rather than threads carry the connections.
+    fn process_per_connection(&self) -> bool {
+        self.o.processes > 1 && self.o.processes * 2 >= self.o.threads
+    }
+
+    /// `n` per request (`netpoll run`) or per second.
+    fn per(&self, n: u64) -> String {
+        match self.requests {
+            Some(requests) => format!("{:.2} per request", n as f64 / requests as f64),
+            None => format!("{:.0}/s", n as f64 / self.seconds),
+        }
+    }
+
+    /// Trigger mode of the epoll registrations. Servers often leave the listener or a wakeup
+    /// descriptor level-triggered (nginx: the listener and its channel to the master, in each
+    /// worker): the sockets decide, so a few exceptions per instance do not make it "mixed".
+    fn trigger(&self) -> &'static str {
+        let o = self.o;
+        let level = o.epoll_registrations.saturating_sub(o.edge_triggered);
+        if o.epoll_registrations == 0 {
+            "trigger unknown"
+        } else if o.edge_triggered >= level
+            && (level * 10 <= o.epoll_registrations || level <= 2 * o.epoll_instances.max(1))
+        {
+            "edge-triggered"
+        } else if o.edge_triggered * 10 <= o.epoll_registrations {
+            "level-triggered"
+        } else {
+            "mixed level- and edge-triggered"
+        }
+    }
+
+    /// Go's runtime polls epoll with a zero timeout (epoll_pwait) whenever a scheduler looks
+    /// for work: its signature, even with GOMAXPROCS=1 and a single busy thread.
+    fn go_polls(&self) -> bool {
+        self.pwait * 2 > self.epoll && self.zero_timeout_pct() >= 20.0
+    }
+
+    /// The evidence every verdict states, in one place: threads, reads, sockets, waits, epoll.
+    fn evidence(&self) -> Vec<String> {
+        let o = self.o;
+        let mut evidence = vec![format!(
+            "{} thread(s) in {} process(es), {} busy; threads seen waiting in: {}",
+            o.threads,
+            o.processes,
+            if o.busy_threads == 0 {
+                "?".to_string()
+            } else {
+                o.busy_threads.to_string()
+            },
+            if o.waiting_in.is_empty() {
+                "nothing".to_string()
+            } else {
+                o.waiting_in
+                    .iter()
+                    .map(|(name, n)| format!("{name} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )];
+        let reads = &self.socket_reads;
+        if reads.calls > 0 {
+            evidence.push(format!(
+                "socket reads: {} ({}), {:.0}% ended in EAGAIN",
+                reads.calls,
+                self.per(reads.calls),
+                self.eagain_pct()
+            ));
+        }
+        if o.sockets > 0 {
+            evidence.push(format!(
+                "{} sockets open, {} non-blocking, {} with O_ASYNC",
+                o.sockets, o.nonblocking_sockets, o.async_sockets
+            ));
+        }
+        if self.multiplex() > 0 {
+            evidence.push(format!(
+                "readiness waits: epoll {}, poll {}, select {} ({} in all); {} ready descriptors per wait, {:.0}% with a zero timeout",
+                self.epoll,
+                self.poll,
+                self.select,
+                self.per(self.multiplex()),
+                self.ready_per_wait
+                    .map_or("-".to_string(), |r| format!("{r:.1}")),
+                self.zero_timeout_pct()
+            ));
+        }
+        if o.epoll_instances > 0 {
+            evidence.push(format!(
+                "{} epoll instance(s) with {} registrations: {} edge-triggered, {} one-shot",
+                o.epoll_instances, o.epoll_registrations, o.edge_triggered, o.oneshot
+            ));
+        }
+        evidence
+    }
+}
+
+/// What a rule concluded: the family, its name in words, how sure, and the sentence of the
+/// rule's own reasoning.
+struct Finding {
+    family: Family,
+    name: String,
+    confidence: Confidence,
+    reason: String,
+}
+
+fn finding(family: Family, name: &str, confidence: Confidence, reason: String) -> Option<Finding> {
+    Some(Finding {
+        family,
+        name: name.to_string(),
+        confidence,
+        reason,
+    })
+}
+
+/// A rule: a family's signature. The first rule that matches gives the verdict.
+type Rule = fn(&Signals) -> Option<Finding>;
+
+/// The rules, most specific signature first.
+const RULES: &[Rule] = &[
+    kernel_bypass,
+    io_uring,
+    signal_driven,
+    too_few_calls,
+    busy_polling,
+    blocking_iterative,
+    blocking_per_connection,
+    acceptor_beside_blocked_readers,
+    pre_forked,
+    select_or_poll,
+    epoll_reactors,
+    mn_runtime,
+    epoll_reactor,
+];
+
+fn kernel_bypass(s: &Signals) -> Option<Finding> {
+    (s.o.xdp_programs > 0).then_some(())?;
+    finding(
+        Family::KernelBypass,
+        "kernel bypass: AF_XDP (an XDP program feeds rings shared with user space)",
+        Confidence::High,
+        format!(
+            "{} XDP program(s) held by the process; {} measured syscalls in all ({}): packets reach it through AF_XDP rings, not sockets",
+            s.o.xdp_programs,
+            s.all_calls,
+            s.per(s.all_calls)
+        ),
+    )
+}
+
+fn io_uring(s: &Signals) -> Option<Finding> {
+    let o = s.o;
+    (o.io_urings > 0 && (s.uring > s.socket_reads.calls || o.sq_poll_threads > 0)).then_some(())?;
+    let name = if o.sq_poll_threads > 0 {
+        "io_uring, SQPOLL (a kernel thread submits)"
+    } else {
+        "io_uring"
+    };
+    finding(
+        Family::IoUring,
+        name,
+        Confidence::High,
+        format!(
             "{} io_uring instance(s), {} submission-queue polling thread(s); io_uring_enter: {} ({}), socket reads by syscall: {}",
             o.io_urings,
             o.sq_poll_threads,
-            uring,
-            per(uring),
-            socket_reads.calls
-        ));
-        let name = if o.sq_poll_threads > 0 {
-            "io_uring, SQPOLL (a kernel thread submits)"
-        } else {
-            "io_uring"
-        };
-        return verdict(Family::IoUring, name, Confidence::High, evidence);
-    }
-    // Most sockets with O_ASYNC (nginx sets it on its few master-worker channels only).
-    if o.async_sockets * 2 > o.sockets {
-        evidence.push(format!(
+            s.uring,
+            s.per(s.uring),
+            s.socket_reads.calls
+        ),
+    )
+}
+
+/// Most sockets with O_ASYNC (nginx sets it on its few master-worker channels only).
+fn signal_driven(s: &Signals) -> Option<Finding> {
+    let o = s.o;
+    (o.async_sockets * 2 > o.sockets).then_some(())?;
+    finding(
+        Family::SignalDriven,
+        "signal-driven I/O (O_ASYNC)",
+        Confidence::High,
+        format!(
             "{} of {} sockets with O_ASYNC: the kernel signals readiness; threads waiting for signals: {}",
             o.async_sockets,
             o.sockets,
             o.waiting(&["rt_sigtimedwait", "rt_sigsuspend", "pause"])
-        ));
-        return verdict(
-            Family::SignalDriven,
-            "signal-driven I/O (O_ASYNC)",
-            Confidence::High,
-            evidence,
-        );
-    }
-    if io_calls < MIN_CALLS {
-        evidence.push(format!(
-            "only {io_calls} reads and waits seen: too few to judge"
-        ));
-        return verdict(Family::Unknown, "unknown", Confidence::Low, evidence);
-    }
-    let multiplex = epoll + poll + select;
-    // A few stray waits (a library's poll at start-up) do not make a multiplexing server; a
-    // thread seen waiting in one, or one wait per 100 reads, does (one wait may return many
-    // ready sockets).
-    let waits_seen = o.waiting(EPOLL) + o.waiting(POLL) + o.waiting(SELECT);
-    if waits_seen == 0 && multiplex * 100 < socket_reads.calls {
-        // Reads without readiness waits: blocking, or busy polling.
-        let eagain = pct(socket_reads.eagain, socket_reads.calls);
-        if eagain >= 50.0 {
-            evidence.push(format!(
-                "{eagain:.0}% of socket reads returned EAGAIN and there is no readiness wait ({multiplex} calls): polling in a loop"
-            ));
-            return verdict(
-                Family::BusyPolling,
-                "non-blocking busy polling",
-                Confidence::High,
-                evidence,
-            );
-        }
-        let in_reads = o.waiting(READS);
-        if o.threads <= 1 && o.processes <= 1 {
-            // Mostly UDP sockets: datagrams, each perhaps from another client.
-            let unit = if o.udp_sockets > 0 && o.udp_sockets * 2 >= o.sockets {
-                "datagram"
-            } else {
-                "connection"
-            };
-            evidence.push(format!(
-                "one thread, no readiness waits ({multiplex} calls), reads that block: one {unit} at a time"
-            ));
-            return verdict(
-                Family::BlockingIterative,
-                &format!("blocking, iterative (one {unit} at a time)"),
-                Confidence::High,
-                evidence,
-            );
-        }
-        evidence.push(format!(
-            "no readiness waits ({multiplex} calls); up to {in_reads} threads at once blocked in reads"
-        ));
-        let (name, confidence) = if o.processes > 1 && o.processes >= o.threads / 2 {
-            ("blocking, a process per connection", Confidence::Medium)
-        } else {
-            ("blocking, a thread per connection", Confidence::High)
-        };
-        let confidence = if in_reads >= 2 {
+        ),
+    )
+}
+
+fn too_few_calls(s: &Signals) -> Option<Finding> {
+    let io_calls = s.multiplex() + s.uring + s.socket_reads.calls;
+    (io_calls < MIN_CALLS).then_some(())?;
+    finding(
+        Family::Unknown,
+        "unknown",
+        Confidence::Low,
+        format!("only {io_calls} reads and waits seen: too few to judge"),
+    )
+}
+
+/// Reads that mostly fail with EAGAIN, and nothing waits for readiness.
+fn busy_polling(s: &Signals) -> Option<Finding> {
+    (!s.waits_for_readiness() && s.eagain_pct() >= 50.0).then_some(())?;
+    finding(
+        Family::BusyPolling,
+        "non-blocking busy polling",
+        Confidence::High,
+        format!(
+            "{:.0}% of socket reads returned EAGAIN and there is no readiness wait ({} calls): polling in a loop",
+            s.eagain_pct(),
+            s.multiplex()
+        ),
+    )
+}
+
+/// One thread, reads that block, no readiness waits.
+fn blocking_iterative(s: &Signals) -> Option<Finding> {
+    let o = s.o;
+    (!s.waits_for_readiness() && o.threads <= 1 && o.processes <= 1).then_some(())?;
+    // Mostly UDP sockets: datagrams, each perhaps from another client.
+    let unit = if o.udp_sockets > 0 && o.udp_sockets * 2 >= o.sockets {
+        "datagram"
+    } else {
+        "connection"
+    };
+    finding(
+        Family::BlockingIterative,
+        &format!("blocking, iterative (one {unit} at a time)"),
+        Confidence::High,
+        format!(
+            "one thread, no readiness waits ({} calls), reads that block: one {unit} at a time",
+            s.multiplex()
+        ),
+    )
+}
+
+/// Several threads or processes, reads that block, no readiness waits.
+fn blocking_per_connection(s: &Signals) -> Option<Finding> {
+    (!s.waits_for_readiness()).then_some(())?;
+    let (name, confidence) = if s.process_per_connection() {
+        ("blocking, a process per connection", Confidence::Medium)
+    } else {
+        ("blocking, a thread per connection", Confidence::High)
+    };
+    finding(
+        Family::BlockingPerConnection,
+        name,
+        if s.in_reads >= 2 {
             confidence
         } else {
             Confidence::Low
-        };
-        return verdict(Family::BlockingPerConnection, name, confidence, evidence);
-    }
-    // Threads blocked in reads on blocking sockets, beside a thread waiting for readiness on
-    // the listener only (Python's ThreadingHTTPServer: an acceptor in poll, a thread per
-    // connection in recv).
-    let in_reads = o.waiting(READS);
-    if in_reads >= 2 && in_reads > waits_seen && o.nonblocking_sockets * 2 < o.sockets {
-        evidence.push(format!(
-            "{in_reads} threads blocked in reads on blocking sockets ({} of {} non-blocking), {waits_seen} waiting for readiness: an acceptor loop and a thread per connection",
-            o.nonblocking_sockets, o.sockets
-        ));
-        return verdict(
-            Family::BlockingPerConnection,
-            "blocking, a thread per connection (an acceptor waits for readiness)",
-            Confidence::Medium,
-            evidence,
-        );
-    }
-    let waits = total(r.syscalls.iter().filter(|s| {
-        EPOLL.contains(&s.name.as_str())
-            || POLL.contains(&s.name.as_str())
-            || SELECT.contains(&s.name.as_str())
-    }));
-    // Ready events are exact below 64 (the buckets are 1 wide there), which covers most waits.
-    let (events, counted) = waits
-        .ready_events
-        .buckets()
-        .fold((0.0, 0), |(sum, n), (low, high, count)| {
-            (sum + count as f64 * (low + high) as f64 / 2.0, n + count)
-        });
-    let ready_per_wait = if counted == 0 {
-        String::from("-")
+        },
+        format!(
+            "no readiness waits ({} calls); up to {} threads at once blocked in reads",
+            s.multiplex(),
+            s.in_reads
+        ),
+    )
+}
+
+/// Threads (or processes) blocked in reads on blocking sockets, beside one waiting for
+/// readiness on the listener only: Python's ThreadingHTTPServer (an acceptor in poll, a thread
+/// per connection in recv) and ForkingTCPServer (the same, a process per connection).
+fn acceptor_beside_blocked_readers(s: &Signals) -> Option<Finding> {
+    let o = s.o;
+    (s.in_reads >= 2 && s.in_reads > s.waits_seen && o.nonblocking_sockets * 2 < o.sockets)
+        .then_some(())?;
+    let (name, unit) = if s.process_per_connection() {
+        (
+            "blocking, a process per connection (an acceptor waits for readiness)",
+            "process",
+        )
     } else {
-        format!("{:.1}", events / counted as f64)
+        (
+            "blocking, a thread per connection (an acceptor waits for readiness)",
+            "thread",
+        )
     };
-    evidence.push(format!(
-        "readiness waits: epoll {epoll}, poll {poll}, select {select} ({} in all); {ready_per_wait} ready descriptors per wait, {:.0}% with a zero timeout",
-        per(multiplex),
-        pct(waits.nonblocking, waits.calls)
-    ));
-    // Many single-threaded processes, each waiting on its one connection (one ready descriptor
-    // per wait) and the idle ones in accept: pre-forked processes, one per connection (Apache's
-    // prefork waits for a keep-alive connection's next request in poll).
-    let one_ready = counted > 0 && events / (counted as f64) <= 1.5;
-    if o.processes >= 4 && o.threads <= o.processes + 1 && o.epoll_instances <= 1 && one_ready {
-        evidence.push(format!(
+    finding(
+        Family::BlockingPerConnection,
+        name,
+        Confidence::Medium,
+        format!(
+            "{} threads blocked in reads on blocking sockets ({} of {} non-blocking), {} waiting for readiness: an acceptor loop and a {unit} per connection",
+            s.in_reads, o.nonblocking_sockets, o.sockets, s.waits_seen
+        ),
+    )
+}
+
+/// Many single-threaded processes, each waiting on its one connection (one ready descriptor
+/// per wait) and the idle ones in accept: pre-forked processes, one per connection (Apache's
+/// prefork waits for a keep-alive connection's next request in poll).
+fn pre_forked(s: &Signals) -> Option<Finding> {
+    let o = s.o;
+    let one_ready = s.ready_per_wait.is_some_and(|r| r <= 1.5);
+    (o.processes >= 4 && o.threads <= o.processes + 1 && o.epoll_instances <= 1 && one_ready)
+        .then_some(())?;
+    finding(
+        Family::BlockingPerConnection,
+        "a process per connection (pre-forked)",
+        Confidence::Medium,
+        format!(
             "{} single-threaded processes, {} waiting in accept, {} waiting for readiness on about one descriptor each: a process per connection",
             o.processes,
             o.waiting(&["accept", "accept4"]),
-            waits_seen
-        ));
-        return verdict(
-            Family::BlockingPerConnection,
-            "a process per connection (pre-forked)",
-            Confidence::Medium,
-            evidence,
-        );
-    }
-    if poll + select > epoll {
-        let (family, name) = if select >= poll {
-            (Family::Select, "select, one thread")
-        } else {
-            (Family::Poll, "poll, one thread")
-        };
-        return verdict(family, name, Confidence::High, evidence);
-    }
-    // Servers often leave the listener or a wakeup descriptor level-triggered (nginx: the
-    // listener and its channel to the master, in each worker): the sockets decide, so a few
-    // exceptions per instance do not make it "mixed".
-    let level = o.epoll_registrations.saturating_sub(o.edge_triggered);
-    let trigger = if o.epoll_registrations == 0 {
-        "trigger unknown"
-    } else if o.edge_triggered >= level
-        && (level * 10 <= o.epoll_registrations || level <= 2 * o.epoll_instances.max(1))
-    {
-        "edge-triggered"
-    } else if o.edge_triggered * 10 <= o.epoll_registrations {
-        "level-triggered"
+            s.waits_seen
+        ),
+    )
+}
+
+fn select_or_poll(s: &Signals) -> Option<Finding> {
+    (s.poll + s.select > s.epoll).then_some(())?;
+    let (family, name, call) = if s.select >= s.poll {
+        (Family::Select, "select, one thread", "select")
     } else {
-        "mixed level- and edge-triggered"
+        (Family::Poll, "poll, one thread", "poll")
     };
-    evidence.push(format!(
-        "{} epoll instance(s) with {} registrations: {} edge-triggered, {} one-shot",
-        o.epoll_instances, o.epoll_registrations, o.edge_triggered, o.oneshot
-    ));
-    let in_epoll = o.waiting(EPOLL);
-    let in_futex = o.waiting(&["futex"]);
-    if o.epoll_instances >= 2 {
-        let per = if o.processes >= 2 {
-            "process"
-        } else {
-            "thread"
-        };
-        // Many more threads parked on futexes than reactors: each reactor (Apache's event MPM:
-        // a listener thread per process) hands requests to a pool of worker threads.
-        let name = if in_futex > 2 * o.epoll_instances {
-            evidence.push(format!(
-                "{in_futex} thread(s) parked on futexes beside {in_epoll} waiting in epoll: worker pools behind the reactors"
-            ));
-            format!("epoll, {trigger}, a reactor per {per} handing requests to worker threads")
-        } else {
-            format!("epoll, {trigger}, a reactor per {per}")
-        };
-        return verdict(Family::EpollReactors, &name, Confidence::High, evidence);
-    }
-    // Go's runtime polls epoll with a zero timeout (epoll_pwait) whenever a scheduler looks for
-    // work: its signature, even with GOMAXPROCS=1 and a single busy thread.
-    let pwait = calls(r, &["epoll_pwait"]);
-    let go = pwait * 2 > epoll && pct(waits.nonblocking, waits.calls) >= 20.0;
-    // Several threads doing the work, the idle ones parked on futexes: a runtime's workers
-    // (a single busy thread with idle helpers parked, as redis has, is a single reactor).
-    if o.threads >= 2 && in_futex >= 1 && (o.busy_threads != 1 || go) {
-        evidence.push(format!(
-            "{in_futex} thread(s) parked on futexes beside {in_epoll} waiting in epoll: workers woken by the runtime"
-        ));
-        let name = if go {
-            "M:N runtime (Go's netpoller: zero-timeout epoll_pwait polls)"
-        } else {
-            "M:N runtime (epoll + worker threads)"
-        };
-        return verdict(Family::MnRuntime, name, Confidence::Medium, evidence);
-    }
+    finding(
+        family,
+        name,
+        Confidence::High,
+        format!("most readiness waits are {call} calls: every wait hands the kernel the whole set"),
+    )
+}
+
+fn epoll_reactors(s: &Signals) -> Option<Finding> {
+    let o = s.o;
+    (o.epoll_instances >= 2).then_some(())?;
+    let per = if o.processes >= 2 {
+        "process"
+    } else {
+        "thread"
+    };
+    // Many more threads parked on futexes than reactors: each reactor (Apache's event MPM: a
+    // listener thread per process) hands requests to a pool of worker threads.
+    let (name, reason) = if s.in_futex > 2 * o.epoll_instances {
+        (
+            format!(
+                "epoll, {}, a reactor per {per} handing requests to worker threads",
+                s.trigger()
+            ),
+            format!(
+                "{} thread(s) parked on futexes beside {} waiting in epoll: worker pools behind the reactors",
+                s.in_futex, s.in_epoll
+            ),
+        )
+    } else {
+        (
+            format!("epoll, {}, a reactor per {per}", s.trigger()),
+            format!(
+                "{} epoll instances, each waited in by its own {per}",
+                o.epoll_instances
+            ),
+        )
+    };
+    finding(Family::EpollReactors, &name, Confidence::High, reason)
+}
+
+/// Several threads doing the work, the idle ones parked on futexes: a runtime's workers (a
+/// single busy thread with idle helpers parked, as redis has, is a single reactor).
+fn mn_runtime(s: &Signals) -> Option<Finding> {
+    let o = s.o;
+    let go = s.go_polls();
+    (o.threads >= 2 && s.in_futex >= 1 && (o.busy_threads != 1 || go)).then_some(())?;
+    let name = if go {
+        "M:N runtime (Go's netpoller: zero-timeout epoll_pwait polls)"
+    } else {
+        "M:N runtime (epoll + worker threads)"
+    };
+    finding(
+        Family::MnRuntime,
+        name,
+        Confidence::Medium,
+        format!(
+            "{} thread(s) parked on futexes beside {} waiting in epoll: workers woken by the runtime",
+            s.in_futex, s.in_epoll
+        ),
+    )
+}
+
+fn epoll_reactor(s: &Signals) -> Option<Finding> {
+    let o = s.o;
     let confidence = if o.threads <= 1 || o.busy_threads == 1 {
         Confidence::High
     } else {
         Confidence::Medium
     };
-    verdict(
+    finding(
         Family::EpollReactor,
-        &format!("epoll, {trigger}, single reactor"),
+        &format!("epoll, {}, single reactor", s.trigger()),
+        confidence,
+        format!("one epoll instance, {} thread(s) waiting in it", s.in_epoll),
+    )
+}
+
+/// Evidence that speaks against a family: each sentence lowers the verdict's confidence by
+/// one step, so a verdict with contradicting evidence is never "high".
+fn contradictions(s: &Signals, family: Family) -> Vec<String> {
+    let o = s.o;
+    let mut against = Vec::new();
+    let blocking = matches!(
+        family,
+        Family::BlockingIterative | Family::BlockingPerConnection
+    );
+    let multiplexing = matches!(
+        family,
+        Family::Select
+            | Family::Poll
+            | Family::EpollReactor
+            | Family::EpollReactors
+            | Family::MnRuntime
+    );
+    if blocking && s.mostly_nonblocking() {
+        against.push(format!(
+            "{} of {} sockets are non-blocking, which blocking I/O does not need",
+            o.nonblocking_sockets, o.sockets
+        ));
+    }
+    if blocking && s.socket_reads.calls > 0 && s.eagain_pct() >= 25.0 {
+        against.push(format!(
+            "{:.0}% of socket reads ended in EAGAIN, which a read that blocks never returns",
+            s.eagain_pct()
+        ));
+    }
+    if multiplexing && s.in_reads >= 2 && !s.mostly_nonblocking() {
+        against.push(format!("{} threads were seen blocked in reads", s.in_reads));
+    }
+    if family == Family::BusyPolling && s.waits_seen > 0 {
+        against.push(format!(
+            "{} thread(s) were seen waiting for readiness",
+            s.waits_seen
+        ));
+    }
+    against
+}
+
+fn lower(c: Confidence) -> Confidence {
+    match c {
+        Confidence::High => Confidence::Medium,
+        Confidence::Medium | Confidence::Low => Confidence::Low,
+    }
+}
+
+/// Judges the process from its results and what was observed in /proc: the first rule that
+/// matches, its confidence lowered by each piece of contradicting evidence.
+pub fn judge(r: &Results, o: &Observed) -> IoModel {
+    let signals = Signals::of(r, o);
+    let found = RULES
+        .iter()
+        .find_map(|rule| rule(&signals))
+        .expect("the last rule always matches");
+    let mut evidence = signals.evidence();
+    evidence.push(found.reason);
+    let mut confidence = found.confidence;
+    for against in contradictions(&signals, found.family) {
+        confidence = lower(confidence);
+        evidence.push(format!("against it: {against}"));
+    }
+    IoModel {
+        family: found.family,
+        name: found.name,
         confidence,
         evidence,
-    )
+        observed: o.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -501,6 +780,20 @@ mod tests {
             programs: vec![],
             lite: None,
             io_model: None,
+        }
+    }
+
+    #[test]
+    fn family_names_are_the_serde_names() {
+        for f in [
+            Family::EpollReactors,
+            Family::MnRuntime,
+            Family::BlockingPerConnection,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&f).unwrap(),
+                format!("\"{}\"", f.name())
+            );
         }
     }
 
@@ -660,6 +953,104 @@ mod tests {
             v.name, "epoll, edge-triggered, a reactor per process",
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn a_reactor_at_a_thousand_connections_waits_rarely_but_is_a_reactor() {
+        // epoll-lt at 1000 connections (the scheduling experiment): one epoll_wait returns
+        // hundreds of ready sockets, so there is less than one wait per 100 reads.
+        let o = Observed {
+            threads: 1,
+            processes: 1,
+            busy_threads: 1,
+            sockets: 1001,
+            nonblocking_sockets: 1001,
+            epoll_instances: 1,
+            epoll_registrations: 1001,
+            ..Observed::default()
+        };
+        let rows = [("epoll_wait", 150, 0), ("read", 30000, 14800)];
+        let v = judge(&with_waits(&rows, 63, 0), &o);
+        assert_eq!(v.family, Family::EpollReactor, "{v:?}");
+        // tokio, the same load: its workers parked on futexes.
+        let tokio = Observed {
+            threads: 3,
+            busy_threads: 2,
+            waiting_in: [("futex".to_string(), 1)].into(),
+            ..o
+        };
+        let v = judge(&with_waits(&rows, 63, 0), &tokio);
+        assert_eq!(v.family, Family::MnRuntime, "{v:?}");
+    }
+
+    #[test]
+    fn a_forking_server_is_a_process_per_connection() {
+        // Python's socketserver.ForkingTCPServer: the parent polls the listener, a child per
+        // connection blocks in recv.
+        let o = Observed {
+            threads: 9,
+            processes: 9,
+            busy_threads: 8,
+            waiting_in: [("poll".to_string(), 1), ("recvfrom".to_string(), 8)].into(),
+            sockets: 9,
+            ..Observed::default()
+        };
+        let v = judge(
+            &results_with(&[("poll", 800, 0), ("recvfrom", 1400, 0)]),
+            &o,
+        );
+        assert_eq!(v.family, Family::BlockingPerConnection, "{v:?}");
+        assert!(v.name.contains("a process per connection"), "{v:?}");
+    }
+
+    #[test]
+    fn contradicting_evidence_lowers_the_confidence() {
+        // No readiness waits and one thread: blocking, iterative; but the sockets are
+        // non-blocking and a third of the reads end in EAGAIN.
+        let mut o = Observed {
+            threads: 1,
+            processes: 1,
+            sockets: 10,
+            nonblocking_sockets: 10,
+            ..Observed::default()
+        };
+        let v = judge(&results_with(&[("read", 1000, 300)]), &o);
+        assert_eq!(v.family, Family::BlockingIterative, "{v:?}");
+        assert_eq!(v.confidence, Confidence::Low, "{v:?}");
+        assert_eq!(
+            v.evidence
+                .iter()
+                .filter(|e| e.starts_with("against it"))
+                .count(),
+            2,
+            "{v:?}"
+        );
+        // Without the contradictions: high.
+        o.nonblocking_sockets = 0;
+        let v = judge(&results_with(&[("read", 1000, 0)]), &o);
+        assert_eq!(v.confidence, Confidence::High, "{v:?}");
+    }
+
+    #[test]
+    fn every_rule_stands_alone() {
+        // Each rule judged on its own signals: only its own signature matches.
+        let r = results_with(&[("read", 1000, 900)]);
+        let busy = Observed {
+            threads: 1,
+            processes: 1,
+            ..Observed::default()
+        };
+        let s = Signals::of(&r, &busy);
+        assert!(busy_polling(&s).is_some());
+        assert!(kernel_bypass(&s).is_none() && io_uring(&s).is_none());
+        let xdp = Observed {
+            xdp_programs: 1,
+            ..busy.clone()
+        };
+        assert!(kernel_bypass(&Signals::of(&r, &xdp)).is_some());
+        // The last rule always matches: judge never runs out of rules.
+        assert!(epoll_reactor(&s).is_some());
+        assert!(too_few_calls(&Signals::of(&results_with(&[]), &busy)).is_some());
     }
 
     #[test]

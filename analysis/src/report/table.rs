@@ -6,9 +6,10 @@ use super::{
 };
 use crate::{
     Histogram,
-    results::{CLASS_ORDER, TargetKind},
+    results::{Class, TargetKind},
     run::{RunInfo, SchedPerRequest},
     stats,
+    verdict::Family,
 };
 
 /// A titled table of text cells.
@@ -146,6 +147,7 @@ pub fn verdicts(cells: &[Cell]) -> Table {
             "verdict",
             "confidence",
             "runs agreeing",
+            "against the catalogue",
             "evidence",
         ],
     );
@@ -167,10 +169,54 @@ pub fn verdicts(cells: &[Cell]) -> Table {
             most.name.clone(),
             format!("{:?}", most.confidence).to_lowercase(),
             format!("{agreeing} of {}", cell.runs.len()),
+            catalogue_check(cell),
             most.evidence.join("; "),
         ]);
     }
     table
+}
+
+/// The suite checks itself: a built-in model's runs should all be judged the family the
+/// catalogue gives the model. "as catalogued" when they are; otherwise how many were not, and
+/// why when the reason is known; empty for servers that are not built-in models.
+fn catalogue_check(cell: &Cell) -> String {
+    let Some(info) = cell.info() else {
+        return String::new();
+    };
+    let base = info.workload.model.split('+').next().unwrap_or_default();
+    let Some(model) = crate::models::model(base).filter(|_| info.workload.external.is_none())
+    else {
+        return String::new();
+    };
+    let judged: Vec<Family> = cell
+        .runs
+        .iter()
+        .filter_map(|r| Some(r.results.io_model.as_ref()?.family))
+        .collect();
+    let off: Vec<&Family> = judged.iter().filter(|f| **f != model.family).collect();
+    if off.is_empty() {
+        return "as catalogued".into();
+    }
+    let mut text = format!(
+        "{} of {} runs not judged {} (the catalogue's family): {}",
+        off.len(),
+        judged.len(),
+        model.family.name(),
+        off.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
+    );
+    // A model whose threads default to one per CPU runs one when the server is pinned to one.
+    let pinned_to_one = info
+        .environment
+        .as_ref()
+        .and_then(|e| e.server_cpus.as_ref())
+        .is_some_and(|cpus| cpus.len() == 1);
+    let one_per_cpu = matches!(model.family, Family::EpollReactors | Family::MnRuntime);
+    if one_per_cpu && pinned_to_one && info.workload.server.threads == 0 {
+        text.push_str(
+            "; the server was pinned to one CPU, so it ran one reactor or worker thread (one per CPU; --threads N runs more)",
+        );
+    }
+    text
 }
 
 /// Syscall classes of every configuration, its repeats merged.
@@ -190,8 +236,8 @@ pub fn classes(cells: &[Cell]) -> Table {
         ],
     );
     for cell in cells {
-        for name in CLASS_ORDER {
-            let Some(c) = cell.class(name) else { continue };
+        for class in Class::ALL {
+            let Some(c) = cell.class(class) else { continue };
             table.rows.push(vec![
                 cell.label.clone(),
                 c.name.clone(),
