@@ -552,18 +552,31 @@ pub const IORING_ENTER_GETEVENTS: u64 = 1;
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: plain #[repr(C)] integers with explicit padding, valid for any bit pattern.
-    unsafe impl aya::Pod for super::SyscallInfo {}
-    unsafe impl aya::Pod for super::InFlight {}
-    unsafe impl aya::Pod for super::Current {}
-    unsafe impl aya::Pod for super::SlotStats {}
-    unsafe impl aya::Pod for super::PidSlot {}
-    unsafe impl aya::Pod for super::Parked {}
-    unsafe impl aya::Pod for super::ThreadSched {}
-    unsafe impl aya::Pod for super::SlotSched {}
-    unsafe impl aya::Pod for super::SchedTotals {}
-    unsafe impl aya::Pod for super::LiteStats {}
-    unsafe impl aya::Pod for super::LiteAsleep {}
+    /// `aya::Pod` for the map types: each is a `#[repr(C)]` struct of integers (and integer
+    /// arrays) with its padding spelt out as fields, so every bit pattern is a valid value and
+    /// none has uninitialised bytes; the size tests below pin their layouts.
+    macro_rules! pod {
+        ($($t:ident),* $(,)?) => {
+            $(
+                // SAFETY: see above: a #[repr(C)] struct of integers with explicit padding.
+                unsafe impl aya::Pod for super::$t {}
+            )*
+        };
+    }
+
+    pod!(
+        SyscallInfo,
+        InFlight,
+        Current,
+        SlotStats,
+        PidSlot,
+        Parked,
+        ThreadSched,
+        SlotSched,
+        SchedTotals,
+        LiteStats,
+        LiteAsleep,
+    );
 }
 
 #[cfg(test)]

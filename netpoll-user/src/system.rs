@@ -425,15 +425,7 @@ fn clock_ticks() -> u64 {
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64
 }
 
-/// CPUs this process may run on.
-pub fn allowed_cpus() -> Vec<usize> {
-    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
-        Ok(set) => (0..nix::sched::CpuSet::count())
-            .filter(|&c| set.is_set(c).unwrap_or(false))
-            .collect(),
-        Err(_) => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
-    }
-}
+pub use analysis::workload::allowed_cpus;
 
 /// Checks that `cpus` (from `option`) exist and this process may use them.
 pub fn check_cpus(cpus: &[usize], option: &str) -> Result<()> {

@@ -251,6 +251,21 @@ fn bad_input_gets_one_line() {
         err.contains("cannot connect") && err.contains("refused"),
         "{err}"
     );
+    // UDP has no connection to refuse: the load sends one datagram first and stops there,
+    // refused (nothing bound) or unanswered (a socket that never echoes).
+    let udp = |addr: &str| format!("udp://{addr}");
+    let err = one_line_failure(&netpoll(&["load", &udp(&closed), "-d", "0.2"]), 1);
+    assert!(
+        err.contains("cannot reach") && err.contains("refused"),
+        "{err}"
+    );
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+    let silent = silent.local_addr().expect("addr").to_string();
+    let err = one_line_failure(
+        &netpoll(&["load", &udp(&silent), "-d", "0.2", "--timeout", "0.3"]),
+        1,
+    );
+    assert!(err.contains("did not echo a datagram"), "{err}");
     for (args, expected) in [
         (vec!["-d", "0"], "positive number of seconds"),
         (vec!["-R", "-5"], "positive number of requests per second"),

@@ -36,18 +36,12 @@ mod sched;
 #[path = "probes/targets.rs"]
 mod targets;
 
-use calls::*;
-use export::*;
-use faults::*;
-use redis::*;
-use sched::*;
-use targets::*;
-
 use analysis::{
     Results,
-    results::{EndReason, Fd, SyscallStats},
+    results::{Class, EndReason, Fd, SyscallStats},
 };
 use common::assert_nothing_attached;
+use fixture::Scenario;
 use libtest_mimic::{Arguments, Trial};
 use nix::{
     sys::{
@@ -57,131 +51,94 @@ use nix::{
     unistd::Pid,
 };
 
-const NETPOLL: &str = env!("CARGO_BIN_EXE_netpoll");
+use common::NETPOLL;
 const MS: u64 = 1_000_000;
 
+/// The trials of `module::test` paths, and their names.
+macro_rules! trials {
+    ($($module:ident :: $test:ident),* $(,)?) => {
+        (
+            vec![$(Trial::test(stringify!($test), $module::$test)),*],
+            [$(stringify!($test)),*],
+        )
+    };
+}
+
 fn main() {
-    if let Ok(scenario) = std::env::var("NETPOLL_FIXTURE") {
-        fixture::run(&scenario);
+    if let Ok(name) = std::env::var("NETPOLL_FIXTURE") {
+        let scenario = Scenario::from_name(&name)
+            .unwrap_or_else(|| panic!("NETPOLL_FIXTURE={name}: no such scenario"));
+        fixture::run(scenario);
     }
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
-    let tests = [
-        Trial::test(
-            "epoll_wait_timeouts_batching_and_latency",
-            epoll_wait_timeouts_batching_and_latency,
-        ),
-        Trial::test(
-            "reads_and_writes_split_by_socket_with_exact_bytes",
-            reads_and_writes_split_by_socket_with_exact_bytes,
-        ),
-        Trial::test(
-            "datagram_batches_are_counted_per_call",
-            datagram_batches_are_counted_per_call,
-        ),
-        Trial::test(
-            "bystander_on_the_same_cpu_changes_nothing",
-            bystander_on_the_same_cpu_changes_nothing,
-        ),
-        Trial::test(
-            "bpf_stats_measure_the_programs",
-            bpf_stats_measure_the_programs,
-        ),
-        Trial::test(
-            "every_hook_kind_measures_the_same",
-            every_hook_kind_measures_the_same,
-        ),
-        Trial::test("missing_tracefs_is_mounted", missing_tracefs_is_mounted),
-        Trial::test(
-            "lite_mode_counts_socket_transfers_as_the_full_mode",
-            lite_mode_counts_socket_transfers_as_the_full_mode,
-        ),
-        Trial::test(
-            "lite_mode_times_a_sleep_inside_a_read",
-            lite_mode_times_a_sleep_inside_a_read,
-        ),
-        Trial::test(
-            "exporter_lite_serves_transfers_and_sleeps",
-            exporter_lite_serves_transfers_and_sleeps,
-        ),
-        Trial::test(
-            "accepts_and_connects_counted_exactly",
-            accepts_and_connects_counted_exactly,
-        ),
-        Trial::test("poll_and_select_timeouts", poll_and_select_timeouts),
-        Trial::test(
-            "call_blocked_before_attach_is_a_lower_bound",
-            call_blocked_before_attach_is_a_lower_bound,
-        ),
-        Trial::test(
-            "children_followed_and_broken_down_per_pid",
-            children_followed_and_broken_down_per_pid,
-        ),
-        Trial::test(
-            "no_follow_sees_the_parent_only",
-            no_follow_sees_the_parent_only,
-        ),
-        Trial::test(
-            "spawned_command_profiled_from_its_first_syscall",
-            spawned_command_profiled_from_its_first_syscall,
-        ),
-        Trial::test("comm_filter", comm_filter),
-        Trial::test(
-            "children_that_existed_before_attach_are_included",
-            children_that_existed_before_attach_are_included,
-        ),
-        Trial::test("cgroup_filter", cgroup_filter),
-        Trial::test(
-            "call_resuming_on_another_cpu_is_measured",
-            call_resuming_on_another_cpu_is_measured,
-        ),
-        Trial::test(
-            "thread_killed_inside_a_call_leaks_nothing",
-            thread_killed_inside_a_call_leaks_nothing,
-        ),
-        Trial::test(
-            "ctrl_c_writes_partial_results_and_detaches",
-            ctrl_c_writes_partial_results_and_detaches,
-        ),
-        Trial::test(
-            "bad_inputs_fail_with_one_line_and_attach_nothing",
-            bad_inputs_fail_with_one_line_and_attach_nothing,
-        ),
-        Trial::test("redis_server_under_load", redis_server_under_load),
-        Trial::test(
-            "exporter_serves_what_the_fixture_did",
-            exporter_serves_what_the_fixture_did,
-        ),
-        Trial::test(
-            "prometheus_scrapes_the_exporter_and_answers_queries",
-            prometheus_scrapes_the_exporter_and_answers_queries,
-        ),
-        Trial::test(
-            "exporter_bad_inputs_and_clean_stop",
-            exporter_bad_inputs_and_clean_stop,
-        ),
-        Trial::test(
-            "a_blocked_read_is_blocked_time_woken_by_its_sibling",
-            a_blocked_read_is_blocked_time_woken_by_its_sibling,
-        ),
-        Trial::test(
-            "a_busy_thread_on_the_same_cpu_shows_as_run_queue_time",
-            a_busy_thread_on_the_same_cpu_shows_as_run_queue_time,
-        ),
-        Trial::test(
-            "a_call_that_copies_runs_on_cpu",
-            a_call_that_copies_runs_on_cpu,
-        ),
-        Trial::test(
-            "wakeups_are_attributed_to_interrupts_and_siblings",
-            wakeups_are_attributed_to_interrupts_and_siblings,
-        ),
-        Trial::test("sched_needs_task_pointers", sched_needs_task_pointers),
+    let (mut tests, listed) = trials![
+        calls::epoll_wait_timeouts_batching_and_latency,
+        calls::reads_and_writes_split_by_socket_with_exact_bytes,
+        calls::datagram_batches_are_counted_per_call,
+        calls::bystander_on_the_same_cpu_changes_nothing,
+        calls::bpf_stats_measure_the_programs,
+        calls::every_hook_kind_measures_the_same,
+        calls::missing_tracefs_is_mounted,
+        calls::lite_mode_counts_socket_transfers_as_the_full_mode,
+        calls::lite_mode_times_a_sleep_inside_a_read,
+        export::exporter_lite_serves_transfers_and_sleeps,
+        calls::accepts_and_connects_counted_exactly,
+        calls::poll_and_select_timeouts,
+        calls::call_blocked_before_attach_is_a_lower_bound,
+        targets::children_followed_and_broken_down_per_pid,
+        targets::no_follow_sees_the_parent_only,
+        targets::spawned_command_profiled_from_its_first_syscall,
+        targets::comm_filter,
+        targets::children_that_existed_before_attach_are_included,
+        targets::cgroup_filter,
+        calls::call_resuming_on_another_cpu_is_measured,
+        calls::thread_killed_inside_a_call_leaks_nothing,
+        faults::ctrl_c_writes_partial_results_and_detaches,
+        faults::bad_inputs_fail_with_one_line_and_attach_nothing,
+        redis::redis_server_under_load,
+        export::exporter_serves_what_the_fixture_did,
+        export::prometheus_scrapes_the_exporter_and_answers_queries,
+        export::exporter_bad_inputs_and_clean_stop,
+        sched::a_blocked_read_is_blocked_time_woken_by_its_sibling,
+        sched::a_busy_thread_on_the_same_cpu_shows_as_run_queue_time,
+        sched::a_call_that_copies_runs_on_cpu,
+        sched::wakeups_are_attributed_to_interrupts_and_siblings,
+        sched::sched_needs_task_pointers,
     ];
-    libtest_mimic::run(&args, tests.into()).exit();
+    tests.push(Trial::test("every_test_is_listed", move || {
+        every_test_is_listed(&listed)
+    }));
+    libtest_mimic::run(&args, tests).exit();
 }
 
 type TestResult = Result<(), libtest_mimic::Failed>;
+
+/// A test written but left out of `trials!` would never run: every `pub fn NAME() ->
+/// TestResult` of the test modules must be listed.
+fn every_test_is_listed(listed: &[&str]) -> TestResult {
+    let sources = [
+        include_str!("probes/calls.rs"),
+        include_str!("probes/export.rs"),
+        include_str!("probes/faults.rs"),
+        include_str!("probes/redis.rs"),
+        include_str!("probes/sched.rs"),
+        include_str!("probes/targets.rs"),
+    ];
+    let written: Vec<&str> = sources
+        .iter()
+        .flat_map(|s| s.lines())
+        .filter_map(|l| {
+            l.strip_prefix("pub fn ")?
+                .strip_suffix("() -> TestResult {")
+        })
+        .collect();
+    let unlisted: Vec<&&str> = written.iter().filter(|w| !listed.contains(w)).collect();
+    check(
+        unlisted.is_empty() && written.len() == listed.len(),
+        format!("tests not listed in trials!: {unlisted:?}"),
+    )
+}
 
 // ---------------------------------------------------------------------------------------------
 // The test side.
@@ -192,14 +149,14 @@ struct Fixture {
 }
 
 impl Fixture {
-    fn start(scenario: &str) -> Fixture {
+    fn start(scenario: Scenario) -> Fixture {
         Self::start_with(scenario, &[])
     }
 
-    fn start_with(scenario: &str, env: &[(&str, &str)]) -> Fixture {
+    fn start_with(scenario: Scenario, env: &[(&str, &str)]) -> Fixture {
         let exe = std::env::current_exe().expect("current_exe");
         let child = Command::new(exe)
-            .env("NETPOLL_FIXTURE", scenario)
+            .env("NETPOLL_FIXTURE", scenario.name())
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -208,7 +165,7 @@ impl Fixture {
         let fixture = Fixture { child };
         match waitpid(fixture.pid(), Some(WaitPidFlag::WUNTRACED)) {
             Ok(WaitStatus::Stopped(..)) => fixture,
-            other => panic!("fixture {scenario} did not stop: {other:?}"),
+            other => panic!("fixture {scenario:?} did not stop: {other:?}"),
         }
     }
 
@@ -375,7 +332,7 @@ fn check(cond: bool, what: impl std::fmt::Display) -> TestResult {
 }
 
 /// Profiles a stopped fixture by PID until it exits.
-fn profile_fixture(scenario: &str, extra: &[&str]) -> Finished {
+fn profile_fixture(scenario: Scenario, extra: &[&str]) -> Finished {
     let fixture = Fixture::start(scenario);
     let pid = fixture.child.id().to_string();
     let mut args = vec!["--pid", pid.as_str()];
@@ -383,6 +340,6 @@ fn profile_fixture(scenario: &str, extra: &[&str]) -> Finished {
     let profile = Profile::start(&args);
     fixture.go();
     let status = fixture.wait();
-    assert!(status.success(), "fixture {scenario} failed: {status}");
+    assert!(status.success(), "fixture {scenario:?} failed: {status}");
     profile.finish()
 }

@@ -1,5 +1,5 @@
 //! What every task of `cargo xtask` shares: running cargo and other commands, the workspace's
-//! paths, small statistics. The tasks themselves are modules of the binary (`main.rs`).
+//! paths. Statistics are `analysis::stats`' (one median, one interval). The tasks themselves are modules of the binary (`main.rs`).
 
 use std::{
     path::{Path, PathBuf},
@@ -44,13 +44,6 @@ pub fn workspace_root() -> Result<PathBuf> {
 pub fn release_netpoll() -> Result<PathBuf> {
     run(cargo().args(["build", "--release", "--package", "netpoll-user"]))?;
     Ok(workspace_root()?.join("target/release/netpoll"))
-}
-
-/// The median of some samples (the upper one of an even count); NaN for none.
-pub fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Whether this process runs as root.

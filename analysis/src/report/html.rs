@@ -7,6 +7,7 @@ use super::document::{Block, Document};
 
 const STYLE: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222}.wide{overflow-x:auto}\
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}\
+td{overflow-wrap:anywhere}\
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}figure{margin:2em 0}\
 figcaption{color:#555;font-size:14px}.note{color:#a33c00}svg{max-width:100%;height:auto}";
 

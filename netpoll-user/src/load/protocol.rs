@@ -128,7 +128,12 @@ impl Protocol {
 
     /// The set-up request, if the protocol has one: sent once, its reply checked, before the
     /// run (a server that answers anything else is not the server the protocol speaks to).
+    /// UDP has no connection to refuse, so one datagram must come back first: without it the
+    /// load would send into nothing for the whole run.
     pub fn prepare(&self, addr: SocketAddr, timeout: Duration) -> Result<()> {
+        if let Protocol::Udp { request } = self {
+            return udp_echoes(addr, request, timeout);
+        }
         let Protocol::Exact {
             name,
             setup: Some((request, expected)),
@@ -153,6 +158,41 @@ impl Protocol {
         }
         Ok(())
     }
+}
+
+/// Sends one datagram to `addr` and waits up to `timeout` for it to come back unchanged.
+fn udp_echoes(addr: SocketAddr, datagram: &[u8], timeout: Duration) -> Result<()> {
+    let any = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let socket = std::net::UdpSocket::bind(any).context("cannot open a UDP socket")?;
+    socket
+        .connect(addr)
+        .with_context(|| format!("cannot address udp://{addr}"))?;
+    socket.set_read_timeout(Some(timeout))?;
+    let mut reply = vec![0u8; datagram.len() + 1];
+    // A refused datagram (ICMP port unreachable) is reported by the next call on the socket.
+    let echoed = socket
+        .send(datagram)
+        .and_then(|_| socket.recv(&mut reply))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                anyhow::anyhow!(
+                    "udp://{addr} did not echo a datagram within {:.1} s",
+                    timeout.as_secs_f64()
+                )
+            }
+            _ => anyhow::anyhow!("cannot reach udp://{addr}: {e}"),
+        })?;
+    if reply[..echoed] != *datagram {
+        bail!(
+            "udp://{addr} answered a {}-byte datagram with {echoed} other bytes: is it an echo server?",
+            datagram.len()
+        );
+    }
+    Ok(())
 }
 
 /// A reply, once complete.

@@ -118,6 +118,7 @@ impl HeldCommand {
         // SAFETY: the child only calls async-signal-safe functions (setpgid, setns, fcntl, kill,
         // execv, write, _exit) on memory prepared before the fork.
         match unsafe { fork() }.context("fork failed")? {
+            // SAFETY: in the forked child: only async-signal-safe calls, as said above the fork.
             ForkResult::Child => unsafe {
                 libc::close(err_read.as_raw_fd());
                 if group {

@@ -94,12 +94,12 @@ impl<T> Ring<T> {
     }
 
     fn consumer(&self) -> &AtomicU32 {
-        // SAFETY: as above.
+        // SAFETY: inside the live mapping; the kernel reads it concurrently, hence atomic.
         unsafe { &*self.consumer }
     }
 
     fn needs_wakeup(&self) -> bool {
-        // SAFETY: as above.
+        // SAFETY: inside the live mapping; the kernel sets the flag concurrently, hence atomic.
         unsafe { &*self.flags }.load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0
     }
 
@@ -332,6 +332,7 @@ pub fn serve(socket: UdpSocket, config: Arc<Config>) -> Result<()> {
         for i in 0..n {
             // SAFETY: a published RX descriptor and its frame inside the UMEM.
             let desc = unsafe { *rx.slot(rx_cons.wrapping_add(i)) };
+            // SAFETY: the descriptor is published (below the producer index read above), so its frame lies inside the UMEM we mapped, `len` bytes long, and the kernel does not touch it until we give it back.
             let frame = unsafe {
                 std::slice::from_raw_parts_mut(umem.add(desc.addr as usize), desc.len as usize)
             };

@@ -18,6 +18,7 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
         // SAFETY: fd_set is plain data; FD_SET is given descriptors < FD_SETSIZE only.
         let (mut readable, mut writable): (libc::fd_set, libc::fd_set) =
             unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+        // SAFETY: `lfd` < FD_SETSIZE (checked when the listener was taken), `readable` is ours.
         unsafe { libc::FD_SET(lfd, &mut readable) };
         let mut max_fd = lfd;
         for (&fd, &want) in &wants {
@@ -26,6 +27,7 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
             } else {
                 &mut readable
             };
+            // SAFETY: `fd` < FD_SETSIZE (the accept loop refuses larger ones), `set` is one of our fd_sets.
             unsafe { libc::FD_SET(fd, set) };
             max_fd = max_fd.max(fd);
         }
@@ -46,6 +48,7 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
             }
             return Err(e.into());
         }
+        // SAFETY: FD_ISSET reads our own fd_set; `lfd` < FD_SETSIZE.
         if unsafe { libc::FD_ISSET(lfd, &readable) } {
             loop {
                 match listener.accept() {
@@ -75,6 +78,7 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
         let ready: Vec<i32> = wants
             .keys()
             .copied()
+            // SAFETY: FD_ISSET reads our own fd_sets; every watched fd is < FD_SETSIZE.
             .filter(|&fd| unsafe { libc::FD_ISSET(fd, &readable) || libc::FD_ISSET(fd, &writable) })
             .collect();
         for fd in ready {

@@ -46,6 +46,7 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
     let signal = libc::SIGRTMIN() + 1;
     // SAFETY: building and installing a signal mask for this (only) thread.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigemptyset/sigaddset/pthread_sigmask on a sigset_t of our own.
     unsafe {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, signal);
@@ -88,11 +89,13 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
         }
         // SAFETY: a valid set; `info` is a siginfo_t, of which SigPollInfo is a prefix.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: sigwaitinfo with a valid set and a siginfo_t to fill.
         let got = unsafe { libc::sigwaitinfo(&set, &mut info) };
         if got < 0 {
             continue; // EINTR
         }
         if got == signal {
+            // SAFETY: the kernel filled `info` for a SIGIO-style signal, whose layout starts with SigPollInfo (#[repr(C)], checked against siginfo_t above).
             let poll = unsafe { &*(&raw const info).cast::<SigPollInfo>() };
             pending.push(poll.fd);
         } else {

@@ -60,7 +60,9 @@ pub fn serve(socket: UdpSocket, config: Arc<Config>) -> Result<()> {
                 buf: vec![0; DATAGRAM],
                 // SAFETY: all-zero is a valid sockaddr_storage, iovec and msghdr.
                 addr: unsafe { zeroed() },
+                // SAFETY: all-zero is a valid iovec (null base, zero length), set before use.
                 iov: unsafe { zeroed() },
+                // SAFETY: all-zero is a valid iovec (null base, zero length), set before use.
                 msg: unsafe { zeroed() },
             });
             slot.iov.iov_base = slot.buf.as_mut_ptr().cast();

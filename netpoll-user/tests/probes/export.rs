@@ -148,7 +148,7 @@ fn promtool_accepts(text: &str) -> TestResult {
 }
 
 pub fn exporter_serves_what_the_fixture_did() -> TestResult {
-    let mut fixture = Fixture::start("epoll-then-hold");
+    let mut fixture = Fixture::start(Scenario::EpollThenHold);
     let pid = fixture.child.id();
     let exporter = Exporter::start(&["--pid", &pid.to_string()]);
     fixture.go();
@@ -291,7 +291,7 @@ impl Drop for Prometheus {
 /// `export --lite`: the fixture's socket write as a transfer, its 20 epoll_waits that slept
 /// 10 ms as sleeps with their off-CPU time, nothing in the per-call families; promtool accepts it.
 pub fn exporter_lite_serves_transfers_and_sleeps() -> TestResult {
-    let mut fixture = Fixture::start("epoll-then-hold");
+    let mut fixture = Fixture::start(Scenario::EpollThenHold);
     let pid = fixture.child.id();
     let exporter = Exporter::start(&["--lite", "--pid", &pid.to_string()]);
     fixture.go();
@@ -325,7 +325,7 @@ pub fn exporter_lite_serves_transfers_and_sleeps() -> TestResult {
 }
 
 pub fn prometheus_scrapes_the_exporter_and_answers_queries() -> TestResult {
-    let fixture = Fixture::start_with("steady", &[("NETPOLL_FIXTURE_SECONDS", "40")]);
+    let fixture = Fixture::start_with(Scenario::Steady, &[("NETPOLL_FIXTURE_SECONDS", "40")]);
     let pid = fixture.child.id();
     let exporter = Exporter::start(&["--pid", &pid.to_string()]);
     let prometheus = Prometheus::start(exporter.port);
@@ -410,7 +410,7 @@ pub fn exporter_bad_inputs_and_clean_stop() -> TestResult {
     }
     assert_nothing_attached();
     // /healthz, an unknown path, and SIGTERM: a clean stop, nothing left attached.
-    let fixture = Fixture::start("sleepy");
+    let fixture = Fixture::start(Scenario::Sleepy);
     let exporter = Exporter::start(&["--pid", &fixture.child.id().to_string(), "--per-pid"]);
     fixture.go();
     check(

@@ -3,7 +3,7 @@
 use super::*;
 
 pub fn ctrl_c_writes_partial_results_and_detaches() -> TestResult {
-    let fixture = Fixture::start("sleepy");
+    let fixture = Fixture::start(Scenario::Sleepy);
     let pid = fixture.child.id().to_string();
     let profile = Profile::start(&["--pid", &pid]);
     fixture.go();

@@ -62,42 +62,95 @@ fn tcp_pair() -> (i32, i32, TcpListener) {
     (client.into_raw_fd(), server.into_raw_fd(), listener)
 }
 
-pub fn run(scenario: &str) -> ! {
+/// The fixture's scenarios: what the fixture process does once continued. Shared by the tests
+/// (which start one) and the fixture (which runs it), so a name cannot be misspelt on one side.
+macro_rules! scenarios {
+    ($($variant:ident = $name:literal),* $(,)?) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Scenario {
+            $($variant),*
+        }
+
+        impl Scenario {
+            /// The value of NETPOLL_FIXTURE that selects it.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Scenario::$variant => $name),*
+                }
+            }
+
+            pub fn from_name(name: &str) -> Option<Scenario> {
+                match name {
+                    $($name => Some(Scenario::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+scenarios! {
+    Epoll = "epoll",
+    Io = "io",
+    IoNostop = "io-nostop",
+    Accept = "accept",
+    Poll = "poll",
+    BlockedAccept = "blocked-accept",
+    Fork = "fork",
+    Comm = "comm",
+    DieInCall = "die-in-call",
+    Migrate = "migrate",
+    Tree = "tree",
+    EpollThenHold = "epoll-then-hold",
+    Steady = "steady",
+    PipeWake = "pipe-wake",
+    RunqSameCpu = "runq-same-cpu",
+    RunqOtherCpu = "runq-other-cpu",
+    BigWrite = "big-write",
+    Mmsg = "mmsg",
+    SocketWake = "socket-wake",
+    FutexWake = "futex-wake",
+    IoOnCpu0 = "io-on-cpu0",
+    BystanderOnCpu0 = "bystander-on-cpu0",
+    Sleepy = "sleepy",
+}
+
+pub fn run(scenario: Scenario) -> ! {
     match scenario {
-        "epoll" => epoll(),
-        "io" => io(),
-        "io-nostop" => io_after_stop(),
-        "accept" => accept(),
-        "poll" => poll(),
-        "blocked-accept" => blocked_accept(),
-        "fork" => fork(),
-        "comm" => {
+        Scenario::Epoll => epoll(),
+        Scenario::Io => io(),
+        Scenario::IoNostop => io_after_stop(),
+        Scenario::Accept => accept(),
+        Scenario::Poll => poll(),
+        Scenario::BlockedAccept => blocked_accept(),
+        Scenario::Fork => fork(),
+        Scenario::Comm => {
             // SAFETY: PR_SET_NAME with a NUL-terminated name.
             unsafe { libc::prctl(libc::PR_SET_NAME, c"npfixture".as_ptr()) };
             io();
         }
-        "die-in-call" => die_in_call(),
-        "migrate" => migrate(),
-        "tree" => tree(),
-        "epoll-then-hold" => {
+        Scenario::DieInCall => die_in_call(),
+        Scenario::Migrate => migrate(),
+        Scenario::Tree => tree(),
+        Scenario::EpollThenHold => {
             epoll();
             // Held until the test closes our stdin: the exporter is scraped meanwhile.
             let mut byte = [0u8; 1];
             read(0, &mut byte, 1);
         }
-        "steady" => steady(),
-        "pipe-wake" => pipe_wake(),
-        "runq-same-cpu" => contended(true),
-        "runq-other-cpu" => contended(false),
-        "big-write" => big_write(),
-        "mmsg" => mmsg(),
-        "socket-wake" => socket_wake(),
-        "futex-wake" => futex_wake(),
-        "io-on-cpu0" => {
+        Scenario::Steady => steady(),
+        Scenario::PipeWake => pipe_wake(),
+        Scenario::RunqSameCpu => contended(true),
+        Scenario::RunqOtherCpu => contended(false),
+        Scenario::BigWrite => big_write(),
+        Scenario::Mmsg => mmsg(),
+        Scenario::SocketWake => socket_wake(),
+        Scenario::FutexWake => futex_wake(),
+        Scenario::IoOnCpu0 => {
             pin_to(0);
             io();
         }
-        "bystander-on-cpu0" => {
+        Scenario::BystanderOnCpu0 => {
             // Not a target: socket writes and reads on CPU 0, as fast as it can, until killed.
             pin_to(0);
             let mut pair = [0i32; 2];
@@ -110,14 +163,13 @@ pub fn run(scenario: &str) -> ! {
                 read(pair[1], &mut byte, 1);
             }
         }
-        "sleepy" => {
+        Scenario::Sleepy => {
             stop_for_probes();
             loop {
                 write(1, b"", 0);
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
-        other => panic!("unknown fixture {other}"),
     }
     // SAFETY: exit without running destructors or flushing (no stray syscalls).
     unsafe { libc::_exit(0) }
@@ -212,7 +264,7 @@ fn contended(same_cpu: bool) {
     stop_for_probes();
     let busy = std::thread::spawn(move || {
         pin_to(if same_cpu { 0 } else { 1 });
-        // SAFETY: as above, back to the default priority for the spinner.
+        // SAFETY: renicing the calling thread (who 0) back to the default priority.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) };
         let until = std::time::Instant::now() + std::time::Duration::from_millis(1500);
         while std::time::Instant::now() < until {
@@ -239,6 +291,7 @@ fn mmsg() {
     let mut bufs = vec![[0u8; 100]; 16];
     // SAFETY: all-zero is a valid iovec and mmsghdr.
     let mut iovecs: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; 16];
+    // SAFETY: all-zero is a valid mmsghdr (null pointers, zero lengths), filled in below.
     let mut headers: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; 16];
     for i in 0..16 {
         iovecs[i].iov_base = bufs[i].as_mut_ptr().cast();
@@ -446,6 +499,7 @@ fn poll() {
     for _ in 0..2 {
         // SAFETY: fd_set manipulation on a stack value.
         let mut set: libc::fd_set = unsafe { std::mem::zeroed() };
+        // SAFETY: FD_SET on a zeroed fd_set of our own, with a descriptor below FD_SETSIZE.
         unsafe { libc::FD_SET(pair[0], &mut set) };
         let mut tv = libc::timeval {
             tv_sec: 0,
@@ -539,7 +593,7 @@ fn tree() {
     // SAFETY: waiting for our own child to stop, then to exit.
     unsafe { libc::waitpid(child, &mut status, libc::WUNTRACED) };
     stop_for_probes();
-    // SAFETY: as above.
+    // SAFETY: continuing our own stopped child, then reaping it.
     unsafe {
         libc::kill(child, libc::SIGCONT);
         libc::waitpid(child, &mut status, 0);

@@ -33,7 +33,7 @@ fn adds_up(row: &SyscallStats) -> TestResult {
 }
 
 pub fn a_blocked_read_is_blocked_time_woken_by_its_sibling() -> TestResult {
-    let run = profile_fixture("pipe-wake", &["--sched"]);
+    let run = profile_fixture(Scenario::PipeWake, &["--sched"]);
     let r = run.results();
     let reads = row(&r.syscalls, "read", Some("other"));
     let s = sched_of(reads)?;
@@ -62,7 +62,7 @@ pub fn a_blocked_read_is_blocked_time_woken_by_its_sibling() -> TestResult {
 }
 
 /// The epoll_wait calls' run-queue time, and the threads' preemptions, of a contended fixture.
-fn contended(scenario: &str) -> Result<(u64, u64, u64), libtest_mimic::Failed> {
+fn contended(scenario: Scenario) -> Result<(u64, u64, u64), libtest_mimic::Failed> {
     let run = profile_fixture(scenario, &["--sched"]);
     let r = run.results();
     let wait = row(&r.syscalls, "epoll_wait", None);
@@ -78,8 +78,8 @@ pub fn a_busy_thread_on_the_same_cpu_shows_as_run_queue_time() -> TestResult {
         std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2,
         "this test needs 2 CPUs",
     )?;
-    let (same_sum, same_max, preemptions) = contended("runq-same-cpu")?;
-    let (other_sum, other_max, _) = contended("runq-other-cpu")?;
+    let (same_sum, same_max, preemptions) = contended(Scenario::RunqSameCpu)?;
+    let (other_sum, other_max, _) = contended(Scenario::RunqOtherCpu)?;
     eprintln!(
         "run-queue time of 100 1-ms waits: {same_sum} ns (longest {same_max} ns) behind a busy thread on the same CPU, {other_sum} ns (longest {other_max} ns) on another"
     );
@@ -94,7 +94,7 @@ pub fn a_busy_thread_on_the_same_cpu_shows_as_run_queue_time() -> TestResult {
 }
 
 pub fn a_call_that_copies_runs_on_cpu() -> TestResult {
-    let run = profile_fixture("big-write", &["--sched"]);
+    let run = profile_fixture(Scenario::BigWrite, &["--sched"]);
     let r = run.results();
     let write = row(&r.syscalls, "write", Some("other"));
     adds_up(write)?;
@@ -115,7 +115,7 @@ pub fn a_call_that_copies_runs_on_cpu() -> TestResult {
 
 pub fn wakeups_are_attributed_to_interrupts_and_siblings() -> TestResult {
     // Loopback data is delivered by the network stack's softirq: the reader is woken by it.
-    let run = profile_fixture("socket-wake", &["--sched"]);
+    let run = profile_fixture(Scenario::SocketWake, &["--sched"]);
     let r = run.results();
     let read = row(&r.syscalls, "read", Some("socket"));
     adds_up(read)?;
@@ -129,7 +129,7 @@ pub fn wakeups_are_attributed_to_interrupts_and_siblings() -> TestResult {
         format!("blocked {}", s.blocked_sum_ns),
     )?;
     // A futex (not a measured call) woken by a sibling: counted among the threads' wakeups.
-    let run = profile_fixture("futex-wake", &["--sched"]);
+    let run = profile_fixture(Scenario::FutexWake, &["--sched"]);
     let r = run.results();
     let threads = r.scheduler.as_ref().ok_or("no scheduler view")?;
     check(

@@ -106,34 +106,30 @@ fn timed_floors(
     netpoll: &Path,
     xtask: &Path,
 ) -> Result<()> {
-    let mut samples = vec![Vec::new(); floors.len()];
-    for round in 0..rounds {
-        for k in 0..floors.len() {
-            let i = (k + round) % floors.len();
-            let f = &floors[i];
-            let ns = run_loop(case, iterations, xtask, |pid, _| {
-                if f.hooks.is_empty() && !f.sched {
-                    return Ok(None);
-                }
-                let mut cmd = Command::new(netpoll);
-                cmd.args(["profile", "--quiet", "--pid", pid]);
-                if f.sched {
-                    cmd.args(["--empty-programs", "--sched"]);
-                } else {
-                    cmd.args(["--empty-programs", f.hooks]);
-                }
-                Ok(Some(watch(&mut cmd, "attached")?))
-            })
-            .with_context(|| format!("measuring do-nothing programs on {}", f.name))?;
-            eprintln!(
-                "xtask: round {}/{rounds}: {:<34} {ns:>9.1} ns/{}",
-                round + 1,
-                f.name,
-                case.unit()
-            );
-            samples[i].push(ns);
-        }
-    }
+    let samples = super::interleaved(rounds, floors.len(), |round, i| {
+        let f = &floors[i];
+        let ns = run_loop(case, iterations, xtask, |pid, _| {
+            if f.hooks.is_empty() && !f.sched {
+                return Ok(None);
+            }
+            let mut cmd = Command::new(netpoll);
+            cmd.args(["profile", "--quiet", "--pid", pid]);
+            if f.sched {
+                cmd.args(["--empty-programs", "--sched"]);
+            } else {
+                cmd.args(["--empty-programs", f.hooks]);
+            }
+            Ok(Some(watch(&mut cmd, "attached")?))
+        })
+        .with_context(|| format!("measuring do-nothing programs on {}", f.name))?;
+        eprintln!(
+            "xtask: round {}/{rounds}: {:<34} {ns:>9.1} ns/{}",
+            round + 1,
+            f.name,
+            case.unit()
+        );
+        Ok(ns)
+    })?;
     println!(
         "\nThe floor by hook ({}): do-nothing programs on one hook at a time, median of {rounds} interleaved rounds",
         case.describe()
@@ -146,7 +142,7 @@ fn timed_floors(
     );
     for (f, s) in floors.iter().zip(&samples) {
         // Paired with the same round's "nothing attached", so slow drift cancels.
-        let added: Vec<f64> = s.iter().zip(&samples[0]).map(|(x, n)| x - n).collect();
+        let added = super::paired(s, &samples[0], |x, nothing| x - nothing);
         let added = if std::ptr::eq(f, &floors[0]) {
             "-".to_string()
         } else {

@@ -7,7 +7,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-use xtask::{median, release_netpoll, workspace_root};
+use analysis::stats::median;
+use xtask::{release_netpoll, workspace_root};
 
 use super::servers::{Nginx, netpoll_load, pin};
 
@@ -48,45 +49,35 @@ pub fn load(rounds: usize, seconds: u64, threads: usize, connections: usize) -> 
         "xtask: nginx (1 worker, CPU {SERVER_CPU}) on {url}, generators on CPU {CLIENT_CPU}; {rounds} rounds of {seconds}s each for wrk and \
          netpoll load, {threads} thread(s), {connections} connections"
     );
-    let (mut wrk_rps, mut netpoll_rps, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..rounds {
-        // Alternate which goes first, so drift does not favour one.
-        let mut pair = [0.0; 2];
-        for k in 0..2 {
-            let which = (k + round) % 2;
-            pair[which] = if which == 0 {
-                wrk(&url, threads, connections, seconds)?
-            } else {
-                netpoll_load(
-                    &netpoll,
-                    &url,
-                    threads,
-                    connections,
-                    seconds,
-                    Some(CLIENT_CPU),
-                    &dir.join("load.json"),
-                )?
-                .throughput_rps
-            };
-        }
-        eprintln!(
-            "xtask: round {}/{rounds}: wrk {:.0} req/s, netpoll load {:.0} req/s ({:.3}x)",
-            round + 1,
-            pair[0],
-            pair[1],
-            pair[1] / pair[0]
-        );
-        wrk_rps.push(pair[0]);
-        netpoll_rps.push(pair[1]);
-        ratios.push(pair[1] / pair[0]);
-    }
+    // Alternating which goes first, so drift does not favour one.
+    let samples = super::interleaved(rounds, 2, |round, which| {
+        let rps = if which == 0 {
+            wrk(&url, threads, connections, seconds)?
+        } else {
+            netpoll_load(
+                &netpoll,
+                &url,
+                threads,
+                connections,
+                seconds,
+                Some(CLIENT_CPU),
+                &dir.join("load.json"),
+            )?
+            .throughput_rps
+        };
+        let name = ["wrk", "netpoll load"][which];
+        eprintln!("xtask: round {}/{rounds}: {name} {rps:.0} req/s", round + 1);
+        Ok(rps)
+    })?;
+    let (wrk_rps, netpoll_rps) = (&samples[0], &samples[1]);
+    let ratios = super::paired(netpoll_rps, wrk_rps, |n, w| n / w);
     drop(nginx);
     println!(
         "\nrequests/s against nginx, median of {rounds} interleaved rounds ({threads} thread(s), \
          {connections} connections, {seconds}s):"
     );
-    println!("wrk            {:>10.0}", median(&wrk_rps));
-    println!("netpoll load   {:>10.0}", median(&netpoll_rps));
+    println!("wrk            {:>10.0}", median(wrk_rps));
+    println!("netpoll load   {:>10.0}", median(netpoll_rps));
     // Per-round ratios pair each round's two runs, cancelling drift between rounds.
     let ratio = analysis::stats::estimate(&ratios);
     println!(

@@ -27,7 +27,8 @@ use nix::{
 };
 
 use analysis::stats;
-use xtask::{median, release_netpoll, which};
+use analysis::stats::median;
+use xtask::{release_netpoll, which};
 
 use crate::setup;
 
@@ -198,7 +199,7 @@ pub fn switch_loop(iterations: u64) -> Result<()> {
     let mut byte = [0u8; 1];
     let start = Instant::now();
     for _ in 0..iterations {
-        // SAFETY: as above.
+        // SAFETY: 1-byte buffers on our own pipes.
         unsafe {
             libc::write(there[1], byte.as_ptr().cast(), 1);
             libc::read(back[0], byte.as_mut_ptr().cast(), 1);
@@ -267,28 +268,23 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
         _ => true,
     });
     let iterations = case.iterations(iterations);
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
-    for round in 0..rounds {
-        // Rotate the order each round so no setup always runs first or last.
-        for k in 0..setups.len() {
-            let i = (k + round) % setups.len();
-            let ns = measure(
-                case,
-                setups[i],
-                setups[i].iterations(iterations),
-                binaries,
-                &xtask,
-            )
-            .with_context(|| format!("measuring with {}", setups[i].name()))?;
-            eprintln!(
-                "xtask: round {}/{rounds}: {:<30} {ns:>9.1} ns/{}",
-                round + 1,
-                setups[i].name(),
-                case.unit()
-            );
-            samples[i].push(ns);
-        }
-    }
+    let samples = super::interleaved(rounds, setups.len(), |round, i| {
+        let ns = measure(
+            case,
+            setups[i],
+            setups[i].iterations(iterations),
+            binaries,
+            &xtask,
+        )
+        .with_context(|| format!("measuring with {}", setups[i].name()))?;
+        eprintln!(
+            "xtask: round {}/{rounds}: {:<30} {ns:>9.1} ns/{}",
+            round + 1,
+            setups[i].name(),
+            case.unit()
+        );
+        Ok(ns)
+    })?;
     let medians: Vec<f64> = samples.iter().map(|s| median(s)).collect();
     let base = medians[0];
     match case {

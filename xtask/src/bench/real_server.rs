@@ -14,6 +14,7 @@ use std::{
 };
 
 use analysis::stats;
+use analysis::stats::median;
 use anyhow::{Context as _, Result, bail};
 use nix::{
     sys::{
@@ -22,7 +23,7 @@ use nix::{
     },
     unistd::Pid,
 };
-use xtask::{median, release_netpoll, which, workspace_root};
+use xtask::{release_netpoll, which, workspace_root};
 
 use super::{
     overhead::watch,
@@ -224,23 +225,19 @@ pub fn real_server(kinds: &[ServerKind], rounds: usize, requests: u64, seconds: 
         eprintln!("xtask: {describe}; {rounds} interleaved rounds");
         // One unmeasured run: the server's caches and the client's first connections warm up.
         running.drive(&netpoll, requests / 4, 1, &dir)?;
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); setups.len()];
-        for round in 0..rounds {
-            for k in 0..setups.len() {
-                let i = (k + round) % setups.len();
-                let s = measure(&running, setups[i], &netpoll, requests, seconds, &dir)
-                    .with_context(|| format!("measuring {} with {}", describe, setups[i].name()))?;
-                eprintln!(
-                    "xtask: round {}/{rounds}: {:<26} {:>9.0} req/s, server {:>6.2} µs/req, client {:>6.2} µs/req",
-                    round + 1,
-                    setups[i].name(),
-                    s.rps,
-                    s.server_ns_per_request / 1e3,
-                    s.client_ns_per_request / 1e3
-                );
-                samples[i].push(s);
-            }
-        }
+        let samples = super::interleaved(rounds, setups.len(), |round, i| {
+            let s = measure(&running, setups[i], &netpoll, requests, seconds, &dir)
+                .with_context(|| format!("measuring {} with {}", describe, setups[i].name()))?;
+            eprintln!(
+                "xtask: round {}/{rounds}: {:<26} {:>9.0} req/s, server {:>6.2} µs/req, client {:>6.2} µs/req",
+                round + 1,
+                setups[i].name(),
+                s.rps,
+                s.server_ns_per_request / 1e3,
+                s.client_ns_per_request / 1e3
+            );
+            Ok(s)
+        })?;
         drop(running);
         report(&describe, rounds, &setups, &samples);
     }
@@ -345,18 +342,12 @@ fn report(describe: &str, rounds: usize, setups: &[Setup], samples: &[Vec<Sample
     // Loss of each round against that round's "nothing attached" (setups[0]): pairing the
     // rounds cancels slow drift.
     let loss = |i: usize| -> Vec<f64> {
-        samples[i]
-            .iter()
-            .zip(&samples[0])
-            .map(|(s, nothing)| 1.0 - s.rps / nothing.rps)
-            .collect()
+        super::paired(&samples[i], &samples[0], |s, nothing| {
+            1.0 - s.rps / nothing.rps
+        })
     };
     let added = |i: usize, f: fn(&Sample) -> f64| -> Vec<f64> {
-        samples[i]
-            .iter()
-            .zip(&samples[0])
-            .map(|(s, nothing)| f(s) - f(nothing))
-            .collect()
+        super::paired(&samples[i], &samples[0], |s, nothing| f(s) - f(nothing))
     };
     println!("\n{describe}; median of {rounds} interleaved rounds:");
     println!(

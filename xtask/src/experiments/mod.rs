@@ -132,7 +132,7 @@ pub fn experiments(opts: Options) -> Result<PathBuf> {
             .map(|e| e.client_threads)
             .max()
             .unwrap_or(1);
-        plan::Placement::disjoint(&allowed_cpus(), threads)
+        plan::Placement::disjoint(&analysis::workload::allowed_cpus(), threads)
     };
     // The calibration first (its runs are its repeats), then the experiments, interleaved.
     let mut planned = plan::plan(
@@ -184,16 +184,6 @@ pub fn experiments(opts: Options) -> Result<PathBuf> {
         bail!("interrupted: the report covers the runs that finished");
     }
     Ok(out)
-}
-
-/// CPUs this process may use.
-fn allowed_cpus() -> Vec<usize> {
-    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
-        Ok(set) => (0..nix::sched::CpuSet::count())
-            .filter(|&c| set.is_set(c).unwrap_or(false))
-            .collect(),
-        Err(_) => vec![0],
-    }
 }
 
 #[cfg(test)]
