@@ -15,6 +15,7 @@ mod netns;
 mod observe;
 mod output;
 mod probes;
+mod procfs;
 mod sinks;
 mod system;
 mod workloads;

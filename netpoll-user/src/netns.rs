@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::system;
+use crate::procfs;
 
 /// Every name netpoll gives a namespace starts so; the rest is the owning run's PID.
 const PREFIX: &str = "netpoll-";
@@ -70,7 +70,7 @@ pub fn remove_leftovers() -> Vec<String> {
         else {
             continue;
         };
-        if !system::process_alive(pid) && ip(&["netns", "delete", &name]).is_ok() {
+        if !procfs::process_alive(pid) && ip(&["netns", "delete", &name]).is_ok() {
             removed.push(name);
         }
     }

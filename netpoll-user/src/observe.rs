@@ -13,7 +13,7 @@ use std::{
 use analysis::verdict::Observed;
 use netpoll_ebpf::syscalls::SYSCALLS;
 
-use crate::system;
+use crate::procfs;
 
 /// Syscalls threads commonly wait in besides netpoll's own (x86_64 numbers).
 const OTHER_WAITS: &[(i64, &str)] = &[
@@ -48,20 +48,14 @@ pub fn sample(roots: &[u32]) -> (Observed, HashMap<u32, u64>) {
     let mut o = Observed::default();
     let mut epolls = HashSet::new();
     let mut pids = roots.to_vec();
-    pids.extend(system::descendants(roots));
+    pids.extend(procfs::descendants(roots));
     pids.sort_unstable();
     pids.dedup();
     // UDP sockets' inodes (10th column), read once: a server's processes share a namespace.
-    let udp_inodes: HashSet<String> = ["udp", "udp6"]
-        .iter()
-        .filter_map(|t| fs::read_to_string(format!("/proc/{}/net/{t}", pids.first()?)).ok())
-        .flat_map(|text| {
-            text.lines()
-                .skip(1)
-                .filter_map(|l| l.split_whitespace().nth(9).map(str::to_string))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let udp_inodes = pids
+        .first()
+        .map(|&pid| procfs::net_table_inodes(pid, &["udp", "udp6"]))
+        .unwrap_or_default();
     for pid in pids {
         let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
@@ -107,7 +101,7 @@ fn descriptors(
     pid: u32,
     o: &mut Observed,
     epolls: &mut HashSet<String>,
-    udp_inodes: &HashSet<String>,
+    udp_inodes: &HashSet<u64>,
 ) {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return;
@@ -124,10 +118,9 @@ fn descriptors(
             ))
             .unwrap_or_default()
         };
-        if let Some(inode) = link.strip_prefix("socket:[") {
+        if let Some(inode) = procfs::socket_inode(&link) {
             o.sockets += 1;
-            let inode = inode.trim_end_matches(']');
-            o.udp_sockets += u32::from(udp_inodes.contains(inode));
+            o.udp_sockets += u32::from(udp_inodes.contains(&inode));
             let flags = info()
                 .lines()
                 .find_map(|l| l.strip_prefix("flags:"))

@@ -124,7 +124,7 @@ async fn serve(
                     return Ok(format!("the command exited ({code})"));
                 }
                 if !targets.given_pids.is_empty()
-                    && !targets.given_pids.iter().any(|&p| system::process_alive(p))
+                    && !targets.given_pids.iter().any(|&p| crate::procfs::process_alive(p))
                 {
                     return Ok("every --pid target exited".into());
                 }

@@ -150,7 +150,10 @@ fn collect(
             return Ok((EndReason::CommandExited, 0, Some(code)));
         }
         if !targets.given_pids.is_empty()
-            && !targets.given_pids.iter().any(|&p| system::process_alive(p))
+            && !targets
+                .given_pids
+                .iter()
+                .any(|&p| crate::procfs::process_alive(p))
         {
             return Ok((EndReason::TargetsExited, 0, None));
         }

@@ -177,7 +177,7 @@ impl Targets {
         if probes.following {
             // Children that existed before we attached (nginx's workers, say). Scanned after
             // the fork hook is attached, so every child is caught by one or the other.
-            for pid in system::descendants(&self.target.pids) {
+            for pid in crate::procfs::descendants(&self.target.pids) {
                 probes.add_target(pid)?;
             }
         }
@@ -204,7 +204,7 @@ impl Targets {
                 let list: Vec<String> = t
                     .pids
                     .iter()
-                    .map(|&p| format!("{p} ({})", system::process_comm(p)))
+                    .map(|&p| format!("{p} ({})", crate::procfs::process_comm(p)))
                     .collect();
                 format!("PID {}", list.join(", "))
             }

@@ -1,15 +1,15 @@
 //! The load generator: `netpoll load`, and the client side of `netpoll run`.
 //!
-//! Worker threads (`worker.rs`) each drive a share of the connections from one epoll loop; this
+//! Worker threads (`tcp.rs`, `udp.rs`) each drive a share of the connections from one epoll loop; this
 //! module plans the run, opens the idle connections, times the warm-up and measurement phases
 //! (calling a [`Watcher`] at each boundary so that `run` can snapshot the probes there), shows
 //! progress, and merges the workers' HdrHistograms into [`LoadResults`].
 
 mod plan;
 mod protocol;
+mod tcp;
 mod timeline;
 mod udp;
-mod worker;
 
 use std::{
     net::TcpStream,
@@ -27,7 +27,7 @@ use netpoll_ebpf::histogram::LATENCY_BUCKETS;
 
 pub use plan::Plan;
 pub use protocol::Protocol;
-use worker::{Shared, WorkerResults};
+use timeline::{Shared, WorkerResults};
 
 /// Why a run ended early.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +87,7 @@ pub fn run(plan: &Plan, watcher: &mut dyn Watcher, progress: bool) -> Result<Out
                 let (shared, start, origin) = (&shared, &start, &origin);
                 scope.spawn(move || match plan.protocol {
                     Protocol::Udp { .. } => udp::run(plan, i, shared, start, origin),
-                    _ => worker::run(plan, i, shared, start, origin),
+                    _ => tcp::run(plan, i, shared, start, origin),
                 })
             })
             .collect();
@@ -231,9 +231,9 @@ fn merge(
     measured: Duration,
     partial: bool,
 ) -> LoadResults {
-    let mut latency = worker::new_histogram();
-    let mut service_time = worker::new_histogram();
-    let mut send_lag = worker::new_histogram();
+    let mut latency = timeline::new_histogram();
+    let mut service_time = timeline::new_histogram();
+    let mut send_lag = timeline::new_histogram();
     let mut errors = LoadErrors::default();
     let (mut requests, mut sent, mut received, mut unsent, mut starved) = (0, 0, 0, 0, 0);
     for w in &workers {
@@ -335,7 +335,7 @@ mod tests {
 
     #[test]
     fn rebucketing_keeps_counts_and_percentiles() {
-        let mut h = worker::new_histogram();
+        let mut h = timeline::new_histogram();
         for v in 1..=10_000u64 {
             h.record(v * 1000).unwrap();
         }

@@ -20,7 +20,7 @@ use anyhow::{Context as _, Result};
 use super::{
     Plan,
     timeline::{self, Schedule, Slots, Timeline},
-    worker::{Epoll, Shared, WorkerResults},
+    timeline::{Epoll, Shared, WorkerResults},
 };
 
 /// Bytes of a request that carry its sequence number.
@@ -50,7 +50,7 @@ struct Worker<'a> {
     replies: u64,
 }
 
-/// Runs worker `index` (the UDP counterpart of `worker::run`).
+/// Runs worker `index` (the UDP counterpart of `tcp::run`).
 pub fn run(
     plan: &Plan,
     index: usize,

@@ -202,7 +202,7 @@ impl Snapshot {
                 .comms
                 .get(&pid)
                 .cloned()
-                .unwrap_or_else(|| system::process_comm(pid));
+                .unwrap_or_else(|| crate::procfs::process_comm(pid));
             let classes = classes_of(&measured);
             processes.insert(
                 pid,

@@ -18,7 +18,7 @@ use crate::system;
 /// Checks that every PID names a live process.
 pub fn check_pids(pids: &[u32]) -> Result<()> {
     for &pid in pids {
-        if !system::process_alive(pid) {
+        if !crate::procfs::process_alive(pid) {
             bail!("--pid {pid}: no such process");
         }
     }
@@ -234,17 +234,20 @@ impl HeldCommand {
         }
         system::reap_exited_children();
         let own = std::process::id();
-        let left: Vec<u32> = system::descendants(&[own])
+        let left: Vec<u32> = crate::procfs::descendants(&[own])
             .into_iter()
-            .filter(|&p| system::process_alive(p))
+            .filter(|&p| crate::procfs::process_alive(p))
             .collect();
         for &pid in &left {
-            stopped.leftovers.push((pid, system::process_comm(pid)));
+            stopped
+                .leftovers
+                .push((pid, crate::procfs::process_comm(pid)));
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
         // SIGKILL cannot be ignored: they are gone once reaped.
         let deadline = std::time::Instant::now() + grace;
-        while left.iter().any(|&p| system::process_alive(p)) && std::time::Instant::now() < deadline
+        while left.iter().any(|&p| crate::procfs::process_alive(p))
+            && std::time::Instant::now() < deadline
         {
             system::reap_exited_children();
             std::thread::sleep(std::time::Duration::from_millis(5));

@@ -33,9 +33,9 @@ use crate::{
         snapshot::{Collection, Snapshot},
         target::CommandState,
     },
+    procfs::{self, MachineSample, ProcessSample},
     sinks::ResultsSinks,
-    system::{self, MachineSample, ProcessSample},
-    workloads,
+    system, workloads,
 };
 
 #[derive(clap::Args)]
@@ -559,7 +559,7 @@ fn environment(c: &Checked, before: &Edge, after: &Edge) -> Environment {
         network: c.path.as_ref().map(netns::Path::describe),
         server_cpus: c.server_cpus.clone(),
         client_cpus: c.client_cpus.clone(),
-        cpus: system::online_cpus(),
+        cpus: procfs::online_cpus(),
         steal_ns: after
             .machine
             .steal_ns

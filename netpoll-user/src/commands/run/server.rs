@@ -245,9 +245,9 @@ impl Server {
                 return Ok(None);
             }
             if let Some(code) = exited {
-                let left: Vec<(u32, String)> = system::descendants(&[std::process::id()])
+                let left: Vec<(u32, String)> = crate::procfs::descendants(&[std::process::id()])
                     .into_iter()
-                    .map(|p| (p, system::process_comm(p)))
+                    .map(|p| (p, crate::procfs::process_comm(p)))
                     .collect();
                 if code == 0 && !left.is_empty() {
                     bail!(
@@ -264,8 +264,8 @@ impl Server {
             }
             if Instant::now() >= deadline {
                 let mut tree = vec![self.held.pid];
-                tree.extend(system::descendants(&tree));
-                let elsewhere = system::listening_addrs(&tree);
+                tree.extend(crate::procfs::descendants(&tree));
+                let elsewhere = crate::procfs::listening_addrs(&tree);
                 let doing = match elsewhere.as_slice() {
                     [] => "it listens on no TCP port".to_string(),
                     addrs => format!(

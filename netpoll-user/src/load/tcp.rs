@@ -1,4 +1,4 @@
-//! One load-generator thread: its share of the connections on one edge-triggered epoll instance,
+//! The TCP load worker: one load-generator thread, its share of the connections on one edge-triggered epoll instance,
 //! each connection with at most one request outstanding (like wrk2; no pipelining).
 //!
 //! Open loop: connection `g` of `C` sends its k-th request at `g/rate + k*C/rate` after the start;
@@ -12,79 +12,22 @@
 use std::{
     io::{self, Read as _, Write as _},
     net::{SocketAddr, TcpStream},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    sync::{
-        Barrier, OnceLock,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    os::fd::AsRawFd,
+    sync::{Barrier, OnceLock, atomic::Ordering},
     time::{Duration, Instant},
 };
 
 use analysis::run::LoadErrors;
 use anyhow::{Context as _, Result};
-use hdrhistogram::Histogram;
 
 use super::{
     Plan,
     protocol::{Progress, Reply, ReplyParser},
-    timeline::{self, Schedule, Slots, Timeline},
+    timeline::{self, Epoll, Schedule, Shared, Slots, Timeline, WorkerResults},
 };
 
-/// State shared by the driver and the workers.
-#[derive(Default)]
-pub struct Shared {
-    /// Set by the driver to end the run early.
-    pub stop: AtomicBool,
-    /// Replies received so far (warm-up included), for the progress bar.
-    pub replies: AtomicU64,
-    /// A worker could not open its connections (it says why when joined).
-    pub setup_failed: AtomicBool,
-    /// Set by the driver once the measurement window's end has been observed: until then the
-    /// workers keep their connections open, so that closing them (and the server's reaction,
-    /// say its threads exiting) stays out of the window.
-    pub may_close: AtomicBool,
-}
-
-/// What one worker measured.
-pub struct WorkerResults {
-    pub latency: Histogram<u64>,
-    pub service_time: Histogram<u64>,
-    pub requests: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub errors: LoadErrors,
-    pub unsent: u64,
-    /// Connections that got no reply to a request measured in the window.
-    pub starved: u64,
-    /// How late the generator itself sent requests: send time minus the later of the intended
-    /// time and the moment the connection was free.
-    pub send_lag: Histogram<u64>,
-}
-
-/// Largest latency recorded exactly: an hour, in nanoseconds.
-const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
 /// Pause before reopening a connection that could not be opened.
 const RECONNECT_DELAY_NS: u64 = 100_000_000;
-
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("static bounds are valid")
-}
-
-impl WorkerResults {
-    pub fn new() -> WorkerResults {
-        WorkerResults {
-            latency: new_histogram(),
-            service_time: new_histogram(),
-            requests: 0,
-            bytes_sent: 0,
-            bytes_received: 0,
-            errors: LoadErrors::default(),
-            unsent: 0,
-            starved: 0,
-            send_lag: new_histogram(),
-        }
-    }
-}
 
 enum State {
     /// Waiting for its next request's time (open loop) or for the run to start.
@@ -598,64 +541,5 @@ impl Slots for Worker<'_> {
 
     fn take_replies(&mut self) -> u64 {
         std::mem::take(&mut self.replies)
-    }
-}
-
-/// An epoll instance, edge-triggered, with nanosecond timeouts (epoll_pwait2).
-pub struct Epoll(OwnedFd);
-
-impl Epoll {
-    pub fn new() -> io::Result<Epoll> {
-        // SAFETY: plain syscall; the result is checked and owned.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor we own.
-        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    pub fn add(&self, fd: i32, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, token, false)
-    }
-
-    /// Watches `fd` for readability, and for write space too when `write` (only while a request
-    /// is stuck half-written: write-space events on every reply would cost both sides).
-    fn ctl(&self, op: i32, fd: i32, token: u64, write: bool) -> io::Result<()> {
-        let out = if write { libc::EPOLLOUT } else { 0 };
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET | out) as u32,
-            u64: token,
-        };
-        // SAFETY: valid descriptors, event on the stack.
-        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut ev) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    pub fn wait(&self, events: &mut [libc::epoll_event], timeout_ns: u64) -> io::Result<usize> {
-        let timeout = libc::timespec {
-            tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
-            tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
-        };
-        // SAFETY: a valid buffer of `events.len()` entries and a timespec on the stack.
-        let n = unsafe {
-            libc::epoll_pwait2(
-                self.0.as_raw_fd(),
-                events.as_mut_ptr(),
-                events.len() as i32,
-                &timeout,
-                std::ptr::null(),
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(0);
-            }
-            return Err(e);
-        }
-        Ok(n as usize)
     }
 }
