@@ -331,25 +331,131 @@ impl SyscallStats {
     }
 }
 
-/// Things that would otherwise be lost silently, and bookkeeping worth knowing.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Counters {
+/// How a counter reads: a count since the probes attached, or a level at the moment read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterKind {
+    /// Exposed as a Prometheus counter (`_total`); a window's value is the difference.
+    Total,
+    /// Exposed as a gauge; a window's value is the later one.
+    Level,
+}
+
+/// One of [`Counters`]: what the results file, the terminal warnings, the exporter and the
+/// docs say of it, defined once in `counters!` below.
+#[derive(Debug)]
+pub struct CounterDef {
+    /// The field in `counters` (and the metric name: `netpoll_NAME_total` for a total).
+    pub name: &'static str,
+    pub kind: CounterKind,
+    /// Where the probes keep it: an index of the kernel's COUNTERS map; `None`: counted by user
+    /// space.
+    pub kernel: Option<u32>,
+    /// The metric's help text (one sentence).
+    pub help: &'static str,
+    /// What the terminal says when it is not zero (`None`: bookkeeping, not a loss).
+    pub warning: Option<&'static str>,
+}
+
+/// The counters: adding one is one entry here (and its index in `netpoll_ebpf::abi::counter` if
+/// the probes count it); the results file, warnings and metrics follow. docs/results-format.md
+/// and docs/metrics.md list each (a test checks they do).
+macro_rules! counters {
+    ($(
+        $(#[doc = $doc:literal])+
+        $field:ident: $kind:ident, $kernel:expr, $help:literal, $warning:expr;
+    )+) => {
+        /// Things that would otherwise be lost silently, and bookkeeping worth knowing.
+        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        pub struct Counters {
+            $(
+                $(#[doc = $doc])+
+                #[serde(default)]
+                pub $field: u64,
+            )+
+        }
+
+        impl Counters {
+            /// Every counter, in the results file's order.
+            pub const DEFS: &'static [CounterDef] = &[$(CounterDef {
+                name: stringify!($field),
+                kind: CounterKind::$kind,
+                kernel: $kernel,
+                help: $help,
+                warning: $warning,
+            }),+];
+
+            /// Each counter with its value, in [`Counters::DEFS`] order.
+            pub fn values(&self) -> Vec<(&'static CounterDef, u64)> {
+                Self::DEFS.iter().zip([$(self.$field),+]).collect()
+            }
+
+            /// Counters from a value for each definition.
+            pub fn from_values(mut value: impl FnMut(&'static CounterDef) -> u64) -> Counters {
+                let mut defs = Self::DEFS.iter();
+                Counters {
+                    $($field: value(defs.next().expect("one definition per field")),)+
+                }
+            }
+        }
+    };
+}
+
+use netpoll_ebpf::abi::counter;
+
+counters! {
     /// Calls not measured because the in-flight map was full.
-    pub in_flight_full: u64,
+    in_flight_full: Total, Some(counter::IN_FLIGHT_FULL),
+        "Calls not measured: the in-flight map was full.",
+        Some("calls were not measured: the in-flight map was full");
     /// Tasks created by targets that could not be followed (target map full).
-    pub targets_full: u64,
+    targets_full: Total, Some(counter::TARGETS_FULL),
+        "Tasks created by targets not followed: the target map was full.",
+        Some("tasks created by targets could not be followed: the target map was full");
     /// Calls counted without their process because the per-process map was full.
-    pub pid_stats_full: u64,
+    pid_stats_full: Total, Some(counter::PID_STATS_FULL),
+        "Calls counted without their process: the per-process map was full.",
+        Some("calls are in the totals but not in a process: the per-process map was full");
     /// Threads that exited inside a measured call (the call never returned).
-    pub died_in_call: u64,
+    died_in_call: Total, Some(counter::DIED_IN_CALL),
+        "Threads that exited inside a measured call.",
+        Some("threads exited inside a measured call");
     /// Tasks (threads and processes) created by targets and followed.
-    pub followed_tasks: u64,
+    followed_tasks: Total, Some(counter::FOLLOWED_TASKS),
+        "Threads and processes created by targets and followed.",
+        None;
     /// Threads with an entry in the in-flight map when the run ended (live target threads; dead
     /// threads' entries are removed when they exit).
-    pub in_flight_entries: u64,
+    in_flight_entries: Level, None,
+        "Threads with a call parked in the in-flight map.",
+        None;
     /// The scheduler view could not track a thread (its map was full).
-    #[serde(default)]
-    pub threads_full: u64,
+    threads_full: Total, Some(counter::THREADS_FULL),
+        "Threads the scheduler view could not track: its map was full.",
+        Some("threads were not tracked: the scheduler view's map was full");
+}
+
+impl Counters {
+    /// What happened between `earlier` and `self`: totals subtract, levels are `self`'s.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let (now, before) = (self.values(), earlier.values());
+        let mut pairs = now.iter().zip(&before);
+        Counters::from_values(|def| {
+            let ((_, now), (_, before)) = pairs.next().expect("same definitions");
+            match def.kind {
+                CounterKind::Total => now.saturating_sub(*before),
+                CounterKind::Level => *now,
+            }
+        })
+    }
+
+    /// The warning lines of the counters that are not zero.
+    pub fn warnings(&self) -> Vec<String> {
+        self.values()
+            .into_iter()
+            .filter(|(_, value)| *value > 0)
+            .filter_map(|(def, value)| Some(format!("{value} {}", def.warning?)))
+            .collect()
+    }
 }
 
 impl Results {
@@ -472,6 +578,52 @@ impl SyscallStats {
 #[cfg(test)]
 mod class_tests {
     use super::*;
+
+    #[test]
+    fn counters_come_from_one_table_and_the_docs_list_them() {
+        let c = Counters {
+            in_flight_full: 5,
+            in_flight_entries: 3,
+            ..Counters::default()
+        };
+        let earlier = Counters {
+            in_flight_full: 2,
+            in_flight_entries: 9,
+            ..Counters::default()
+        };
+        let window = c.since(&earlier);
+        assert_eq!((window.in_flight_full, window.in_flight_entries), (3, 3));
+        assert_eq!(
+            c.warnings(),
+            ["5 calls were not measured: the in-flight map was full"]
+        );
+        let json = serde_json::to_value(&c).unwrap();
+        let fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let names: Vec<&str> = Counters::DEFS.iter().map(|d| d.name).collect();
+        assert_eq!(fields.len(), names.len());
+        let results_format = include_str!("../../docs/results-format.md");
+        let metrics = include_str!("../../docs/metrics.md");
+        for def in Counters::DEFS {
+            assert!(
+                results_format.contains(&format!("| `{}` |", def.name)),
+                "docs/results-format.md does not list counters.{}",
+                def.name
+            );
+            let metric = match def.kind {
+                CounterKind::Total => format!("`netpoll_{}_total`", def.name),
+                CounterKind::Level => format!("`netpoll_{}`", def.name),
+            };
+            assert!(
+                metrics.contains(&metric),
+                "docs/metrics.md does not list {metric}"
+            );
+        }
+    }
 
     #[test]
     fn classes_follow_the_syscall_table() {

@@ -267,25 +267,8 @@ pub fn report(results: &Results) -> String {
             seconds,
         ));
     }
-    let c = &results.counters;
-    for (n, what) in [
-        (
-            c.in_flight_full,
-            "calls were not measured: the in-flight map was full",
-        ),
-        (
-            c.targets_full,
-            "tasks created by targets could not be followed: the target map was full",
-        ),
-        (
-            c.pid_stats_full,
-            "calls are in the totals but not in a process: the per-process map was full",
-        ),
-        (c.died_in_call, "threads exited inside a measured call"),
-    ] {
-        if n > 0 {
-            let _ = writeln!(out, "warning: {n} {what}");
-        }
+    for warning in results.counters.warnings() {
+        let _ = writeln!(out, "warning: {warning}");
     }
     out.push_str(&io_model(results));
     out
@@ -338,13 +321,6 @@ fn scheduler(results: &Results) -> String {
     );
     if !threads.runq_delay_ns.is_empty() {
         out.push_str(&histogram("run-queue delay (ns)", &threads.runq_delay_ns));
-    }
-    if results.counters.threads_full > 0 {
-        let _ = writeln!(
-            out,
-            "warning: {} threads were not tracked: the scheduler view's map was full",
-            results.counters.threads_full
-        );
     }
     out
 }

@@ -9,7 +9,7 @@ pub mod text;
 
 use std::collections::BTreeMap;
 
-use analysis::results::{LiteSyscall, SyscallStats};
+use analysis::results::{CounterKind, LiteSyscall, SyscallStats};
 use model::{Counter, Gauge, Metric, MetricFamily, MetricType, labels};
 use prost::Message as _;
 
@@ -229,55 +229,28 @@ pub fn families(
     }
     out.push(latency);
     out.push(ready);
-    let c = &snapshot.counters;
-    for (name, help, value) in [
-        (
-            "in_flight_full_total",
-            "Calls not measured: the in-flight map was full.",
-            c.in_flight_full,
-        ),
-        (
-            "targets_full_total",
-            "Tasks created by targets not followed: the target map was full.",
-            c.targets_full,
-        ),
-        (
-            "pid_stats_full_total",
-            "Calls counted without their process: the per-process map was full.",
-            c.pid_stats_full,
-        ),
-        (
-            "died_in_call_total",
-            "Threads that exited inside a measured call.",
-            c.died_in_call,
-        ),
-        (
-            "followed_tasks_total",
-            "Threads and processes created by targets and followed.",
-            c.followed_tasks,
-        ),
-    ] {
-        let mut f = MetricFamily::new(format!("{p}_{name}"), help, MetricType::Counter);
-        f.metric.push(Metric {
-            counter: Some(Counter {
-                value: value as f64,
-            }),
-            ..Metric::default()
+    for (def, value) in snapshot.counters.values() {
+        let (name, kind) = match def.kind {
+            CounterKind::Total => (format!("{p}_{}_total", def.name), MetricType::Counter),
+            CounterKind::Level => (format!("{p}_{}", def.name), MetricType::Gauge),
+        };
+        let mut f = MetricFamily::new(name, def.help, kind);
+        f.metric.push(match def.kind {
+            CounterKind::Total => Metric {
+                counter: Some(Counter {
+                    value: value as f64,
+                }),
+                ..Metric::default()
+            },
+            CounterKind::Level => Metric {
+                gauge: Some(Gauge {
+                    value: value as f64,
+                }),
+                ..Metric::default()
+            },
         });
         out.push(f);
     }
-    let mut in_flight = MetricFamily::new(
-        format!("{p}_in_flight_entries"),
-        "Threads with a call parked in the in-flight map.",
-        MetricType::Gauge,
-    );
-    in_flight.metric.push(Metric {
-        gauge: Some(Gauge {
-            value: c.in_flight_entries as f64,
-        }),
-        ..Metric::default()
-    });
-    out.push(in_flight);
     if let Some(lite) = &snapshot.lite {
         out.extend(lite_families(p, lite));
     }

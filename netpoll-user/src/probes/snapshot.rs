@@ -15,9 +15,7 @@ use analysis::{
 use anyhow::Result;
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
 use netpoll_ebpf::{
-    abi::{
-        LiteStats, NUM_SLOTS, Parked, PidSlot, SchedTotals, SlotSched, SlotStats, counter, maps,
-    },
+    abi::{LiteStats, NUM_SLOTS, Parked, PidSlot, SchedTotals, SlotSched, SlotStats, maps},
     syscalls::{NUM_SYSCALLS, SYSCALLS},
 };
 
@@ -114,15 +112,16 @@ impl Probes {
         let read = |i: u32| -> Result<u64> { Ok(counters.get(&i, 0)?.iter().sum()) };
         let in_flight: HashMap<&MapData, u32, Parked> =
             HashMap::try_from(self.map(maps::IN_FLIGHT)?)?;
-        let counters = Counters {
-            in_flight_full: read(counter::IN_FLIGHT_FULL)?,
-            targets_full: read(counter::TARGETS_FULL)?,
-            pid_stats_full: read(counter::PID_STATS_FULL)?,
-            died_in_call: read(counter::DIED_IN_CALL)?,
-            followed_tasks: read(counter::FOLLOWED_TASKS)?,
-            in_flight_entries: in_flight.keys().count() as u64,
-            threads_full: read(counter::THREADS_FULL)?,
-        };
+        let values = Counters::DEFS
+            .iter()
+            .map(|def| match def.kernel {
+                Some(index) => read(index),
+                // The only one user space counts: threads parked in a call right now.
+                None => Ok(in_flight.keys().count() as u64),
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        let mut values = values.into_iter();
+        let counters = Counters::from_values(|_| values.next().unwrap_or_default());
         Ok(Snapshot {
             slots,
             per_pid,
@@ -146,7 +145,6 @@ impl Snapshot {
                 })
                 .collect::<Vec<_>>()
         };
-        let (c, e) = (&self.counters, &earlier.counters);
         Snapshot {
             slots: rows_since(&self.slots, Some(&earlier.slots)),
             per_pid: self
@@ -155,15 +153,7 @@ impl Snapshot {
                 .map(|(pid, rows)| (*pid, rows_since(rows, earlier.per_pid.get(pid))))
                 .collect(),
             comms: self.comms.clone(),
-            counters: Counters {
-                in_flight_full: c.in_flight_full.saturating_sub(e.in_flight_full),
-                targets_full: c.targets_full.saturating_sub(e.targets_full),
-                pid_stats_full: c.pid_stats_full.saturating_sub(e.pid_stats_full),
-                died_in_call: c.died_in_call.saturating_sub(e.died_in_call),
-                followed_tasks: c.followed_tasks.saturating_sub(e.followed_tasks),
-                in_flight_entries: c.in_flight_entries,
-                threads_full: c.threads_full.saturating_sub(e.threads_full),
-            },
+            counters: self.counters.since(&earlier.counters),
             scheduler: match (&self.scheduler, &earlier.scheduler) {
                 (Some(now), Some(before)) => Some(now.since(before)),
                 (now, _) => now.clone(),
