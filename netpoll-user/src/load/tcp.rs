@@ -13,7 +13,7 @@ use std::{
     io::{self, Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     os::fd::AsRawFd,
-    sync::{Barrier, OnceLock, atomic::Ordering},
+    sync::{Barrier, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -147,32 +147,24 @@ pub fn run(
     start: &Barrier,
     origin: &OnceLock<Instant>,
 ) -> Result<WorkerResults> {
-    // Timers fire up to the thread's timer slack late (50 µs by default); that lateness would be
-    // counted as latency of every open-loop request, so ask for none.
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
-    let setup = setup(plan, index);
-    if setup.is_err() {
-        shared.setup_failed.store(true, Ordering::Relaxed);
-    }
-    start.wait();
-    let origin = *origin.get_or_init(Instant::now);
-    let (epoll, conns) = setup?;
-    let mut worker = Worker {
-        plan,
-        epoll,
-        conns,
-        t: Timeline::new(plan, origin),
-        results: WorkerResults::new(),
-        buf: vec![0; 64 * 1024],
-        replies: 0,
-    };
-    let loaded = worker.load(shared);
-    while !shared.may_close.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    loaded?;
-    Ok(worker.results)
+    timeline::worker_life(
+        shared,
+        start,
+        origin,
+        setup(plan, index),
+        |(epoll, conns), origin| {
+            let mut worker = Worker {
+                plan,
+                epoll,
+                conns,
+                t: Timeline::new(plan, origin),
+                results: WorkerResults::new(),
+                buf: vec![0; 64 * 1024],
+                replies: 0,
+            };
+            (worker.load(shared), worker.results)
+        },
+    )
 }
 
 fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Conn>)> {

@@ -8,7 +8,10 @@ use std::{
     collections::BinaryHeap,
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    sync::{
+        Barrier, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::Instant,
 };
 
@@ -191,6 +194,34 @@ mod tests {
         };
         assert_eq!(closed.unsent_from(0, &t), 0);
     }
+}
+
+/// A load worker's life, the same for TCP and UDP: set up (its connections or sockets), wait
+/// at `start` for the others, run `work` from the common origin, then keep everything open
+/// until the driver has seen the window end (closing, and the server's reaction to it, stays
+/// out of the window).
+pub fn worker_life<S>(
+    shared: &Shared,
+    start: &Barrier,
+    origin: &OnceLock<Instant>,
+    setup: Result<S>,
+    work: impl FnOnce(S, Instant) -> (Result<()>, WorkerResults),
+) -> Result<WorkerResults> {
+    // Timers fire up to the thread's timer slack late (50 µs by default); that lateness would be
+    // counted as latency of every open-loop request, so ask for none.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+    if setup.is_err() {
+        shared.setup_failed.store(true, Ordering::Relaxed);
+    }
+    start.wait();
+    let origin = *origin.get_or_init(Instant::now);
+    let (loaded, results) = work(setup?, origin);
+    while !shared.may_close.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    loaded?;
+    Ok(results)
 }
 
 /// State shared by the driver and the workers.

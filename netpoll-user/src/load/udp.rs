@@ -11,7 +11,7 @@ use std::{
     io,
     net::UdpSocket,
     os::fd::AsRawFd as _,
-    sync::{Barrier, OnceLock, atomic::Ordering},
+    sync::{Barrier, OnceLock},
     time::Instant,
 };
 
@@ -58,31 +58,20 @@ pub fn run(
     start: &Barrier,
     origin: &OnceLock<Instant>,
 ) -> Result<WorkerResults> {
-    // SAFETY: prctl with integer arguments only (no timer slack: see worker.rs).
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
     let setup = setup(plan, index);
-    if setup.is_err() {
-        shared.setup_failed.store(true, Ordering::Relaxed);
-    }
-    start.wait();
-    let origin = *origin.get_or_init(Instant::now);
-    let (epoll, sockets) = setup?;
-    let mut worker = Worker {
-        plan,
-        epoll,
-        sockets,
-        t: Timeline::new(plan, origin),
-        request: plan.protocol.request().to_vec(),
-        buf: vec![0; 65536],
-        results: WorkerResults::new(),
-        replies: 0,
-    };
-    let loaded = worker.load(shared);
-    while !shared.may_close.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed) {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    loaded?;
-    Ok(worker.results)
+    timeline::worker_life(shared, start, origin, setup, |(epoll, sockets), origin| {
+        let mut worker = Worker {
+            plan,
+            epoll,
+            sockets,
+            t: Timeline::new(plan, origin),
+            request: plan.protocol.request().to_vec(),
+            buf: vec![0; 65536],
+            results: WorkerResults::new(),
+            replies: 0,
+        };
+        (worker.load(shared), worker.results)
+    })
 }
 
 fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Socket>)> {
