@@ -531,13 +531,19 @@ fn blocking_per_connection(s: &Signals) -> Option<Finding> {
     )
 }
 
-/// Threads (or processes) blocked in reads on blocking sockets, beside one waiting for
-/// readiness on the listener only: Python's ThreadingHTTPServer (an acceptor in poll, a thread
-/// per connection in recv) and ForkingTCPServer (the same, a process per connection).
+/// Threads (or processes) reading blocking sockets, beside one waiting for readiness on the
+/// listener only: Python's ThreadingHTTPServer (an acceptor in poll, a thread per connection in
+/// recv) and ForkingTCPServer (the same, a process per connection). Seen either as readers
+/// blocked at the samples' moments, or, when handlers are short-lived (HTTP/1.0: a connection
+/// per request), as waits far rarer than reads made by one thread of many.
 fn acceptor_beside_blocked_readers(s: &Signals) -> Option<Finding> {
     let o = s.o;
-    (s.in_reads >= 2 && s.in_reads > s.waits_seen && o.nonblocking_sockets * 2 < o.sockets)
-        .then_some(())?;
+    let blocking_sockets = o.sockets > 0 && o.nonblocking_sockets * 2 < o.sockets;
+    let readers_seen = s.in_reads >= 2 && s.in_reads > s.waits_seen;
+    let waits_rare = s.multiplex() * 100 < s.socket_reads.calls
+        && (o.threads >= 3 || o.processes >= 3)
+        && s.waits_seen <= 1;
+    (blocking_sockets && (readers_seen || waits_rare)).then_some(())?;
     let (name, unit) = if s.process_per_connection() {
         (
             "blocking, a process per connection (an acceptor waits for readiness)",
@@ -554,8 +560,13 @@ fn acceptor_beside_blocked_readers(s: &Signals) -> Option<Finding> {
         name,
         Confidence::Medium,
         format!(
-            "{} threads blocked in reads on blocking sockets ({} of {} non-blocking), {} waiting for readiness: an acceptor loop and a {unit} per connection",
-            s.in_reads, o.nonblocking_sockets, o.sockets, s.waits_seen
+            "{} threads seen blocked in reads on blocking sockets ({} of {} non-blocking), {} readiness waits ({}) by {} waiting thread(s): an acceptor loop and a {unit} per connection",
+            s.in_reads,
+            o.nonblocking_sockets,
+            o.sockets,
+            s.multiplex(),
+            s.per(s.multiplex()),
+            s.waits_seen
         ),
     )
 }
@@ -780,6 +791,7 @@ mod tests {
             programs: vec![],
             lite: None,
             io_model: None,
+            go: None,
         }
     }
 
@@ -981,6 +993,36 @@ mod tests {
         };
         let v = judge(&with_waits(&rows, 63, 0), &tokio);
         assert_eq!(v.family, Family::MnRuntime, "{v:?}");
+    }
+
+    #[test]
+    fn short_lived_handler_threads_beside_an_acceptor_are_a_thread_per_connection() {
+        // Python's ThreadingHTTPServer under HTTP/1.0 (a connection, and a thread, per
+        // request): the handlers are rarely caught in a read, the acceptor polls rarely.
+        let o = Observed {
+            threads: 17,
+            processes: 1,
+            busy_threads: 1,
+            waiting_in: [("poll".to_string(), 1)].into(),
+            sockets: 17,
+            ..Observed::default()
+        };
+        let v = judge(
+            &with_waits(&[("poll", 2, 0), ("recvfrom", 9737, 0)], 1, 0),
+            &o,
+        );
+        assert_eq!(v.family, Family::BlockingPerConnection, "{v:?}");
+        assert!(v.name.contains("a thread per connection"), "{v:?}");
+        // A single-threaded poll server with the same counts is still poll.
+        let one = Observed {
+            threads: 1,
+            ..o
+        };
+        let v = judge(
+            &with_waits(&[("poll", 9000, 0), ("recvfrom", 9737, 0)], 3, 0),
+            &one,
+        );
+        assert_eq!(v.family, Family::Poll, "{v:?}");
     }
 
     #[test]
