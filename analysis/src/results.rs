@@ -71,6 +71,9 @@ pub struct Results {
     /// The I/O-model verdict (`profile` of processes, `run`), with its evidence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io_model: Option<crate::verdict::IoModel>,
+    /// `profile --go`: a Go process's runtime scheduler state, sampled from its memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go: Option<crate::go::GoRuntime>,
 }
 
 /// What `--lite` measures, without hooks on every syscall: socket transfers from the socket

@@ -1014,10 +1014,7 @@ mod tests {
         assert_eq!(v.family, Family::BlockingPerConnection, "{v:?}");
         assert!(v.name.contains("a thread per connection"), "{v:?}");
         // A single-threaded poll server with the same counts is still poll.
-        let one = Observed {
-            threads: 1,
-            ..o
-        };
+        let one = Observed { threads: 1, ..o };
         let v = judge(
             &with_waits(&[("poll", 9000, 0), ("recvfrom", 9737, 0)], 3, 0),
             &one,

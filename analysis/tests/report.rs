@@ -101,6 +101,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
         programs: Vec::new(),
         lite: None,
         io_model: None,
+        go: None,
         scheduler: None,
         run: Some(RunInfo {
             workload: Workload {

@@ -9,6 +9,7 @@ compile_error!(
 );
 
 mod commands;
+mod go;
 mod load;
 mod metrics;
 mod netns;

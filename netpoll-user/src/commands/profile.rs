@@ -17,6 +17,7 @@ use super::{
     targets::{TargetArgs, Targets},
 };
 use crate::{
+    go,
     observe::Sampler,
     output,
     probes::{
@@ -44,6 +45,14 @@ pub struct Args {
     /// with hook names (sys_enter,sys_exit,sock_recv,sock_send,switch,wakeup,...), on those only.
     #[arg(long, hide = true, value_name = "HOOKS", num_args = 0.., value_delimiter = ',', value_parser = hook_name)]
     empty_programs: Option<Vec<Hook>>,
+    /// The Go view: for a Go process (the first --pid, or the command), its runtime's
+    /// scheduler state read from its memory every 10 ms: goroutines parked on the network,
+    /// runnable goroutines (global and per-P queues), idle Ps, spinning and idle threads, and
+    /// the time since the network was last polled. Nothing is attached to the process; its
+    /// cost does not grow with the request rate. Needs the binary's symbol table (not built
+    /// with -ldflags=-s).
+    #[arg(long)]
+    go: bool,
 }
 
 /// A hook by the stem of its programs' names (`sys_enter`, `switch`, ...).
@@ -76,6 +85,7 @@ pub fn run(args: Args) -> Result<i32> {
     let start = Instant::now();
     announce(&args, &targets, &probes);
     targets.release()?;
+    let go = go_target(&args, &targets).map(go::Sampler::start);
     // Processes (not names, cgroups or the whole machine) get an I/O-model verdict, from the
     // probes and from their state in /proc, sampled while collecting.
     let judged =
@@ -104,11 +114,29 @@ pub fn run(args: Args) -> Result<i32> {
     if judged {
         results.io_model = Some(verdict::judge(&results, &sampler.observed));
     }
+    if let Some(go) = go {
+        match go.finish() {
+            Ok(view) => results.go = Some(view),
+            Err(e) => eprintln!("netpoll: note: --go: {e:#}"),
+        }
+    }
     // Detach before printing: the report is done, the target should not pay for our output.
     drop(probes);
     drop(bpf_stats);
     report(&args, &results, &mut sinks)?;
     Ok(exit_code)
+}
+
+/// The process `--go` samples: the first --pid, or the command.
+fn go_target(args: &Args, targets: &Targets) -> Option<u32> {
+    if !args.go {
+        return None;
+    }
+    let pid = targets.target.pids.first().copied();
+    if pid.is_none() {
+        eprintln!("netpoll: note: --go samples a process: give --pid PID or -- COMMAND");
+    }
+    pid
 }
 
 fn announce(args: &Args, targets: &Targets, probes: &Probes) {

@@ -227,6 +227,7 @@ impl Snapshot {
             programs: Vec::new(),
             lite: self.lite.map(Lite::from_rows),
             io_model: None,
+            go: None,
         }
     }
 }

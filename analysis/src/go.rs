@@ -1,0 +1,207 @@
+//! The Go view of a results file (`--go`): the Go runtime's scheduler state, sampled from the
+//! process's memory at a fixed rate while collecting. Documented in docs/results-format.md.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Histogram;
+
+/// The wait reason of a goroutine parked on the network, as the runtime names it.
+pub const IO_WAIT: &str = "IO wait";
+
+/// The `go` section: one Go process's runtime, sampled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GoRuntime {
+    pub pid: u32,
+    /// The executable, as inspected: its Go version, whether it is PIE, and what it kept.
+    pub binary: GoBinaryInfo,
+    /// Mean time between samples, ns: 10 ms, longer when a sample costs more than 1 % of it.
+    pub interval_ns: u64,
+    /// Samples taken, and attempts that could not read the process (it exited, say).
+    pub samples: u64,
+    pub failed_samples: u64,
+    /// What one sample cost netpoll, on average (its reads of the process's memory), ns.
+    pub sample_cost_ns: u64,
+    /// Goroutines parked waiting for the network: waiting with the reason "IO wait".
+    pub network_waiters: Gauge,
+    /// Goroutines by state: running on a thread, runnable (waiting for a P), in a system call
+    /// (a blocking file read, say: its thread is held), and waiting, by the runtime's own
+    /// name of the reason ("IO wait", "chan receive", "select", "sleep", "sync.Mutex.Lock"...;
+    /// reasons never seen are left out).
+    pub running: Gauge,
+    pub runnable: Gauge,
+    pub in_syscall: Gauge,
+    pub waiting: BTreeMap<String, Gauge>,
+    /// Runnable goroutines waiting for a P: in the global queue, and in the Ps' local queues.
+    pub global_runnable: Gauge,
+    pub local_runnable: Gauge,
+    /// Ps (GOMAXPROCS) and idle Ps.
+    pub procs: Gauge,
+    pub idle_procs: Gauge,
+    /// The runtime's threads (Ms), those spinning (looking for work) and those parked idle.
+    pub threads: Gauge,
+    pub spinning_threads: Gauge,
+    pub idle_threads: Gauge,
+    /// Goroutines that are not dead, the runtime's own included.
+    pub goroutines: Gauge,
+    /// Share of samples in which a thread was blocked in netpoll (sched.lastpoll = 0).
+    pub polling_share: f64,
+    /// When no thread was blocked in netpoll: time since the network was last polled, ns, one
+    /// value per such sample.
+    pub since_last_poll_ns: Histogram,
+    /// Per-second means, for time-series charts (coarser steps on long runs).
+    pub series: Vec<GoPoint>,
+}
+
+/// What the binary itself says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoBinaryInfo {
+    pub path: String,
+    /// As `.go.buildinfo` has it: `go1.19.8`.
+    pub version: String,
+    pub pie: bool,
+    /// The ELF symbol table is there (not `-ldflags=-s`), and DWARF (not `-w`).
+    pub symbols: bool,
+    pub dwarf: bool,
+}
+
+/// A sampled quantity: extremes, mean and the distribution of its samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gauge {
+    pub min: u64,
+    pub max: u64,
+    pub mean: f64,
+    /// One value per sample (exact below 64).
+    pub histogram: Histogram,
+}
+
+impl Default for Gauge {
+    fn default() -> Gauge {
+        Gauge {
+            min: 0,
+            max: 0,
+            mean: 0.0,
+            histogram: Histogram::new(netpoll_ebpf::histogram::READY_BUCKETS),
+        }
+    }
+}
+
+impl Gauge {
+    pub fn record(&mut self, value: u64) {
+        let n = self.histogram.total();
+        if n == 0 {
+            (self.min, self.max) = (value, value);
+        } else {
+            self.min = self.min.min(value);
+            self.max = self.max.max(value);
+        }
+        self.mean += (value as f64 - self.mean) / (n + 1) as f64;
+        self.histogram.record(value);
+    }
+}
+
+/// One step of the time series: the means of the samples in `[t_ns, t_ns + step)` since the
+/// first sample.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GoPoint {
+    pub t_ns: u64,
+    pub step_ns: u64,
+    pub network_waiters: f64,
+    pub runnable: f64,
+    pub idle_procs: f64,
+    pub threads: f64,
+    pub goroutines: f64,
+    pub polling_share: f64,
+    /// Samples averaged in this point (not written: only the means are).
+    #[serde(skip)]
+    pub samples: u64,
+}
+
+/// The most points a series keeps: beyond, two neighbours merge and the step doubles.
+pub const MAX_POINTS: usize = 600;
+
+/// Appends a sample at `t_ns` (since the first) to the series, one point per `step` (starting
+/// at a second), merging neighbours when the series would pass [`MAX_POINTS`].
+pub fn add_to_series(series: &mut Vec<GoPoint>, t_ns: u64, values: &GoPoint) {
+    let step = series.first().map_or(1_000_000_000, |p| p.step_ns);
+    let slot = t_ns / step * step;
+    if series.last().is_none_or(|p| p.t_ns != slot) {
+        series.push(GoPoint {
+            t_ns: slot,
+            step_ns: step,
+            ..GoPoint::default()
+        });
+    }
+    let point = series.last_mut().expect("just pushed");
+    point.samples += 1;
+    let k = point.samples as f64;
+    let mean = |m: &mut f64, v: f64| *m += (v - *m) / k;
+    mean(&mut point.network_waiters, values.network_waiters);
+    mean(&mut point.runnable, values.runnable);
+    mean(&mut point.idle_procs, values.idle_procs);
+    mean(&mut point.threads, values.threads);
+    mean(&mut point.goroutines, values.goroutines);
+    mean(&mut point.polling_share, values.polling_share);
+    if series.len() > MAX_POINTS {
+        let merged: Vec<GoPoint> = series
+            .chunks(2)
+            .map(|pair| {
+                let n: u64 = pair.iter().map(|p| p.samples).sum::<u64>().max(1);
+                let avg = |f: fn(&GoPoint) -> f64| {
+                    pair.iter().map(|p| f(p) * p.samples as f64).sum::<f64>() / n as f64
+                };
+                GoPoint {
+                    t_ns: pair[0].t_ns,
+                    step_ns: 2 * step,
+                    network_waiters: avg(|p| p.network_waiters),
+                    runnable: avg(|p| p.runnable),
+                    idle_procs: avg(|p| p.idle_procs),
+                    threads: avg(|p| p.threads),
+                    goroutines: avg(|p| p.goroutines),
+                    polling_share: avg(|p| p.polling_share),
+                    samples: n,
+                }
+            })
+            .collect();
+        *series = merged;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_keep_extremes_mean_and_distribution() {
+        let mut g = Gauge::default();
+        for v in [3, 5, 4] {
+            g.record(v);
+        }
+        assert_eq!((g.min, g.max, g.mean), (3, 5, 4.0));
+        assert_eq!(g.histogram.total(), 3);
+    }
+
+    #[test]
+    fn the_series_keeps_a_point_per_second_and_coarsens_past_its_limit() {
+        let mut series = Vec::new();
+        let point = |w: f64| GoPoint {
+            network_waiters: w,
+            ..GoPoint::default()
+        };
+        // Two samples in the first second, one in the second.
+        add_to_series(&mut series, 0, &point(2.0));
+        add_to_series(&mut series, 500_000_000, &point(4.0));
+        add_to_series(&mut series, 1_200_000_000, &point(10.0));
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].network_waiters, 3.0);
+        assert_eq!(series[1].t_ns, 1_000_000_000);
+        // Past the limit, neighbours merge and the step doubles.
+        for s in 2..=MAX_POINTS as u64 {
+            add_to_series(&mut series, s * 1_000_000_000, &point(1.0));
+        }
+        assert!(series.len() <= MAX_POINTS, "{}", series.len());
+        assert_eq!(series[0].step_ns, 2_000_000_000);
+        assert_eq!(series[0].network_waiters, (2.0 + 4.0 + 10.0) / 3.0);
+    }
+}

