@@ -87,6 +87,17 @@ impl Default for Gauge {
     }
 }
 
+impl GoRuntime {
+    /// Mean goroutines waiting for anything but the network.
+    pub fn waiting_otherwise(&self) -> f64 {
+        self.waiting
+            .iter()
+            .filter(|(reason, _)| reason.as_str() != IO_WAIT)
+            .map(|(_, g)| g.mean)
+            .sum()
+    }
+}
+
 impl Gauge {
     pub fn record(&mut self, value: u64) {
         let n = self.histogram.total();

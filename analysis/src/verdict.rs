@@ -187,11 +187,13 @@ struct Signals<'a> {
     in_futex: u32,
     /// Requests served in the window (`netpoll run`), to state figures per request.
     requests: Option<u64>,
+    /// The Go view (`--go`), when the process was sampled.
+    go: Option<&'a crate::go::GoRuntime>,
     seconds: f64,
 }
 
 impl<'a> Signals<'a> {
-    fn of(r: &Results, o: &'a Observed) -> Signals<'a> {
+    fn of(r: &'a Results, o: &'a Observed) -> Signals<'a> {
         let calls = |names: &[&str]| -> u64 {
             r.syscalls
                 .iter()
@@ -237,6 +239,7 @@ impl<'a> Signals<'a> {
                 .as_ref()
                 .map(|run| run.load.requests)
                 .filter(|&q| q > 0),
+            go: r.go.as_ref(),
             seconds: (r.duration_ns as f64 / 1e9).max(1e-9),
         }
     }
@@ -361,6 +364,20 @@ impl<'a> Signals<'a> {
             evidence.push(format!(
                 "{} epoll instance(s) with {} registrations: {} edge-triggered, {} one-shot",
                 o.epoll_instances, o.epoll_registrations, o.edge_triggered, o.oneshot
+            ));
+        }
+        if let Some(go) = self.go {
+            evidence.push(format!(
+                "Go runtime ({}, sampled): {:.0} goroutines on {:.0} P(s) and {:.0} threads; on average {:.1} parked on the network, {:.1} runnable, {:.1} running, {:.1} in system calls; a thread blocked in netpoll in {:.0}% of the samples",
+                go.binary.version,
+                go.goroutines.mean,
+                go.procs.mean,
+                go.threads.mean,
+                go.network_waiters.mean,
+                go.runnable.mean,
+                go.running.mean,
+                go.in_syscall.mean,
+                100.0 * go.polling_share
             ));
         }
         evidence

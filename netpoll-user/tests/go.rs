@@ -203,6 +203,13 @@ fn goroutines_parked_on_the_network_are_counted_exactly_on_every_go_release() {
         "releases tested: {versions:?}"
     );
     let plain = fixture("plain", &[("CGO_ENABLED", "0")], &[]);
+    // The I/O-model verdict quotes the Go view.
+    let (_, results) = profile(&plain);
+    let verdict = results.and_then(|r| r.io_model).expect("a verdict");
+    assert!(
+        verdict.evidence.iter().any(|e| e.starts_with("Go runtime (go1.")),
+        "{verdict:?}"
+    );
     let go = go_view(&plain);
     // The main goroutine sleeps between writes: the network is polled by sysmon or by a
     // scheduler looking for work, and most samples see either a blocked poller or a recent poll.

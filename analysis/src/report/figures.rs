@@ -12,6 +12,7 @@ use super::{
 use crate::{
     Histogram,
     chart::{self, Bar, Chart, Point, Series, Stacked, fmt_ns, style::fmt_number},
+    go::GoRuntime,
     results::{Class, SyscallStats},
     run::{RunInfo, SchedPerRequest},
     stats::{self, Estimate},
@@ -104,6 +105,55 @@ pub const SCHED_FIGURES: [SchedFigure; 3] = [
         text: fmt_number,
     },
 ];
+
+/// The Go view's chart (`--go`): where a Go server's goroutines are, on average, stacked by
+/// state: the lecture's M:N picture, measured.
+fn go_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, ReportError> {
+    let with: Vec<&Cell> = cells
+        .iter()
+        .filter(|c| !c.go_values(|_| 0.0).is_empty())
+        .collect();
+    if with.is_empty() {
+        return Ok(Vec::new());
+    }
+    let segment = |label: &str, color| Series {
+        label: label.into(),
+        color,
+    };
+    let segments = [
+        segment("running on a thread", RGBColor(31, 119, 180)),
+        segment("runnable, waiting for a P", RGBColor(214, 39, 40)),
+        segment("in a system call (thread held)", RGBColor(255, 127, 14)),
+        segment("parked on the network", RGBColor(44, 160, 44)),
+        segment("waiting otherwise", RGBColor(199, 199, 199)),
+    ];
+    let fields: [fn(&GoRuntime) -> f64; 5] = [
+        |g| g.running.mean,
+        |g| g.runnable.mean,
+        |g| g.in_syscall.mean,
+        |g| g.network_waiters.mean,
+        GoRuntime::waiting_otherwise,
+    ];
+    let rows: Vec<Stacked> = with
+        .iter()
+        .map(|c| Stacked {
+            label: c.series().label,
+            values: fields
+                .iter()
+                .map(|f| stats::median(&c.go_values(f)))
+                .collect(),
+        })
+        .collect();
+    Ok(vec![chart::stacked_bars(
+        "go_goroutines",
+        "Where a Go server's goroutines are: running, runnable, in system calls, parked on the network",
+        note,
+        "goroutines (means over each run, medians of the runs)",
+        &segments,
+        &rows,
+        fmt_number,
+    )?])
+}
 
 /// The scheduler view's charts: where a request's server time goes (stacked), the figures
 /// above, and the run-queue delay distributions.
@@ -301,6 +351,7 @@ pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
             charts.push(chart::bars(f.name, f.title, note, f.unit, &bars)?);
         }
         charts.extend(sched_charts(&workloads, note)?);
+        charts.extend(go_charts(&workloads, note)?);
         charts.extend(versus(&every, axis.unwrap_or(Axis::Connections))?);
     }
     if all.len() > 1 || !workloads.is_empty() {

@@ -11,6 +11,7 @@ use super::ReportError;
 use crate::{
     Histogram,
     chart::{Series, color_of},
+    go::GoRuntime,
     models,
     results::{Class, LoadError, Results, SyscallStats, TargetKind},
     run::RunInfo,
@@ -132,6 +133,15 @@ impl<'a> Cell<'a> {
         let mut total = rows.next()?.clone();
         rows.for_each(|r| total.merge(r));
         Some(total)
+    }
+
+    /// A figure of the Go view (`--go`) of every repeat that has one.
+    pub fn go_values(&self, f: impl Fn(&GoRuntime) -> f64) -> Vec<f64> {
+        self.runs
+            .iter()
+            .filter_map(|r| r.results.go.as_ref())
+            .map(f)
+            .collect()
     }
 
     /// Client-side request latency over every repeat.

@@ -6,6 +6,7 @@ use super::{
 };
 use crate::{
     Histogram,
+    go::GoRuntime,
     results::{Class, TargetKind},
     run::{RunInfo, SchedPerRequest},
     stats,
@@ -132,6 +133,59 @@ pub fn scheduler(cells: &[Cell]) -> Table {
             row.push(e.display(|v| format!("{v:.2}")));
         }
         table.rows.push(row);
+    }
+    table
+}
+
+/// The Go view per configuration (`--go`): the medians over its repeats of each run's mean;
+/// empty when no run has it.
+pub fn go_runtime(cells: &[Cell]) -> Table {
+    let mut table = Table::new(
+        "Go runtime, sampled (mean goroutines and threads over each run)",
+        &[
+            "configuration",
+            "goroutines",
+            "parked on the network",
+            "running",
+            "runnable",
+            "in system calls",
+            "waiting otherwise",
+            "Ps",
+            "idle Ps",
+            "threads",
+            "netpoller blocked",
+            "since last poll p50",
+        ],
+    );
+    for cell in cells {
+        if cell.go_values(|_| 0.0).is_empty() {
+            continue;
+        }
+        let e = |f: fn(&GoRuntime) -> f64, fmt: &dyn Fn(f64) -> String| {
+            stats::estimate(&cell.go_values(f)).display(fmt)
+        };
+        let one = |v: f64| format!("{v:.1}");
+        table.rows.push(vec![
+            cell.label.clone(),
+            e(|g| g.goroutines.mean, &one),
+            e(|g| g.network_waiters.mean, &one),
+            e(|g| g.running.mean, &|v| format!("{v:.2}")),
+            e(|g| g.runnable.mean, &|v| format!("{v:.2}")),
+            e(|g| g.in_syscall.mean, &|v| format!("{v:.2}")),
+            e(GoRuntime::waiting_otherwise, &one),
+            e(|g| g.procs.mean, &|v| format!("{v:.0}")),
+            e(|g| g.idle_procs.mean, &|v| format!("{v:.2}")),
+            e(|g| g.threads.mean, &one),
+            e(|g| 100.0 * g.polling_share, &|v| format!("{v:.0} %")),
+            e(
+                |g| {
+                    g.since_last_poll_ns
+                        .quantile(0.5)
+                        .map_or(f64::NAN, |q| q.estimate() as f64)
+                },
+                &|v| ns(v),
+            ),
+        ]);
     }
     table
 }

@@ -111,14 +111,15 @@ pub fn run(args: Args) -> Result<i32> {
     if bpf_stats.enabled {
         results.programs = probes.program_costs();
     }
-    if judged {
-        results.io_model = Some(verdict::judge(&results, &sampler.observed));
-    }
     if let Some(go) = go {
         match go.finish() {
             Ok(view) => results.go = Some(view),
             Err(e) => eprintln!("netpoll: note: --go: {e:#}"),
         }
+    }
+    // After the Go view: the verdict quotes it.
+    if judged {
+        results.io_model = Some(verdict::judge(&results, &sampler.observed));
     }
     // Detach before printing: the report is done, the target should not pay for our output.
     drop(probes);

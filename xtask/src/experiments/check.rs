@@ -87,7 +87,51 @@ pub fn check_quick(out: &Path, repeat: usize) -> Result<()> {
         loaded
             .get("concurrency")
             .context("no concurrency experiment")?,
-    )
+    )?;
+    check_go_inside(loaded.get("go-inside").context("no go-inside experiment")?)
+}
+
+/// Go's netpoller from the inside: every connection's goroutine is, at any moment, parked on
+/// the network, runnable, running or in a system call, so over each run of go-netpoller (each
+/// figure its mean over the window's samples) those four add up to the connections, plus the
+/// main goroutine waiting in accept (within 10 %: a sample is not atomic, a goroutine's state
+/// moves between the reads).
+fn check_go_inside(runs: &[Run]) -> Result<()> {
+    let shares: Vec<(f64, u64)> = runs
+        .iter()
+        .filter(|r| r.info().is_some_and(|i| i.workload.model == "go-netpoller"))
+        .map(|r| {
+            let go = r.results.go.as_ref().with_context(|| {
+                format!(
+                    "{}: go-netpoller ran with --go but has no go section",
+                    r.path.display()
+                )
+            })?;
+            let connections = r.info().map_or(0, |i| i.load.connections) as f64;
+            let accounted =
+                go.network_waiters.mean + go.runnable.mean + go.running.mean + go.in_syscall.mean
+                    - 1.0;
+            Ok((accounted / connections, go.samples))
+        })
+        .collect::<Result<_>>()?;
+    if shares.is_empty()
+        || shares
+            .iter()
+            .any(|&(share, samples)| !(0.9..=1.1).contains(&share) || samples < 10)
+    {
+        bail!(
+            "go-inside: (parked on the network + runnable + running + in syscalls) per connection, and samples, per run: {shares:?}; expected 1 (0.9-1.1) in every run"
+        );
+    }
+    eprintln!(
+        "xtask: experiments --quick: go-netpoller's connection goroutines accounted for by the sampled states: {}",
+        shares
+            .iter()
+            .map(|(share, _)| format!("{share:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
 }
 
 /// Each third-party server's runs: most of them get the verdict its declaration states.

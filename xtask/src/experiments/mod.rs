@@ -221,11 +221,15 @@ mod tests {
             "third-party",
             "kernel-bypass",
             "kernel-bypass-rates",
+            "go-inside",
+            "go-inside-2p",
+            "go-inside-disk",
         ] {
             assert!(names.contains(&expected), "{expected} missing");
         }
         // Runs, and the reports (about 1 s per experiment), within the limits with room to
-        // spare for the build: 20 minutes in all, 4 for --quick (measured: 17.9 and 3.6).
+        // spare for the build: 22 minutes in all, 4.5 for --quick (measured before the three
+        // go-inside experiments: 17.9 and 3.6; they add 66 and 20 runs).
         let seconds = |suite: &suite::Suite, repeat: usize| -> f64 {
             let placement = plan::Placement::default();
             let calibration = suite.calibration.as_experiment();
@@ -248,7 +252,7 @@ mod tests {
         let full = seconds(&suite, DEFAULT_REPEAT);
         let quick = seconds(&suite.clone().quick(), QUICK_REPEAT);
         eprintln!("planned: full {full:.0} s, quick {quick:.0} s");
-        assert!(full <= 19.0 * 60.0, "full suite planned at {full} s");
-        assert!(quick <= 225.0, "quick suite planned at {quick} s");
+        assert!(full <= 21.0 * 60.0, "full suite planned at {full} s");
+        assert!(quick <= 255.0, "quick suite planned at {quick} s");
     }
 }

@@ -195,6 +195,9 @@ fn run_args(
     workload.server.payload = e.payload;
     workload.server.think_us = e.think_us;
     workload.server.disk_read = e.disk_read;
+    if servers.and_then(|s| s.get(model)).is_none() {
+        workload.server.threads = e.threads;
+    }
     let load = LoadOptions {
         connections: point.connections,
         idle_connections: point.idle,
@@ -213,6 +216,9 @@ fn run_args(
     }
     // The scheduler view in every run: where each request's server time goes.
     args.push("--sched".into());
+    if e.go {
+        args.push("--go".into());
+    }
     args.extend([
         "--quiet".into(),
         "--json".into(),

@@ -83,6 +83,8 @@ impl Calibration {
             rates: Vec::new(),
             client_threads: 1,
             netns: false,
+            go: false,
+            threads: 0,
             note: None,
             quick: None,
         }
@@ -133,6 +135,13 @@ pub struct Experiment {
     /// Servers in a network namespace behind a veth pair (`netpoll run --netns`).
     #[serde(default)]
     pub netns: bool,
+    /// The Go view of Go servers (`netpoll run --go`).
+    #[serde(default)]
+    pub go: bool,
+    /// Reactors, workers or GOMAXPROCS of the models that take `--threads` (0: one per CPU
+    /// the server may use).
+    #[serde(default)]
+    pub threads: usize,
     /// A caveat the report states under its question.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,

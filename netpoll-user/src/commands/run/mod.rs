@@ -24,6 +24,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use self::server::{Server, Spec};
 use super::ResultsArgs;
 use crate::{
+    go,
     load::{self, Outcome, Plan, Protocol, StopReason, Watcher},
     netns,
     observe::Sampler,
@@ -73,6 +74,12 @@ pub struct Args {
     /// for a CPU) and who wakes its threads. Adds hooks on every context switch and wakeup.
     #[arg(long)]
     sched: bool,
+    /// The Go view, for a server written in Go (go-netpoller, or a Go --server-cmd): its
+    /// runtime's scheduler sampled from its memory during the measurement window (goroutines
+    /// parked on the network, runnable, in system calls; Ps, threads, the netpoller). See
+    /// `netpoll profile --go`.
+    #[arg(long)]
+    go: bool,
     #[command(flatten)]
     results: ResultsArgs,
 }
@@ -142,6 +149,7 @@ struct Checked {
     server_cpus: Option<Vec<usize>>,
     client_cpus: Option<Vec<usize>>,
     sched: bool,
+    go: bool,
 }
 
 /// Everything a user can get wrong is checked before the server starts.
@@ -182,6 +190,7 @@ fn check(args: Args) -> Result<Checked> {
         server_cpus: args.server_cpus.map(|c| c.0),
         client_cpus: args.client_cpus.map(|c| c.0),
         sched: args.sched,
+        go: args.go,
     })
 }
 
@@ -340,6 +349,8 @@ struct Measured {
     /// How the server died during the run, and its exit status.
     died: Option<(String, i32)>,
     observed: Observed,
+    /// `--go`: the server's runtime over the window, or why it could not be sampled.
+    go: Option<Result<analysis::go::GoRuntime>>,
 }
 
 /// Snapshots the probes and the server process at the window's edges, and watches for the
@@ -358,6 +369,10 @@ struct RunWatcher<'a> {
     sampler: Sampler,
     /// A kernel-bypass model: its XDP program's counts are read at the edges too.
     bypass: bool,
+    /// `--go`: sampling the server's Go runtime during the window.
+    go: Option<go::Sampler>,
+    go_view: Option<Result<analysis::go::GoRuntime>>,
+    wants_go: bool,
 }
 
 impl RunWatcher<'_> {
@@ -385,12 +400,16 @@ impl Watcher for RunWatcher<'_> {
     fn measurement_started(&mut self) -> Result<()> {
         self.before = Some(self.sample()?);
         self.sampler.now();
+        if self.wants_go {
+            self.go = Some(go::Sampler::start(self.server.pid()));
+        }
         Ok(())
     }
 
     fn measurement_ended(&mut self) -> Result<()> {
         self.after = Some(self.sample()?);
         self.sampler.now();
+        self.go_view = self.go.take().map(go::Sampler::finish);
         Ok(())
     }
 
@@ -435,16 +454,24 @@ fn measure(
         bypass: c.path.is_some()
             && analysis::models::model(&c.workload.model)
                 .is_some_and(|m| m.family == analysis::verdict::Family::KernelBypass),
+        go: None,
+        go_view: None,
+        wants_go: c.go,
     };
     let outcome = load::run(&c.plan, &mut watcher, !c.quiet);
     // Once more with the load gone: idle workers show where they park.
     watcher.sampler.now();
+    // Cut short before the window ended (Ctrl-C, the server died): what was sampled.
+    if let Some(go) = watcher.go.take() {
+        watcher.go_view = Some(go.finish());
+    }
     let RunWatcher {
         before,
         after,
         peak_threads,
         died,
         sampler,
+        go_view,
         ..
     } = watcher;
     Ok(Measured {
@@ -454,6 +481,7 @@ fn measure(
         peak_threads,
         died,
         observed: sampler.observed,
+        go: go_view,
     })
 }
 
@@ -545,6 +573,12 @@ fn assemble(
                 .map(|(after, before)| after.since(&before)),
         }),
     });
+    match m.go {
+        Some(Ok(view)) => results.go = Some(view),
+        Some(Err(e)) => eprintln!("netpoll: note: --go: {e:#}"),
+        None => {}
+    }
+    // After the Go view: the verdict quotes it.
     results.io_model = Some(verdict::judge(&results, &observed));
     Ok(results)
 }
