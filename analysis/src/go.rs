@@ -16,12 +16,14 @@ pub struct GoRuntime {
     pub pid: u32,
     /// The executable, as inspected: its Go version, whether it is PIE, and what it kept.
     pub binary: GoBinaryInfo,
-    /// Mean time between samples, ns: 10 ms, longer when a sample costs more than 1 % of it.
+    /// Mean time between samples, ns: 20 ms, longer when sampling would take more than 1 % of a
+    /// CPU.
     pub interval_ns: u64,
     /// Samples taken, and attempts that could not read the process (it exited, say).
     pub samples: u64,
     pub failed_samples: u64,
-    /// What one sample cost netpoll, on average (its reads of the process's memory), ns.
+    /// What one sample cost netpoll, on average: the sampling thread's CPU time (the reads of
+    /// the process's memory, the bookkeeping, the wake-ups) per sample, ns.
     pub sample_cost_ns: u64,
     /// Goroutines parked waiting for the network: waiting with the reason "IO wait".
     pub network_waiters: Gauge,

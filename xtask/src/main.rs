@@ -65,13 +65,14 @@ enum Bench {
         #[arg(long, value_enum, value_delimiter = ',')]
         case: Vec<bench::overhead::Case>,
         /// Real servers to measure instead of (or with --case, besides) the loops: redis
-        /// (redis-benchmark GET), nginx (netpoll load HTTP), all.
+        /// (redis-benchmark GET), nginx (netpoll load HTTP), go (Go's net/http under netpoll
+        /// load: netpoll profile, profile --go and Go's runtime/trace), all.
         #[arg(long, value_enum, value_delimiter = ',')]
         server: Vec<bench::real_server::ServerKind>,
         /// redis-benchmark requests per run (--server redis).
         #[arg(long, default_value_t = 100_000)]
         requests: u64,
-        /// Seconds per run of netpoll load (--server nginx).
+        /// Seconds per run of netpoll load (--server nginx, go).
         #[arg(long, default_value_t = 2)]
         seconds: u64,
         /// Interleaved rounds; the median of each setup is reported.

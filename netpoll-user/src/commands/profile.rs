@@ -46,7 +46,7 @@ pub struct Args {
     #[arg(long, hide = true, value_name = "HOOKS", num_args = 0.., value_delimiter = ',', value_parser = hook_name)]
     empty_programs: Option<Vec<Hook>>,
     /// The Go view: for a Go process (the first --pid, or the command), its runtime's
-    /// scheduler state read from its memory every 10 ms: goroutines parked on the network,
+    /// scheduler state read from its memory every 20 ms: goroutines parked on the network,
     /// runnable goroutines (global and per-P queues), idle Ps, spinning and idle threads, and
     /// the time since the network was last polled. Nothing is attached to the process; its
     /// cost does not grow with the request rate. Needs the binary's symbol table (not built

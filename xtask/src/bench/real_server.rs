@@ -1,7 +1,8 @@
-//! `cargo xtask bench overhead --server redis|nginx|all`: what each way of watching syscalls
+//! `cargo xtask bench overhead --server redis|nginx|go|all`: what each way of watching syscalls
 //! costs a real server at saturation. redis-server under redis-benchmark (GET), nginx (one
-//! worker, a small static file) under `netpoll load` (HTTP); server pinned to one CPU, client to
-//! another. Throughput at saturation is noisy on a shared host (identical runs ±20%), so each run
+//! worker, a small static file) and Go's net/http (the same file) under `netpoll load` (HTTP);
+//! server pinned to one CPU, client to another. For Go, the setups are netpoll's own views
+//! (`profile`, `profile --go`) against Go's runtime/trace collecting the same window. Throughput at saturation is noisy on a shared host (identical runs ±20%), so each run
 //! also records the server's CPU time per request (the scheduler's exact accounting of its
 //! threads) and the client's: the client is a process that is *not* a target, so its CPU per
 //! request is what every other process on the machine pays. Setups interleave round by round;
@@ -27,7 +28,7 @@ use xtask::{release_netpoll, which, workspace_root};
 
 use super::{
     overhead::watch,
-    servers::{self, Nginx, Redis},
+    servers::{self, GoHttp, Nginx, Redis},
 };
 use crate::setup;
 
@@ -43,14 +44,16 @@ pub enum ServerKind {
     Redis,
     /// nginx, one worker, a small static file, under netpoll load.
     Nginx,
-    /// Both.
+    /// Go's net/http file server (GOMAXPROCS 1: pinned to one CPU), under netpoll load.
+    Go,
+    /// All three.
     All,
 }
 
 impl ServerKind {
     pub fn expand(kinds: &[ServerKind]) -> Vec<ServerKind> {
         if kinds.contains(&ServerKind::All) {
-            return vec![ServerKind::Redis, ServerKind::Nginx];
+            return vec![ServerKind::Redis, ServerKind::Nginx, ServerKind::Go];
         }
         let mut v = kinds.to_vec();
         v.dedup();
@@ -67,18 +70,35 @@ enum Setup {
     Bpftrace,
     PerfTrace,
     Strace,
+    /// `netpoll profile --go`: the probes and the sampled Go runtime.
+    NetpollGo,
+    /// Go's own runtime/trace, collected through /debug/pprof/trace for the window.
+    RuntimeTrace,
 }
 
 impl Setup {
-    const ALL: [Setup; 7] = [
-        Setup::Nothing,
-        Setup::Floor,
-        Setup::Netpoll,
-        Setup::Lite,
-        Setup::Bpftrace,
-        Setup::PerfTrace,
-        Setup::Strace,
-    ];
+    /// The setups of a server: the tools that watch syscalls, or, for Go, netpoll's views
+    /// against Go's own tracer.
+    fn of(kind: ServerKind) -> &'static [Setup] {
+        match kind {
+            ServerKind::Go => &[
+                Setup::Nothing,
+                Setup::Floor,
+                Setup::Netpoll,
+                Setup::NetpollGo,
+                Setup::RuntimeTrace,
+            ],
+            _ => &[
+                Setup::Nothing,
+                Setup::Floor,
+                Setup::Netpoll,
+                Setup::Lite,
+                Setup::Bpftrace,
+                Setup::PerfTrace,
+                Setup::Strace,
+            ],
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -89,6 +109,8 @@ impl Setup {
             Setup::Bpftrace => "bpftrace, same histograms",
             Setup::PerfTrace => "perf trace -s",
             Setup::Strace => "strace -c",
+            Setup::NetpollGo => "netpoll profile --go",
+            Setup::RuntimeTrace => "Go runtime/trace",
         }
     }
 
@@ -114,12 +136,17 @@ struct Sample {
     rps: f64,
     server_ns_per_request: f64,
     client_ns_per_request: f64,
+    /// The watching tool's own process (netpoll, bpftrace, perf, strace), per request: what
+    /// watching costs outside the server (0 when nothing watches, or Go's tracer, which runs
+    /// inside the server).
+    watcher_ns_per_request: f64,
 }
 
 /// The server being measured and how to drive it.
 enum Running {
     Redis(Redis),
     Nginx(Nginx, u32),
+    Go(GoHttp),
 }
 
 impl Running {
@@ -127,6 +154,16 @@ impl Running {
         match self {
             Running::Redis(r) => r.pid(),
             Running::Nginx(_, worker) => *worker,
+            Running::Go(go) => go.pid(),
+        }
+    }
+
+    /// The HTTP port, for the servers netpoll load drives.
+    fn port(&self) -> Option<u16> {
+        match self {
+            Running::Redis(_) => None,
+            Running::Nginx(nginx, _) => Some(nginx.port),
+            Running::Go(go) => Some(go.port),
         }
     }
 
@@ -139,6 +176,10 @@ impl Running {
             Running::Nginx(..) => format!(
                 "nginx, 1 worker (CPU {SERVER_CPU}), small static file, under netpoll load -c \
                  {CONNECTIONS} -d {seconds} (CPU {CLIENT_CPU})"
+            ),
+            Running::Go(..) => format!(
+                "Go net/http (CPU {SERVER_CPU}, GOMAXPROCS 1), small static file, under netpoll \
+                 load -c {CONNECTIONS} -d {seconds} (CPU {CLIENT_CPU})"
             ),
         }
     }
@@ -177,10 +218,11 @@ impl Running {
                     .with_context(|| format!("no GET rate in redis-benchmark's output: {text}"))?;
                 Ok((requests, rps))
             }
-            Running::Nginx(nginx, _) => {
+            Running::Nginx(..) | Running::Go(..) => {
+                let port = self.port().expect("an HTTP server");
                 let load = servers::netpoll_load(
                     netpoll,
-                    &format!("http://127.0.0.1:{}/index.html", nginx.port),
+                    &format!("http://127.0.0.1:{port}/index.html"),
                     1,
                     CONNECTIONS,
                     seconds,
@@ -200,17 +242,18 @@ pub fn real_server(kinds: &[ServerKind], rounds: usize, requests: u64, seconds: 
         bail!("the server scenario pins server and client to CPUs 1 and 0: it needs 2 CPUs");
     }
     let netpoll = release_netpoll()?;
-    let setups: Vec<Setup> = Setup::ALL
-        .into_iter()
-        .filter(|s| match s.tool() {
-            Some(tool) if !which(tool) => {
-                eprintln!("xtask: {tool} is not installed: skipping it");
-                false
-            }
-            _ => true,
-        })
-        .collect();
     for kind in ServerKind::expand(kinds) {
+        let setups: Vec<Setup> = Setup::of(kind)
+            .iter()
+            .copied()
+            .filter(|s| match s.tool() {
+                Some(tool) if !which(tool) => {
+                    eprintln!("xtask: {tool} is not installed: skipping it");
+                    false
+                }
+                _ => true,
+            })
+            .collect();
         let dir = workspace_root()?.join(format!("target/bench-server-{kind:?}").to_lowercase());
         let running = match kind {
             ServerKind::Redis => Running::Redis(Redis::start(&dir, Some(SERVER_CPU))?),
@@ -219,6 +262,7 @@ pub fn real_server(kinds: &[ServerKind], rounds: usize, requests: u64, seconds: 
                 let worker = nginx.worker()?;
                 Running::Nginx(nginx, worker)
             }
+            ServerKind::Go => Running::Go(GoHttp::start(&dir, Some(SERVER_CPU))?),
             ServerKind::All => unreachable!("expanded above"),
         };
         let describe = running.describe(requests, seconds);
@@ -229,12 +273,13 @@ pub fn real_server(kinds: &[ServerKind], rounds: usize, requests: u64, seconds: 
             let s = measure(&running, setups[i], &netpoll, requests, seconds, &dir)
                 .with_context(|| format!("measuring {} with {}", describe, setups[i].name()))?;
             eprintln!(
-                "xtask: round {}/{rounds}: {:<26} {:>9.0} req/s, server {:>6.2} µs/req, client {:>6.2} µs/req",
+                "xtask: round {}/{rounds}: {:<26} {:>9.0} req/s, server {:>6.2} µs/req, client {:>6.2} µs/req, watcher {:>6.2} µs/req",
                 round + 1,
                 setups[i].name(),
                 s.rps,
                 s.server_ns_per_request / 1e3,
-                s.client_ns_per_request / 1e3
+                s.client_ns_per_request / 1e3,
+                s.watcher_ns_per_request / 1e3
             );
             Ok(s)
         })?;
@@ -261,13 +306,20 @@ fn measure(
     dir: &Path,
 ) -> Result<Sample> {
     let target = running.target();
-    let watcher = attach(setup, target, netpoll)?;
+    let watcher = attach(setup, target, netpoll, running.port(), seconds, dir)?;
     let result = (|| {
         // Only the client is reaped between these two readings, so the children's CPU delta is
         // the client's alone.
-        let (server0, client0) = (servers::cpu_ns(target)?, children_cpu_ns()?);
+        let watcher_pid = match &watcher {
+            Some(Watcher::Process(child)) => Some(child.id()),
+            _ => None,
+        };
+        let watcher_cpu = || watcher_pid.map_or(Ok(0), servers::cpu_ns);
+        let (server0, client0, watcher0) =
+            (servers::cpu_ns(target)?, children_cpu_ns()?, watcher_cpu()?);
         let (answered, rps) = running.drive(netpoll, requests / setup.share(), seconds, dir)?;
-        let (server1, client1) = (servers::cpu_ns(target)?, children_cpu_ns()?);
+        let (server1, client1, watcher1) =
+            (servers::cpu_ns(target)?, children_cpu_ns()?, watcher_cpu()?);
         if answered == 0 {
             bail!("the client got no replies");
         }
@@ -275,19 +327,81 @@ fn measure(
             rps,
             server_ns_per_request: (server1 - server0) as f64 / answered as f64,
             client_ns_per_request: (client1 - client0) as f64 / answered as f64,
+            watcher_ns_per_request: watcher1.saturating_sub(watcher0) as f64 / answered as f64,
         })
     })();
-    if let Some(mut w) = watcher {
-        let _ = kill(Pid::from_raw(w.id() as i32), Signal::SIGINT);
-        let _ = w.wait();
+    match watcher {
+        Some(Watcher::Process(mut w)) => {
+            let _ = kill(Pid::from_raw(w.id() as i32), Signal::SIGINT);
+            let _ = w.wait();
+        }
+        Some(Watcher::Trace(t)) => {
+            let bytes = t
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")));
+            let bytes = bytes.context("collecting Go's runtime/trace")?;
+            if bytes < 1024 {
+                bail!("Go's runtime/trace gave only {bytes} bytes");
+            }
+        }
+        None => {}
     }
     result
 }
 
+/// What watches the server during a run: a tool's process (stopped with SIGINT), or the thread
+/// reading Go's runtime/trace for the window (it ends by itself).
+enum Watcher {
+    Process(Child),
+    Trace(std::thread::JoinHandle<Result<u64>>),
+}
+
+/// Asks the Go server for a runtime/trace of `seconds` (net/http/pprof) and reads it: the
+/// tracer runs inside the server for the whole window. Returns the trace's size.
+fn collect_trace(
+    port: u16,
+    seconds: u64,
+    dir: &Path,
+) -> Result<std::thread::JoinHandle<Result<u64>>> {
+    use std::io::{Read as _, Write as _};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        conn,
+        "GET /debug/pprof/trace?seconds={} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+        seconds + 1
+    )?;
+    let out = dir.join("runtime.trace");
+    Ok(std::thread::spawn(move || {
+        let mut body = Vec::new();
+        conn.read_to_end(&mut body)?;
+        std::fs::write(&out, &body)?;
+        Ok(body.len() as u64)
+    }))
+}
+
 /// Starts the setup's watcher on the server, attached when this returns.
-fn attach(setup: Setup, target: u32, netpoll: &Path) -> Result<Option<Child>> {
+fn attach(
+    setup: Setup,
+    target: u32,
+    netpoll: &Path,
+    port: Option<u16>,
+    seconds: u64,
+    dir: &Path,
+) -> Result<Option<Watcher>> {
     let pid = target.to_string();
-    Ok(match setup {
+    if setup == Setup::RuntimeTrace {
+        let port = port.context("runtime/trace is collected from an HTTP server")?;
+        let trace = collect_trace(port, seconds, dir)?;
+        // The tracer starts when the request is served: give it that moment.
+        std::thread::sleep(Duration::from_millis(200));
+        return Ok(Some(Watcher::Trace(trace)));
+    }
+    let process = match setup {
+        Setup::RuntimeTrace => unreachable!("handled above"),
+        Setup::NetpollGo => Some(watch(
+            Command::new(netpoll).args(["profile", "--quiet", "--go", "--pid", &pid]),
+            "attached",
+        )?),
         Setup::Nothing => None,
         Setup::Floor => Some(watch(
             Command::new(netpoll).args(["profile", "--quiet", "--empty-programs", "--pid", &pid]),
@@ -330,7 +444,8 @@ fn attach(setup: Setup, target: u32, netpoll: &Path) -> Result<Option<Child>> {
             Command::new("strace").args(["-c", "-f", "-p", &pid]),
             "attached",
         )?),
-    })
+    };
+    Ok(process.map(Watcher::Process))
 }
 
 fn report(describe: &str, rounds: usize, setups: &[Setup], samples: &[Vec<Sample>]) {
@@ -350,19 +465,21 @@ fn report(describe: &str, rounds: usize, setups: &[Setup], samples: &[Vec<Sample
         super::paired(&samples[i], &samples[0], |s, nothing| f(s) - f(nothing))
     };
     println!("\n{describe}; median of {rounds} interleaved rounds:");
+    let watcher = |s: &Sample| s.watcher_ns_per_request;
     println!(
-        "{:<26} {:>9} {:>7} {:>15} {:>11} {:>15}",
-        "setup", "req/s", "loss", "server µs/req", "added", "client µs/req"
+        "{:<26} {:>9} {:>7} {:>15} {:>11} {:>15} {:>16}",
+        "setup", "req/s", "loss", "server µs/req", "added", "client µs/req", "watcher µs/req"
     );
     for (i, s) in setups.iter().enumerate() {
         println!(
-            "{:<26} {:>9.0} {:>6.1}% {:>15.2} {:>11.2} {:>15.2}",
+            "{:<26} {:>9.0} {:>6.1}% {:>15.2} {:>11.2} {:>15.2} {:>16.3}",
             s.name(),
             median(&column(i, rps)),
             100.0 * median(&loss(i)),
             median(&column(i, server)) / 1e3,
             median(&added(i, server)) / 1e3,
             median(&column(i, client)) / 1e3,
+            median(&column(i, watcher)) / 1e3,
         );
     }
     let at = |s: Setup| setups.iter().position(|&x| x == s);
@@ -390,10 +507,37 @@ fn report(describe: &str, rounds: usize, setups: &[Setup], samples: &[Vec<Sample
         println!("{what:<58} {} ({goal}{noise})", r.display());
     };
     let server_cpu = |i: usize| column(i, server);
+    // What watching costs the machine: the server's added CPU and the watcher's own.
+    let machine_added = |i: usize| {
+        super::paired(&samples[i], &samples[0], |s, nothing| {
+            s.server_ns_per_request - nothing.server_ns_per_request + s.watcher_ns_per_request
+        })
+    };
     let client_cpu = |i: usize| column(i, client);
     let server_added = |i: usize| added(i, server);
     println!("\nratios (medians of the rounds, 95 % bootstrap interval):");
     use Setup::*;
+    line(
+        "CPU added per request (server + watcher), --go / profile:",
+        NetpollGo,
+        Netpoll,
+        &machine_added,
+        "goal <= 1.15x",
+    );
+    line(
+        "CPU added per request (server + watcher), --go / runtime/trace:",
+        NetpollGo,
+        RuntimeTrace,
+        &machine_added,
+        "goal <= 1x",
+    );
+    line(
+        "throughput loss, --go / runtime/trace:",
+        NetpollGo,
+        RuntimeTrace,
+        &loss,
+        "lower is cheaper",
+    );
     line(
         "throughput loss, netpoll / bpftrace:",
         Netpoll,

@@ -129,6 +129,61 @@ impl Drop for Nginx {
     }
 }
 
+/// Go's net/http file server (xtask/servers/go-http.go, built with Debian's golang-go into
+/// `dir`), serving a small file and Go's own profiles (/debug/pprof/); stopped on drop.
+pub struct GoHttp {
+    child: Child,
+    pub port: u16,
+}
+
+impl GoHttp {
+    pub fn start(dir: &Path, cpu: Option<usize>) -> Result<GoHttp> {
+        let port = free_port()?;
+        fs::create_dir_all(dir.join("www"))?;
+        fs::write(
+            dir.join("www/index.html"),
+            "<p>netpoll bench</p>\n".repeat(4),
+        )?;
+        let source = xtask::workspace_root()?.join("xtask/servers/go-http.go");
+        let binary = dir.join("go-http");
+        let built = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .env("GOCACHE", dir.join("gocache"))
+            .env("GO111MODULE", "off")
+            .env("CGO_ENABLED", "0")
+            .status()
+            .context("running go build (golang-go)")?;
+        if !built.success() {
+            bail!("go build of {} failed ({built})", source.display());
+        }
+        let child = pin(
+            Command::new(&binary)
+                .arg(format!("127.0.0.1:{port}"))
+                .arg(dir.join("www"))
+                .stderr(Stdio::inherit()),
+            cpu,
+        )
+        .spawn()
+        .context("starting go-http")?;
+        let mut server = GoHttp { child, port };
+        wait_listening(&mut server.child, port, "go-http")?;
+        Ok(server)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for GoHttp {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
 /// redis-server in the foreground, in memory only; stopped on drop.
 pub struct Redis {
     child: Child,
