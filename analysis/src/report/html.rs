@@ -5,11 +5,34 @@ use std::io::{self, Write};
 
 use super::document::{Block, Document};
 
-const STYLE: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222}.wide{overflow-x:auto}\
-table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}\
-td{overflow-wrap:anywhere}\
+const STYLE: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1320px;padding:0 1em;color:#222}.wide{overflow-x:auto}\
+table{border-collapse:collapse;margin:1em 0;font-size:12px}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}\
+td{white-space:nowrap}.ci{font-size:10px;color:#666}.text{white-space:normal;min-width:24em;text-align:left}\
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}figure{margin:2em 0}\
 figcaption{color:#555;font-size:14px}.note{color:#a33c00}svg{max-width:100%;height:auto}";
+
+/// A table cell; a figure with its interval, `median (low-high)`, on two lines, the interval
+/// smaller: tables of many such columns then fit a window. Prose (evidence, errors) wraps.
+fn cell_html(cell: &str) -> String {
+    if cell.len() > 60 {
+        return format!("<div class=\"text\">{}</div>", escape(cell));
+    }
+    match cell.strip_suffix(')').and_then(|c| c.split_once(" (")) {
+        // A figure: it starts with a digit or a sign ("a process per connection (pre-forked)"
+        // is prose).
+        Some((value, interval))
+            if value.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+                && !value.contains('(') =>
+        {
+            format!(
+                "{}<br><span class=\"ci\">({})</span>",
+                escape(value),
+                escape(interval)
+            )
+        }
+        _ => escape(cell),
+    }
+}
 
 /// Text made safe for HTML element content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -63,7 +86,7 @@ pub fn write(w: &mut impl Write, doc: &Document) -> io::Result<()> {
                 for row in &table.rows {
                     write!(w, "<tr>")?;
                     for cell in row {
-                        write!(w, "<td>{}</td>", escape(cell))?;
+                        write!(w, "<td>{}</td>", cell_html(cell))?;
                     }
                     writeln!(w, "</tr>")?;
                 }
