@@ -261,3 +261,110 @@ fn what_cannot_be_sampled_is_one_line_and_the_profile_goes_on() {
     );
     common::assert_nothing_attached();
 }
+
+/// `GET /metrics` of an exporter on 127.0.0.1:port, the body.
+fn scrape(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("exporter listens");
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("request");
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).expect("reply");
+    reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_exporter_serves_the_go_view_at_each_scrape() {
+    let _one = ONE_AT_A_TIME.lock();
+    let plain = fixture("plain", &[("CGO_ENABLED", "0")], &[]);
+    let mut readers = Command::new(&plain)
+        .args([&READERS.to_string(), "200ms", "20"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("fixture starts");
+    // "ready" once every reader waits.
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(readers.stdout.take().expect("stdout")),
+        &mut ready,
+    )
+    .expect("fixture output");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut exporter = Command::new(NETPOLL)
+        .args([
+            "export",
+            "--go",
+            "--pid",
+            &readers.id().to_string(),
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("netpoll export starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exporter never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Read twice: each scrape samples anew (and the readers wait most of each 200 ms).
+    let texts = [scrape(port), scrape(port)];
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(exporter.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let _ = exporter.wait();
+    let _ = readers.kill();
+    let _ = readers.wait();
+    let parked = format!("netpoll_go_goroutines{{state=\"waiting\",reason=\"IO wait\"}} {READERS}");
+    assert!(
+        texts.iter().any(|t| t.lines().any(|l| l == parked)),
+        "no {parked:?} in:\n{}",
+        texts[1]
+    );
+    for line in ["netpoll_go_procs ", "netpoll_go_info{version=\"go1."] {
+        assert!(texts[1].contains(line), "no {line:?} in:\n{}", texts[1]);
+    }
+    // Prometheus' own checker accepts the exposition.
+    let promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(&texts[1]);
+    assert!(
+        promtool.status.success(),
+        "promtool: {}",
+        String::from_utf8_lossy(&promtool.stderr)
+    );
+}
+
+/// `Command::output`, with `input` written to its standard input.
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &str) -> Output;
+}
+
+impl OutputWithStdin for Command {
+    fn output_with_stdin(&mut self, input: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool is installed (cargo xtask test installs prometheus)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("promtool runs")
+    }
+}

@@ -15,6 +15,7 @@ use netpoll_ebpf::abi::HookKind;
 
 use super::targets::{TargetArgs, Targets};
 use crate::{
+    go,
     metrics::{self, Naming},
     probes::{BpfStats, Probes, target::CommandState},
     system,
@@ -37,6 +38,11 @@ pub struct Args {
     /// Hook kind to use (default: the cheapest the kernel accepts).
     #[arg(long, value_parser = super::hook_kind())]
     hook: Option<HookKind>,
+    /// The Go view: for a Go process (the first --pid, or the command), its runtime's scheduler
+    /// read from its memory at each scrape (netpoll_go_*: goroutines by state and wait reason,
+    /// run queues, Ps, threads, the netpoller). Needs the binary's symbol table.
+    #[arg(long)]
+    go: bool,
 }
 
 /// The shared state of the HTTP handlers: the probes, read at each scrape.
@@ -45,6 +51,8 @@ struct Exporter {
     naming: Naming,
     /// BPF statistics stay on while exporting, when asked.
     stats: BpfStats,
+    /// `--go`: the Go process, read at each scrape.
+    go: Option<go::Live>,
 }
 
 pub fn run(args: Args) -> Result<i32> {
@@ -69,6 +77,13 @@ pub fn run(args: Args) -> Result<i32> {
         targets.describe(),
         listener.local_addr()?
     );
+    targets.release()?;
+    // After the release: a command is read once it has exec'd its binary.
+    let go = go_target(&args, &targets).and_then(|pid| {
+        go::Live::open(pid)
+            .inspect_err(|e| eprintln!("netpoll: note: --go: {e:#}"))
+            .ok()
+    });
     let exporter = Arc::new(Exporter {
         probes: Mutex::new(probes),
         naming: Naming {
@@ -77,8 +92,8 @@ pub fn run(args: Args) -> Result<i32> {
             max_processes: args.max_processes,
         },
         stats,
+        go,
     });
-    targets.release()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -88,6 +103,18 @@ pub fn run(args: Args) -> Result<i32> {
         c.stop();
     }
     Ok(0)
+}
+
+/// The process `--go` reads: the first --pid, or the command.
+fn go_target(args: &Args, targets: &Targets) -> Option<u32> {
+    if !args.go {
+        return None;
+    }
+    let pid = targets.target.pids.first().copied();
+    if pid.is_none() {
+        eprintln!("netpoll: note: --go reads a process: give --pid PID or -- COMMAND");
+    }
+    pid
 }
 
 /// Metric names are `[a-zA-Z_:][a-zA-Z0-9_:]*`.
@@ -206,7 +233,18 @@ impl Exporter {
                 .map_err(|_| anyhow::anyhow!("the probes' lock is poisoned"))?;
             (probes.snapshot()?, probes.program_costs())
         };
-        let families = metrics::families(&snapshot, &programs, self.stats.enabled, &self.naming);
+        let mut families =
+            metrics::families(&snapshot, &programs, self.stats.enabled, &self.naming);
+        // A Go process that exited has nothing to say: its families are left out.
+        if let Some(go) = &self.go
+            && let Some(sample) = go.sample()
+        {
+            families.extend(metrics::go_families(
+                &self.naming.prefix,
+                &go.version,
+                &sample,
+            ));
+        }
         if metrics::wants_protobuf(accept) {
             return Ok((
                 metrics::PROTOBUF_CONTENT_TYPE,

@@ -110,6 +110,32 @@ fn load_bias(pid: u32, binary: &GoBinary) -> Result<u64> {
         .with_context(|| format!("{exe} is not mapped in process {pid}"))
 }
 
+/// A Go process ready to be read at any moment (the exporter samples it at each scrape).
+pub struct Live {
+    pub pid: u32,
+    /// `go1.19.8`.
+    pub version: String,
+    layout: Layout,
+}
+
+impl Live {
+    /// Inspects `pid`'s binary (waiting for a command's exec); one line when it cannot be read.
+    pub fn open(pid: u32) -> Result<Live> {
+        let (binary, bias) = inspect(pid, &AtomicBool::new(false))?;
+        let layout = Layout::of(&binary, pid, bias)?;
+        Ok(Live {
+            pid,
+            version: binary.version_text,
+            layout,
+        })
+    }
+
+    /// The scheduler's state now; `None` when the process cannot be read (it exited).
+    pub fn sample(&self) -> Option<runtime::Sample> {
+        runtime::sample(self.pid, &self.layout, system::monotonic_ns())
+    }
+}
+
 fn run(pid: u32, stop: &AtomicBool) -> Result<GoRuntime> {
     let (binary, bias) = inspect(pid, stop)?;
     let layout = Layout::of(&binary, pid, bias)?;

@@ -332,6 +332,92 @@ fn is_wait(s: &SyscallStats) -> bool {
     s.class().is_some_and(|c| c.is_readiness_wait())
 }
 
+/// The Go view (`export --go`): a Go process's scheduler, read at the scrape.
+pub fn go_families(
+    prefix: &str,
+    version: &str,
+    s: &crate::go::runtime::Sample,
+) -> Vec<MetricFamily> {
+    let gauge = |labels: &[(&str, &str)], value: f64| Metric {
+        label: labels
+            .iter()
+            .map(|(name, value)| model::LabelPair {
+                name: name.to_string(),
+                value: value.to_string(),
+            })
+            .collect(),
+        gauge: Some(Gauge { value }),
+        ..Metric::default()
+    };
+    let family = |name: &str, help: &str, metrics: Vec<Metric>| {
+        let mut f = MetricFamily::new(format!("{prefix}_go_{name}"), help, MetricType::Gauge);
+        f.metric = metrics;
+        f
+    };
+    let mut goroutines = vec![
+        gauge(&[("state", "running")], s.running as f64),
+        gauge(&[("state", "runnable")], s.runnable as f64),
+        gauge(&[("state", "syscall")], s.in_syscall as f64),
+    ];
+    goroutines.extend(
+        s.waiting
+            .iter()
+            .map(|(reason, n)| gauge(&[("state", "waiting"), ("reason", reason)], *n as f64)),
+    );
+    let mut out = vec![
+        family(
+            "info",
+            "The Go process sampled: its Go version (label version), always 1.",
+            vec![gauge(&[("version", version)], 1.0)],
+        ),
+        family(
+            "goroutines",
+            "Goroutines by state (running, runnable, syscall, waiting by the runtime's reason: \"IO wait\" is parked on the network).",
+            goroutines,
+        ),
+        family(
+            "runnable_queued",
+            "Runnable goroutines in the global queue and in the Ps' local queues (with runnext).",
+            vec![
+                gauge(&[("queue", "global")], s.global_runnable as f64),
+                gauge(&[("queue", "local")], s.local_runnable as f64),
+            ],
+        ),
+        family(
+            "procs",
+            "Ps (GOMAXPROCS).",
+            vec![gauge(&[], s.procs as f64)],
+        ),
+        family(
+            "idle_procs",
+            "Idle Ps.",
+            vec![gauge(&[], s.idle_procs as f64)],
+        ),
+        family(
+            "threads",
+            "The runtime's threads (Ms) by state: all, spinning (looking for work), idle.",
+            vec![
+                gauge(&[("state", "all")], s.threads as f64),
+                gauge(&[("state", "spinning")], s.spinning_threads as f64),
+                gauge(&[("state", "idle")], s.idle_threads as f64),
+            ],
+        ),
+        family(
+            "netpoller_blocked",
+            "1 when a thread is blocked in netpoll (sched.lastpoll is 0), else 0.",
+            vec![gauge(&[], f64::from(u8::from(s.polling_now)))],
+        ),
+    ];
+    if let Some(age) = s.since_last_poll_ns {
+        out.push(family(
+            "since_last_poll_seconds",
+            "Since the network was last polled, when no thread is blocked polling it.",
+            vec![gauge(&[], age as f64 / 1e9)],
+        ));
+    }
+    out
+}
+
 /// netpoll's own cost: run time and runs of each of its BPF programs (kernel.bpf_stats_enabled).
 fn program_families(p: &str, programs: &[ProgramCost], enabled: bool) -> Vec<MetricFamily> {
     let mut on = MetricFamily::new(
