@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<i32> {
     );
     targets.release()?;
     // After the release: a command is read once it has exec'd its binary.
-    let go = go_target(&args, &targets).and_then(|pid| {
+    let go = targets.go_target(args.go).and_then(|pid| {
         go::Live::open(pid)
             .inspect_err(|e| eprintln!("netpoll: note: --go: {e:#}"))
             .ok()
@@ -103,18 +103,6 @@ pub fn run(args: Args) -> Result<i32> {
         c.stop();
     }
     Ok(0)
-}
-
-/// The process `--go` reads: the first --pid, or the command.
-fn go_target(args: &Args, targets: &Targets) -> Option<u32> {
-    if !args.go {
-        return None;
-    }
-    let pid = targets.target.pids.first().copied();
-    if pid.is_none() {
-        eprintln!("netpoll: note: --go reads a process: give --pid PID or -- COMMAND");
-    }
-    pid
 }
 
 /// Metric names are `[a-zA-Z_:][a-zA-Z0-9_:]*`.

@@ -85,7 +85,7 @@ pub fn run(args: Args) -> Result<i32> {
     let start = Instant::now();
     announce(&args, &targets, &probes);
     targets.release()?;
-    let go = go_target(&args, &targets).map(go::Sampler::start);
+    let go = targets.go_target(args.go).map(go::Sampler::start);
     // Processes (not names, cgroups or the whole machine) get an I/O-model verdict, from the
     // probes and from their state in /proc, sampled while collecting.
     let judged =
@@ -126,18 +126,6 @@ pub fn run(args: Args) -> Result<i32> {
     drop(bpf_stats);
     report(&args, &results, &mut sinks)?;
     Ok(exit_code)
-}
-
-/// The process `--go` samples: the first --pid, or the command.
-fn go_target(args: &Args, targets: &Targets) -> Option<u32> {
-    if !args.go {
-        return None;
-    }
-    let pid = targets.target.pids.first().copied();
-    if pid.is_none() {
-        eprintln!("netpoll: note: --go samples a process: give --pid PID or -- COMMAND");
-    }
-    pid
 }
 
 fn announce(args: &Args, targets: &Targets, probes: &Probes) {

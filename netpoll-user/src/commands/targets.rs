@@ -211,6 +211,19 @@ impl Targets {
         }
     }
 
+    /// The process `--go` reads, when `wanted`: the first --pid, or the command; a note when
+    /// the targets are no process (a name, a cgroup, the machine).
+    pub fn go_target(&self, wanted: bool) -> Option<u32> {
+        if !wanted {
+            return None;
+        }
+        let pid = self.target.pids.first().copied();
+        if pid.is_none() {
+            eprintln!("netpoll: note: --go reads one Go process: give --pid PID or -- COMMAND");
+        }
+        pid
+    }
+
     /// Lets the held command run (after the probes are attached).
     pub fn release(&mut self) -> Result<()> {
         match self.command.as_mut() {

@@ -162,9 +162,10 @@ pub fn run(
                 buf: vec![0; 64 * 1024],
                 replies: 0,
             };
-            (worker.load(shared), worker.results)
+            (worker.load(shared), worker)
         },
     )
+    .map(|worker| worker.results)
 }
 
 fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Conn>)> {

@@ -199,14 +199,15 @@ mod tests {
 /// A load worker's life, the same for TCP and UDP: set up (its connections or sockets), wait
 /// at `start` for the others, run `work` from the common origin, then keep everything open
 /// until the driver has seen the window end (closing, and the server's reaction to it, stays
-/// out of the window).
-pub fn worker_life<S>(
+/// out of the window). `work` returns the worker itself, which owns the connections: it is
+/// dropped, and they are closed, only after that wait.
+pub fn worker_life<S, W>(
     shared: &Shared,
     start: &Barrier,
     origin: &OnceLock<Instant>,
     setup: Result<S>,
-    work: impl FnOnce(S, Instant) -> (Result<()>, WorkerResults),
-) -> Result<WorkerResults> {
+    work: impl FnOnce(S, Instant) -> (Result<()>, W),
+) -> Result<W> {
     // Timers fire up to the thread's timer slack late (50 µs by default); that lateness would be
     // counted as latency of every open-loop request, so ask for none.
     // SAFETY: prctl with integer arguments only.
@@ -216,12 +217,12 @@ pub fn worker_life<S>(
     }
     start.wait();
     let origin = *origin.get_or_init(Instant::now);
-    let (loaded, results) = work(setup?, origin);
+    let (loaded, worker) = work(setup?, origin);
     while !shared.may_close.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     loaded?;
-    Ok(results)
+    Ok(worker)
 }
 
 /// State shared by the driver and the workers.

@@ -70,8 +70,9 @@ pub fn run(
             results: WorkerResults::new(),
             replies: 0,
         };
-        (worker.load(shared), worker.results)
+        (worker.load(shared), worker)
     })
+    .map(|worker| worker.results)
 }
 
 fn setup(plan: &Plan, index: usize) -> Result<(Epoll, Vec<Socket>)> {
