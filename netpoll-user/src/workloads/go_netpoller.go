@@ -38,6 +38,10 @@ func main() {
 		if err != nil {
 			fail("disk file: %v", err)
 		}
+		// Kept reachable for the process's life: an unreachable *os.File is closed by its
+		// finalizer at the next GC, and every later open of /proc/self/fd/N would fail (seen:
+		// a reconnect storm under load).
+		diskFileKeptOpen = f
 		disk = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
 	}
 	for {
@@ -51,6 +55,9 @@ func main() {
 		go serve(conn, *payload, time.Duration(*thinkUs)*time.Microsecond, *diskRead, disk)
 	}
 }
+
+// The file -disk-read reads from, open for the whole run (see main).
+var diskFileKeptOpen *os.File
 
 // serve echoes requests on one connection until the client closes it.
 func serve(conn net.Conn, payload int, think time.Duration, diskRead int, disk string) {
