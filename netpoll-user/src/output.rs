@@ -300,35 +300,31 @@ Go runtime of PID {} ({}{}): {} samples every {}{}
         "{:<40} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "", "MIN", "MEAN", "P50", "P99", "MAX"
     );
-    let waiting: Vec<(String, &analysis::go::Gauge)> = go
-        .waiting
-        .iter()
-        .filter(|(reason, _)| reason.as_str() != analysis::go::IO_WAIT)
-        .map(|(reason, g)| (format!("  waiting: {reason}"), g))
-        .collect();
-    let rows = [
-        ("goroutines", &go.goroutines),
-        ("  parked on the network (IO wait)", &go.network_waiters),
-        ("  running", &go.running),
-        ("  runnable, waiting for a P", &go.runnable),
-        ("  in a system call", &go.in_syscall),
-    ]
-    .into_iter()
-    .map(|(n, g)| (n.to_string(), g))
-    .chain(waiting)
-    .chain(
-        [
-            ("runnable, global queue", &go.global_runnable),
-            ("runnable, Ps' local queues", &go.local_runnable),
-            ("Ps (GOMAXPROCS)", &go.procs),
-            ("idle Ps", &go.idle_procs),
-            ("threads (Ms)", &go.threads),
-            ("spinning threads", &go.spinning_threads),
-            ("idle threads", &go.idle_threads),
-        ]
-        .into_iter()
-        .map(|(n, g)| (n.to_string(), g)),
+    let mut rows: Vec<(String, &analysis::go::Gauge)> = vec![
+        ("goroutines".into(), &go.goroutines),
+        (
+            "  parked on the network (IO wait)".into(),
+            &go.network_waiters,
+        ),
+        ("  running".into(), &go.running),
+        ("  runnable, waiting for a P".into(), &go.runnable),
+        ("  in a system call".into(), &go.in_syscall),
+    ];
+    rows.extend(
+        go.waiting
+            .iter()
+            .filter(|(reason, _)| reason.as_str() != analysis::go::IO_WAIT)
+            .map(|(reason, g)| (format!("  waiting: {reason}"), g)),
     );
+    rows.extend([
+        ("runnable, global queue".into(), &go.global_runnable),
+        ("runnable, Ps' local queues".into(), &go.local_runnable),
+        ("Ps (GOMAXPROCS)".into(), &go.procs),
+        ("idle Ps".into(), &go.idle_procs),
+        ("threads (Ms)".into(), &go.threads),
+        ("spinning threads".into(), &go.spinning_threads),
+        ("idle threads".into(), &go.idle_threads),
+    ]);
     for (name, g) in rows {
         let q = |p: f64| {
             g.histogram

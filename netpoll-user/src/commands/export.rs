@@ -80,7 +80,7 @@ pub fn run(args: Args) -> Result<i32> {
     targets.release()?;
     // After the release: a command is read once it has exec'd its binary.
     let go = targets.go_target(args.go).and_then(|pid| {
-        go::Live::open(pid)
+        go::Live::open(pid, &std::sync::atomic::AtomicBool::new(false))
             .inspect_err(|e| eprintln!("netpoll: note: --go: {e:#}"))
             .ok()
     });
@@ -225,11 +225,11 @@ impl Exporter {
             metrics::families(&snapshot, &programs, self.stats.enabled, &self.naming);
         // A Go process that exited has nothing to say: its families are left out.
         if let Some(go) = &self.go
-            && let Some(sample) = go.sample()
+            && let Some(sample) = go.sample(system::monotonic_ns())
         {
             families.extend(metrics::go_families(
                 &self.naming.prefix,
-                &go.version,
+                &go.binary.version,
                 &sample,
             ));
         }

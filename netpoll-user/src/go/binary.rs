@@ -13,7 +13,7 @@ pub enum GoError {
     NotElf { path: String, error: object::Error },
     #[error("{path} is not a Go binary (it has no .go.buildinfo section)")]
     NotGo { path: String },
-    #[error("{path} was built by {version}; netpoll reads Go {MIN_GO} and later")]
+    #[error("{path} was built by {version}; netpoll reads {MIN_GO} and later")]
     Unsupported { path: String, version: String },
 }
 

@@ -110,44 +110,51 @@ fn load_bias(pid: u32, binary: &GoBinary) -> Result<u64> {
         .with_context(|| format!("{exe} is not mapped in process {pid}"))
 }
 
-/// A Go process ready to be read at any moment (the exporter samples it at each scrape).
+/// A Go process ready to be read at any moment: its binary inspected, the runtime's layout
+/// resolved. The sampler reads it at a fixed rate, the exporter at each scrape.
 pub struct Live {
     pub pid: u32,
-    /// `go1.19.8`.
-    pub version: String,
+    /// What the binary is and kept (`go1.19.8`, PIE, symbols, DWARF).
+    pub binary: GoBinaryInfo,
     layout: Layout,
 }
 
 impl Live {
-    /// Inspects `pid`'s binary (waiting for a command's exec); one line when it cannot be read.
-    pub fn open(pid: u32) -> Result<Live> {
-        let (binary, bias) = inspect(pid, &AtomicBool::new(false))?;
+    /// Inspects `pid`'s binary (waiting for a command's exec, unless `stop`); one line when it
+    /// cannot be read.
+    pub fn open(pid: u32, stop: &AtomicBool) -> Result<Live> {
+        let (binary, bias) = inspect(pid, stop)?;
         let layout = Layout::of(&binary, pid, bias)?;
         Ok(Live {
             pid,
-            version: binary.version_text,
+            binary: GoBinaryInfo {
+                path: binary.path.clone(),
+                version: binary.version_text.clone(),
+                pie: binary.pie,
+                symbols: binary.has_symbols(),
+                dwarf: binary.has_dwarf(),
+            },
             layout,
         })
     }
 
-    /// The scheduler's state now; `None` when the process cannot be read (it exited).
-    pub fn sample(&self) -> Option<runtime::Sample> {
-        runtime::sample(self.pid, &self.layout, system::monotonic_ns())
+    /// The scheduler's state at `now_ns` (CLOCK_MONOTONIC); `None` when the process cannot be
+    /// read (it exited).
+    pub fn sample(&self, now_ns: u64) -> Option<runtime::Sample> {
+        runtime::sample(self.pid, &self.layout, now_ns)
+    }
+
+    /// The runtime's names of its wait reasons, by number.
+    pub fn reasons(&self) -> &[String] {
+        &self.layout.reasons
     }
 }
 
 fn run(pid: u32, stop: &AtomicBool) -> Result<GoRuntime> {
-    let (binary, bias) = inspect(pid, stop)?;
-    let layout = Layout::of(&binary, pid, bias)?;
+    let live = Live::open(pid, stop)?;
     let mut go = GoRuntime {
         pid,
-        binary: GoBinaryInfo {
-            path: binary.path.clone(),
-            version: binary.version_text.clone(),
-            pie: binary.pie,
-            symbols: binary.has_symbols(),
-            dwarf: binary.has_dwarf(),
-        },
+        binary: live.binary.clone(),
         interval_ns: 0,
         samples: 0,
         failed_samples: 0,
@@ -171,7 +178,7 @@ fn run(pid: u32, stop: &AtomicBool) -> Result<GoRuntime> {
     };
     // Every reason gets a value in every sample (0 when no goroutine waits for it), so each
     // gauge has as many samples as the others; those never seen are dropped at the end.
-    let mut waiting: Vec<Gauge> = vec![Gauge::default(); layout.reasons.len() + 1];
+    let mut waiting: Vec<Gauge> = vec![Gauge::default(); live.reasons().len() + 1];
     let first = system::monotonic_ns();
     let mut polling = 0u64;
     // What sampling costs netpoll: this thread's CPU time (reads, bookkeeping and wake-ups).
@@ -185,7 +192,7 @@ fn run(pid: u32, stop: &AtomicBool) -> Result<GoRuntime> {
     while !stop.load(Ordering::Relaxed) {
         let now = system::monotonic_ns();
         let cpu_before = thread_cpu();
-        match runtime::sample(pid, &layout, now) {
+        match live.sample(now) {
             Some(s) => {
                 go.samples += 1;
                 go.network_waiters.record(s.network_waiters());
@@ -193,7 +200,7 @@ fn run(pid: u32, stop: &AtomicBool) -> Result<GoRuntime> {
                 go.runnable.record(s.runnable);
                 go.in_syscall.record(s.in_syscall);
                 for (i, gauge) in waiting.iter_mut().enumerate() {
-                    let name = layout.reasons.get(i).map_or("other", String::as_str);
+                    let name = live.reasons().get(i).map_or("other", String::as_str);
                     gauge.record(s.waiting.get(name).copied().unwrap_or(0));
                 }
                 go.global_runnable.record(s.global_runnable);
@@ -238,8 +245,8 @@ fn run(pid: u32, stop: &AtomicBool) -> Result<GoRuntime> {
         let span = system::monotonic_ns().saturating_sub(first);
         go.interval_ns = span / go.samples;
     }
-    go.waiting = layout
-        .reasons
+    go.waiting = live
+        .reasons()
         .iter()
         .map(String::as_str)
         .chain(["other"])
