@@ -100,8 +100,11 @@ fn load_bias(pid: u32, binary: &GoBinary) -> Result<u64> {
     maps.lines()
         .find_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let (range, offset, path) = (fields.first()?, fields.get(2)?, fields.get(5)?);
-            if *path != exe || u64::from_str_radix(offset, 16).ok()? != 0 {
+            let (range, offset) = (fields.first()?, fields.get(2)?);
+            // The path is the rest of the line: it may hold spaces, and " (deleted)" when the
+            // binary was replaced on disk (as /proc/PID/exe then says too).
+            let path = fields.get(5..)?.join(" ");
+            if path != exe || u64::from_str_radix(offset, 16).ok()? != 0 {
                 return None;
             }
             let start = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
