@@ -234,6 +234,56 @@ fn pie_and_cgo_builds_are_read_as_well() {
 }
 
 #[test]
+fn a_pie_replaced_on_disk_while_it_runs_is_read_from_the_running_copy() {
+    let _one = ONE_AT_A_TIME.lock();
+    let pie = fixture("pie", &[], &["-buildmode=pie"]);
+    let copy = pie.with_file_name("pie-replaced");
+    std::fs::copy(&pie, &copy).expect("copy");
+    let mut readers = Command::new(&copy)
+        .args([&READERS.to_string(), "100ms", "20"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("fixture starts");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(readers.stdout.take().expect("stdout")),
+        &mut ready,
+    )
+    .expect("fixture output");
+    // Replaced on disk: the running copy is only /proc/PID/exe now.
+    std::fs::remove_file(&copy).expect("remove");
+    std::fs::write(&copy, "not the binary any more").expect("write");
+    let json =
+        std::env::temp_dir().join(format!("netpoll-go-replaced-{}.json", std::process::id()));
+    let out = Command::new(NETPOLL)
+        .args(["profile", "--go", "--quiet", "--duration", "1", "--pid"])
+        .arg(readers.id().to_string())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("netpoll runs");
+    let _ = readers.kill();
+    let _ = readers.wait();
+    let _ = std::fs::remove_file(&copy);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = Results::load(&json).expect("results");
+    let _ = std::fs::remove_file(&json);
+    let go = results
+        .go
+        .unwrap_or_else(|| panic!("no go section: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        go.binary.pie && go.binary.path.ends_with("(deleted)"),
+        "{:?}",
+        go.binary
+    );
+    assert_eq!(go.network_waiters.max, READERS, "{:?}", go.network_waiters);
+}
+
+#[test]
 fn what_cannot_be_sampled_is_one_line_and_the_profile_goes_on() {
     let _one = ONE_AT_A_TIME.lock();
     let stripped = fixture("stripped", &[("CGO_ENABLED", "0")], &["-ldflags=-s -w"]);
@@ -247,6 +297,43 @@ fn what_cannot_be_sampled_is_one_line_and_the_profile_goes_on() {
     );
     let results = results.expect("results written");
     assert!(results.go.is_none() && !results.syscalls.is_empty());
+    // A Go older than netpoll knows: the same binary, its version string rewritten.
+    let plain = fixture("plain", &[("CGO_ENABLED", "0")], &[]);
+    let old = plain.with_file_name("old-go");
+    // "go1.19" of "go version go1.19.8 linux/amd64": the release that built it.
+    let go_version = Command::new("go")
+        .arg("version")
+        .output()
+        .expect("go version");
+    let release: String = String::from_utf8_lossy(&go_version.stdout)
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.get(..v.rfind('.')?))
+        .expect("a go version")
+        .to_string();
+    assert_eq!(release.len(), 6, "{release}: rewritten in place as go1.17");
+    let mut patched = std::fs::read(&plain).expect("read");
+    let needle = release.as_bytes();
+    let mut at = 0;
+    while let Some(i) = patched[at..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+    {
+        patched[at + i..at + i + needle.len()].copy_from_slice(b"go1.17");
+        at += i + needle.len();
+    }
+    std::fs::write(&old, &patched).expect("write");
+    std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let (out, results) = profile(&old);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("--go:") && l.contains("built by go1.17")),
+        "{err}"
+    );
+    assert!(results.expect("results written").go.is_none());
     // Not Go at all.
     let out = Command::new(NETPOLL)
         .args(["profile", "--go", "--quiet", "--", "sleep", "0.3"])
