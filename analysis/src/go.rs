@@ -54,6 +54,48 @@ pub struct GoRuntime {
     pub since_last_poll_ns: Histogram,
     /// Per-second means, for time-series charts (coarser steps on long runs).
     pub series: Vec<GoPoint>,
+    /// `--go-exact`: every goroutine's network park, wake-up and start, from uprobes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<GoExact>,
+}
+
+/// `--go-exact`: uprobes on four functions of the runtime, so every transition is seen:
+/// parked on the network (`runtime.netpollblockcommit`), made runnable by netpoll
+/// (`runtime.netpollready`), running (`runtime.execute`), a P handed off (`runtime.handoffp`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GoExact {
+    /// The runtime functions probed (at their first instruction).
+    pub functions: Vec<String>,
+    /// What one uprobe hit cost on this machine when the probes were attached: a function of
+    /// netpoll's own called with and without a probe, the difference per call, ns.
+    pub cost_per_hit_ns: u64,
+    /// Probe hits in all (every call of the four functions): their cost is about
+    /// `hits * cost_per_hit_ns` of the process's CPU time.
+    pub hits: u64,
+    /// Goroutines parked on the network.
+    pub parks: u64,
+    /// `netpollready` calls (one per ready descriptor netpoll returned), goroutines they made
+    /// runnable, and of those, the ones whose park was seen (not parked before the probes).
+    pub ready_calls: u64,
+    pub wakes: u64,
+    pub wakes_of_seen_parks: u64,
+    /// Goroutines woken by netpoll that then ran: the wait for a P measured.
+    pub runs_after_wake: u64,
+    /// Parked on the network, then ran without a netpoll wake-up: a deadline, a close, or
+    /// readiness that raced the park (its commit then fails and the goroutine goes on).
+    pub resumed_otherwise: u64,
+    /// Goroutines scheduled onto a thread (`execute`), for any reason.
+    pub executes: u64,
+    /// Parks or wake-ups that could not be followed (the maps were full).
+    pub lost: u64,
+    /// From a network park to its wake-up, ns (the time blocked on the network).
+    pub parked_ns: Histogram,
+    /// From a network wake-up to running, ns (the wait for a P and a thread: scheduler latency).
+    pub wake_to_run_ns: Histogram,
+    /// Ps handed to another thread because theirs blocked, by the runtime function that did it
+    /// (`runtime.retake`: sysmon took the P of a thread in a long syscall;
+    /// `runtime.entersyscallblock`: a syscall known to block).
+    pub handoffs: BTreeMap<String, u64>,
 }
 
 /// What the binary itself says.
@@ -90,6 +132,35 @@ impl Default for Gauge {
 }
 
 impl GoRuntime {
+    /// Nothing sampled yet.
+    pub fn new(pid: u32, binary: GoBinaryInfo) -> GoRuntime {
+        GoRuntime {
+            pid,
+            binary,
+            interval_ns: 0,
+            samples: 0,
+            failed_samples: 0,
+            sample_cost_ns: 0,
+            network_waiters: Gauge::default(),
+            running: Gauge::default(),
+            runnable: Gauge::default(),
+            in_syscall: Gauge::default(),
+            waiting: BTreeMap::new(),
+            global_runnable: Gauge::default(),
+            local_runnable: Gauge::default(),
+            procs: Gauge::default(),
+            idle_procs: Gauge::default(),
+            threads: Gauge::default(),
+            spinning_threads: Gauge::default(),
+            idle_threads: Gauge::default(),
+            goroutines: Gauge::default(),
+            polling_share: 0.0,
+            since_last_poll_ns: Histogram::new(netpoll_ebpf::histogram::LATENCY_BUCKETS),
+            series: Vec::new(),
+            exact: None,
+        }
+    }
+
     /// Mean goroutines waiting for anything but the network.
     pub fn waiting_otherwise(&self) -> f64 {
         self.waiting

@@ -295,6 +295,11 @@ pub mod maps {
     pub const ATTACH_NS: &str = "ATTACH_NS";
     pub const LITE_STATS: &str = "LITE_STATS";
     pub const LITE_ASLEEP: &str = "LITE_ASLEEP";
+    pub const GO_PARKED: &str = "GO_PARKED";
+    pub const GO_WOKEN: &str = "GO_WOKEN";
+    pub const GO_EXACT: &str = "GO_EXACT";
+    pub const GO_HANDOFFS: &str = "GO_HANDOFFS";
+    pub const GO_CALIBRATION: &str = "GO_CALIBRATION";
 }
 
 /// Names of the load-time globals (`static`s with `#[unsafe(no_mangle)]` in the programs), set
@@ -321,6 +326,65 @@ pub mod globals {
     pub const TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
     /// 1: `--lite`, no hooks on every syscall, u8.
     pub const LITE: &str = "LITE";
+    /// `--go-exact`: byte offsets of `rg` and `wg` in the Go runtime's `pollDesc`, u32.
+    pub const GO_PD_RG_OFFSET: &str = "GO_PD_RG_OFFSET";
+    pub const GO_PD_WG_OFFSET: &str = "GO_PD_WG_OFFSET";
+}
+
+/// `--go-exact`'s uprobes: each program and the Go runtime function it is attached to, at its
+/// first instruction (never at a return: uretprobes corrupt Go's movable stacks, golang/go
+/// #22008). Four functions see every transition reported, with arguments in Go's register ABI
+/// (amd64: RAX, RBX, RCX, ...):
+/// - `runtime.netpollblockcommit(gp, gpp)`: gopark's commit for a goroutine parking on the
+///   network (IO wait): the park.
+/// - `runtime.netpollready(toRun, pd, mode)`: netpoll found `pd` ready; the goroutine in its
+///   `rg`/`wg` is made runnable: the network wake-up.
+/// - `runtime.execute(gp, inheritTime)`: a goroutine starts running on an M: the end of its
+///   wait for a P.
+/// - `runtime.handoffp(pp)`: a P is handed to another M because its own M is blocked (in a
+///   syscall: sysmon's `retake`, `entersyscallblock`), counted by caller.
+pub const GO_EXACT_HOOKS: [(&str, &str); 4] = [
+    ("go_park", "runtime.netpollblockcommit"),
+    ("go_ready", "runtime.netpollready"),
+    ("go_execute", "runtime.execute"),
+    ("go_handoff", "runtime.handoffp"),
+];
+
+/// The program that measures what one uprobe hit costs on this machine (attached to a
+/// function of netpoll's own, when `--go-exact` starts).
+pub const GO_CALIBRATION_PROGRAM: &str = "go_calibrate";
+
+/// Goroutines `--go-exact` can follow at once (parked on the network, or made runnable and not
+/// yet running).
+pub const GO_MAX_GOROUTINES: u32 = 65_536;
+
+/// Distinct callers of `handoffp` counted.
+pub const GO_MAX_HANDOFF_CALLERS: u32 = 64;
+
+/// `--go-exact`'s counts (`GO_EXACT`, one per-CPU entry).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoExact {
+    /// Goroutines parked on the network (gopark committed, IO wait).
+    pub parks: u64,
+    /// Goroutines made runnable by netpoll; of them, those whose park was seen.
+    pub wakes: u64,
+    pub wakes_of_seen_parks: u64,
+    /// Goroutines that ran after a network wake-up (the wait for a P measured).
+    pub runs_after_wake: u64,
+    /// Goroutines parked on the network that ran again without a netpoll wake-up: a deadline,
+    /// a close, or readiness racing the park itself (the commit then fails).
+    pub resumed_otherwise: u64,
+    /// Every `execute`: goroutines scheduled onto an M.
+    pub executes: u64,
+    /// Follow-up maps full: a park or wake-up could not be remembered.
+    pub full: u64,
+    /// `netpollready` calls: one per ready descriptor netpoll returned.
+    pub ready_calls: u64,
+    /// Parked on the network, from the park to the wake-up, nanoseconds.
+    pub parked_ns: [u64; SCHED_BUCKETS],
+    /// From the wake-up to running (waiting for a P and an M), nanoseconds.
+    pub wake_to_run_ns: [u64; SCHED_BUCKETS],
 }
 
 /// The `af-xdp` model's XDP program, its maps and its global (see netpoll-ebpf's `xdp.rs`).
@@ -513,7 +577,12 @@ pub fn program_name(kind: HookKind, hook: Hook, floor: bool) -> String {
 /// Every program in the BPF object, by name.
 #[cfg(not(target_arch = "bpf"))]
 pub fn program_names() -> Vec<String> {
-    let mut names = vec![XDP_PROGRAM.to_string()];
+    let mut names = vec![XDP_PROGRAM.to_string(), GO_CALIBRATION_PROGRAM.to_string()];
+    names.extend(
+        GO_EXACT_HOOKS
+            .iter()
+            .map(|(program, _)| program.to_string()),
+    );
     for hook in Hook::ALL {
         for &kind in hook.kinds() {
             names.push(program_name(kind, hook, false));
@@ -576,6 +645,7 @@ mod user {
         SchedTotals,
         LiteStats,
         LiteAsleep,
+        GoExact,
     );
 }
 
@@ -623,6 +693,7 @@ mod tests {
         assert!(size_of::<SlotSched>() <= 32 * 1024);
         assert!(size_of::<SchedTotals>() <= 32 * 1024);
         assert!(size_of::<LiteStats>() <= 32 * 1024);
+        assert_eq!(size_of::<GoExact>(), 8 * 8 + 2 * 8 * SCHED_BUCKETS);
     }
 
     #[test]

@@ -19,6 +19,9 @@ mod lite;
 mod xdp;
 
 #[cfg(target_arch = "bpf")]
+mod go;
+
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // The verifier rejects any path that could reach here; this only satisfies `no_std`.

@@ -71,7 +71,7 @@ fn totals() -> Option<&'static mut SchedTotals> {
 }
 
 #[inline(always)]
-fn record_hist(hist: &mut [u64; SCHED_BUCKETS], value: u64) {
+pub fn record_hist(hist: &mut [u64; SCHED_BUCKETS], value: u64) {
     let i = bucket_index(value);
     let i = if i < SCHED_BUCKETS {
         i

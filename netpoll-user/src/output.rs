@@ -272,12 +272,13 @@ pub fn report(results: &Results) -> String {
     }
     out.push_str(&io_model(results));
     out.push_str(&go_runtime(results));
+    out.push_str(&go_exact(results));
     out
 }
 
 /// The Go view (`--go`): the runtime's scheduler state over the samples.
 fn go_runtime(results: &Results) -> String {
-    let Some(go) = &results.go else {
+    let Some(go) = results.go.as_ref().filter(|go| go.samples > 0) else {
         return String::new();
     };
     let mut out = format!(
@@ -352,6 +353,76 @@ Go runtime of PID {} ({}{}): {} samples every {}{}
             "time since the network was last polled, when no thread was blocked polling it (ns)",
             &go.since_last_poll_ns,
         ));
+    }
+    out
+}
+
+/// The exact Go view (`--go-exact`): every network park, wake-up and start, and hand-offs.
+fn go_exact(results: &Results) -> String {
+    let Some((go, e)) = results
+        .go
+        .as_ref()
+        .and_then(|go| Some((go, go.exact.as_ref()?)))
+    else {
+        return String::new();
+    };
+    let mean = |h: &Histogram| {
+        let n = h.total();
+        let sum: f64 = h
+            .buckets()
+            .map(|(lo, hi, c)| (lo as f64 + hi as f64) / 2.0 * c as f64)
+            .sum();
+        if n == 0 { 0.0 } else { sum / n as f64 }
+    };
+    let mut out = format!(
+        "
+Go runtime of PID {} ({}), exact: {} uprobe hits at {} each (about {} of the process's CPU)
+",
+        go.pid,
+        go.binary.version,
+        e.hits,
+        fmt_ns(e.cost_per_hit_ns),
+        fmt_ns(e.hits.saturating_mul(e.cost_per_hit_ns))
+    );
+    let _ = writeln!(
+        out,
+        "goroutines parked on the network: {} (mean {} each); woken by netpoll: {} ({} parked before netpoll attached), from {} ready descriptors",
+        e.parks,
+        fmt_ns(mean(&e.parked_ns) as u64),
+        e.wakes,
+        e.wakes - e.wakes_of_seen_parks.min(e.wakes),
+        e.ready_calls
+    );
+    let _ = writeln!(
+        out,
+        "woken, then running: {} (mean wait for a P {}, p99 {}); resumed without a netpoll wake-up: {}; goroutines scheduled: {}{}",
+        e.runs_after_wake,
+        fmt_ns(mean(&e.wake_to_run_ns) as u64),
+        e.wake_to_run_ns
+            .quantile(0.99)
+            .map_or("-".into(), |q| fmt_ns(q.estimate())),
+        e.resumed_otherwise,
+        e.executes,
+        if e.lost > 0 {
+            format!("; {} not followed (maps full)", e.lost)
+        } else {
+            String::new()
+        }
+    );
+    if !e.handoffs.is_empty() {
+        let by: Vec<String> = e.handoffs.iter().map(|(f, n)| format!("{f} {n}")).collect();
+        let _ = writeln!(out, "Ps handed off from blocked threads: {}", by.join(", "));
+    }
+    for (title, h) in [
+        ("parked on the network, park to wake-up (ns)", &e.parked_ns),
+        (
+            "woken by netpoll to running: the wait for a P (ns; includes the probes' own traps)",
+            &e.wake_to_run_ns,
+        ),
+    ] {
+        if !h.is_empty() {
+            out.push_str(&histogram(title, h));
+        }
     }
     out
 }

@@ -69,7 +69,7 @@ pub fn run(args: Args) -> Result<i32> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     listener.set_nonblocking(true)?;
     let mut targets = args.targets.resolve()?;
-    let probes = targets.attach(&args.targets, args.hook, None)?;
+    let probes = targets.attach(&args.targets, args.hook, None, None)?;
     let stats = BpfStats::enable(args.targets.bpf_stats);
     eprintln!(
         "netpoll: attached {} hooks to {}; serving http://{}/metrics (Ctrl-C to stop)",

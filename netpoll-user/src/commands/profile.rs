@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use analysis::{
     Results,
+    go::GoRuntime,
     results::{EndReason, Lite, TargetKind, classes_of},
     verdict,
     workload::parse_seconds,
@@ -53,6 +54,12 @@ pub struct Args {
     /// with -ldflags=-s).
     #[arg(long)]
     go: bool,
+    /// --go, plus every goroutine's network park, wake-up by netpoll and start on a thread,
+    /// and the Ps handed off when a thread blocks in a syscall: uprobes on four functions of
+    /// the Go runtime. Exact, but every hit is a trap into the kernel (about 13 µs here, a few
+    /// per request): measured when it starts and written into the results. For short windows.
+    #[arg(long)]
+    go_exact: bool,
 }
 
 /// A hook by the stem of its programs' names (`sys_enter`, `switch`, ...).
@@ -74,18 +81,30 @@ pub fn run(args: Args) -> Result<i32> {
     system::check_privileges()?;
     let mut sinks = ResultsSinks::open(args.results.json.as_deref(), args.results.out.as_deref())?;
     let mut targets = args.targets.resolve()?;
+    // --go-exact's plan comes before loading: the programs need the runtime's pollDesc layout.
+    let mut exact = targets
+        .go_target(args.go_exact)
+        .and_then(|pid| note_err(go::exact::Plan::prepare(pid, &targets.executable(pid))));
     // On before attaching, so that the programs' first runs count too.
     let bpf_stats = BpfStats::enable(args.targets.bpf_stats);
-    let probes = targets.attach(
+    let mut probes = targets.attach(
         &args.targets,
         args.results.hook,
         args.empty_programs.clone(),
+        exact.as_ref().map(|plan| plan.polldesc),
     )?;
+    if let Some(plan) = &mut exact
+        && note_err(plan.attach(&mut probes)).is_none()
+    {
+        exact = None;
+    }
     let started_at = system::utc_now_rfc3339();
     let start = Instant::now();
     announce(&args, &targets, &probes);
     targets.release()?;
-    let go = targets.go_target(args.go).map(go::Sampler::start);
+    let go = targets
+        .go_target(args.go || args.go_exact)
+        .map(go::Sampler::start);
     // Processes (not names, cgroups or the whole machine) get an I/O-model verdict, from the
     // probes and from their state in /proc, sampled while collecting.
     let judged =
@@ -117,6 +136,16 @@ pub fn run(args: Args) -> Result<i32> {
             Err(e) => eprintln!("netpoll: note: --go: {e:#}"),
         }
     }
+    if let Some(plan) = &exact
+        && let Some(view) = note_err(plan.results(&probes))
+    {
+        // The exact view stands even when the sampled one could not be had (a binary
+        // stripped of its symbol table keeps the functions the uprobes need).
+        let go = results
+            .go
+            .get_or_insert_with(|| GoRuntime::new(plan.pid, plan.binary.info()));
+        go.exact = Some(view);
+    }
     // After the Go view: the verdict quotes it.
     if judged {
         results.io_model = Some(verdict::judge(&results, &sampler.observed));
@@ -126,6 +155,14 @@ pub fn run(args: Args) -> Result<i32> {
     drop(bpf_stats);
     report(&args, &results, &mut sinks)?;
     Ok(exit_code)
+}
+
+/// The value, or `None` after a one-line note: what `--go` and `--go-exact` cannot do does not
+/// stop the profile.
+fn note_err<T>(result: Result<T>) -> Option<T> {
+    result
+        .map_err(|e| eprintln!("netpoll: note: --go-exact: {e:#}"))
+        .ok()
 }
 
 fn announce(args: &Args, targets: &Targets, probes: &Probes) {

@@ -152,8 +152,9 @@ impl Targets {
         args: &TargetArgs,
         hook: Option<HookKind>,
         floor: Option<Vec<Hook>>,
+        go_exact: Option<(u32, u32)>,
     ) -> Result<Probes> {
-        let attached = self.try_attach(args, hook, floor);
+        let attached = self.try_attach(args, hook, floor, go_exact);
         if attached.is_err()
             && let Some(c) = &self.command
         {
@@ -167,12 +168,14 @@ impl Targets {
         args: &TargetArgs,
         hook: Option<HookKind>,
         floor: Option<Vec<Hook>>,
+        go_exact: Option<(u32, u32)>,
     ) -> Result<Probes> {
         let mut probes = Probes::load(&Options {
             filter: self.filter.clone(),
             follow_children: !args.no_follow,
             hook,
             mode: args.mode(floor),
+            go_exact,
         })?;
         if probes.following {
             // Children that existed before we attached (nginx's workers, say). Scanned after
@@ -222,6 +225,15 @@ impl Targets {
             eprintln!("netpoll: note: --go reads one Go process: give --pid PID or -- COMMAND");
         }
         pid
+    }
+
+    /// The file `--go-exact`'s uprobes go on for `pid`: the command's executable (it has not
+    /// exec'd yet), or the running copy of a --pid's.
+    pub fn executable(&self, pid: u32) -> std::path::PathBuf {
+        match &self.command {
+            Some(c) if c.pid == pid => c.path.clone(),
+            _ => format!("/proc/{pid}/exe").into(),
+        }
     }
 
     /// Lets the held command run (after the probes are attached).

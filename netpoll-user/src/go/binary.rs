@@ -1,8 +1,11 @@
 //! A Go executable read from its file, never run: the Go version (`.go.buildinfo`), the
-//! runtime's globals (the ELF symbol table, which `-ldflags=-s` removes) and struct field
+//! runtime's globals (the ELF symbol table, which `-ldflags=-s` removes), its functions
+//! (`.gopclntab`, the runtime's own table, which no build flag removes) and struct field
 //! offsets (DWARF, which `-ldflags=-w` removes).
 
 use std::{borrow::Cow, collections::HashMap};
+
+use analysis::go::GoBinaryInfo;
 
 use object::{Object as _, ObjectSection as _, ObjectSegment as _, ObjectSymbol as _};
 
@@ -58,6 +61,16 @@ pub struct Global {
     pub size: u64,
 }
 
+/// A function of the binary: where it starts and ends, and where its first instruction is in
+/// the file (what a uprobe is attached to).
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub name: String,
+    pub address: u64,
+    pub end: u64,
+    pub file_offset: u64,
+}
+
 /// A Go executable, inspected.
 pub struct GoBinary {
     pub path: String,
@@ -70,6 +83,8 @@ pub struct GoBinary {
     /// mapping minus this is its load bias.
     pub lowest_address: u64,
     globals: HashMap<String, Global>,
+    /// Every function, by entry address (from `.gopclntab`).
+    functions: Vec<Function>,
     /// The DWARF struct types, when the binary kept DWARF.
     dwarf: Option<Dwarf>,
 }
@@ -106,6 +121,7 @@ impl GoBinary {
                 ))
             })
             .collect();
+        let functions = functions(&file, &globals).unwrap_or_default();
         Ok(GoBinary {
             path: path.into(),
             version,
@@ -113,6 +129,7 @@ impl GoBinary {
             pie: file.kind() == object::ObjectKind::Dynamic,
             lowest_address: file.segments().map(|s| s.address()).min().unwrap_or(0),
             globals,
+            functions,
             dwarf: Dwarf::load(&file),
         })
     }
@@ -121,6 +138,31 @@ impl GoBinary {
     /// stripped (`-ldflags=-s`) or the runtime has no such variable.
     pub fn global(&self, name: &str) -> Option<Global> {
         self.globals.get(name).copied()
+    }
+
+    /// What the results say about it.
+    pub fn info(&self) -> GoBinaryInfo {
+        GoBinaryInfo {
+            path: self.path.clone(),
+            version: self.version_text.clone(),
+            pie: self.pie,
+            symbols: self.has_symbols(),
+            dwarf: self.has_dwarf(),
+        }
+    }
+
+    /// A function by its name (`runtime.execute`); `None` when `.gopclntab` could not be read
+    /// or the runtime has no such function.
+    pub fn function(&self, name: &str) -> Option<&Function> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+
+    /// The function an address (as linked) is in.
+    pub fn function_at(&self, address: u64) -> Option<&Function> {
+        let i = self.functions.partition_point(|f| f.address <= address);
+        self.functions
+            .get(i.checked_sub(1)?)
+            .filter(|f| address < f.end)
     }
 
     /// Whether the symbol table survived: without it, no runtime global can be found.
@@ -163,6 +205,71 @@ fn buildinfo_version(section: &[u8], file: &object::File) -> Option<String> {
     let header = read_virtual(file, word(section.get(16..)?)?, 2 * ptr_size)?;
     let (ptr, len) = (word(&header)?, word(header.get(ptr_size..)?)?);
     String::from_utf8(read_virtual(file, ptr, len as usize)?.into_owned()).ok()
+}
+
+/// The functions of `.gopclntab` (Go 1.18+ layout: a `pcHeader`, then a table of
+/// `{entryoff, funcoff}` pairs, each `_func` naming its function by an offset into the name
+/// table; runtime/symtab.go), sorted by address. Found as a section, or, where the linker put
+/// it inside `.data.rel.ro` (a PIE), between the `runtime.pclntab` and `runtime.epclntab`
+/// symbols.
+fn functions(file: &object::File, globals: &HashMap<String, Global>) -> Option<Vec<Function>> {
+    let table: Cow<[u8]> = match file.section_by_name(".gopclntab") {
+        Some(s) => s.uncompressed_data().ok()?,
+        None => {
+            let start = globals.get("runtime.pclntab")?.address;
+            let end = globals.get("runtime.epclntab")?.address;
+            read_virtual(file, start, end.checked_sub(start)? as usize)?
+        }
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(table.get(at..at + 4)?.try_into().ok()?))
+    };
+    let u64_at = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(table.get(at..at + 8)?.try_into().ok()?))
+    };
+    // go1.18 and go1.20 magics; the layout is the same.
+    if !matches!(u32_at(0)?, 0xffff_fff0 | 0xffff_fff1) || *table.get(7)? != 8 {
+        return None;
+    }
+    let nfunc = u64_at(8)? as usize;
+    // textStart is relocated at load in a PIE (0 in the file): then the runtime.text symbol,
+    // else the start of .text, where Go's linker puts runtime.text.
+    let text = match u64_at(24)? {
+        0 => file
+            .symbols()
+            .find(|s| s.name() == Ok("runtime.text"))
+            .map(|s| s.address())
+            .or_else(|| file.section_by_name(".text").map(|s| s.address()))?,
+        t => t,
+    };
+    let (names, pcln) = (u64_at(32)? as usize, u64_at(64)? as usize);
+    let mut found = Vec::with_capacity(nfunc);
+    for i in 0..nfunc {
+        let entry = pcln + i * 8;
+        let (entry_off, func_off) = (u32_at(entry)?, u32_at(entry + 4)?);
+        let end = u32_at(entry + 8)?;
+        let name_off = u32_at(pcln + func_off as usize + 4)? as usize;
+        let name = table.get(names + name_off..)?;
+        let name = &name[..name.iter().position(|&b| b == 0)?];
+        let address = text + u64::from(entry_off);
+        found.push(Function {
+            name: String::from_utf8_lossy(name).into_owned(),
+            address,
+            end: text + u64::from(end),
+            file_offset: file_offset(file, address)?,
+        });
+    }
+    found.sort_by_key(|f| f.address);
+    Some(found)
+}
+
+/// Where a virtual address of a loadable segment is in the file.
+fn file_offset(file: &object::File, address: u64) -> Option<u64> {
+    file.segments().find_map(|s| {
+        let delta = address.checked_sub(s.address())?;
+        let (offset, size) = s.file_range();
+        (delta < size).then_some(offset + delta)
+    })
 }
 
 /// `len` bytes at a virtual address of the file's sections.

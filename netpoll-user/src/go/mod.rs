@@ -4,10 +4,10 @@
 //! cost does not grow with its request rate.
 
 pub mod binary;
+pub mod exact;
 pub mod runtime;
 
 use std::{
-    collections::BTreeMap,
     fs,
     sync::{
         Arc,
@@ -89,7 +89,7 @@ fn inspect(pid: u32, stop: &AtomicBool) -> Result<(GoBinary, u64)> {
 
 /// How far a PIE was moved when loaded: where its first mapping starts, less the address it
 /// was linked at (0 for a fixed-address executable).
-fn load_bias(pid: u32, binary: &GoBinary) -> Result<u64> {
+pub(crate) fn load_bias(pid: u32, binary: &GoBinary) -> Result<u64> {
     if !binary.pie {
         return Ok(0);
     }
@@ -130,13 +130,7 @@ impl Live {
         let layout = Layout::of(&binary, pid, bias)?;
         Ok(Live {
             pid,
-            binary: GoBinaryInfo {
-                path: binary.path.clone(),
-                version: binary.version_text.clone(),
-                pie: binary.pie,
-                symbols: binary.has_symbols(),
-                dwarf: binary.has_dwarf(),
-            },
+            binary: binary.info(),
             layout,
         })
     }
@@ -155,30 +149,7 @@ impl Live {
 
 fn run(pid: u32, stop: &AtomicBool) -> Result<GoRuntime> {
     let live = Live::open(pid, stop)?;
-    let mut go = GoRuntime {
-        pid,
-        binary: live.binary.clone(),
-        interval_ns: 0,
-        samples: 0,
-        failed_samples: 0,
-        sample_cost_ns: 0,
-        network_waiters: Gauge::default(),
-        running: Gauge::default(),
-        runnable: Gauge::default(),
-        in_syscall: Gauge::default(),
-        waiting: BTreeMap::new(),
-        global_runnable: Gauge::default(),
-        local_runnable: Gauge::default(),
-        procs: Gauge::default(),
-        idle_procs: Gauge::default(),
-        threads: Gauge::default(),
-        spinning_threads: Gauge::default(),
-        idle_threads: Gauge::default(),
-        goroutines: Gauge::default(),
-        polling_share: 0.0,
-        since_last_poll_ns: analysis::Histogram::new(netpoll_ebpf::histogram::LATENCY_BUCKETS),
-        series: Vec::new(),
-    };
+    let mut go = GoRuntime::new(pid, live.binary.clone());
     // Every reason gets a value in every sample (0 when no goroutine waits for it), so each
     // gauge has as many samples as the others; those never seen are dropped at the end.
     let mut waiting: Vec<Gauge> = vec![Gauge::default(); live.reasons().len() + 1];

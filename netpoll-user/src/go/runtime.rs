@@ -23,6 +23,7 @@ struct Field(&'static str, &'static [&'static [&'static str]], usize);
 const SCHED: &str = "runtime.schedt";
 const P: &str = "runtime.p";
 const G: &str = "runtime.g";
+const POLLDESC: &str = "runtime.pollDesc";
 
 /// Time the network was last polled (nanotime; 0 while a thread is blocked in netpoll).
 const LASTPOLL: Field = Field(SCHED, &[&["lastpoll"]], 8);
@@ -42,6 +43,10 @@ const RUNNEXT: Field = Field(P, &[&["runnext"]], 8);
 /// A goroutine's state (`_Grunning`...) and, while waiting, why.
 const STATUS: Field = Field(G, &[&["atomicstatus"]], 4);
 const WAITREASON: Field = Field(G, &[&["waitreason"]], 1);
+/// A poll descriptor's reader and writer semaphores: a parked goroutine's g pointer, or
+/// pdNil/pdReady/pdWait (read by `--go-exact`'s wake-up probe).
+const PD_RG: Field = Field(POLLDESC, &[&["rg"]], 8);
+const PD_WG: Field = Field(POLLDESC, &[&["wg"]], 8);
 
 /// The `runtime.sched` fields read, in this order.
 const SCHED_FIELDS: [&Field; 7] = [
@@ -77,6 +82,8 @@ const TABLES: &[(u32, &[(&Field, u64)])] = &[
             (&RUNNEXT, 2456),
             (&STATUS, 144),
             (&WAITREASON, 176),
+            (&PD_RG, 24),
+            (&PD_WG, 32),
         ],
     ),
     (
@@ -94,6 +101,8 @@ const TABLES: &[(u32, &[(&Field, u64)])] = &[
             (&RUNNEXT, 2456),
             (&STATUS, 144),
             (&WAITREASON, 176),
+            (&PD_RG, 32),
+            (&PD_WG, 40),
         ],
     ),
     (
@@ -111,6 +120,8 @@ const TABLES: &[(u32, &[(&Field, u64)])] = &[
             (&RUNNEXT, 2456),
             (&STATUS, 144),
             (&WAITREASON, 176),
+            (&PD_RG, 32),
+            (&PD_WG, 40),
         ],
     ),
 ];
@@ -178,25 +189,13 @@ impl Layout {
                     symbol,
                 })
         };
-        let table = TABLES
-            .iter()
-            .find(|(minor, _)| *minor == binary.version.minor)
-            .map(|(_, fields)| *fields);
-        if !binary.has_dwarf() && table.is_none() {
+        let offset = |f: &Field| field_offset(binary, f);
+        if offset(&STATUS).is_none() && !binary.has_dwarf() {
             return Err(LayoutError::NoOffsets {
                 path: path(),
                 version: binary.version_text.clone(),
             });
         }
-        let offset = |f: &Field| -> Option<u64> {
-            if binary.has_dwarf() {
-                return f.1.iter().find_map(|p| binary.dwarf_offset(f.0, p));
-            }
-            table?
-                .iter()
-                .find(|(field, _)| std::ptr::eq(*field, f))
-                .map(|(_, offset)| *offset)
-        };
         let sched_offsets = SCHED_FIELDS.map(&offset);
         let p_offsets = P_FIELDS.map(&offset);
         let [status, waitreason] = G_FIELDS.map(&offset);
@@ -228,6 +227,35 @@ impl Layout {
             sched_span,
             reasons,
         })
+    }
+}
+
+/// Where a field is: from the binary's DWARF, else from [`TABLES`] for its release.
+fn field_offset(binary: &GoBinary, f: &Field) -> Option<u64> {
+    if binary.has_dwarf() {
+        return f.1.iter().find_map(|p| binary.dwarf_offset(f.0, p));
+    }
+    TABLES
+        .iter()
+        .find(|(minor, _)| *minor == binary.version.minor)?
+        .1
+        .iter()
+        .find(|(field, _)| std::ptr::eq(*field, f))
+        .map(|(_, offset)| *offset)
+}
+
+/// Offsets of `rg` and `wg` in the runtime's `pollDesc`.
+pub fn polldesc_offsets(binary: &GoBinary) -> Result<(u32, u32), LayoutError> {
+    match (field_offset(binary, &PD_RG), field_offset(binary, &PD_WG)) {
+        (Some(rg), Some(wg)) => Ok((rg as u32, wg as u32)),
+        _ if !binary.has_dwarf() => Err(LayoutError::NoOffsets {
+            path: binary.path.clone(),
+            version: binary.version_text.clone(),
+        }),
+        _ => Err(LayoutError::NoField {
+            path: binary.path.clone(),
+            field: "runtime.pollDesc's rg and wg",
+        }),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod snapshot;
 pub mod target;
+pub mod uprobes;
 
 use analysis::results::ProgramCost;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -14,8 +15,8 @@ use aya::{
 };
 use netpoll_ebpf::{
     abi::{
-        Hook, HookKind, MAX_PID_SLOTS, SyscallInfo, filter, globals, hook_of_program, maps,
-        program_name,
+        GO_MAX_GOROUTINES, Hook, HookKind, MAX_PID_SLOTS, SyscallInfo, filter, globals,
+        hook_of_program, maps, program_name,
     },
     syscalls::SYSCALLS,
 };
@@ -40,6 +41,9 @@ pub struct Options {
     /// Use this hook kind only; otherwise the cheapest that works.
     pub hook: Option<HookKind>,
     pub mode: Mode,
+    /// `--go-exact`: offsets of `rg` and `wg` in the Go runtime's `pollDesc` (its maps are
+    /// sized to follow goroutines only then).
+    pub go_exact: Option<(u32, u32)>,
 }
 
 /// What the probes record: one value, so that a combination the programs cannot do (lite mode
@@ -201,6 +205,12 @@ impl Probes {
         } else {
             0
         };
+        let (go_rg, go_wg) = options.go_exact.unwrap_or((0, 0));
+        let go_goroutines = if options.go_exact.is_some() {
+            GO_MAX_GOROUTINES
+        } else {
+            1
+        };
         let ebpf = EbpfLoader::new()
             .override_global(globals::FILTER_MODE, &mode, true)
             .override_global(globals::FILTER_COMM, &comm, true)
@@ -212,6 +222,10 @@ impl Probes {
             .override_global(globals::SCHED, &sched, true)
             .override_global(globals::LITE, &lite, true)
             .override_global(globals::TASK_PID_OFFSET, &task_pid_offset, true)
+            .override_global(globals::GO_PD_RG_OFFSET, &go_rg, true)
+            .override_global(globals::GO_PD_WG_OFFSET, &go_wg, true)
+            .map_max_entries(maps::GO_PARKED, go_goroutines)
+            .map_max_entries(maps::GO_WOKEN, go_goroutines)
             // PID_STATS is preallocated: keep it tiny unless it is used.
             .map_max_entries(
                 maps::PID_STATS,

@@ -31,6 +31,8 @@ pub struct HeldCommand {
     pub pid: u32,
     exec_error: OwnedFd,
     program: String,
+    /// The executable it will exec (as PATH resolved it).
+    pub path: PathBuf,
     /// The command leads a process group of its own (its children are in it too).
     group: bool,
     /// Its exit status once reaped (a reaped PID may be reused: never wait for it twice).
@@ -104,6 +106,7 @@ impl HeldCommand {
         let Some(path) = resolve(program) else {
             bail!("cannot start `{program}`: no such executable (not found in PATH)")
         };
+        let resolved = path.clone();
         let path = CString::new(path.into_os_string().into_encoded_bytes())
             .context("command path contains a NUL byte")?;
         let args: Vec<CString> = argv
@@ -150,6 +153,7 @@ impl HeldCommand {
                     pid: child.as_raw() as u32,
                     exec_error: err_read,
                     program: program.clone(),
+                    path: resolved,
                     group,
                     exited: std::cell::Cell::new(None),
                 })

@@ -3,14 +3,24 @@
 // N goroutines are parked on the network (runtime.netpollWaiters = N); the main goroutine
 // sleeps on a timer, not on the network. Prints "ready" once every reader waits.
 //
-//	readers N PERIOD K    e.g.  readers 50 100ms 20
+// With a fourth argument "blocking", each goroutine reads a pipe with a blocking read(2)
+// instead (the syscall package: the runtime cannot poll it), so each of the N*K reads holds
+// its thread, and sysmon hands the P to another thread (runtime.retake).
+//
+// With NETPOLL_TRACE=FILE, the program records Go's own runtime/trace into FILE: the peer
+// instrument of netpoll's Go view.
+//
+//	readers N PERIOD K [blocking]    e.g.  readers 50 100ms 20
 package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"runtime/trace"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -22,8 +32,8 @@ func must(err error) {
 }
 
 func main() {
-	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: readers N PERIOD K")
+	if len(os.Args) != 4 && len(os.Args) != 5 {
+		fmt.Fprintln(os.Stderr, "usage: readers N PERIOD K [blocking]")
 		os.Exit(2)
 	}
 	n, err := strconv.Atoi(os.Args[1])
@@ -32,35 +42,62 @@ func main() {
 	must(err)
 	k, err := strconv.Atoi(os.Args[3])
 	must(err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(err)
-	writers := make([]net.Conn, 0, n)
-	done := make(chan struct{})
-	for i := 0; i < n; i++ {
-		c, err := net.Dial("tcp", ln.Addr().String())
+	blocking := len(os.Args) == 5 && os.Args[4] == "blocking"
+	if path := os.Getenv("NETPOLL_TRACE"); path != "" {
+		f, err := os.Create(path)
 		must(err)
-		s, err := ln.Accept()
-		must(err)
-		writers = append(writers, c)
-		go func(s net.Conn) {
-			buf := make([]byte, 1)
-			for j := 0; j < k; j++ {
-				_, err := s.Read(buf)
-				must(err)
-			}
-			done <- struct{}{}
-		}(s)
+		must(trace.Start(f))
+		defer func() {
+			trace.Stop()
+			must(f.Close())
+		}()
 	}
-	must(ln.Close())
+	writers := make([]io.Writer, 0, n)
+	done := make(chan struct{})
+	read := func(r io.Reader) {
+		buf := make([]byte, 1)
+		for j := 0; j < k; j++ {
+			_, err := r.Read(buf)
+			must(err)
+		}
+		done <- struct{}{}
+	}
+	if blocking {
+		for i := 0; i < n; i++ {
+			var fds [2]int
+			must(syscall.Pipe(fds[:]))
+			writers = append(writers, os.NewFile(uintptr(fds[1]), "pipe"))
+			go read(rawReader(fds[0]))
+		}
+	} else {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		must(err)
+		for i := 0; i < n; i++ {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			must(err)
+			s, err := ln.Accept()
+			must(err)
+			writers = append(writers, c)
+			go read(s)
+		}
+		must(ln.Close())
+	}
 	fmt.Println("ready")
 	for j := 0; j < k; j++ {
 		time.Sleep(period)
-		for _, c := range writers {
-			_, err := c.Write([]byte{1})
+		for _, w := range writers {
+			_, err := w.Write([]byte{1})
 			must(err)
 		}
 	}
 	for i := 0; i < n; i++ {
 		<-done
 	}
+}
+
+// rawReader reads a descriptor with read(2) itself: a blocking system call.
+type rawReader int
+
+func (r rawReader) Read(b []byte) (int, error) {
+	return syscall.Read(int(r), b)
 }

@@ -312,6 +312,7 @@ fn attach(c: &Checked, server: &mut Server) -> Result<Probes> {
             per_pid: false,
             sched: c.sched,
         },
+        go_exact: None,
     })?;
     for note in &probes.notes {
         eprintln!("netpoll: note: {note}");

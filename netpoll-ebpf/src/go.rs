@@ -1,0 +1,169 @@
+//! `--go-exact`: uprobes on four functions of Go's runtime (`abi::GO_EXACT_HOOKS`), attached
+//! to one process. Each goroutine is followed by its `g` pointer (a g is never freed, only
+//! reused after it exits, and a parked or runnable one cannot exit): parked on the network
+//! (`GO_PARKED`, the park's time), made runnable by netpoll (`GO_WOKEN`, the wake-up's time),
+//! running. Every hit is a trap into the kernel (12-14 µs here), so the programs do the least:
+//! a register or two, one user-memory read, a hash update.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::{map, uprobe},
+    maps::{Array, HashMap, PerCpuArray},
+    programs::ProbeContext,
+};
+use netpoll_ebpf::abi::{GO_MAX_GOROUTINES, GO_MAX_HANDOFF_CALLERS, GoExact};
+
+use crate::sched::record_hist;
+
+/// Byte offsets of `rg` and `wg` in the runtime's `pollDesc` (set by the loader, from DWARF or
+/// the per-version table).
+#[unsafe(no_mangle)]
+static GO_PD_RG_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static GO_PD_WG_OFFSET: u32 = 0;
+
+/// Goroutines parked on the network: g → when.
+#[map]
+static GO_PARKED: HashMap<u64, u64> = HashMap::with_max_entries(GO_MAX_GOROUTINES, 0);
+/// Goroutines made runnable by netpoll, not yet running: g → when.
+#[map]
+static GO_WOKEN: HashMap<u64, u64> = HashMap::with_max_entries(GO_MAX_GOROUTINES, 0);
+#[map]
+static GO_EXACT: PerCpuArray<GoExact> = PerCpuArray::with_max_entries(1, 0);
+/// `handoffp`'s callers: return address → hand-offs.
+#[map]
+static GO_HANDOFFS: HashMap<u64, u64> = HashMap::with_max_entries(GO_MAX_HANDOFF_CALLERS, 0);
+/// Hits of the calibration program.
+#[map]
+static GO_CALIBRATION: Array<u64> = Array::with_max_entries(1, 0);
+
+/// `pollDesc.rg`/`wg` hold a g pointer while a goroutine is parked (else pdNil 0, pdReady 1,
+/// pdWait 2: runtime/netpoll.go, unchanged from 1.19 to 1.27).
+const PD_WAIT: u64 = 2;
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: helper without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+#[inline(always)]
+fn stats() -> Option<&'static mut GoExact> {
+    // SAFETY: a per-CPU value; programs do not migrate while they run.
+    GO_EXACT.get_ptr_mut(0).map(|s| unsafe { &mut *s })
+}
+
+/// The registers at the probed instruction: Go's register ABI passes arguments in RAX, RBX,
+/// RCX...; RSP points at the return address (nothing of the function has run yet).
+#[inline(always)]
+fn regs(ctx: &ProbeContext) -> &aya_ebpf::bindings::pt_regs {
+    // SAFETY: a uprobe's context is the probed thread's saved registers, valid for the
+    // program's run.
+    unsafe { &*ctx.regs }
+}
+
+#[uprobe]
+pub fn go_park(ctx: ProbeContext) -> u32 {
+    let gp = regs(&ctx).rax;
+    if let Some(s) = stats() {
+        s.parks += 1;
+        if GO_PARKED.insert(&gp, &now(), 0).is_err() {
+            s.full += 1;
+        }
+    }
+    0
+}
+
+#[uprobe]
+pub fn go_ready(ctx: ProbeContext) -> u32 {
+    let r = regs(&ctx);
+    let (pd, mode) = (r.rbx, r.rcx as u32);
+    if let Some(s) = stats() {
+        s.ready_calls += 1;
+    }
+    // SAFETY: plain reads of load-time constants.
+    let (rg, wg) = unsafe {
+        (
+            core::ptr::read_volatile(&GO_PD_RG_OFFSET),
+            core::ptr::read_volatile(&GO_PD_WG_OFFSET),
+        )
+    };
+    // mode is 'r', 'w' or 'r'+'w'.
+    if mode == u32::from(b'r') || mode == u32::from(b'r') + u32::from(b'w') {
+        woken(pd + u64::from(rg));
+    }
+    if mode == u32::from(b'w') || mode == u32::from(b'r') + u32::from(b'w') {
+        woken(pd + u64::from(wg));
+    }
+    0
+}
+
+/// The goroutine parked on one side of a pollDesc, if any, is being made runnable.
+#[inline(always)]
+fn woken(slot: u64) {
+    // SAFETY: bpf_probe_read_user validates the address.
+    let Ok(gp) = (unsafe { bpf_probe_read_user(slot as *const u64) }) else {
+        return;
+    };
+    if gp <= PD_WAIT {
+        return;
+    }
+    let Some(s) = stats() else {
+        return;
+    };
+    let t = now();
+    s.wakes += 1;
+    // SAFETY: a value of a hash map, read once.
+    if let Some(&parked) = unsafe { GO_PARKED.get(&gp) } {
+        s.wakes_of_seen_parks += 1;
+        record_hist(&mut s.parked_ns, t.saturating_sub(parked));
+        let _ = GO_PARKED.remove(&gp);
+    }
+    if GO_WOKEN.insert(&gp, &t, 0).is_err() {
+        s.full += 1;
+    }
+}
+
+#[uprobe]
+pub fn go_execute(ctx: ProbeContext) -> u32 {
+    let gp = regs(&ctx).rax;
+    let Some(s) = stats() else {
+        return 0;
+    };
+    s.executes += 1;
+    // SAFETY: a value of a hash map, read once.
+    if let Some(&woken) = unsafe { GO_WOKEN.get(&gp) } {
+        s.runs_after_wake += 1;
+        record_hist(&mut s.wake_to_run_ns, now().saturating_sub(woken));
+        let _ = GO_WOKEN.remove(&gp);
+    } else if GO_PARKED.get_ptr(&gp).is_some() {
+        s.resumed_otherwise += 1;
+        let _ = GO_PARKED.remove(&gp);
+    }
+    0
+}
+
+#[uprobe]
+pub fn go_handoff(ctx: ProbeContext) -> u32 {
+    // SAFETY: bpf_probe_read_user validates the address: the return address on the stack.
+    let Ok(caller) = (unsafe { bpf_probe_read_user(regs(&ctx).rsp as *const u64) }) else {
+        return 0;
+    };
+    match GO_HANDOFFS.get_ptr_mut(&caller) {
+        // SAFETY: a value of a hash map; a lost increment between CPUs is the only race.
+        Some(count) => unsafe { *count += 1 },
+        None => {
+            let _ = GO_HANDOFFS.insert(&caller, &1, 0);
+        }
+    }
+    0
+}
+
+#[uprobe]
+pub fn go_calibrate(_ctx: ProbeContext) -> u32 {
+    if let Some(hits) = GO_CALIBRATION.get_ptr_mut(0) {
+        // SAFETY: an array slot; netpoll calls the probed function from one thread.
+        unsafe { *hits += 1 };
+    }
+    0
+}

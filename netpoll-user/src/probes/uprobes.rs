@@ -1,0 +1,148 @@
+//! `--go-exact`'s uprobes: attached to runtime functions of one Go process (the programs are
+//! in netpoll's object with the rest), read back, and the calibration that measures what one
+//! uprobe hit costs on this machine before they are attached.
+
+use std::{num::NonZeroU32, path::Path, time::Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuArray},
+    programs::{UProbe, uprobe::UProbeScope},
+};
+use netpoll_ebpf::abi::{GO_CALIBRATION_PROGRAM, GoExact, maps};
+
+use super::Probes;
+
+/// Where `--go-exact`'s probes go: a program of [`netpoll_ebpf::abi::GO_EXACT_HOOKS`] and the
+/// file offset of the runtime function's first instruction.
+pub struct UprobeSite {
+    pub program: &'static str,
+    pub file_offset: u64,
+}
+
+/// The function the calibration probes: netpoll's own, called in a loop with and without a
+/// uprobe. Not inlined, not merged, kept.
+#[inline(never)]
+#[unsafe(no_mangle)]
+pub extern "C" fn netpoll_uprobe_calibration(x: u64) -> u64 {
+    std::hint::black_box(x).wrapping_add(1)
+}
+
+/// Calls per calibration round: about 13 ms of probe hits at this machine's 13 µs each.
+const CALIBRATION_CALLS: u64 = 1000;
+const CALIBRATION_ROUNDS: usize = 3;
+
+impl Probes {
+    /// Attaches `--go-exact`'s programs to `path` (the process's binary) for process `pid`
+    /// only: the kernel plants its breakpoints in that process's mapping of the file alone.
+    pub fn attach_go_exact(&mut self, pid: u32, path: &Path, sites: &[UprobeSite]) -> Result<()> {
+        let pid = NonZeroU32::new(pid).ok_or_else(|| anyhow!("--go-exact needs a process"))?;
+        for site in sites {
+            let program: &mut UProbe = self
+                .ebpf
+                .program_mut(site.program)
+                .ok_or_else(|| anyhow!("program {} is missing from the BPF object", site.program))?
+                .try_into()?;
+            program.load()?;
+            program
+                .attach(site.file_offset, path, UProbeScope::OneProcess(pid))
+                .with_context(|| {
+                    format!(
+                        "--go-exact: attaching a uprobe to {} at offset {:#x}",
+                        path.display(),
+                        site.file_offset
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// `--go-exact`'s counts over every CPU, and `handoffp`'s callers (return address, count).
+    pub fn go_exact_counts(&self) -> Result<(GoExact, Vec<(u64, u64)>)> {
+        let per_cpu: PerCpuArray<&MapData, GoExact> =
+            PerCpuArray::try_from(self.map(maps::GO_EXACT)?)?;
+        let values = per_cpu.get(&0, 0)?;
+        let mut sum = values[0];
+        for v in values.iter().skip(1) {
+            sum.parks += v.parks;
+            sum.wakes += v.wakes;
+            sum.wakes_of_seen_parks += v.wakes_of_seen_parks;
+            sum.runs_after_wake += v.runs_after_wake;
+            sum.resumed_otherwise += v.resumed_otherwise;
+            sum.executes += v.executes;
+            sum.full += v.full;
+            sum.ready_calls += v.ready_calls;
+            for (a, b) in sum.parked_ns.iter_mut().zip(&v.parked_ns) {
+                *a += b;
+            }
+            for (a, b) in sum.wake_to_run_ns.iter_mut().zip(&v.wake_to_run_ns) {
+                *a += b;
+            }
+        }
+        let handoffs: HashMap<&MapData, u64, u64> =
+            HashMap::try_from(self.map(maps::GO_HANDOFFS)?)?;
+        let callers = handoffs.iter().filter_map(Result::ok).collect();
+        Ok((sum, callers))
+    }
+
+    /// What one uprobe hit costs now, ns: [`netpoll_uprobe_calibration`] called in a loop
+    /// without and with a probe (interleaved rounds, medians), the difference per call. The
+    /// probe counts its hits: fewer than the calls is an error, not a number.
+    pub fn uprobe_hit_cost(&mut self) -> Result<u64> {
+        let offset = own_file_offset(netpoll_uprobe_calibration as *const () as u64)?;
+        let program: &mut UProbe = self
+            .ebpf
+            .program_mut(GO_CALIBRATION_PROGRAM)
+            .ok_or_else(|| anyhow!("program {GO_CALIBRATION_PROGRAM} is missing"))?
+            .try_into()?;
+        program.load()?;
+        let pid = NonZeroU32::new(std::process::id()).expect("a process id is not 0");
+        let time = || {
+            let start = Instant::now();
+            let mut x = 0;
+            for _ in 0..CALIBRATION_CALLS {
+                x = netpoll_uprobe_calibration(x);
+            }
+            std::hint::black_box(x);
+            start.elapsed().as_nanos() as f64 / CALIBRATION_CALLS as f64
+        };
+        let (mut without, mut with) = (Vec::new(), Vec::new());
+        for _ in 0..CALIBRATION_ROUNDS {
+            without.push(time());
+            let link = program
+                .attach(offset, "/proc/self/exe", UProbeScope::OneProcess(pid))
+                .context("attaching the calibration uprobe to netpoll itself")?;
+            with.push(time());
+            program.detach(link)?;
+        }
+        let hits: Array<&MapData, u64> = Array::try_from(self.map(maps::GO_CALIBRATION)?)?;
+        let expected = CALIBRATION_CALLS * CALIBRATION_ROUNDS as u64;
+        if hits.get(&0, 0)? != expected {
+            bail!(
+                "the calibration uprobe fired {} times for {expected} calls",
+                hits.get(&0, 0)?
+            );
+        }
+        let cost = analysis::stats::median(&with) - analysis::stats::median(&without);
+        Ok(cost.max(0.0) as u64)
+    }
+}
+
+/// Where an address of netpoll's own code is in its executable file.
+fn own_file_offset(address: u64) -> Result<u64> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    maps.lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (range, _perms, offset) = (fields.next()?, fields.next()?, fields.next()?);
+            let (start, end) = range.split_once('-')?;
+            let (start, end) = (
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+            );
+            (start..end)
+                .contains(&address)
+                .then(|| Some(address - start + u64::from_str_radix(offset, 16).ok()?))?
+        })
+        .ok_or_else(|| anyhow!("netpoll's own code is not in /proc/self/maps"))
+}
