@@ -455,3 +455,261 @@ impl OutputWithStdin for Command {
         child.wait_with_output().expect("promtool runs")
     }
 }
+
+/// `--go-exact`'s fixture: READERS_EXACT goroutines, EXACT_ROUNDS writes EXACT_PERIOD apart.
+const READERS_EXACT: u64 = 8;
+const EXACT_ROUNDS: u64 = 6;
+const EXACT_PERIOD_NS: u64 = 50_000_000;
+
+/// `netpoll profile --go-exact` of the fixture (run as the command, so the probes are there
+/// before its first instruction), with Go's own runtime/trace recording into `trace`.
+fn profile_exact(binary: &PathBuf, trace: &PathBuf, extra: &[&str]) -> (Output, Results) {
+    let json = trace.with_extension("json");
+    let out = Command::new(NETPOLL)
+        .args(["profile", "--go-exact", "--quiet", "--json"])
+        .arg(&json)
+        .arg("--")
+        .arg(binary)
+        .args([
+            &READERS_EXACT.to_string(),
+            &format!("{}ms", EXACT_PERIOD_NS / 1_000_000),
+            &EXACT_ROUNDS.to_string(),
+        ])
+        .args(extra)
+        .env("NETPOLL_TRACE", trace)
+        .output()
+        .expect("netpoll runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "netpoll profile --go-exact: {err}");
+    let results = Results::load(&json).unwrap_or_else(|e| panic!("{e}: {err}"));
+    let _ = std::fs::remove_file(&json);
+    (out, results)
+}
+
+/// What Go's runtime/trace says about network blocking: parks on the network, their total
+/// time, the goroutines woken from them that ran, and the total of their waits from the
+/// wake-up to running. Read from `go tool trace`'s event dump: `-d` before Go 1.22
+/// (GoBlockNet, GoUnblock, GoStart), `-d=parsed` after (state transitions). Its own
+/// `-pprof=sched` cannot be used: it leaves out wake-ups without a stack, which all of
+/// netpoll's are (cmd/trace/pprof.go).
+#[derive(Debug, Default)]
+struct TraceTotals {
+    parks: u64,
+    parked_ns: u64,
+    runs: u64,
+    wake_to_run_ns: u64,
+}
+
+fn trace_totals(go: &PathBuf, trace: &PathBuf, new_format: bool) -> TraceTotals {
+    let out = Command::new(go)
+        .args(["tool", "trace", if new_format { "-d=parsed" } else { "-d" }])
+        .arg(trace)
+        .output()
+        .expect("go tool trace runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |line: &str, key: &str| -> Option<u64> {
+        line.split_whitespace()
+            .filter_map(|f| f.strip_prefix(key))
+            .next_back()?
+            .parse()
+            .ok()
+    };
+    let mut totals = TraceTotals::default();
+    let (mut parked, mut woken) = (
+        std::collections::HashMap::new(),
+        std::collections::HashMap::new(),
+    );
+    for line in text.lines() {
+        // (goroutine, time, event): event 0 parks on the network, 1 is made runnable, 2 runs.
+        let (g, t, event) = if new_format {
+            let (Some(g), Some(t)) = (field(line, "GoID="), field(line, "Time=")) else {
+                continue;
+            };
+            if line.contains("Running->Waiting") && line.contains("Reason=\"network\"") {
+                (g, t, 0)
+            } else if line.contains("Waiting->Runnable") {
+                (g, t, 1)
+            } else if line.contains("Runnable->Running") {
+                (g, t, 2)
+            } else {
+                continue;
+            }
+        } else {
+            let mut words = line.split_whitespace();
+            let (Some(Ok(t)), Some(name)) = (words.next().map(str::parse::<u64>), words.next())
+            else {
+                continue;
+            };
+            let event = match name {
+                "GoBlockNet" => 0,
+                "GoUnblock" => 1,
+                "GoStart" => 2,
+                _ => continue,
+            };
+            // GoBlockNet's goroutine is the one running (the first g=); the others name
+            // their goroutine last.
+            let g = if event == 0 {
+                line.split_whitespace()
+                    .find_map(|f| f.strip_prefix("g=")?.parse().ok())
+            } else {
+                field(line, "g=")
+            };
+            let Some(g) = g else { continue };
+            (g, t, event)
+        };
+        match event {
+            0 => {
+                parked.insert(g, t);
+            }
+            1 => {
+                if let Some(since) = parked.remove(&g) {
+                    totals.parks += 1;
+                    totals.parked_ns += t - since;
+                    woken.insert(g, t);
+                }
+            }
+            _ => {
+                if let Some(since) = woken.remove(&g) {
+                    totals.runs += 1;
+                    totals.wake_to_run_ns += t - since;
+                }
+            }
+        }
+    }
+    totals
+}
+
+/// The sum of a histogram's values, each counted at its bucket's middle (buckets are 3 % wide).
+fn histogram_sum(h: &analysis::Histogram) -> f64 {
+    h.buckets()
+        .map(|(lo, hi, n)| (lo as f64 + hi as f64) / 2.0 * n as f64)
+        .sum()
+}
+
+#[test]
+fn the_exact_view_sees_every_network_park_and_agrees_with_runtime_trace_on_every_go_release() {
+    let _one = ONE_AT_A_TIME.lock();
+    for (i, toolchain) in toolchains().iter().enumerate() {
+        let binary = fixture_with(
+            toolchain,
+            &format!("plain-{i}"),
+            &[("CGO_ENABLED", "0")],
+            &[],
+        );
+        let trace = binary.with_file_name(format!("trace-{i}.out"));
+        let (_, results) = profile_exact(&binary, &trace, &[]);
+        let go = results.go.expect("a go section");
+        let what = go.binary.version.clone();
+        let e = go.exact.expect("an exact section");
+        let expected = READERS_EXACT * EXACT_ROUNDS;
+        // Each read after the first waits about one period; the connection set-up parks
+        // (connect's wait for writability) last microseconds.
+        let long_parks: u64 = e
+            .parked_ns
+            .buckets()
+            .filter(|&(lo, _, _)| lo >= EXACT_PERIOD_NS / 2 && lo <= 2 * EXACT_PERIOD_NS)
+            .map(|(_, _, n)| n)
+            .sum();
+        assert_eq!(long_parks, expected, "{what}: {e:?}");
+        assert_eq!(e.lost, 0, "{what}");
+        assert_eq!(
+            e.wakes, e.wakes_of_seen_parks,
+            "{what}: attached before exec"
+        );
+        assert_eq!(
+            e.runs_after_wake, e.wakes,
+            "{what}: every woken goroutine ran"
+        );
+        assert!(
+            e.wakes + e.resumed_otherwise == e.parks,
+            "{what}: every park ended: {e:?}"
+        );
+        assert!(
+            (1_000..1_000_000).contains(&e.cost_per_hit_ns),
+            "{what}: a uprobe hit costs {} ns?",
+            e.cost_per_hit_ns
+        );
+        // The peer instrument, on the same process at the same time.
+        let minor: u32 = what
+            .trim_start_matches("go1.")
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .expect("a go1.N version");
+        let t = trace_totals(toolchain, &trace, minor >= 22);
+        let parked = histogram_sum(&e.parked_ns);
+        let waited = histogram_sum(&e.wake_to_run_ns);
+        eprintln!(
+            "{what}: network parks: netpoll {} totalling {:.4} s, runtime/trace {} totalling {:.4} s; \
+             woken to running: netpoll {} totalling {:.3} ms (mean {:.1} µs), runtime/trace {} totalling {:.3} ms (mean {:.1} µs); hit {} ns",
+            e.wakes_of_seen_parks,
+            parked / 1e9,
+            t.parks,
+            t.parked_ns as f64 / 1e9,
+            e.runs_after_wake,
+            waited / 1e6,
+            waited / 1e3 / e.runs_after_wake.max(1) as f64,
+            t.runs,
+            t.wake_to_run_ns as f64 / 1e6,
+            t.wake_to_run_ns as f64 / 1e3 / t.runs.max(1) as f64,
+            e.cost_per_hit_ns,
+        );
+        // The same parks, ended by the same wake-ups (runtime/trace also logs a park whose
+        // commit failed, as a park and a wake-up: netpoll's "resumed otherwise").
+        let ended = e.wakes_of_seen_parks + e.resumed_otherwise;
+        assert_eq!(t.parks, ended, "{what}: {t:?} {e:?}");
+        assert_eq!(t.runs, ended, "{what}: {t:?} {e:?}");
+        // Time parked: the histogram's buckets are 3 % wide; the two instruments stamp a park
+        // a few µs apart (gopark's trace event, then the commit netpoll probes).
+        let off = (parked - t.parked_ns as f64).abs() / t.parked_ns as f64;
+        assert!(
+            off < 0.03,
+            "{what}: time parked differs by {:.1} %",
+            off * 100.0
+        );
+        // Woken to running: netpoll stamps a wake-up in netpollready, one descriptor at a
+        // time, runtime/trace when the poll's goroutines are made runnable, after all of them;
+        // with the probe's trap in between for each later descriptor, netpoll's stamp is
+        // earlier by up to (descriptors per poll) x (one hit). That bound, per wake-up:
+        let bound = (READERS_EXACT * e.cost_per_hit_ns) as f64;
+        let per_wake = (waited - t.wake_to_run_ns as f64) / e.runs_after_wake.max(1) as f64;
+        assert!(
+            per_wake.abs() <= bound,
+            "{what}: woken to running differs by {per_wake:.0} ns per wake-up (bound {bound:.0})"
+        );
+        let _ = std::fs::remove_file(&trace);
+    }
+}
+
+#[test]
+fn the_exact_view_needs_no_symbol_table_and_counts_hand_offs_of_blocking_reads() {
+    let _one = ONE_AT_A_TIME.lock();
+    // -s -w: no symbol table, no DWARF; the functions are in .gopclntab, pollDesc's layout in
+    // netpoll's table for the release.
+    let stripped = fixture("stripped", &[("CGO_ENABLED", "0")], &["-ldflags=-s -w"]);
+    let trace = stripped.with_file_name("trace-stripped.out");
+    let (out, results) = profile_exact(&stripped, &trace, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stripped of its symbol table"), "{err}");
+    let go = results
+        .go
+        .expect("the exact view stands without the sampled one");
+    assert_eq!(go.samples, 0);
+    let e = go.exact.expect("an exact section");
+    assert!(
+        e.wakes_of_seen_parks >= READERS_EXACT * EXACT_ROUNDS,
+        "stripped: {e:?}"
+    );
+    // Blocking reads (read(2) on pipes, which Go cannot poll): no network park, and sysmon
+    // takes the P of threads stuck in the syscall (runtime.retake).
+    let plain = fixture("plain", &[("CGO_ENABLED", "0")], &[]);
+    let (_, results) = profile_exact(&plain, &trace, &["blocking"]);
+    let e = results.go.and_then(|g| g.exact).expect("an exact section");
+    let retaken = e.handoffs.get("runtime.retake").copied().unwrap_or(0);
+    assert!(
+        e.parks <= 2 && retaken >= EXACT_ROUNDS,
+        "blocking reads: {e:?}"
+    );
+    let _ = std::fs::remove_file(&trace);
+    common::assert_nothing_attached();
+}
