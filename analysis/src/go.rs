@@ -54,9 +54,46 @@ pub struct GoRuntime {
     pub since_last_poll_ns: Histogram,
     /// Per-second means, for time-series charts (coarser steps on long runs).
     pub series: Vec<GoPoint>,
+    /// Every network poll (epoll_pwait) of the process, by the runtime function that made it
+    /// (from the user stack at the call) and how it could wait; most calls first.
+    #[serde(default)]
+    pub polls: Vec<GoPolls>,
     /// `--go-exact`: every goroutine's network park, wake-up and start, from uprobes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exact: Option<GoExact>,
+}
+
+/// The network polls of one caller and timeout kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoPolls {
+    /// The runtime function that polled (`runtime.findRunnable`, `runtime.sysmon`,
+    /// `runtime.pollWork`, `runtime.startTheWorldWithSema`...), "(no stack)" when the stack
+    /// could not be taken.
+    pub caller: String,
+    /// "blocking" (timeout -1), "non-blocking" (0) or "timed" (until the next timer).
+    pub timeout: String,
+    pub calls: u64,
+    /// Ready events returned in all (goroutines made runnable, at most one per descriptor and
+    /// direction), and calls that returned none.
+    pub events: u64,
+    pub empty: u64,
+    /// Time inside the calls, ns.
+    pub time_ns: u64,
+}
+
+impl GoRuntime {
+    /// The share of network polls sysmon made (the rest: the scheduler and the GC), if any poll
+    /// was seen.
+    pub fn sysmon_poll_share(&self) -> Option<f64> {
+        let all: u64 = self.polls.iter().map(|p| p.calls).sum();
+        let sysmon: u64 = self
+            .polls
+            .iter()
+            .filter(|p| p.caller == "runtime.sysmon")
+            .map(|p| p.calls)
+            .sum();
+        (all > 0).then(|| sysmon as f64 / all as f64)
+    }
 }
 
 /// `--go-exact`: uprobes on four functions of the runtime, so every transition is seen:
@@ -157,6 +194,7 @@ impl GoRuntime {
             polling_share: 0.0,
             since_last_poll_ns: Histogram::new(netpoll_ebpf::histogram::LATENCY_BUCKETS),
             series: Vec::new(),
+            polls: Vec::new(),
             exact: None,
         }
     }

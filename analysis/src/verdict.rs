@@ -366,7 +366,7 @@ impl<'a> Signals<'a> {
                 o.epoll_instances, o.epoll_registrations, o.edge_triggered, o.oneshot
             ));
         }
-        if let Some(go) = self.go {
+        if let Some(go) = self.go.filter(|go| go.samples > 0) {
             evidence.push(format!(
                 "Go runtime ({}, sampled): {:.0} goroutines on {:.0} P(s) and {:.0} threads; on average {:.1} parked on the network, {:.1} runnable, {:.1} running, {:.1} in system calls; a thread blocked in netpoll in {:.0}% of the samples",
                 go.binary.version,
@@ -378,6 +378,27 @@ impl<'a> Signals<'a> {
                 go.running.mean,
                 go.in_syscall.mean,
                 100.0 * go.polling_share
+            ));
+        }
+        if let Some((go, sysmon)) = self.go.and_then(|go| Some((go, go.sysmon_poll_share()?))) {
+            let calls: u64 = go.polls.iter().map(|p| p.calls).sum();
+            let blocking: u64 = go
+                .polls
+                .iter()
+                .filter(|p| p.timeout == "blocking")
+                .map(|p| p.calls)
+                .sum();
+            let scheduler: u64 = go
+                .polls
+                .iter()
+                .filter(|p| p.caller.eq_ignore_ascii_case("runtime.findRunnable"))
+                .map(|p| p.calls)
+                .sum();
+            evidence.push(format!(
+                "Go's network polls: {calls}, {:.0}% of them blocking; made by the scheduler looking for work {:.1}%, by sysmon {:.1}%",
+                100.0 * blocking as f64 / calls as f64,
+                100.0 * scheduler as f64 / calls as f64,
+                100.0 * sysmon
             ));
         }
         evidence

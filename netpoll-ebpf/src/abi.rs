@@ -300,6 +300,9 @@ pub mod maps {
     pub const GO_EXACT: &str = "GO_EXACT";
     pub const GO_HANDOFFS: &str = "GO_HANDOFFS";
     pub const GO_CALIBRATION: &str = "GO_CALIBRATION";
+    pub const GO_STACKS: &str = "GO_STACKS";
+    pub const GO_POLLS: &str = "GO_POLLS";
+    pub const GO_POLL_CALLS: &str = "GO_POLL_CALLS";
 }
 
 /// Names of the load-time globals (`static`s with `#[unsafe(no_mangle)]` in the programs), set
@@ -329,6 +332,12 @@ pub mod globals {
     /// `--go-exact`: byte offsets of `rg` and `wg` in the Go runtime's `pollDesc`, u32.
     pub const GO_PD_RG_OFFSET: &str = "GO_PD_RG_OFFSET";
     pub const GO_PD_WG_OFFSET: &str = "GO_PD_WG_OFFSET";
+    /// `--go`: the Go process whose polls are attributed (its tgid), u32.
+    pub const GO_TGID: &str = "GO_TGID";
+    /// Offsets of `timeout` in the `syscalls:sys_enter_epoll_pwait` record and of `ret` in
+    /// `sys_exit_epoll_pwait`'s (from their tracefs format files), u32.
+    pub const GO_POLL_TIMEOUT_OFFSET: &str = "GO_POLL_TIMEOUT_OFFSET";
+    pub const GO_POLL_RET_OFFSET: &str = "GO_POLL_RET_OFFSET";
 }
 
 /// `--go-exact`'s uprobes: each program and the Go runtime function it is attached to, at its
@@ -349,6 +358,60 @@ pub const GO_EXACT_HOOKS: [(&str, &str); 4] = [
     ("go_execute", "runtime.execute"),
     ("go_handoff", "runtime.handoffp"),
 ];
+
+/// `--go`'s programs on the epoll_pwait tracepoints (they fire for that syscall only, so other
+/// processes pay only when they call it): each network poll of the Go process is attributed
+/// to the user stack that made it (who polls: the scheduler looking for work, sysmon...).
+pub const GO_POLL_PROGRAMS: [(&str, &str); 2] = [
+    ("go_poll_exit", "sys_exit_epoll_pwait"),
+    ("go_poll_enter", "sys_enter_epoll_pwait"),
+];
+
+/// Distinct (stack, timeout kind) pairs of network polls kept, and stacks.
+pub const GO_MAX_POLL_SITES: u32 = 256;
+pub const GO_MAX_STACKS: u32 = 1024;
+
+/// `GoPollKey::stack_id` when the stack could not be taken (the stack map was full, say).
+pub const GO_NO_STACK: u32 = u32::MAX;
+
+/// How a network poll may wait: its epoll_pwait timeout.
+pub mod poll_timeout {
+    /// -1: until an event (the scheduler with nothing else to do).
+    pub const BLOCKING: u32 = 0;
+    /// 0: returns at once (a poll for work).
+    pub const NON_BLOCKING: u32 = 1;
+    /// > 0: until the next timer.
+    pub const TIMED: u32 = 2;
+}
+
+/// A network poll site: the user stack that called epoll_pwait, and how it may wait.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GoPollKey {
+    pub stack_id: u32,
+    /// [`poll_timeout`].
+    pub timeout: u32,
+}
+
+/// What the polls of one site did.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GoPollStats {
+    pub calls: u64,
+    /// Ready events returned in all, and calls that returned none.
+    pub events: u64,
+    pub empty: u64,
+    /// Time inside the calls, ns.
+    pub time_ns: u64,
+}
+
+/// A poll in progress (`GO_POLL_CALLS`, by thread).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GoPollCall {
+    pub start_ns: u64,
+    pub key: GoPollKey,
+}
 
 /// The program that measures what one uprobe hit costs on this machine (attached to a
 /// function of netpoll's own, when `--go-exact` starts).
@@ -646,6 +709,9 @@ mod user {
         LiteStats,
         LiteAsleep,
         GoExact,
+        GoPollKey,
+        GoPollStats,
+        GoPollCall,
     );
 }
 
@@ -694,6 +760,9 @@ mod tests {
         assert!(size_of::<SchedTotals>() <= 32 * 1024);
         assert!(size_of::<LiteStats>() <= 32 * 1024);
         assert_eq!(size_of::<GoExact>(), 8 * 8 + 2 * 8 * SCHED_BUCKETS);
+        assert_eq!(size_of::<GoPollKey>(), 8);
+        assert_eq!(size_of::<GoPollStats>(), 32);
+        assert_eq!(size_of::<GoPollCall>(), 16);
     }
 
     #[test]

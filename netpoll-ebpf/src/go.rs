@@ -1,3 +1,6 @@
+//! The Go view's programs. `--go`: the Go process's epoll_pwait calls (its network polls),
+//! each attributed to the user stack that made it, on the syscall's own tracepoints.
+//!
 //! `--go-exact`: uprobes on four functions of Go's runtime (`abi::GO_EXACT_HOOKS`), attached
 //! to one process. Each goroutine is followed by its `g` pointer (a g is never freed, only
 //! reused after it exits, and a parked or runnable one cannot exit): parked on the network
@@ -6,12 +9,16 @@
 //! a register or two, one user-memory read, a hash update.
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
-    macros::{map, uprobe},
-    maps::{Array, HashMap, PerCpuArray},
-    programs::ProbeContext,
+    bindings::BPF_F_USER_STACK,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::{map, tracepoint, uprobe},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, StackTrace},
+    programs::{ProbeContext, TracePointContext, tracing::StackIdContext as _},
 };
-use netpoll_ebpf::abi::{GO_MAX_GOROUTINES, GO_MAX_HANDOFF_CALLERS, GoExact};
+use netpoll_ebpf::abi::{
+    GO_MAX_GOROUTINES, GO_MAX_HANDOFF_CALLERS, GO_MAX_POLL_SITES, GO_MAX_STACKS, GO_NO_STACK,
+    GoExact, GoPollCall, GoPollKey, GoPollStats, MAX_THREADS, poll_timeout,
+};
 
 use crate::sched::record_hist;
 
@@ -21,6 +28,93 @@ use crate::sched::record_hist;
 static GO_PD_RG_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static GO_PD_WG_OFFSET: u32 = 0;
+
+/// The Go process whose polls are attributed, and where the tracepoint records hold the poll's
+/// timeout and result (set by the loader).
+#[unsafe(no_mangle)]
+static GO_TGID: u32 = 0;
+#[unsafe(no_mangle)]
+static GO_POLL_TIMEOUT_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static GO_POLL_RET_OFFSET: u32 = 0;
+
+/// User stacks of the polls.
+#[map]
+static GO_STACKS: StackTrace = StackTrace::with_max_entries(GO_MAX_STACKS, 0);
+/// By (stack, timeout kind): what the polls did.
+#[map]
+static GO_POLLS: PerCpuHashMap<GoPollKey, GoPollStats> =
+    PerCpuHashMap::with_max_entries(GO_MAX_POLL_SITES, 0);
+/// Polls in progress, by thread.
+#[map]
+static GO_POLL_CALLS: HashMap<u32, GoPollCall> = HashMap::with_max_entries(MAX_THREADS, 0);
+
+/// The calling thread, if it is the Go process's.
+#[inline(always)]
+fn go_thread() -> Option<u32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: plain read of a load-time constant.
+    let tgid = unsafe { core::ptr::read_volatile(&GO_TGID) };
+    ((pid_tgid >> 32) as u32 == tgid).then_some(pid_tgid as u32)
+}
+
+#[tracepoint]
+pub fn go_poll_enter(ctx: TracePointContext) -> u32 {
+    let Some(tid) = go_thread() else {
+        return 0;
+    };
+    // SAFETY: plain read of a load-time constant; the record is read by the helper.
+    let offset = unsafe { core::ptr::read_volatile(&GO_POLL_TIMEOUT_OFFSET) } as usize;
+    // SAFETY: an offset inside the tracepoint's record, from its format file.
+    let timeout = unsafe { ctx.read_at::<u64>(offset) }.unwrap_or(0) as i32;
+    let timeout = match timeout {
+        t if t < 0 => poll_timeout::BLOCKING,
+        0 => poll_timeout::NON_BLOCKING,
+        _ => poll_timeout::TIMED,
+    };
+    // The frame-pointer walk of the caller's stack: Go keeps frame pointers on amd64.
+    let stack_id = ctx
+        .get_stackid(&GO_STACKS, u64::from(BPF_F_USER_STACK))
+        .map_or(GO_NO_STACK, |id| id as u32);
+    let call = GoPollCall {
+        start_ns: now(),
+        key: GoPollKey { stack_id, timeout },
+    };
+    let _ = GO_POLL_CALLS.insert(&tid, &call, 0);
+    0
+}
+
+#[tracepoint]
+pub fn go_poll_exit(ctx: TracePointContext) -> u32 {
+    let Some(tid) = go_thread() else {
+        return 0;
+    };
+    // SAFETY: a value of a hash map, copied out before it is removed.
+    let Some(&call) = (unsafe { GO_POLL_CALLS.get(&tid) }) else {
+        return 0;
+    };
+    let _ = GO_POLL_CALLS.remove(&tid);
+    // SAFETY: plain read of a load-time constant.
+    let offset = unsafe { core::ptr::read_volatile(&GO_POLL_RET_OFFSET) } as usize;
+    // SAFETY: an offset inside the tracepoint's record, from its format file.
+    let ret = unsafe { ctx.read_at::<i64>(offset) }.unwrap_or(-1);
+    if GO_POLLS.get_ptr_mut(&call.key).is_none() {
+        let _ = GO_POLLS.insert(&call.key, &GoPollStats::default(), 0);
+    }
+    let Some(stats) = GO_POLLS.get_ptr_mut(&call.key) else {
+        return 0;
+    };
+    // SAFETY: this CPU's value of a per-CPU hash map.
+    let stats = unsafe { &mut *stats };
+    stats.calls += 1;
+    if ret > 0 {
+        stats.events += ret as u64;
+    } else if ret == 0 {
+        stats.empty += 1;
+    }
+    stats.time_ns += now().saturating_sub(call.start_ns);
+    0
+}
 
 /// Goroutines parked on the network: g → when.
 #[map]

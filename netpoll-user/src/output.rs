@@ -272,6 +272,7 @@ pub fn report(results: &Results) -> String {
     }
     out.push_str(&io_model(results));
     out.push_str(&go_runtime(results));
+    out.push_str(&go_polls(results));
     out.push_str(&go_exact(results));
     out
 }
@@ -353,6 +354,39 @@ Go runtime of PID {} ({}{}): {} samples every {}{}
             "time since the network was last polled, when no thread was blocked polling it (ns)",
             &go.since_last_poll_ns,
         ));
+    }
+    out
+}
+
+/// Who polls the network (`--go`): the Go process's epoll_pwait calls by caller.
+fn go_polls(results: &Results) -> String {
+    let Some(go) = results.go.as_ref().filter(|go| !go.polls.is_empty()) else {
+        return String::new();
+    };
+    let mut out = format!(
+        "\nnetwork polls of PID {} by caller (from the user stack at each epoll_pwait){}\n",
+        go.pid,
+        go.sysmon_poll_share()
+            .map(|s| format!(": sysmon made {:.1}%", 100.0 * s))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "{:<36} {:<13} {:>9} {:>9} {:>11} {:>10}",
+        "CALLER", "TIMEOUT", "CALLS", "EMPTY", "EVENTS/CALL", "MEAN"
+    );
+    for p in &go.polls {
+        let per = |x: u64| x as f64 / p.calls.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "{:<36} {:<13} {:>9} {:>9} {:>11.2} {:>10}",
+            p.caller,
+            p.timeout,
+            p.calls,
+            p.empty,
+            per(p.events),
+            fmt_ns(per(p.time_ns) as u64)
+        );
     }
     out
 }

@@ -607,7 +607,7 @@ fn the_exact_view_sees_every_network_park_and_agrees_with_runtime_trace_on_every
         let long_parks: u64 = e
             .parked_ns
             .buckets()
-            .filter(|&(lo, _, _)| lo >= EXACT_PERIOD_NS / 2 && lo <= 2 * EXACT_PERIOD_NS)
+            .filter(|&(lo, _, _)| (EXACT_PERIOD_NS / 2..=2 * EXACT_PERIOD_NS).contains(&lo))
             .map(|(_, _, n)| n)
             .sum();
         assert_eq!(long_parks, expected, "{what}: {e:?}");
@@ -712,4 +712,175 @@ fn the_exact_view_needs_no_symbol_table_and_counts_hand_offs_of_blocking_reads()
     );
     let _ = std::fs::remove_file(&trace);
     common::assert_nothing_attached();
+}
+
+/// Frames of the poll itself (as in src/go/polls.rs): skipped to find the poll's caller.
+const POLL_CHAIN: [&str; 8] = [
+    "runtime.netpoll",
+    "runtime.epollwait",
+    "runtime/internal/syscall.Syscall6",
+    "runtime/internal/syscall.EpollWait",
+    "internal/runtime/syscall.Syscall6",
+    "internal/runtime/syscall.EpollWait",
+    "internal/runtime/syscall/linux.Syscall6",
+    "internal/runtime/syscall/linux.EpollWait",
+];
+
+/// Network polls by (caller, timeout kind): netpoll's `--go`, and bpftrace's user stacks on
+/// the same tracepoint, for the same run of the fixture (with `env`).
+type PollCounts = std::collections::BTreeMap<(String, &'static str), u64>;
+
+fn polls_with_bpftrace(env: &[(&str, &str)]) -> (PollCounts, PollCounts) {
+    // A copy with a name of its own: bpftrace, attached first, follows it by name.
+    let plain = fixture("plain", &[("CGO_ENABLED", "0")], &[]);
+    let named = plain.with_file_name("netpoll-polls");
+    std::fs::copy(&plain, &named).expect("copy");
+    // The record's field is 8 bytes, unsigned; the syscall's argument is an int.
+    let timeout = "(int32)args->timeout < 0 ? 0 : ((int32)args->timeout == 0 ? 1 : 2)";
+    let script = format!(
+        "tracepoint:syscalls:sys_enter_epoll_pwait /comm == \"netpoll-polls\"/ \
+         {{ @[ustack(6), {timeout}] = count(); }}"
+    );
+    let mut bpftrace = Command::new("bpftrace")
+        .args(["-e", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("bpftrace starts (cargo xtask test installs it)");
+    let mut stdout = std::io::BufReader::new(bpftrace.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while !line.contains("Attaching") {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut stdout, &mut line).expect("bpftrace output");
+        assert!(n > 0, "bpftrace exited before attaching");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let json = named.with_extension("json");
+    let out = Command::new(NETPOLL)
+        .args(["profile", "--go", "--quiet", "--json"])
+        .arg(&json)
+        .arg("--")
+        .arg(&named)
+        .args(["10", "50ms", "6"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("netpoll runs");
+    // SIGINT: bpftrace prints its map and exits.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(bpftrace.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut text).expect("bpftrace's map");
+    let _ = bpftrace.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = Results::load(&json).expect("results");
+    let _ = std::fs::remove_file(&json);
+    // bpftrace's entries: "@[\n addr\n addr\n, KIND]: COUNT". The process has exited when
+    // bpftrace prints, so its addresses are raw: named here by `go tool addr2line` (the fixture
+    // is not PIE: addresses are as linked).
+    let mut entries: Vec<(Vec<u64>, u32, u64)> = Vec::new();
+    let mut frames = Vec::new();
+    for l in text.lines().map(str::trim) {
+        if let Some(hex) = l.strip_prefix("0x") {
+            frames.push(u64::from_str_radix(hex, 16).expect("an address"));
+        } else if let Some(rest) = l.strip_prefix(", ") {
+            let (kind, count) = rest.split_once("]: ").expect("an entry's end");
+            entries.push((
+                std::mem::take(&mut frames),
+                kind.parse().expect("a kind"),
+                count.parse().expect("a count"),
+            ));
+        }
+    }
+    let mut addresses: Vec<u64> = entries.iter().flat_map(|e| e.0.clone()).collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    let mut addr2line = Command::new("go")
+        .args(["tool", "addr2line"])
+        .arg(&named)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("go tool addr2line");
+    let input: String = addresses.iter().map(|a| format!("{a:#x}\n")).collect();
+    std::io::Write::write_all(
+        &mut addr2line.stdin.take().expect("stdin"),
+        input.as_bytes(),
+    )
+    .expect("addresses written");
+    let names = addr2line.wait_with_output().expect("addr2line output");
+    // Two lines per address: the function, then file:line ("?" when unknown).
+    let names: std::collections::HashMap<u64, String> = addresses
+        .iter()
+        .copied()
+        .zip(
+            String::from_utf8_lossy(&names.stdout)
+                .lines()
+                .step_by(2)
+                .map(str::to_string)
+                .collect::<Vec<_>>(),
+        )
+        .collect();
+    let mut seen = PollCounts::new();
+    for (frames, kind, count) in &entries {
+        let caller = frames
+            .iter()
+            .filter_map(|a| names.get(a))
+            .find(|n| !POLL_CHAIN.contains(&n.as_str()))
+            .cloned()
+            .unwrap_or_else(|| "(no stack)".into());
+        let kind = ["blocking", "non-blocking", "timed"][*kind as usize];
+        *seen.entry((caller, kind)).or_default() += count;
+    }
+    let go = results.go.expect("a go section");
+    let kind = |t: &str| match t {
+        "blocking" => "blocking",
+        "non-blocking" => "non-blocking",
+        _ => "timed",
+    };
+    let netpoll: PollCounts = go
+        .polls
+        .iter()
+        .map(|p| ((p.caller.clone(), kind(&p.timeout)), p.calls))
+        .collect();
+    eprintln!("polls by caller ({env:?}): netpoll {netpoll:?}, bpftrace {seen:?}");
+    let _ = std::fs::remove_file(&named);
+    (netpoll, seen)
+}
+
+/// The share of polls by `caller`.
+fn share(polls: &PollCounts, caller: &str) -> f64 {
+    let all: u64 = polls.values().sum();
+    let of: u64 = polls
+        .iter()
+        .filter(|((c, _), _)| c == caller)
+        .map(|(_, n)| n)
+        .sum();
+    of as f64 / all.max(1) as f64
+}
+
+#[test]
+fn network_polls_are_attributed_to_their_callers_as_bpftrace_sees_them() {
+    let _one = ONE_AT_A_TIME.lock();
+    // Idle Ps: the scheduler, looking for work, polls (and blocks in netpoll).
+    let (netpoll, bpftrace) = polls_with_bpftrace(&[]);
+    assert!(
+        share(&netpoll, "runtime.findRunnable") > 0.9,
+        "the scheduler polls: {netpoll:?}"
+    );
+    // The same tracepoint, the same process, the same time: the same counts.
+    assert_eq!(netpoll, bpftrace);
+    // One P kept busy by a spinning goroutine: the scheduler seldom looks for work, and sysmon
+    // polls for it (golang/go#51651).
+    let (netpoll, bpftrace) = polls_with_bpftrace(&[("NETPOLL_SPIN", "1"), ("GOMAXPROCS", "1")]);
+    assert!(
+        share(&netpoll, "runtime.sysmon") > 0.5,
+        "sysmon polls: {netpoll:?}"
+    );
+    assert_eq!(netpoll, bpftrace);
 }

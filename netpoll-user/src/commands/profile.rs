@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use analysis::{
     Results,
-    go::GoRuntime,
     results::{EndReason, Lite, TargetKind, classes_of},
     verdict,
     workload::parse_seconds,
@@ -22,7 +21,7 @@ use crate::{
     observe::Sampler,
     output,
     probes::{
-        BpfStats, Probes,
+        BpfStats, GoProbes, Probes,
         snapshot::{Collection, Snapshot},
         target::{CommandState, HeldCommand},
     },
@@ -82,8 +81,9 @@ pub fn run(args: Args) -> Result<i32> {
     let mut sinks = ResultsSinks::open(args.results.json.as_deref(), args.results.out.as_deref())?;
     let mut targets = args.targets.resolve()?;
     // --go-exact's plan comes before loading: the programs need the runtime's pollDesc layout.
-    let mut exact = targets
-        .go_target(args.go_exact)
+    let go_pid = targets.go_target(args.go || args.go_exact);
+    let mut exact = go_pid
+        .filter(|_| args.go_exact)
         .and_then(|pid| note_err(go::exact::Plan::prepare(pid, &targets.executable(pid))));
     // On before attaching, so that the programs' first runs count too.
     let bpf_stats = BpfStats::enable(args.targets.bpf_stats);
@@ -91,7 +91,10 @@ pub fn run(args: Args) -> Result<i32> {
         &args.targets,
         args.results.hook,
         args.empty_programs.clone(),
-        exact.as_ref().map(|plan| plan.polldesc),
+        go_pid.map(|pid| GoProbes {
+            pid,
+            polldesc: exact.as_ref().map(|plan| plan.polldesc),
+        }),
     )?;
     if let Some(plan) = &mut exact
         && note_err(plan.attach(&mut probes)).is_none()
@@ -102,9 +105,7 @@ pub fn run(args: Args) -> Result<i32> {
     let start = Instant::now();
     announce(&args, &targets, &probes);
     targets.release()?;
-    let go = targets
-        .go_target(args.go || args.go_exact)
-        .map(go::Sampler::start);
+    let go = go_pid.map(go::Sampler::start);
     // Processes (not names, cgroups or the whole machine) get an I/O-model verdict, from the
     // probes and from their state in /proc, sampled while collecting.
     let judged =
@@ -130,21 +131,8 @@ pub fn run(args: Args) -> Result<i32> {
     if bpf_stats.enabled {
         results.programs = probes.program_costs();
     }
-    if let Some(go) = go {
-        match go.finish() {
-            Ok(view) => results.go = Some(view),
-            Err(e) => eprintln!("netpoll: note: --go: {e:#}"),
-        }
-    }
-    if let Some(plan) = &exact
-        && let Some(view) = note_err(plan.results(&probes))
-    {
-        // The exact view stands even when the sampled one could not be had (a binary
-        // stripped of its symbol table keeps the functions the uprobes need).
-        let go = results
-            .go
-            .get_or_insert_with(|| GoRuntime::new(plan.pid, plan.binary.info()));
-        go.exact = Some(view);
+    if let Some(sampler) = go {
+        results.go = go::finish(sampler, exact.as_ref(), &probes, &[]);
     }
     // After the Go view: the verdict quotes it.
     if judged {

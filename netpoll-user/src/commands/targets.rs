@@ -9,7 +9,7 @@ use netpoll_ebpf::abi::Hook;
 
 use crate::{
     probes::{
-        Filter, Floor, Mode, Options, Probes,
+        Filter, Floor, GoProbes, Mode, Options, Probes,
         target::{self, HeldCommand},
     },
     system,
@@ -152,9 +152,9 @@ impl Targets {
         args: &TargetArgs,
         hook: Option<HookKind>,
         floor: Option<Vec<Hook>>,
-        go_exact: Option<(u32, u32)>,
+        go: Option<GoProbes>,
     ) -> Result<Probes> {
-        let attached = self.try_attach(args, hook, floor, go_exact);
+        let attached = self.try_attach(args, hook, floor, go);
         if attached.is_err()
             && let Some(c) = &self.command
         {
@@ -168,14 +168,14 @@ impl Targets {
         args: &TargetArgs,
         hook: Option<HookKind>,
         floor: Option<Vec<Hook>>,
-        go_exact: Option<(u32, u32)>,
+        go: Option<GoProbes>,
     ) -> Result<Probes> {
         let mut probes = Probes::load(&Options {
             filter: self.filter.clone(),
             follow_children: !args.no_follow,
             hook,
             mode: args.mode(floor),
-            go_exact,
+            go,
         })?;
         if probes.following {
             // Children that existed before we attached (nginx's workers, say). Scanned after

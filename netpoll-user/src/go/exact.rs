@@ -14,8 +14,8 @@ use analysis::{Histogram, chart::style::fmt_ns, go::GoExact};
 use anyhow::{Context as _, Result};
 use netpoll_ebpf::abi::GO_EXACT_HOOKS;
 
-use super::{binary::GoBinary, load_bias, runtime::polldesc_offsets};
-use crate::probes::{Probes, uprobes::UprobeSite};
+use super::{Inspected, binary::GoBinary, runtime::polldesc_offsets};
+use crate::probes::{Probes, go::UprobeSite};
 
 /// What `--go-exact` attaches to one process, worked out from its binary before the probes
 /// are loaded (the pollDesc offsets are load-time constants of the programs).
@@ -24,7 +24,6 @@ pub struct Plan {
     /// The file the uprobes go on: the command's executable (before it runs), or
     /// /proc/PID/exe (the running copy, even when replaced on disk).
     path: PathBuf,
-    pub binary: GoBinary,
     /// Offsets of `rg` and `wg` in `runtime.pollDesc`.
     pub polldesc: (u32, u32),
     sites: Vec<UprobeSite>,
@@ -58,7 +57,6 @@ impl Plan {
         Ok(Plan {
             pid,
             path: path.to_path_buf(),
-            binary,
             polldesc,
             sites,
             cost_per_hit_ns: 0,
@@ -82,21 +80,14 @@ impl Plan {
         Ok(())
     }
 
-    /// The `go.exact` section, from the programs' maps.
-    pub fn results(&self, probes: &Probes) -> Result<GoExact> {
+    /// The `go.exact` section, from the programs' maps; `inspected` names the callers.
+    pub fn results(&self, probes: &Probes, inspected: &Inspected) -> Result<GoExact> {
         let (counts, callers) = probes.go_exact_counts()?;
-        // Return addresses are where the process runs: a PIE's are moved by its load bias,
-        // known while it lives (0 for a fixed-address executable).
-        let bias = if self.binary.pie {
-            load_bias(self.pid, &self.binary).ok()
-        } else {
-            Some(0)
-        };
         let mut handoffs = BTreeMap::new();
         for (address, count) in callers {
-            let name = bias
-                .and_then(|b| self.binary.function_at(address.wrapping_sub(b)))
-                .map_or_else(|| format!("{address:#x}"), |f| f.name.clone());
+            let name = inspected
+                .function_at(address)
+                .map_or_else(|| format!("{address:#x}"), str::to_string);
             *handoffs.entry(name).or_insert(0) += count;
         }
         let handed: u64 = handoffs.values().sum();

@@ -5,12 +5,13 @@
 
 pub mod binary;
 pub mod exact;
+pub mod polls;
 pub mod runtime;
 
 use std::{
     fs,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
@@ -21,6 +22,7 @@ use analysis::go::{Gauge, GoBinaryInfo, GoPoint, GoRuntime, add_to_series};
 use anyhow::{Context as _, Result, bail};
 
 use self::{binary::GoBinary, runtime::Layout};
+use crate::probes::go::PollSite;
 use crate::system;
 
 /// Between two samples: 20 ms. The scheduler's state moves on the scale of sysmon's ticks
@@ -34,12 +36,74 @@ pub const INTERVAL: Duration = Duration::from_millis(20);
 /// The most of one CPU sampling may take.
 const MAX_SHARE: f64 = 0.01;
 
+/// The `go` section at the end of a profile or run: the sampled view (or why there is none),
+/// the network polls by caller, and `--go-exact`'s view. What cannot be had is one line each.
+pub fn finish(
+    sampler: Sampler,
+    exact: Option<&exact::Plan>,
+    probes: &crate::probes::Probes,
+    polls_before: &[PollSite],
+) -> Option<GoRuntime> {
+    let pid = sampler.pid;
+    let (view, inspected) = sampler.finish();
+    let mut go = match view {
+        Ok(go) => Some(go),
+        Err(e) => {
+            eprintln!("netpoll: note: --go: {e:#}");
+            None
+        }
+    };
+    let Some(inspected) = inspected else {
+        return go;
+    };
+    // The polls and the exact view stand even when the sampled one could not be had (a binary
+    // stripped of its symbol table keeps the functions they need).
+    if probes.go_polls {
+        match probes.go_polls() {
+            Ok(sites) => {
+                let sites = polls::since(sites, polls_before);
+                go.get_or_insert_with(|| GoRuntime::new(pid, inspected.binary.info()))
+                    .polls = polls::by_caller(&sites, &inspected);
+            }
+            Err(e) => eprintln!("netpoll: note: --go: reading the network polls: {e:#}"),
+        }
+    }
+    if let Some(plan) = exact {
+        match plan.results(probes, &inspected) {
+            Ok(view) => {
+                go.get_or_insert_with(|| GoRuntime::new(pid, inspected.binary.info()))
+                    .exact = Some(view);
+            }
+            Err(e) => eprintln!("netpoll: note: --go-exact: {e:#}"),
+        }
+    }
+    go
+}
+
 /// How long to wait for a command started with `--` to exec its binary.
 const EXEC_WAIT: Duration = Duration::from_secs(1);
 
+/// A Go process's binary, inspected, and where it is loaded (a PIE's load bias, 0 otherwise):
+/// what turns its code addresses into function names, kept after it exits.
+pub struct Inspected {
+    pub binary: GoBinary,
+    pub bias: u64,
+}
+
+impl Inspected {
+    /// The function at an address of the running process.
+    pub fn function_at(&self, address: u64) -> Option<&str> {
+        self.binary
+            .function_at(address.wrapping_sub(self.bias))
+            .map(|f| f.name.as_str())
+    }
+}
+
 /// Samples one Go process until finished.
 pub struct Sampler {
+    pid: u32,
     stop: Arc<AtomicBool>,
+    inspected: Arc<OnceLock<Inspected>>,
     thread: JoinHandle<Result<GoRuntime>>,
 }
 
@@ -49,20 +113,32 @@ impl Sampler {
     /// from [`Sampler::finish`], one line.
     pub fn start(pid: u32) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
+        let inspected = Arc::new(OnceLock::new());
+        let (stopped, shared) = (stop.clone(), inspected.clone());
         let thread = std::thread::Builder::new()
             .name("netpoll-go".into())
-            .spawn(move || run(pid, &stopped))
+            .spawn(move || run(pid, &stopped, &shared))
             .expect("spawning the Go sampler");
-        Sampler { stop, thread }
+        Sampler {
+            pid,
+            stop,
+            inspected,
+            thread,
+        }
     }
 
-    /// Stops sampling; the `go` section, or why there is none.
-    pub fn finish(self) -> Result<GoRuntime> {
+    /// Stops sampling; the `go` section (or why there is none), and the binary as inspected
+    /// (when it is a Go binary, even one that could not be sampled).
+    pub fn finish(self) -> (Result<GoRuntime>, Option<Inspected>) {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread
+        let view = self
+            .thread
             .join()
-            .unwrap_or_else(|_| bail!("the Go sampler panicked"))
+            .unwrap_or_else(|_| bail!("the Go sampler panicked"));
+        let inspected = Arc::try_unwrap(self.inspected)
+            .ok()
+            .and_then(OnceLock::into_inner);
+        (view, inspected)
     }
 }
 
@@ -127,10 +203,15 @@ impl Live {
     /// cannot be read.
     pub fn open(pid: u32, stop: &AtomicBool) -> Result<Live> {
         let (binary, bias) = inspect(pid, stop)?;
-        let layout = Layout::of(&binary, pid, bias)?;
+        Live::of(pid, &Inspected { binary, bias })
+    }
+
+    /// A process whose binary was inspected.
+    fn of(pid: u32, inspected: &Inspected) -> Result<Live> {
+        let layout = Layout::of(&inspected.binary, pid, inspected.bias)?;
         Ok(Live {
             pid,
-            binary: binary.info(),
+            binary: inspected.binary.info(),
             layout,
         })
     }
@@ -147,8 +228,10 @@ impl Live {
     }
 }
 
-fn run(pid: u32, stop: &AtomicBool) -> Result<GoRuntime> {
-    let live = Live::open(pid, stop)?;
+fn run(pid: u32, stop: &AtomicBool, shared: &OnceLock<Inspected>) -> Result<GoRuntime> {
+    let (binary, bias) = inspect(pid, stop)?;
+    let inspected = shared.get_or_init(|| Inspected { binary, bias });
+    let live = Live::of(pid, inspected)?;
     let mut go = GoRuntime::new(pid, live.binary.clone());
     // Every reason gets a value in every sample (0 when no goroutine waits for it), so each
     // gauge has as many samples as the others; those never seen are dropped at the end.

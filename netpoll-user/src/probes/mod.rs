@@ -2,9 +2,9 @@
 //! accepts, and reads their maps ([`snapshot`]). Dropping [`Probes`] detaches everything (links
 //! are tied to this process's descriptors). What to probe is in [`target`].
 
+pub mod go;
 pub mod snapshot;
 pub mod target;
-pub mod uprobes;
 
 use analysis::results::ProgramCost;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -15,8 +15,8 @@ use aya::{
 };
 use netpoll_ebpf::{
     abi::{
-        GO_MAX_GOROUTINES, Hook, HookKind, MAX_PID_SLOTS, SyscallInfo, filter, globals,
-        hook_of_program, maps, program_name,
+        GO_MAX_GOROUTINES, GO_MAX_POLL_SITES, GO_MAX_STACKS, Hook, HookKind, MAX_PID_SLOTS,
+        MAX_THREADS, SyscallInfo, filter, globals, hook_of_program, maps, program_name,
     },
     syscalls::SYSCALLS,
 };
@@ -41,9 +41,16 @@ pub struct Options {
     /// Use this hook kind only; otherwise the cheapest that works.
     pub hook: Option<HookKind>,
     pub mode: Mode,
-    /// `--go-exact`: offsets of `rg` and `wg` in the Go runtime's `pollDesc` (its maps are
-    /// sized to follow goroutines only then).
-    pub go_exact: Option<(u32, u32)>,
+    /// `--go`: the Go process whose network polls are attributed to their callers.
+    pub go: Option<GoProbes>,
+}
+
+/// The Go view's probes (their maps are sized only when used).
+#[derive(Clone, Copy, Debug)]
+pub struct GoProbes {
+    pub pid: u32,
+    /// `--go-exact`: offsets of `rg` and `wg` in the runtime's `pollDesc`.
+    pub polldesc: Option<(u32, u32)>,
 }
 
 /// What the probes record: one value, so that a combination the programs cannot do (lite mode
@@ -113,6 +120,8 @@ pub struct Probes {
     fork_unknown: Option<String>,
     /// Things worth telling the user (fallbacks taken), one line each.
     pub notes: Vec<String>,
+    /// `--go`: the programs attributing the Go process's network polls are attached.
+    pub go_polls: bool,
 }
 
 /// Hooks that must all attach with one hook kind, in attach order: sched_switch parks the calls
@@ -151,6 +160,14 @@ impl Probes {
     pub fn load(options: &Options) -> Result<Probes> {
         options.mode.check_hook(options.hook)?;
         let mut probes = Probes::load_object(options)?;
+        if options.go.is_some()
+            && go_poll_offsets().is_ok()
+            && let Err(e) = probes.attach_go_polls()
+        {
+            probes.notes.push(format!(
+                "--go: the network polls' callers are not seen: {e:#}"
+            ));
+        }
         let btf = Btf::from_sys_fs().ok();
         let kinds: Vec<HookKind> = options.hook.map_or(HookKind::ALL.to_vec(), |k| vec![k]);
         let floor = match &options.mode {
@@ -205,11 +222,25 @@ impl Probes {
         } else {
             0
         };
-        let (go_rg, go_wg) = options.go_exact.unwrap_or((0, 0));
-        let go_goroutines = if options.go_exact.is_some() {
+        let (go_rg, go_wg) = options.go.and_then(|g| g.polldesc).unwrap_or((0, 0));
+        let go_goroutines = if options.go.is_some_and(|g| g.polldesc.is_some()) {
             GO_MAX_GOROUTINES
         } else {
             1
+        };
+        let go_tgid = options.go.map_or(0, |g| g.pid);
+        let sized = |n: u32| if options.go.is_some() { n } else { 1 };
+        // Where the epoll_pwait records hold the timeout and the result.
+        let poll_offsets = options.go.map(|_| go_poll_offsets());
+        let (poll_timeout, poll_ret) = match &poll_offsets {
+            Some(Ok(offsets)) => *offsets,
+            Some(Err(e)) => {
+                notes.push(format!(
+                    "--go: the network polls' callers are not seen: {e:#}"
+                ));
+                (0, 0)
+            }
+            None => (0, 0),
         };
         let ebpf = EbpfLoader::new()
             .override_global(globals::FILTER_MODE, &mode, true)
@@ -224,6 +255,12 @@ impl Probes {
             .override_global(globals::TASK_PID_OFFSET, &task_pid_offset, true)
             .override_global(globals::GO_PD_RG_OFFSET, &go_rg, true)
             .override_global(globals::GO_PD_WG_OFFSET, &go_wg, true)
+            .override_global(globals::GO_TGID, &go_tgid, true)
+            .override_global(globals::GO_POLL_TIMEOUT_OFFSET, &poll_timeout, true)
+            .override_global(globals::GO_POLL_RET_OFFSET, &poll_ret, true)
+            .map_max_entries(maps::GO_STACKS, sized(GO_MAX_STACKS))
+            .map_max_entries(maps::GO_POLLS, sized(GO_MAX_POLL_SITES))
+            .map_max_entries(maps::GO_POLL_CALLS, sized(MAX_THREADS))
             .map_max_entries(maps::GO_PARKED, go_goroutines)
             .map_max_entries(maps::GO_WOKEN, go_goroutines)
             // PID_STATS is preallocated: keep it tiny unless it is used.
@@ -245,6 +282,7 @@ impl Probes {
             mode: options.mode.clone(),
             fork_unknown: fork_offset.err().map(|e| format!("{e:#}")),
             notes,
+            go_polls: false,
         };
         probes.fill_syscall_table()?;
         if let Filter::Pids(pids) = &options.filter {
@@ -552,6 +590,15 @@ impl Probes {
             })
             .collect()
     }
+}
+
+/// Offsets of `timeout` in the `syscalls:sys_enter_epoll_pwait` record and of `ret` in
+/// `sys_exit_epoll_pwait`'s.
+fn go_poll_offsets() -> Result<(u32, u32)> {
+    Ok((
+        system::tracepoint_field_offset("syscalls", "sys_enter_epoll_pwait", "timeout")?,
+        system::tracepoint_field_offset("syscalls", "sys_exit_epoll_pwait", "ret")?,
+    ))
 }
 
 /// Byte offset of `pid` in the kernel's `struct task_struct`, from its BTF.

@@ -7,6 +7,10 @@
 // instead (the syscall package: the runtime cannot poll it), so each of the N*K reads holds
 // its thread, and sysmon hands the P to another thread (runtime.retake).
 //
+// With NETPOLL_SPIN=1, one more goroutine spins on the CPU until the end: with GOMAXPROCS=1
+// the scheduler then rarely looks for work, and sysmon polls the network for it (golang/go
+// #51651's situation).
+//
 // With NETPOLL_TRACE=FILE, the program records Go's own runtime/trace into FILE: the peer
 // instrument of netpoll's Go view.
 //
@@ -52,6 +56,13 @@ func main() {
 			must(f.Close())
 		}()
 	}
+	if os.Getenv("NETPOLL_SPIN") == "1" {
+		go func() {
+			for spins := 0; ; spins++ {
+				spun = spins
+			}
+		}()
+	}
 	writers := make([]io.Writer, 0, n)
 	done := make(chan struct{})
 	read := func(r io.Reader) {
@@ -94,6 +105,9 @@ func main() {
 		<-done
 	}
 }
+
+// spun is written by the spinning goroutine (so that its loop is not optimised away).
+var spun int
 
 // rawReader reads a descriptor with read(2) itself: a blocking system call.
 type rawReader int

@@ -72,6 +72,8 @@ enum Setup {
     Strace,
     /// `netpoll profile --go`: the probes and the sampled Go runtime.
     NetpollGo,
+    /// `netpoll profile --go-exact`: the above and uprobes on four runtime functions.
+    NetpollGoExact,
     /// Go's own runtime/trace, collected through /debug/pprof/trace for the window.
     RuntimeTrace,
 }
@@ -86,6 +88,7 @@ impl Setup {
                 Setup::Floor,
                 Setup::Netpoll,
                 Setup::NetpollGo,
+                Setup::NetpollGoExact,
                 Setup::RuntimeTrace,
             ],
             _ => &[
@@ -110,6 +113,7 @@ impl Setup {
             Setup::PerfTrace => "perf trace -s",
             Setup::Strace => "strace -c",
             Setup::NetpollGo => "netpoll profile --go",
+            Setup::NetpollGoExact => "netpoll profile --go-exact",
             Setup::RuntimeTrace => "Go runtime/trace",
         }
     }
@@ -402,6 +406,10 @@ fn attach(
             Command::new(netpoll).args(["profile", "--quiet", "--go", "--pid", &pid]),
             "attached",
         )?),
+        Setup::NetpollGoExact => Some(watch(
+            Command::new(netpoll).args(["profile", "--quiet", "--go-exact", "--pid", &pid]),
+            "attached",
+        )?),
         Setup::Nothing => None,
         Setup::Floor => Some(watch(
             Command::new(netpoll).args(["profile", "--quiet", "--empty-programs", "--pid", &pid]),
@@ -530,6 +538,13 @@ fn report(describe: &str, rounds: usize, setups: &[Setup], samples: &[Vec<Sample
         RuntimeTrace,
         &machine_added,
         "goal <= 1x",
+    );
+    line(
+        "server CPU per request, --go-exact / nothing:",
+        NetpollGoExact,
+        Nothing,
+        &server_cpu,
+        "stated, no goal: every hit is a trap",
     );
     line(
         "throughput loss, --go / runtime/trace:",

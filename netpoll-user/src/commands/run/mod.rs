@@ -30,7 +30,7 @@ use crate::{
     observe::Sampler,
     output,
     probes::{
-        Filter, Mode, Options, Probes,
+        Filter, GoProbes, Mode, Options, Probes,
         snapshot::{Collection, Snapshot},
         target::CommandState,
     },
@@ -312,7 +312,11 @@ fn attach(c: &Checked, server: &mut Server) -> Result<Probes> {
             per_pid: false,
             sched: c.sched,
         },
-        go_exact: None,
+        // --go: the server's network polls attributed to their callers.
+        go: c.go.then(|| GoProbes {
+            pid: server.pid(),
+            polldesc: None,
+        }),
     })?;
     for note in &probes.notes {
         eprintln!("netpoll: note: {note}");
@@ -350,8 +354,8 @@ struct Measured {
     /// How the server died during the run, and its exit status.
     died: Option<(String, i32)>,
     observed: Observed,
-    /// `--go`: the server's runtime over the window, or why it could not be sampled.
-    go: Option<Result<analysis::go::GoRuntime>>,
+    /// `--go`: the server's runtime over the window.
+    go: Option<analysis::go::GoRuntime>,
 }
 
 /// Snapshots the probes and the server process at the window's edges, and watches for the
@@ -372,7 +376,9 @@ struct RunWatcher<'a> {
     bypass: bool,
     /// `--go`: sampling the server's Go runtime during the window.
     go: Option<go::Sampler>,
-    go_view: Option<Result<analysis::go::GoRuntime>>,
+    go_view: Option<analysis::go::GoRuntime>,
+    /// The network polls counted before the window (subtracted at its end).
+    polls_before: Vec<crate::probes::go::PollSite>,
     wants_go: bool,
 }
 
@@ -403,6 +409,9 @@ impl Watcher for RunWatcher<'_> {
         self.sampler.now();
         if self.wants_go {
             self.go = Some(go::Sampler::start(self.server.pid()));
+            if self.probes.go_polls {
+                self.polls_before = self.probes.go_polls()?;
+            }
         }
         Ok(())
     }
@@ -410,7 +419,9 @@ impl Watcher for RunWatcher<'_> {
     fn measurement_ended(&mut self) -> Result<()> {
         self.after = Some(self.sample()?);
         self.sampler.now();
-        self.go_view = self.go.take().map(go::Sampler::finish);
+        if let Some(sampler) = self.go.take() {
+            self.go_view = go::finish(sampler, None, self.probes, &self.polls_before);
+        }
         Ok(())
     }
 
@@ -457,14 +468,15 @@ fn measure(
                 .is_some_and(|m| m.family == analysis::verdict::Family::KernelBypass),
         go: None,
         go_view: None,
+        polls_before: Vec::new(),
         wants_go: c.go,
     };
     let outcome = load::run(&c.plan, &mut watcher, !c.quiet);
     // Once more with the load gone: idle workers show where they park.
     watcher.sampler.now();
     // Cut short before the window ended (Ctrl-C, the server died): what was sampled.
-    if let Some(go) = watcher.go.take() {
-        watcher.go_view = Some(go.finish());
+    if let Some(sampler) = watcher.go.take() {
+        watcher.go_view = go::finish(sampler, None, probes, &watcher.polls_before);
     }
     let RunWatcher {
         before,
@@ -574,11 +586,7 @@ fn assemble(
                 .map(|(after, before)| after.since(&before)),
         }),
     });
-    match m.go {
-        Some(Ok(view)) => results.go = Some(view),
-        Some(Err(e)) => eprintln!("netpoll: note: --go: {e:#}"),
-        None => {}
-    }
+    results.go = m.go;
     // After the Go view: the verdict quotes it.
     results.io_model = Some(verdict::judge(&results, &observed));
     Ok(results)

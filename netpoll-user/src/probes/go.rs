@@ -1,15 +1,18 @@
-//! `--go-exact`'s uprobes: attached to runtime functions of one Go process (the programs are
-//! in netpoll's object with the rest), read back, and the calibration that measures what one
-//! uprobe hit costs on this machine before they are attached.
+//! The Go view's programs (in netpoll's object with the rest): `--go`'s on the epoll_pwait
+//! tracepoints, which attribute each network poll of the Go process to the user stack that made
+//! it; `--go-exact`'s uprobes on runtime functions of that process; and the calibration that
+//! measures what one uprobe hit costs on this machine before they are attached.
 
 use std::{num::NonZeroU32, path::Path, time::Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray},
-    programs::{UProbe, uprobe::UProbeScope},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, StackTraceMap},
+    programs::{TracePoint, UProbe, uprobe::UProbeScope},
 };
-use netpoll_ebpf::abi::{GO_CALIBRATION_PROGRAM, GoExact, maps};
+use netpoll_ebpf::abi::{
+    GO_CALIBRATION_PROGRAM, GO_NO_STACK, GO_POLL_PROGRAMS, GoExact, GoPollKey, GoPollStats, maps,
+};
 
 use super::Probes;
 
@@ -32,7 +35,59 @@ pub extern "C" fn netpoll_uprobe_calibration(x: u64) -> u64 {
 const CALIBRATION_CALLS: u64 = 1000;
 const CALIBRATION_ROUNDS: usize = 3;
 
+/// The polls of one site: the user stack (innermost first; empty when it could not be
+/// taken), how the poll may wait, and what its calls did.
+pub struct PollSite {
+    pub frames: Vec<u64>,
+    pub key: GoPollKey,
+    pub stats: GoPollStats,
+}
+
 impl Probes {
+    /// Attaches `--go`'s programs on the epoll_pwait tracepoints (exit first: a call is counted
+    /// only when its entry was seen).
+    pub(super) fn attach_go_polls(&mut self) -> Result<()> {
+        for (program, event) in GO_POLL_PROGRAMS {
+            let p: &mut TracePoint = self
+                .ebpf
+                .program_mut(program)
+                .ok_or_else(|| anyhow!("program {program} is missing from the BPF object"))?
+                .try_into()?;
+            p.load()?;
+            p.attach("syscalls", event)
+                .with_context(|| format!("attaching {program} to syscalls:{event}"))?;
+        }
+        self.go_polls = true;
+        Ok(())
+    }
+
+    /// The Go process's network polls so far, by site.
+    pub fn go_polls(&self) -> Result<Vec<PollSite>> {
+        let polls: PerCpuHashMap<&MapData, GoPollKey, GoPollStats> =
+            PerCpuHashMap::try_from(self.map(maps::GO_POLLS)?)?;
+        let stacks = StackTraceMap::try_from(self.map(maps::GO_STACKS)?)?;
+        let mut sites = Vec::new();
+        for entry in polls.iter() {
+            let (key, per_cpu) = entry?;
+            let mut stats = GoPollStats::default();
+            for v in per_cpu.iter() {
+                stats.calls += v.calls;
+                stats.events += v.events;
+                stats.empty += v.empty;
+                stats.time_ns += v.time_ns;
+            }
+            let frames = if key.stack_id == GO_NO_STACK {
+                Vec::new()
+            } else {
+                stacks
+                    .get(&key.stack_id, 0)
+                    .map(|s| s.frames().iter().map(|f| f.ip).collect())
+                    .unwrap_or_default()
+            };
+            sites.push(PollSite { frames, key, stats });
+        }
+        Ok(sites)
+    }
     /// Attaches `--go-exact`'s programs to `path` (the process's binary) for process `pid`
     /// only: the kernel plants its breakpoints in that process's mapping of the file alone.
     pub fn attach_go_exact(&mut self, pid: u32, path: &Path, sites: &[UprobeSite]) -> Result<()> {
