@@ -80,6 +80,22 @@ impl Histogram {
         self.total() == 0
     }
 
+    /// The sum of the values, each counted at its bucket's middle (a bucket is at most 3.1 %
+    /// wide).
+    pub fn sum(&self) -> f64 {
+        self.buckets()
+            .map(|(lo, hi, n)| (lo as f64 + hi as f64) / 2.0 * n as f64)
+            .sum()
+    }
+
+    /// The mean, as [`Histogram::sum`] counts; 0 when empty.
+    pub fn mean(&self) -> f64 {
+        match self.total() {
+            0 => 0.0,
+            n => self.sum() / n as f64,
+        }
+    }
+
     /// Non-empty buckets as `(low, high, count)`, ascending; `high` is inclusive.
     pub fn buckets(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
         self.counts

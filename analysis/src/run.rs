@@ -228,6 +228,56 @@ pub struct PerRequest {
     /// The scheduler view (`--sched`): where the server's thread time went.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sched: Option<SchedPerRequest>,
+    /// The Go view (`--go`, `--go-exact`) of a Go server, per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go: Option<GoPerRequest>,
+}
+
+/// A Go server's runtime, per request: its network polls (`--go`), and with `--go-exact` its
+/// goroutines' network parks, the wait from a netpoll wake-up to running, and P hand-offs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct GoPerRequest {
+    pub network_polls: f64,
+    /// Of them, made by sysmon.
+    pub sysmon_polls: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_parks: Option<f64>,
+    /// Mean, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_to_run_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoffs: Option<f64>,
+    /// What `--go-exact`'s probes cost the server per request: hits x the measured cost of
+    /// one, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_cost_us: Option<f64>,
+}
+
+impl GoPerRequest {
+    /// From the `go` section of a run answering `requests`; `None` when there is nothing to
+    /// divide.
+    pub fn compute(go: &crate::go::GoRuntime, requests: u64) -> Option<GoPerRequest> {
+        if requests == 0 {
+            return None;
+        }
+        let n = requests as f64;
+        let polls: u64 = go.polls.iter().map(|p| p.calls).sum();
+        let sysmon: u64 = go
+            .polls
+            .iter()
+            .filter(|p| p.caller == "runtime.sysmon")
+            .map(|p| p.calls)
+            .sum();
+        let exact = go.exact.as_ref();
+        Some(GoPerRequest {
+            network_polls: polls as f64 / n,
+            sysmon_polls: sysmon as f64 / n,
+            network_parks: exact.map(|e| e.parks as f64 / n),
+            wake_to_run_us: exact.map(|e| e.wake_to_run_ns.mean() / 1e3),
+            handoffs: exact.map(|e| e.handoffs.values().sum::<u64>() as f64 / n),
+            probe_cost_us: exact.map(|e| (e.hits * e.cost_per_hit_ns) as f64 / 1e3 / n),
+        })
+    }
 }
 
 /// The server's thread time per request, from the scheduler view, microseconds.
@@ -302,6 +352,7 @@ impl PerRequest {
                 / n,
             cpu_us: (process.cpu_user_ns + process.cpu_system_ns) as f64 / 1e3 / n,
             sched: None,
+            go: None,
         }
     }
 }

@@ -148,6 +148,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
                 context_switches: if blocking { 1.0 } else { 0.001 },
                 cpu_us: 10.0,
                 sched: None,
+                go: None,
             },
             xdp: None,
             environment: None,

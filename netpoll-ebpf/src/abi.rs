@@ -301,6 +301,8 @@ pub mod maps {
     pub const GO_HANDOFFS: &str = "GO_HANDOFFS";
     pub const GO_CALIBRATION: &str = "GO_CALIBRATION";
     pub const GO_STACKS: &str = "GO_STACKS";
+    /// `--go-exact`: byte offsets of `rg` (0) and `wg` (1) in the runtime's `pollDesc`, u32.
+    pub const GO_POLLDESC: &str = "GO_POLLDESC";
     pub const GO_POLLS: &str = "GO_POLLS";
     pub const GO_POLL_CALLS: &str = "GO_POLL_CALLS";
 }
@@ -329,9 +331,6 @@ pub mod globals {
     pub const TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
     /// 1: `--lite`, no hooks on every syscall, u8.
     pub const LITE: &str = "LITE";
-    /// `--go-exact`: byte offsets of `rg` and `wg` in the Go runtime's `pollDesc`, u32.
-    pub const GO_PD_RG_OFFSET: &str = "GO_PD_RG_OFFSET";
-    pub const GO_PD_WG_OFFSET: &str = "GO_PD_WG_OFFSET";
     /// `--go`: the Go process whose polls are attributed (its tgid), u32.
     pub const GO_TGID: &str = "GO_TGID";
     /// Offsets of `timeout` in the `syscalls:sys_enter_epoll_pwait` record and of `ret` in
@@ -358,6 +357,35 @@ pub const GO_EXACT_HOOKS: [(&str, &str); 4] = [
     ("go_execute", "runtime.execute"),
     ("go_handoff", "runtime.handoffp"),
 ];
+
+#[cfg(not(target_arch = "bpf"))]
+impl GoExact {
+    /// Adds `other` (`sign` 1) or takes it away (`sign` -1, for a later total less an earlier
+    /// one), field by field.
+    pub fn add(&mut self, other: &GoExact, sign: i64) {
+        let f = |a: &mut u64, b: u64| {
+            *a = if sign >= 0 {
+                *a + b
+            } else {
+                a.saturating_sub(b)
+            }
+        };
+        f(&mut self.parks, other.parks);
+        f(&mut self.wakes, other.wakes);
+        f(&mut self.wakes_of_seen_parks, other.wakes_of_seen_parks);
+        f(&mut self.runs_after_wake, other.runs_after_wake);
+        f(&mut self.resumed_otherwise, other.resumed_otherwise);
+        f(&mut self.executes, other.executes);
+        f(&mut self.full, other.full);
+        f(&mut self.ready_calls, other.ready_calls);
+        for (a, &b) in self.parked_ns.iter_mut().zip(&other.parked_ns) {
+            f(a, b);
+        }
+        for (a, &b) in self.wake_to_run_ns.iter_mut().zip(&other.wake_to_run_ns) {
+            f(a, b);
+        }
+    }
+}
 
 /// `--go`'s programs on the epoll_pwait tracepoints (they fire for that syscall only, so other
 /// processes pay only when they call it): each network poll of the Go process is attributed

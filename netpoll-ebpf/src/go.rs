@@ -22,12 +22,11 @@ use netpoll_ebpf::abi::{
 
 use crate::sched::record_hist;
 
-/// Byte offsets of `rg` and `wg` in the runtime's `pollDesc` (set by the loader, from DWARF or
-/// the per-version table).
-#[unsafe(no_mangle)]
-static GO_PD_RG_OFFSET: u32 = 0;
-#[unsafe(no_mangle)]
-static GO_PD_WG_OFFSET: u32 = 0;
+/// Byte offsets of `rg` and `wg` in the runtime's `pollDesc` (from DWARF or the per-version
+/// table), written when the uprobes are attached: a map, not a load-time constant, because
+/// the binary may be known only after the programs are loaded.
+#[map]
+static GO_POLLDESC: Array<u32> = Array::with_max_entries(2, 0);
 
 /// The Go process whose polls are attributed, and where the tracepoint records hold the poll's
 /// timeout and result (set by the loader).
@@ -175,12 +174,8 @@ pub fn go_ready(ctx: ProbeContext) -> u32 {
     if let Some(s) = stats() {
         s.ready_calls += 1;
     }
-    // SAFETY: plain reads of load-time constants.
-    let (rg, wg) = unsafe {
-        (
-            core::ptr::read_volatile(&GO_PD_RG_OFFSET),
-            core::ptr::read_volatile(&GO_PD_WG_OFFSET),
-        )
+    let (Some(&rg), Some(&wg)) = (GO_POLLDESC.get(0), GO_POLLDESC.get(1)) else {
+        return 0;
     };
     // mode is 'r', 'w' or 'r'+'w'.
     if mode == u32::from(b'r') || mode == u32::from(b'r') + u32::from(b'w') {

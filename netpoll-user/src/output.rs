@@ -400,14 +400,7 @@ fn go_exact(results: &Results) -> String {
     else {
         return String::new();
     };
-    let mean = |h: &Histogram| {
-        let n = h.total();
-        let sum: f64 = h
-            .buckets()
-            .map(|(lo, hi, c)| (lo as f64 + hi as f64) / 2.0 * c as f64)
-            .sum();
-        if n == 0 { 0.0 } else { sum / n as f64 }
-    };
+    let mean = Histogram::mean;
     let mut out = format!(
         "
 Go runtime of PID {} ({}), exact: {} uprobe hits at {} each (about {} of the process's CPU)
@@ -714,6 +707,24 @@ pub fn run_report(run: &RunInfo) -> String {
             s.wakeups_by_other_process,
             s.preemptions
         );
+    }
+    if let Some(g) = &r.go {
+        let mut line = format!(
+            "Go runtime per request: {:.2} network polls ({:.3} by sysmon)",
+            g.network_polls, g.sysmon_polls
+        );
+        if let (Some(parks), Some(wait), Some(handoffs), Some(cost)) = (
+            g.network_parks,
+            g.wake_to_run_us,
+            g.handoffs,
+            g.probe_cost_us,
+        ) {
+            let _ = write!(
+                line,
+                ", {parks:.2} goroutine parks on the network, {wait:.1}µs from a netpoll wake-up to running (mean), {handoffs:.3} P hand-offs; --go-exact's probes cost {cost:.1}µs"
+            );
+        }
+        let _ = writeln!(out, "{line}");
     }
     if let Some(e) = &run.environment {
         let pinned = |cpus: &Option<Vec<usize>>| {

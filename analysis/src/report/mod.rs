@@ -106,9 +106,10 @@ pub fn document(runs: &[Run], charts: &[Chart], heading: &Heading) -> Document {
     if !scheduler.rows.is_empty() {
         doc.blocks.push(Block::Table(scheduler));
     }
-    let go = table::go_runtime(&cells);
-    if !go.rows.is_empty() {
-        doc.blocks.push(Block::Table(go));
+    for go in [table::go_runtime(&cells), table::go_exact(&cells)] {
+        if !go.rows.is_empty() {
+            doc.blocks.push(Block::Table(go));
+        }
     }
     doc.heading("Charts");
     for c in charts {

@@ -155,6 +155,8 @@ pub fn go_runtime(cells: &[Cell]) -> Table {
             "threads",
             "netpoller blocked",
             "since last poll p50",
+            "polls per s",
+            "polls by sysmon",
         ],
     );
     for cell in cells {
@@ -185,6 +187,66 @@ pub fn go_runtime(cells: &[Cell]) -> Table {
                 },
                 &|v| ns(v),
             ),
+            e(
+                |g| {
+                    let calls: u64 = g.polls.iter().map(|p| p.calls).sum();
+                    calls as f64 / (g.interval_ns * g.samples).max(1) as f64 * 1e9
+                },
+                &|v| format!("{v:.0}"),
+            ),
+            e(
+                |g| g.sysmon_poll_share().map_or(f64::NAN, |s| 100.0 * s),
+                &|v| format!("{v:.1} %"),
+            ),
+        ]);
+    }
+    table
+}
+
+/// `--go-exact`'s view per configuration, per request: medians over its repeats; empty when no
+/// run has it.
+pub fn go_exact(cells: &[Cell]) -> Table {
+    let mut table = Table::new(
+        "Go runtime, exact (uprobes; per request)",
+        &[
+            "configuration",
+            "network polls",
+            "by sysmon",
+            "goroutine parks on the network",
+            "wake-up to running, mean",
+            "wake-up to running, p99",
+            "P hand-offs",
+            "probes' cost",
+        ],
+    );
+    for cell in cells {
+        let per = |f: fn(&crate::run::GoPerRequest) -> Option<f64>| -> Vec<f64> {
+            cell.runs
+                .iter()
+                .filter_map(|r| r.results.run.as_ref()?.per_request.go.as_ref())
+                .filter_map(f)
+                .collect()
+        };
+        if per(|g| g.network_parks).is_empty() {
+            continue;
+        }
+        let e =
+            |values: Vec<f64>, fmt: &dyn Fn(f64) -> String| stats::estimate(&values).display(fmt);
+        let p99: Vec<f64> = cell.go_values(|g| {
+            g.exact
+                .as_ref()
+                .and_then(|e| e.wake_to_run_ns.quantile(0.99))
+                .map_or(f64::NAN, |q| q.estimate() as f64)
+        });
+        table.rows.push(vec![
+            cell.label.clone(),
+            e(per(|g| Some(g.network_polls)), &|v| format!("{v:.2}")),
+            e(per(|g| Some(g.sysmon_polls)), &|v| format!("{v:.3}")),
+            e(per(|g| g.network_parks), &|v| format!("{v:.2}")),
+            e(per(|g| g.wake_to_run_us), &|v| ns(v * 1e3)),
+            e(p99, &|v| ns(v)),
+            e(per(|g| g.handoffs), &|v| format!("{v:.3}")),
+            e(per(|g| g.probe_cost_us), &|v| ns(v * 1e3)),
         ]);
     }
     table

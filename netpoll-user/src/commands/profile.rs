@@ -80,7 +80,8 @@ pub fn run(args: Args) -> Result<i32> {
     system::check_privileges()?;
     let mut sinks = ResultsSinks::open(args.results.json.as_deref(), args.results.out.as_deref())?;
     let mut targets = args.targets.resolve()?;
-    // --go-exact's plan comes before loading: the programs need the runtime's pollDesc layout.
+    // --go-exact's plan comes first: a binary it cannot probe is one line, and its maps are
+    // sized only when it will be used.
     let go_pid = targets.go_target(args.go || args.go_exact);
     let mut exact = go_pid
         .filter(|_| args.go_exact)
@@ -93,7 +94,7 @@ pub fn run(args: Args) -> Result<i32> {
         args.empty_programs.clone(),
         go_pid.map(|pid| GoProbes {
             pid,
-            polldesc: exact.as_ref().map(|plan| plan.polldesc),
+            exact: exact.is_some(),
         }),
     )?;
     if let Some(plan) = &mut exact
@@ -132,7 +133,7 @@ pub fn run(args: Args) -> Result<i32> {
         results.programs = probes.program_costs();
     }
     if let Some(sampler) = go {
-        results.go = go::finish(sampler, exact.as_ref(), &probes, &[]);
+        results.go = go::finish(sampler, exact.as_ref(), &probes, &go::Baseline::default());
     }
     // After the Go view: the verdict quotes it.
     if judged {

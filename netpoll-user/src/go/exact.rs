@@ -8,6 +8,7 @@ use std::{
     collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
+    sync::atomic::AtomicBool,
 };
 
 use analysis::{Histogram, chart::style::fmt_ns, go::GoExact};
@@ -15,30 +16,43 @@ use anyhow::{Context as _, Result};
 use netpoll_ebpf::abi::GO_EXACT_HOOKS;
 
 use super::{Inspected, binary::GoBinary, runtime::polldesc_offsets};
-use crate::probes::{Probes, go::UprobeSite};
+use crate::probes::{
+    Probes,
+    go::{ExactCounts, UprobeSite},
+};
 
-/// What `--go-exact` attaches to one process, worked out from its binary before the probes
-/// are loaded (the pollDesc offsets are load-time constants of the programs).
+/// What `--go-exact` attaches to one process, worked out from its binary.
 pub struct Plan {
     pub pid: u32,
     /// The file the uprobes go on: the command's executable (before it runs), or
     /// /proc/PID/exe (the running copy, even when replaced on disk).
     path: PathBuf,
     /// Offsets of `rg` and `wg` in `runtime.pollDesc`.
-    pub polldesc: (u32, u32),
+    polldesc: (u32, u32),
     sites: Vec<UprobeSite>,
     /// One hit's cost, measured when attached.
     cost_per_hit_ns: u64,
 }
 
 impl Plan {
-    /// For process `pid` running (or about to exec) `path`; one line when it cannot be done.
+    /// For process `pid`, about to exec `path` (a command not yet released); one line when it
+    /// cannot be done.
     pub fn prepare(pid: u32, path: &Path) -> Result<Plan> {
         let data = fs::read(path)
             .with_context(|| format!("cannot read {} (did it exit?)", path.display()))?;
         let shown = fs::read_link(path).unwrap_or_else(|_| path.to_path_buf());
         let binary = GoBinary::parse(&data, &shown.display().to_string())?;
-        let polldesc = polldesc_offsets(&binary)?;
+        Plan::of(pid, path, &binary)
+    }
+
+    /// For process `pid` as it runs (once it has exec'd its binary: waited for a moment).
+    pub fn prepare_running(pid: u32) -> Result<Plan> {
+        let (binary, _) = super::inspect(pid, &AtomicBool::new(false))?;
+        Plan::of(pid, Path::new(&format!("/proc/{pid}/exe")), &binary)
+    }
+
+    fn of(pid: u32, path: &Path, binary: &GoBinary) -> Result<Plan> {
+        let polldesc = polldesc_offsets(binary)?;
         let sites = GO_EXACT_HOOKS
             .iter()
             .map(|&(program, function)| {
@@ -68,7 +82,7 @@ impl Plan {
         self.cost_per_hit_ns = probes
             .uprobe_hit_cost()
             .context("--go-exact: measuring a uprobe hit")?;
-        probes.attach_go_exact(self.pid, &self.path, &self.sites)?;
+        probes.attach_go_exact(self.pid, &self.path, &self.sites, self.polldesc)?;
         let functions: Vec<&str> = GO_EXACT_HOOKS.iter().map(|(_, f)| *f).collect();
         eprintln!(
             "netpoll: --go-exact: uprobes on {} of PID {}; one hit costs {} here (measured now), \
@@ -80,9 +94,22 @@ impl Plan {
         Ok(())
     }
 
-    /// The `go.exact` section, from the programs' maps; `inspected` names the callers.
-    pub fn results(&self, probes: &Probes, inspected: &Inspected) -> Result<GoExact> {
-        let (counts, callers) = probes.go_exact_counts()?;
+    /// The `go.exact` section, from the programs' maps (what they counted since `before`, if
+    /// given); `inspected` names the callers.
+    pub fn results(
+        &self,
+        probes: &Probes,
+        inspected: &Inspected,
+        before: Option<&ExactCounts>,
+    ) -> Result<GoExact> {
+        let now = probes.go_exact_counts()?;
+        let ExactCounts {
+            counts,
+            handoffs: callers,
+        } = match before {
+            Some(before) => now.since(before),
+            None => now,
+        };
         let mut handoffs = BTreeMap::new();
         for (address, count) in callers {
             let name = inspected

@@ -22,7 +22,7 @@ use analysis::go::{Gauge, GoBinaryInfo, GoPoint, GoRuntime, add_to_series};
 use anyhow::{Context as _, Result, bail};
 
 use self::{binary::GoBinary, runtime::Layout};
-use crate::probes::go::PollSite;
+use crate::probes::go::{ExactCounts, PollSite};
 use crate::system;
 
 /// Between two samples: 20 ms. The scheduler's state moves on the scale of sysmon's ticks
@@ -36,13 +36,39 @@ pub const INTERVAL: Duration = Duration::from_millis(20);
 /// The most of one CPU sampling may take.
 const MAX_SHARE: f64 = 0.01;
 
+/// The Go programs' counts when a measurement window opened (`netpoll run`): subtracted at its
+/// end. Empty for a profile, which counts from the start.
+#[derive(Default)]
+pub struct Baseline {
+    pub polls: Vec<PollSite>,
+    pub exact: Option<ExactCounts>,
+}
+
+impl Baseline {
+    /// The counts now.
+    pub fn take(probes: &crate::probes::Probes, exact: bool) -> Result<Baseline> {
+        Ok(Baseline {
+            polls: if probes.go_polls {
+                probes.go_polls()?
+            } else {
+                Vec::new()
+            },
+            exact: if exact {
+                Some(probes.go_exact_counts()?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
 /// The `go` section at the end of a profile or run: the sampled view (or why there is none),
 /// the network polls by caller, and `--go-exact`'s view. What cannot be had is one line each.
 pub fn finish(
     sampler: Sampler,
     exact: Option<&exact::Plan>,
     probes: &crate::probes::Probes,
-    polls_before: &[PollSite],
+    before: &Baseline,
 ) -> Option<GoRuntime> {
     let pid = sampler.pid;
     let (view, inspected) = sampler.finish();
@@ -61,7 +87,7 @@ pub fn finish(
     if probes.go_polls {
         match probes.go_polls() {
             Ok(sites) => {
-                let sites = polls::since(sites, polls_before);
+                let sites = polls::since(sites, &before.polls);
                 go.get_or_insert_with(|| GoRuntime::new(pid, inspected.binary.info()))
                     .polls = polls::by_caller(&sites, &inspected);
             }
@@ -69,7 +95,7 @@ pub fn finish(
         }
     }
     if let Some(plan) = exact {
-        match plan.results(probes, &inspected) {
+        match plan.results(probes, &inspected, before.exact.as_ref()) {
             Ok(view) => {
                 go.get_or_insert_with(|| GoRuntime::new(pid, inspected.binary.info()))
                     .exact = Some(view);
@@ -144,7 +170,7 @@ impl Sampler {
 
 /// The process's binary and where it is loaded. A command started with `--` is netpoll's own
 /// fork until it execs: wait for the exec (a little while) before judging its binary.
-fn inspect(pid: u32, stop: &AtomicBool) -> Result<(GoBinary, u64)> {
+pub(crate) fn inspect(pid: u32, stop: &AtomicBool) -> Result<(GoBinary, u64)> {
     let exe = format!("/proc/{pid}/exe");
     let own = std::env::current_exe().ok();
     let deadline = Instant::now() + EXEC_WAIT;

@@ -16,6 +16,36 @@ use netpoll_ebpf::abi::{
 
 use super::Probes;
 
+/// `--go-exact`'s counts at one moment: the programs' totals, and `handoffp`'s callers (return
+/// address, hand-offs).
+#[derive(Clone)]
+pub struct ExactCounts {
+    pub counts: GoExact,
+    pub handoffs: Vec<(u64, u64)>,
+}
+
+impl ExactCounts {
+    /// What was counted since `before` (taken earlier from the same programs).
+    pub fn since(&self, before: &ExactCounts) -> ExactCounts {
+        let mut counts = self.counts;
+        counts.add(&before.counts, -1);
+        let handoffs = self
+            .handoffs
+            .iter()
+            .map(|&(caller, n)| {
+                let old = before
+                    .handoffs
+                    .iter()
+                    .find(|h| h.0 == caller)
+                    .map_or(0, |h| h.1);
+                (caller, n.saturating_sub(old))
+            })
+            .filter(|h| h.1 > 0)
+            .collect();
+        ExactCounts { counts, handoffs }
+    }
+}
+
 /// Where `--go-exact`'s probes go: a program of [`netpoll_ebpf::abi::GO_EXACT_HOOKS`] and the
 /// file offset of the runtime function's first instruction.
 pub struct UprobeSite {
@@ -90,8 +120,18 @@ impl Probes {
     }
     /// Attaches `--go-exact`'s programs to `path` (the process's binary) for process `pid`
     /// only: the kernel plants its breakpoints in that process's mapping of the file alone.
-    pub fn attach_go_exact(&mut self, pid: u32, path: &Path, sites: &[UprobeSite]) -> Result<()> {
+    pub fn attach_go_exact(
+        &mut self,
+        pid: u32,
+        path: &Path,
+        sites: &[UprobeSite],
+        polldesc: (u32, u32),
+    ) -> Result<()> {
         let pid = NonZeroU32::new(pid).ok_or_else(|| anyhow!("--go-exact needs a process"))?;
+        let mut layout: Array<&mut MapData, u32> =
+            Array::try_from(self.map_mut(maps::GO_POLLDESC)?)?;
+        layout.set(0, polldesc.0, 0)?;
+        layout.set(1, polldesc.1, 0)?;
         for site in sites {
             let program: &mut UProbe = self
                 .ebpf
@@ -112,32 +152,19 @@ impl Probes {
         Ok(())
     }
 
-    /// `--go-exact`'s counts over every CPU, and `handoffp`'s callers (return address, count).
-    pub fn go_exact_counts(&self) -> Result<(GoExact, Vec<(u64, u64)>)> {
+    /// `--go-exact`'s counts so far, over every CPU.
+    pub fn go_exact_counts(&self) -> Result<ExactCounts> {
         let per_cpu: PerCpuArray<&MapData, GoExact> =
             PerCpuArray::try_from(self.map(maps::GO_EXACT)?)?;
         let values = per_cpu.get(&0, 0)?;
-        let mut sum = values[0];
+        let mut counts = values[0];
         for v in values.iter().skip(1) {
-            sum.parks += v.parks;
-            sum.wakes += v.wakes;
-            sum.wakes_of_seen_parks += v.wakes_of_seen_parks;
-            sum.runs_after_wake += v.runs_after_wake;
-            sum.resumed_otherwise += v.resumed_otherwise;
-            sum.executes += v.executes;
-            sum.full += v.full;
-            sum.ready_calls += v.ready_calls;
-            for (a, b) in sum.parked_ns.iter_mut().zip(&v.parked_ns) {
-                *a += b;
-            }
-            for (a, b) in sum.wake_to_run_ns.iter_mut().zip(&v.wake_to_run_ns) {
-                *a += b;
-            }
+            counts.add(v, 1);
         }
         let handoffs: HashMap<&MapData, u64, u64> =
             HashMap::try_from(self.map(maps::GO_HANDOFFS)?)?;
-        let callers = handoffs.iter().filter_map(Result::ok).collect();
-        Ok((sum, callers))
+        let handoffs = handoffs.iter().filter_map(Result::ok).collect();
+        Ok(ExactCounts { counts, handoffs })
     }
 
     /// What one uprobe hit costs now, ns: [`netpoll_uprobe_calibration`] called in a loop

@@ -49,8 +49,8 @@ pub struct Options {
 #[derive(Clone, Copy, Debug)]
 pub struct GoProbes {
     pub pid: u32,
-    /// `--go-exact`: offsets of `rg` and `wg` in the runtime's `pollDesc`.
-    pub polldesc: Option<(u32, u32)>,
+    /// `--go-exact`'s uprobes will be attached (its maps follow goroutines).
+    pub exact: bool,
 }
 
 /// What the probes record: one value, so that a combination the programs cannot do (lite mode
@@ -222,8 +222,7 @@ impl Probes {
         } else {
             0
         };
-        let (go_rg, go_wg) = options.go.and_then(|g| g.polldesc).unwrap_or((0, 0));
-        let go_goroutines = if options.go.is_some_and(|g| g.polldesc.is_some()) {
+        let go_goroutines = if options.go.is_some_and(|g| g.exact) {
             GO_MAX_GOROUTINES
         } else {
             1
@@ -253,8 +252,6 @@ impl Probes {
             .override_global(globals::SCHED, &sched, true)
             .override_global(globals::LITE, &lite, true)
             .override_global(globals::TASK_PID_OFFSET, &task_pid_offset, true)
-            .override_global(globals::GO_PD_RG_OFFSET, &go_rg, true)
-            .override_global(globals::GO_PD_WG_OFFSET, &go_wg, true)
             .override_global(globals::GO_TGID, &go_tgid, true)
             .override_global(globals::GO_POLL_TIMEOUT_OFFSET, &poll_timeout, true)
             .override_global(globals::GO_POLL_RET_OFFSET, &poll_ret, true)

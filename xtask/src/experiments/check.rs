@@ -88,7 +88,49 @@ pub fn check_quick(out: &Path, repeat: usize) -> Result<()> {
             .get("concurrency")
             .context("no concurrency experiment")?,
     )?;
-    check_go_inside(loaded.get("go-inside").context("no go-inside experiment")?)
+    check_go_inside(loaded.get("go-inside").context("no go-inside experiment")?)?;
+    check_go_exact(
+        loaded
+            .get("go-inside-exact")
+            .context("no go-inside-exact experiment")?,
+    )
+}
+
+/// go-inside-exact: in a closed loop, each request finds its connection's goroutine parked
+/// reading the network (it asked for the next request as soon as it answered): about one network
+/// park per request, every park followed and woken; and the probes' cost measured.
+fn check_go_exact(runs: &[Run]) -> Result<()> {
+    let mut parks = Vec::new();
+    for r in runs {
+        let go = r.results.go.as_ref().and_then(|g| g.exact.as_ref());
+        let per_request = r
+            .results
+            .run
+            .as_ref()
+            .and_then(|run| run.per_request.go.as_ref());
+        let (Some(e), Some(p)) = (go, per_request) else {
+            bail!(
+                "{}: ran with --go-exact but has no exact view",
+                r.path.display()
+            );
+        };
+        let per = p.network_parks.unwrap_or(0.0);
+        if !(0.8..=1.2).contains(&per) || e.lost > 0 || e.cost_per_hit_ns == 0 || e.wakes == 0 {
+            bail!(
+                "{}: go-netpoller under --go-exact: {per:.2} network parks per request (expected about 1), {} lost, a hit costing {} ns, {} wake-ups",
+                r.path.display(),
+                e.lost,
+                e.cost_per_hit_ns,
+                e.wakes
+            );
+        }
+        parks.push(format!("{per:.2}"));
+    }
+    eprintln!(
+        "xtask: experiments --quick: go-netpoller's network parks per request under --go-exact: {}",
+        parks.join(", ")
+    );
+    Ok(())
 }
 
 /// Go's netpoller from the inside: every connection's goroutine is, at any moment, parked on
@@ -113,6 +155,21 @@ fn check_go_inside(runs: &[Run]) -> Result<()> {
             let accounted =
                 go.network_waiters.mean + go.runnable.mean + go.running.mean + go.in_syscall.mean
                     - 1.0;
+            // Every request wakes a goroutine through a network poll: some poll was seen, and
+            // named (a caller from the stack, not "(no stack)").
+            let named: u64 = go
+                .polls
+                .iter()
+                .filter(|p| p.caller.starts_with("runtime."))
+                .map(|p| p.calls)
+                .sum();
+            if named == 0 {
+                bail!(
+                    "{}: go-netpoller's network polls were not attributed: {:?}",
+                    r.path.display(),
+                    go.polls
+                );
+            }
             Ok((accounted / connections, go.samples))
         })
         .collect::<Result<_>>()?;

@@ -216,7 +216,9 @@ fn run_args(
     }
     // The scheduler view in every run: where each request's server time goes.
     args.push("--sched".into());
-    if e.go {
+    if e.go_exact {
+        args.push("--go-exact".into());
+    } else if e.go {
         args.push("--go".into());
     }
     args.extend([

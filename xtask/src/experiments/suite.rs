@@ -84,6 +84,7 @@ impl Calibration {
             client_threads: 1,
             netns: false,
             go: false,
+            go_exact: false,
             threads: 0,
             note: None,
             quick: None,
@@ -138,6 +139,9 @@ pub struct Experiment {
     /// The Go view of Go servers (`netpoll run --go`).
     #[serde(default)]
     pub go: bool,
+    /// The exact Go view (`netpoll run --go-exact`: uprobes, which slow the server down).
+    #[serde(default)]
+    pub go_exact: bool,
     /// Reactors, workers or GOMAXPROCS of the models that take `--threads` (0: one per CPU
     /// the server may use).
     #[serde(default)]

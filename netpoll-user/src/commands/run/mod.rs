@@ -80,6 +80,11 @@ pub struct Args {
     /// `netpoll profile --go`.
     #[arg(long)]
     go: bool,
+    /// --go, plus every goroutine's network park, wake-up by netpoll and start, and the Ps
+    /// handed off from blocked threads, over the window: uprobes on the runtime (about 13 µs
+    /// per hit, a few hits per request: the server slows down). See `netpoll profile --go-exact`.
+    #[arg(long)]
+    go_exact: bool,
     #[command(flatten)]
     results: ResultsArgs,
 }
@@ -95,7 +100,7 @@ pub fn run(args: Args) -> Result<i32> {
         &checked.workload,
         checked.server_cpus.as_deref(),
     )?;
-    let probes = match attach(&checked, &mut server) {
+    let mut probes = match attach(&checked, &mut server) {
         Ok(p) => p,
         Err(e) => {
             server.stop(&checked.spec);
@@ -114,8 +119,14 @@ pub fn run(args: Args) -> Result<i32> {
             return Err(e);
         }
     }
+    // --go-exact: the server has exec'd its binary by now; the window opens after the
+    // warm-up, so no transition it counts is missed.
+    let exact = checked
+        .go_exact
+        .then(|| go_exact(&mut probes, server.pid()))
+        .flatten();
     let started_at = system::utc_now_rfc3339();
-    let measured = measure(&checked, &probes, &server, &signals);
+    let measured = measure(&checked, &probes, exact.as_ref(), &server, &signals);
     // The server is stopped whatever happened (a dead model's server is already reaped; a
     // third-party server's group may still hold children); the probes stay until the last
     // snapshot.
@@ -136,6 +147,17 @@ pub fn run(args: Args) -> Result<i32> {
     Ok(exit_code)
 }
 
+/// `--go-exact`'s uprobes on the running server, or a one-line note why not.
+fn go_exact(probes: &mut Probes, pid: u32) -> Option<go::exact::Plan> {
+    let mut plan = go::exact::Plan::prepare_running(pid)
+        .map_err(|e| eprintln!("netpoll: note: --go-exact: {e:#}"))
+        .ok()?;
+    plan.attach(probes)
+        .map_err(|e| eprintln!("netpoll: note: --go-exact: {e:#}"))
+        .ok()?;
+    Some(plan)
+}
+
 /// What `check` found: everything a run needs before the server starts.
 struct Checked {
     workload: Workload,
@@ -150,6 +172,7 @@ struct Checked {
     client_cpus: Option<Vec<usize>>,
     sched: bool,
     go: bool,
+    go_exact: bool,
 }
 
 /// Everything a user can get wrong is checked before the server starts.
@@ -190,7 +213,8 @@ fn check(args: Args) -> Result<Checked> {
         server_cpus: args.server_cpus.map(|c| c.0),
         client_cpus: args.client_cpus.map(|c| c.0),
         sched: args.sched,
-        go: args.go,
+        go: args.go || args.go_exact,
+        go_exact: args.go_exact,
     })
 }
 
@@ -315,7 +339,7 @@ fn attach(c: &Checked, server: &mut Server) -> Result<Probes> {
         // --go: the server's network polls attributed to their callers.
         go: c.go.then(|| GoProbes {
             pid: server.pid(),
-            polldesc: None,
+            exact: c.go_exact,
         }),
     })?;
     for note in &probes.notes {
@@ -377,8 +401,10 @@ struct RunWatcher<'a> {
     /// `--go`: sampling the server's Go runtime during the window.
     go: Option<go::Sampler>,
     go_view: Option<analysis::go::GoRuntime>,
-    /// The network polls counted before the window (subtracted at its end).
-    polls_before: Vec<crate::probes::go::PollSite>,
+    /// `--go-exact`'s uprobes, when attached.
+    exact: Option<&'a go::exact::Plan>,
+    /// The Go programs' counts when the window opened (subtracted at its end).
+    go_before: go::Baseline,
     wants_go: bool,
 }
 
@@ -409,9 +435,7 @@ impl Watcher for RunWatcher<'_> {
         self.sampler.now();
         if self.wants_go {
             self.go = Some(go::Sampler::start(self.server.pid()));
-            if self.probes.go_polls {
-                self.polls_before = self.probes.go_polls()?;
-            }
+            self.go_before = go::Baseline::take(self.probes, self.exact.is_some())?;
         }
         Ok(())
     }
@@ -420,7 +444,7 @@ impl Watcher for RunWatcher<'_> {
         self.after = Some(self.sample()?);
         self.sampler.now();
         if let Some(sampler) = self.go.take() {
-            self.go_view = go::finish(sampler, None, self.probes, &self.polls_before);
+            self.go_view = go::finish(sampler, self.exact, self.probes, &self.go_before);
         }
         Ok(())
     }
@@ -446,6 +470,7 @@ impl Watcher for RunWatcher<'_> {
 fn measure(
     c: &Checked,
     probes: &Probes,
+    exact: Option<&go::exact::Plan>,
     server: &Server,
     signals: &system::Signals,
 ) -> Result<Measured> {
@@ -468,7 +493,8 @@ fn measure(
                 .is_some_and(|m| m.family == analysis::verdict::Family::KernelBypass),
         go: None,
         go_view: None,
-        polls_before: Vec::new(),
+        exact,
+        go_before: go::Baseline::default(),
         wants_go: c.go,
     };
     let outcome = load::run(&c.plan, &mut watcher, !c.quiet);
@@ -476,7 +502,7 @@ fn measure(
     watcher.sampler.now();
     // Cut short before the window ended (Ctrl-C, the server died): what was sampled.
     if let Some(sampler) = watcher.go.take() {
-        watcher.go_view = go::finish(sampler, None, probes, &watcher.polls_before);
+        watcher.go_view = go::finish(sampler, exact, probes, &watcher.go_before);
     }
     let RunWatcher {
         before,
@@ -586,6 +612,9 @@ fn assemble(
                 .map(|(after, before)| after.since(&before)),
         }),
     });
+    if let (Some(go), Some(run)) = (&m.go, results.run.as_mut()) {
+        run.per_request.go = analysis::run::GoPerRequest::compute(go, run.load.requests);
+    }
     results.go = m.go;
     // After the Go view: the verdict quotes it.
     results.io_model = Some(verdict::judge(&results, &observed));
