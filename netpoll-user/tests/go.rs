@@ -403,8 +403,11 @@ fn the_exporter_serves_the_go_view_at_each_scrape() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    // Read twice: each scrape samples anew (and the readers wait most of each 200 ms).
-    let texts = [scrape(port), scrape(port)];
+    // Read twice: each scrape samples anew (and the readers wait most of each 200 ms); in
+    // between, the readers are woken (through a network poll) at least twice.
+    let first = scrape(port);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let texts = [first, scrape(port)];
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(exporter.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -418,7 +421,11 @@ fn the_exporter_serves_the_go_view_at_each_scrape() {
         "no {parked:?} in:\n{}",
         texts[1]
     );
-    for line in ["netpoll_go_procs ", "netpoll_go_info{version=\"go1."] {
+    for line in [
+        "netpoll_go_procs ",
+        "netpoll_go_info{version=\"go1.",
+        "netpoll_go_network_polls_total{caller=\"runtime.findRunnable\",timeout=\"",
+    ] {
         assert!(texts[1].contains(line), "no {line:?} in:\n{}", texts[1]);
     }
     // Prometheus' own checker accepts the exposition.

@@ -17,7 +17,7 @@ use super::targets::{TargetArgs, Targets};
 use crate::{
     go,
     metrics::{self, Naming},
-    probes::{BpfStats, Probes, target::CommandState},
+    probes::{BpfStats, GoProbes, Probes, target::CommandState},
     system,
 };
 
@@ -69,7 +69,13 @@ pub fn run(args: Args) -> Result<i32> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     listener.set_nonblocking(true)?;
     let mut targets = args.targets.resolve()?;
-    let probes = targets.attach(&args.targets, args.hook, None, None)?;
+    let go_pid = targets.go_target(args.go);
+    let probes = targets.attach(
+        &args.targets,
+        args.hook,
+        None,
+        go_pid.map(|pid| GoProbes { pid, exact: false }),
+    )?;
     let stats = BpfStats::enable(args.targets.bpf_stats);
     eprintln!(
         "netpoll: attached {} hooks to {}; serving http://{}/metrics (Ctrl-C to stop)",
@@ -79,7 +85,7 @@ pub fn run(args: Args) -> Result<i32> {
     );
     targets.release()?;
     // After the release: a command is read once it has exec'd its binary.
-    let go = targets.go_target(args.go).and_then(|pid| {
+    let go = go_pid.and_then(|pid| {
         go::Live::open(pid, &std::sync::atomic::AtomicBool::new(false))
             .inspect_err(|e| eprintln!("netpoll: note: --go: {e:#}"))
             .ok()
@@ -214,12 +220,17 @@ async fn respond(
 impl Exporter {
     /// One read of the maps, encoded as the scraper asked: (content type, body).
     fn scrape(&self, accept: &str) -> Result<(&'static str, Vec<u8>)> {
-        let (snapshot, programs) = {
+        let (snapshot, programs, polls) = {
             let probes = self
                 .probes
                 .lock()
                 .map_err(|_| anyhow::anyhow!("the probes' lock is poisoned"))?;
-            (probes.snapshot()?, probes.program_costs())
+            let polls = if probes.go_polls {
+                probes.go_polls()?
+            } else {
+                Vec::new()
+            };
+            (probes.snapshot()?, probes.program_costs(), polls)
         };
         let mut families =
             metrics::families(&snapshot, &programs, self.stats.enabled, &self.naming);
@@ -232,6 +243,12 @@ impl Exporter {
                 &go.binary.version,
                 &sample,
             ));
+        }
+        if let Some(go) = &self.go
+            && !polls.is_empty()
+        {
+            let polls = go::polls::by_caller(&polls, &go.inspected);
+            families.extend(metrics::go_poll_families(&self.naming.prefix, &polls));
         }
         if metrics::wants_protobuf(accept) {
             return Ok((

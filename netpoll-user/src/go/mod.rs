@@ -221,6 +221,8 @@ pub struct Live {
     pub pid: u32,
     /// What the binary is and kept (`go1.19.8`, PIE, symbols, DWARF).
     pub binary: GoBinaryInfo,
+    /// The binary itself and its load bias: names code addresses.
+    pub inspected: Inspected,
     layout: Layout,
 }
 
@@ -229,15 +231,11 @@ impl Live {
     /// cannot be read.
     pub fn open(pid: u32, stop: &AtomicBool) -> Result<Live> {
         let (binary, bias) = inspect(pid, stop)?;
-        Live::of(pid, &Inspected { binary, bias })
-    }
-
-    /// A process whose binary was inspected.
-    fn of(pid: u32, inspected: &Inspected) -> Result<Live> {
-        let layout = Layout::of(&inspected.binary, pid, inspected.bias)?;
+        let layout = Layout::of(&binary, pid, bias)?;
         Ok(Live {
             pid,
-            binary: inspected.binary.info(),
+            binary: binary.info(),
+            inspected: Inspected { binary, bias },
             layout,
         })
     }
@@ -247,21 +245,16 @@ impl Live {
     pub fn sample(&self, now_ns: u64) -> Option<runtime::Sample> {
         runtime::sample(self.pid, &self.layout, now_ns)
     }
-
-    /// The runtime's names of its wait reasons, by number.
-    pub fn reasons(&self) -> &[String] {
-        &self.layout.reasons
-    }
 }
 
 fn run(pid: u32, stop: &AtomicBool, shared: &OnceLock<Inspected>) -> Result<GoRuntime> {
     let (binary, bias) = inspect(pid, stop)?;
     let inspected = shared.get_or_init(|| Inspected { binary, bias });
-    let live = Live::of(pid, inspected)?;
-    let mut go = GoRuntime::new(pid, live.binary.clone());
+    let layout = Layout::of(&inspected.binary, pid, inspected.bias)?;
+    let mut go = GoRuntime::new(pid, inspected.binary.info());
     // Every reason gets a value in every sample (0 when no goroutine waits for it), so each
     // gauge has as many samples as the others; those never seen are dropped at the end.
-    let mut waiting: Vec<Gauge> = vec![Gauge::default(); live.reasons().len() + 1];
+    let mut waiting: Vec<Gauge> = vec![Gauge::default(); layout.reasons.len() + 1];
     let first = system::monotonic_ns();
     let mut polling = 0u64;
     // What sampling costs netpoll: this thread's CPU time (reads, bookkeeping and wake-ups).
@@ -275,7 +268,7 @@ fn run(pid: u32, stop: &AtomicBool, shared: &OnceLock<Inspected>) -> Result<GoRu
     while !stop.load(Ordering::Relaxed) {
         let now = system::monotonic_ns();
         let cpu_before = thread_cpu();
-        match live.sample(now) {
+        match runtime::sample(pid, &layout, now) {
             Some(s) => {
                 go.samples += 1;
                 go.network_waiters.record(s.network_waiters());
@@ -283,7 +276,7 @@ fn run(pid: u32, stop: &AtomicBool, shared: &OnceLock<Inspected>) -> Result<GoRu
                 go.runnable.record(s.runnable);
                 go.in_syscall.record(s.in_syscall);
                 for (i, gauge) in waiting.iter_mut().enumerate() {
-                    let name = live.reasons().get(i).map_or("other", String::as_str);
+                    let name = layout.reasons.get(i).map_or("other", String::as_str);
                     gauge.record(s.waiting.get(name).copied().unwrap_or(0));
                 }
                 go.global_runnable.record(s.global_runnable);
@@ -328,8 +321,8 @@ fn run(pid: u32, stop: &AtomicBool, shared: &OnceLock<Inspected>) -> Result<GoRu
         let span = system::monotonic_ns().saturating_sub(first);
         go.interval_ns = span / go.samples;
     }
-    go.waiting = live
-        .reasons()
+    go.waiting = layout
+        .reasons
         .iter()
         .map(String::as_str)
         .chain(["other"])

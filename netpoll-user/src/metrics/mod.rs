@@ -333,6 +333,48 @@ fn is_wait(s: &SyscallStats) -> bool {
 }
 
 /// The Go view (`export --go`): a Go process's scheduler, read at the scrape.
+/// The Go process's network polls by caller and timeout (`--go`), as counters.
+pub fn go_poll_families(prefix: &str, polls: &[analysis::go::GoPolls]) -> Vec<MetricFamily> {
+    let counters: [(&str, &str, fn(&analysis::go::GoPolls) -> f64); 3] = [
+        (
+            "network_polls_total",
+            "The Go process's network polls (epoll_pwait), by the runtime function that made them (caller: runtime.findRunnable is the scheduler looking for work, runtime.sysmon the monitor) and timeout (blocking, non-blocking, timed).",
+            |p| p.calls as f64,
+        ),
+        (
+            "network_poll_events_total",
+            "Ready events the Go process's network polls returned, by caller and timeout.",
+            |p| p.events as f64,
+        ),
+        (
+            "network_poll_seconds_total",
+            "Time inside the Go process's network polls, by caller and timeout.",
+            |p| p.time_ns as f64 / 1e9,
+        ),
+    ];
+    counters
+        .iter()
+        .map(|(name, help, value)| {
+            let mut f = MetricFamily::new(format!("{prefix}_go_{name}"), help, MetricType::Counter);
+            f.metric = polls
+                .iter()
+                .map(|p| Metric {
+                    label: [("caller", &p.caller), ("timeout", &p.timeout)]
+                        .iter()
+                        .map(|(name, value)| model::LabelPair {
+                            name: name.to_string(),
+                            value: value.to_string(),
+                        })
+                        .collect(),
+                    counter: Some(Counter { value: value(p) }),
+                    ..Metric::default()
+                })
+                .collect();
+            f
+        })
+        .collect()
+}
+
 pub fn go_families(
     prefix: &str,
     version: &str,
