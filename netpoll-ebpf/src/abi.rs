@@ -300,11 +300,18 @@ pub mod maps {
     pub const GO_EXACT: &str = "GO_EXACT";
     pub const GO_HANDOFFS: &str = "GO_HANDOFFS";
     pub const GO_CALIBRATION: &str = "GO_CALIBRATION";
-    pub const GO_STACKS: &str = "GO_STACKS";
     /// `--go-exact`: byte offsets of `rg` (0) and `wg` (1) in the runtime's `pollDesc`, u32.
     pub const GO_POLLDESC: &str = "GO_POLLDESC";
     pub const GO_POLLS: &str = "GO_POLLS";
     pub const GO_POLL_CALLS: &str = "GO_POLL_CALLS";
+    pub const READY_TABLE: &str = "READY_TABLE";
+    pub const READY: &str = "READY";
+    pub const REGISTRATIONS: &str = "REGISTRATIONS";
+    pub const REGISTERED_FDS: &str = "REGISTERED_FDS";
+    pub const READY_WAITS: &str = "READY_WAITS";
+    pub const TURNS: &str = "TURNS";
+    pub const READY_DELAY: &str = "READY_DELAY";
+    pub const READY_TOTALS: &str = "READY_TOTALS";
 }
 
 /// Names of the load-time globals (`static`s with `#[unsafe(no_mangle)]` in the programs), set
@@ -331,6 +338,8 @@ pub mod globals {
     pub const TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
     /// 1: `--lite`, no hooks on every syscall, u8.
     pub const LITE: &str = "LITE";
+    /// 1: `--ready`, the readiness-to-service view, u8.
+    pub const READY_VIEW: &str = "READY_VIEW";
     /// `--go`: the Go process whose polls are attributed (its tgid), u32.
     pub const GO_TGID: &str = "GO_TGID";
     /// Offsets of `timeout` in the `syscalls:sys_enter_epoll_pwait` record and of `ret` in
@@ -387,6 +396,143 @@ impl GoExact {
     }
 }
 
+/// `--ready`: what a syscall is to the readiness-to-service view (`READY_TABLE`, by number).
+pub mod ready_role {
+    pub const NONE: u8 = 0;
+    /// epoll_wait, epoll_pwait, epoll_pwait2: their returned events are stamped ready.
+    pub const EPOLL_WAIT: u8 = 1;
+    /// poll, ppoll: their returned pollfds.
+    pub const POLL: u8 = 2;
+    /// select, pselect6: their returned fd_sets.
+    pub const SELECT: u8 = 3;
+    /// epoll_ctl: registers what each descriptor's events will carry; ends a delay too.
+    pub const EPOLL_CTL: u8 = 4;
+    /// A call on a descriptor (its `fd_arg`-th argument): ends the descriptor's delay.
+    pub const ON_FD: u8 = 5;
+}
+
+/// What ended a readiness-to-service delay (`READY_DELAY`'s index), named by [`READY_ENDERS`].
+pub mod ready_ender {
+    pub const READ: u8 = 0;
+    pub const WRITE: u8 = 1;
+    pub const ACCEPT: u8 = 2;
+    pub const CLOSE: u8 = 3;
+    pub const EPOLL_CTL: u8 = 4;
+    pub const COUNT: u32 = 5;
+}
+
+/// Names of [`ready_ender`]'s values, in order.
+pub const READY_ENDERS: [&str; 5] = ["read", "write", "accept", "close", "epoll_ctl"];
+
+/// A syscall's part in the readiness view (`READY_TABLE`'s value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadyInfo {
+    /// [`ready_role`].
+    pub role: u8,
+    /// Which argument is the descriptor (`ON_FD`).
+    pub fd_arg: u8,
+    /// [`ready_ender`] (`ON_FD`).
+    pub ender: u8,
+    pub _pad: u8,
+}
+
+/// Ready events read per wait: beyond, they are counted as not measured. Each costs a read of
+/// user memory and a hash update.
+pub const READY_EVENTS_PER_WAIT: u32 = 64;
+/// Descriptors stamped ready and not yet serviced, and registrations followed (LRU maps: the
+/// oldest are dropped first when full).
+pub const MAX_READY: u32 = 65_536;
+
+/// A descriptor of a process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FdKey {
+    pub tgid: u32,
+    pub fd: u32,
+}
+
+/// What an epoll instance of a process returns for a descriptor: its registered data.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RegKey {
+    pub tgid: u32,
+    pub epfd: u32,
+    pub data: u64,
+}
+
+/// A descriptor reported ready and not yet serviced (`READY`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadyStamp {
+    pub ready_ns: u64,
+    /// The waiting thread's turn when it was reported (see [`Turn`]).
+    pub turn: u64,
+    pub tid: u32,
+    pub _pad: u32,
+}
+
+/// A wait in progress (`READY_WAITS`, by thread): where its results will be.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadyWait {
+    /// epoll: the events array; poll: the pollfds; select: readfds.
+    pub ptr: u64,
+    /// select: writefds.
+    pub ptr2: u64,
+    /// poll, select: how many descriptors were passed.
+    pub nfds: u64,
+    pub epfd: u32,
+    /// [`ready_role`].
+    pub role: u8,
+    pub _pad: [u8; 3],
+}
+
+/// A thread's event loop (`TURNS`): turns are numbered by its waits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Turn {
+    /// When its last wait returned; 0 while it waits.
+    pub returned_ns: u64,
+    pub number: u64,
+    /// Ready events its last wait returned.
+    pub events: u64,
+}
+
+/// Readiness-to-service delays ended by one kind of call (`READY_DELAY`, per CPU).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ReadyDelay {
+    pub count: u64,
+    pub sum_ns: u64,
+    /// Serviced only after the thread that waited for it had waited again.
+    pub deferred: u64,
+    pub _reserved: u64,
+    pub hist: [u64; SCHED_BUCKETS],
+}
+
+/// The readiness view's totals (`READY_TOTALS`, per CPU).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ReadyTotals {
+    /// Ready descriptors stamped.
+    pub stamped: u64,
+    /// epoll events whose data matched no registration known (made before netpoll attached,
+    /// and not in fdinfo; or a shared epoll instance).
+    pub unmapped: u64,
+    /// Ready events beyond the per-wait bound, or unreadable: not measured.
+    pub not_read: u64,
+    /// Reported ready again before being serviced (the first report's time is kept).
+    pub again: u64,
+    /// Loop turns: from a wait's return to the same thread's next wait.
+    pub turns: u64,
+    pub turn_sum_ns: u64,
+    /// Ready events the turns' waits returned.
+    pub turn_events: u64,
+    pub _reserved: u64,
+    pub turn_hist: [u64; SCHED_BUCKETS],
+}
+
 /// `--go`'s programs on the epoll_pwait tracepoints (they fire for that syscall only, so other
 /// processes pay only when they call it): each network poll of the Go process is attributed
 /// to the user stack that made it (who polls: the scheduler looking for work, sysmon...).
@@ -395,12 +541,12 @@ pub const GO_POLL_PROGRAMS: [(&str, &str); 2] = [
     ("go_poll_enter", "sys_enter_epoll_pwait"),
 ];
 
-/// Distinct (stack, timeout kind) pairs of network polls kept, and stacks.
-pub const GO_MAX_POLL_SITES: u32 = 256;
-pub const GO_MAX_STACKS: u32 = 1024;
+/// Distinct (stack, timeout kind) pairs of network polls kept.
+pub const GO_MAX_POLL_SITES: u32 = 1024;
 
-/// `GoPollKey::stack_id` when the stack could not be taken (the stack map was full, say).
-pub const GO_NO_STACK: u32 = u32::MAX;
+/// Frames of a poll's user stack kept: the syscall stub, then netpoll or its caller, then
+/// theirs (enough to name who polled on every release; fewer frames, less walking).
+pub const GO_POLL_FRAMES: usize = 5;
 
 /// How a network poll may wait: its epoll_pwait timeout.
 pub mod poll_timeout {
@@ -412,13 +558,15 @@ pub mod poll_timeout {
     pub const TIMED: u32 = 2;
 }
 
-/// A network poll site: the user stack that called epoll_pwait, and how it may wait.
+/// A network poll site: the innermost frames of the user stack that called epoll_pwait (0
+/// past the stack's end, all 0 when it could not be taken), and how it may wait.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct GoPollKey {
-    pub stack_id: u32,
+    pub frames: [u64; GO_POLL_FRAMES],
     /// [`poll_timeout`].
     pub timeout: u32,
+    pub _pad: u32,
 }
 
 /// What the polls of one site did.
@@ -740,6 +888,14 @@ mod user {
         GoPollKey,
         GoPollStats,
         GoPollCall,
+        ReadyInfo,
+        FdKey,
+        RegKey,
+        ReadyStamp,
+        ReadyWait,
+        Turn,
+        ReadyDelay,
+        ReadyTotals,
     );
 }
 
@@ -788,9 +944,17 @@ mod tests {
         assert!(size_of::<SchedTotals>() <= 32 * 1024);
         assert!(size_of::<LiteStats>() <= 32 * 1024);
         assert_eq!(size_of::<GoExact>(), 8 * 8 + 2 * 8 * SCHED_BUCKETS);
-        assert_eq!(size_of::<GoPollKey>(), 8);
+        assert_eq!(size_of::<GoPollKey>(), 48);
         assert_eq!(size_of::<GoPollStats>(), 32);
-        assert_eq!(size_of::<GoPollCall>(), 16);
+        assert_eq!(size_of::<GoPollCall>(), 56);
+        assert_eq!(size_of::<ReadyInfo>(), 4);
+        assert_eq!(size_of::<FdKey>(), 8);
+        assert_eq!(size_of::<RegKey>(), 16);
+        assert_eq!(size_of::<ReadyStamp>(), 24);
+        assert_eq!(size_of::<ReadyWait>(), 32);
+        assert_eq!(size_of::<Turn>(), 24);
+        assert_eq!(size_of::<ReadyDelay>(), 32 + 8 * SCHED_BUCKETS);
+        assert_eq!(size_of::<ReadyTotals>(), 64 + 8 * SCHED_BUCKETS);
     }
 
     #[test]

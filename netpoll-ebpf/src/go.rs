@@ -9,15 +9,16 @@
 //! a register or two, one user-memory read, a hash update.
 
 use aya_ebpf::{
+    EbpfContext as _,
     bindings::BPF_F_USER_STACK,
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_stack, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, tracepoint, uprobe},
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, StackTrace},
-    programs::{ProbeContext, TracePointContext, tracing::StackIdContext as _},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
+    programs::{ProbeContext, TracePointContext},
 };
 use netpoll_ebpf::abi::{
-    GO_MAX_GOROUTINES, GO_MAX_HANDOFF_CALLERS, GO_MAX_POLL_SITES, GO_MAX_STACKS, GO_NO_STACK,
-    GoExact, GoPollCall, GoPollKey, GoPollStats, MAX_THREADS, poll_timeout,
+    GO_MAX_GOROUTINES, GO_MAX_HANDOFF_CALLERS, GO_MAX_POLL_SITES, GO_POLL_FRAMES, GoExact,
+    GoPollCall, GoPollKey, GoPollStats, MAX_THREADS, poll_timeout,
 };
 
 use crate::sched::record_hist;
@@ -37,9 +38,6 @@ static GO_POLL_TIMEOUT_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static GO_POLL_RET_OFFSET: u32 = 0;
 
-/// User stacks of the polls.
-#[map]
-static GO_STACKS: StackTrace = StackTrace::with_max_entries(GO_MAX_STACKS, 0);
 /// By (stack, timeout kind): what the polls did.
 #[map]
 static GO_POLLS: PerCpuHashMap<GoPollKey, GoPollStats> =
@@ -71,13 +69,28 @@ pub fn go_poll_enter(ctx: TracePointContext) -> u32 {
         0 => poll_timeout::NON_BLOCKING,
         _ => poll_timeout::TIMED,
     };
-    // The frame-pointer walk of the caller's stack: Go keeps frame pointers on amd64.
-    let stack_id = ctx
-        .get_stackid(&GO_STACKS, u64::from(BPF_F_USER_STACK))
-        .map_or(GO_NO_STACK, |id| id as u32);
+    // The innermost frames of the caller's stack, by the kernel's frame-pointer walk (Go keeps
+    // frame pointers on amd64); a short walk, no stack map to hash into.
+    let mut frames = [0u64; GO_POLL_FRAMES];
+    // SAFETY: the buffer is this program's own, of the size given.
+    let taken = unsafe {
+        bpf_get_stack(
+            ctx.as_ptr(),
+            frames.as_mut_ptr().cast(),
+            (GO_POLL_FRAMES * 8) as u32,
+            u64::from(BPF_F_USER_STACK),
+        )
+    };
+    if taken < 0 {
+        frames = [0; GO_POLL_FRAMES];
+    }
     let call = GoPollCall {
         start_ns: now(),
-        key: GoPollKey { stack_id, timeout },
+        key: GoPollKey {
+            frames,
+            timeout,
+            _pad: 0,
+        },
     };
     let _ = GO_POLL_CALLS.insert(&tid, &call, 0);
     0

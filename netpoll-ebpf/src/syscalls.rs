@@ -239,6 +239,77 @@ pub const SYSCALLS: [Syscall; 21] = [
 
 pub const NUM_SYSCALLS: usize = SYSCALLS.len();
 
+/// A syscall's part in the readiness-to-service view (`--ready`): (name, x86_64 number, role,
+/// descriptor argument, what it ends). The waits' results are stamped ready; a call on a
+/// descriptor ends its delay.
+pub struct ReadySyscall {
+    pub name: &'static str,
+    pub nr: u32,
+    pub role: u8,
+    pub fd_arg: u8,
+    pub ender: u8,
+}
+
+const fn on_fd(name: &'static str, nr: u32, fd_arg: u8, ender: u8) -> ReadySyscall {
+    ReadySyscall {
+        name,
+        nr,
+        role: crate::abi::ready_role::ON_FD,
+        fd_arg,
+        ender,
+    }
+}
+
+const fn wait(name: &'static str, nr: u32, role: u8) -> ReadySyscall {
+    ReadySyscall {
+        name,
+        nr,
+        role,
+        fd_arg: 0,
+        ender: 0,
+    }
+}
+
+/// Every syscall the readiness view watches.
+pub const READY_SYSCALLS: [ReadySyscall; 27] = {
+    use crate::abi::{ready_ender as e, ready_role as r};
+    [
+        wait("epoll_wait", 232, r::EPOLL_WAIT),
+        wait("epoll_pwait", 281, r::EPOLL_WAIT),
+        wait("epoll_pwait2", 441, r::EPOLL_WAIT),
+        wait("poll", 7, r::POLL),
+        wait("ppoll", 271, r::POLL),
+        wait("select", 23, r::SELECT),
+        wait("pselect6", 270, r::SELECT),
+        ReadySyscall {
+            name: "epoll_ctl",
+            nr: 233,
+            role: r::EPOLL_CTL,
+            fd_arg: 2,
+            ender: e::EPOLL_CTL,
+        },
+        on_fd("read", 0, 0, e::READ),
+        on_fd("readv", 19, 0, e::READ),
+        on_fd("pread64", 17, 0, e::READ),
+        on_fd("preadv", 295, 0, e::READ),
+        on_fd("recvfrom", 45, 0, e::READ),
+        on_fd("recvmsg", 47, 0, e::READ),
+        on_fd("recvmmsg", 299, 0, e::READ),
+        on_fd("write", 1, 0, e::WRITE),
+        on_fd("writev", 20, 0, e::WRITE),
+        on_fd("pwrite64", 18, 0, e::WRITE),
+        on_fd("pwritev", 296, 0, e::WRITE),
+        on_fd("sendto", 44, 0, e::WRITE),
+        on_fd("sendmsg", 46, 0, e::WRITE),
+        on_fd("sendmmsg", 307, 0, e::WRITE),
+        on_fd("sendfile", 40, 0, e::WRITE),
+        on_fd("accept", 43, 0, e::ACCEPT),
+        on_fd("accept4", 288, 0, e::ACCEPT),
+        on_fd("close", 3, 0, e::CLOSE),
+        on_fd("shutdown", 48, 0, e::CLOSE),
+    ]
+};
+
 /// The table's entry for a syscall name.
 pub fn syscall(name: &str) -> Option<&'static Syscall> {
     SYSCALLS.iter().find(|s| s.name == name)
@@ -272,6 +343,24 @@ mod tests {
             assert!(a.nr < MAX_SYSCALL_NR);
             for b in &SYSCALLS[i + 1..] {
                 assert_ne!(a.name, b.name);
+                assert_ne!(a.nr, b.nr, "{} and {}", a.name, b.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_readiness_view_knows_each_waiting_call_by_the_same_number() {
+        for r in &READY_SYSCALLS {
+            assert!(r.nr < MAX_SYSCALL_NR);
+            if let Some(s) = syscall(r.name) {
+                assert_eq!(s.nr, r.nr, "{}", r.name);
+            }
+        }
+        for s in SYSCALLS.iter().filter(|s| s.kind == Kind::Multiplex) {
+            assert!(READY_SYSCALLS.iter().any(|r| r.nr == s.nr), "{}", s.name);
+        }
+        for (i, a) in READY_SYSCALLS.iter().enumerate() {
+            for b in &READY_SYSCALLS[i + 1..] {
                 assert_ne!(a.nr, b.nr, "{} and {}", a.name, b.name);
             }
         }

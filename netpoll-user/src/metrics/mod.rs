@@ -334,7 +334,11 @@ fn is_wait(s: &SyscallStats) -> bool {
 
 /// The Go view (`export --go`): a Go process's scheduler, read at the scrape.
 /// A counter of the network polls: its name, help, and value per caller and timeout.
-type PollCounter = (&'static str, &'static str, fn(&analysis::go::GoPolls) -> f64);
+type PollCounter = (
+    &'static str,
+    &'static str,
+    fn(&analysis::go::GoPolls) -> f64,
+);
 
 /// The Go process's network polls by caller and timeout (`--go`), as counters.
 pub fn go_poll_families(prefix: &str, polls: &[analysis::go::GoPolls]) -> Vec<MetricFamily> {

@@ -7,11 +7,11 @@ use std::{num::NonZeroU32, path::Path, time::Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, StackTraceMap},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
     programs::{TracePoint, UProbe, uprobe::UProbeScope},
 };
 use netpoll_ebpf::abi::{
-    GO_CALIBRATION_PROGRAM, GO_NO_STACK, GO_POLL_PROGRAMS, GoExact, GoPollKey, GoPollStats, maps,
+    GO_CALIBRATION_PROGRAM, GO_POLL_PROGRAMS, GoExact, GoPollKey, GoPollStats, maps,
 };
 
 use super::Probes;
@@ -95,7 +95,6 @@ impl Probes {
     pub fn go_polls(&self) -> Result<Vec<PollSite>> {
         let polls: PerCpuHashMap<&MapData, GoPollKey, GoPollStats> =
             PerCpuHashMap::try_from(self.map(maps::GO_POLLS)?)?;
-        let stacks = StackTraceMap::try_from(self.map(maps::GO_STACKS)?)?;
         let mut sites = Vec::new();
         for entry in polls.iter() {
             let (key, per_cpu) = entry?;
@@ -106,14 +105,7 @@ impl Probes {
                 stats.empty += v.empty;
                 stats.time_ns += v.time_ns;
             }
-            let frames = if key.stack_id == GO_NO_STACK {
-                Vec::new()
-            } else {
-                stacks
-                    .get(&key.stack_id, 0)
-                    .map(|s| s.frames().iter().map(|f| f.ip).collect())
-                    .unwrap_or_default()
-            };
+            let frames = key.frames.iter().copied().filter(|&ip| ip != 0).collect();
             sites.push(PollSite { frames, key, stats });
         }
         Ok(sites)

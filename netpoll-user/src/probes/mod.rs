@@ -15,8 +15,8 @@ use aya::{
 };
 use netpoll_ebpf::{
     abi::{
-        GO_MAX_GOROUTINES, GO_MAX_POLL_SITES, GO_MAX_STACKS, Hook, HookKind, MAX_PID_SLOTS,
-        MAX_THREADS, SyscallInfo, filter, globals, hook_of_program, maps, program_name,
+        GO_MAX_GOROUTINES, GO_MAX_POLL_SITES, Hook, HookKind, MAX_PID_SLOTS, MAX_THREADS,
+        SyscallInfo, filter, globals, hook_of_program, maps, program_name,
     },
     syscalls::SYSCALLS,
 };
@@ -255,7 +255,6 @@ impl Probes {
             .override_global(globals::GO_TGID, &go_tgid, true)
             .override_global(globals::GO_POLL_TIMEOUT_OFFSET, &poll_timeout, true)
             .override_global(globals::GO_POLL_RET_OFFSET, &poll_ret, true)
-            .map_max_entries(maps::GO_STACKS, sized(GO_MAX_STACKS))
             .map_max_entries(maps::GO_POLLS, sized(GO_MAX_POLL_SITES))
             .map_max_entries(maps::GO_POLL_CALLS, sized(MAX_THREADS))
             .map_max_entries(maps::GO_PARKED, go_goroutines)
