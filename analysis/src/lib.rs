@@ -7,6 +7,7 @@ pub mod go;
 pub mod histogram;
 pub mod models;
 pub mod png;
+pub mod ready;
 pub mod report;
 pub mod results;
 pub mod run;

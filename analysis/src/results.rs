@@ -74,6 +74,9 @@ pub struct Results {
     /// `profile --go`: a Go process's runtime scheduler state, sampled from its memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go: Option<crate::go::GoRuntime>,
+    /// `--ready`: readiness-to-service delays and event-loop turns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<crate::ready::Ready>,
 }
 
 /// What `--lite` measures, without hooks on every syscall: socket transfers from the socket

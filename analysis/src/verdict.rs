@@ -832,6 +832,7 @@ mod tests {
             lite: None,
             io_model: None,
             go: None,
+            ready: None,
         }
     }
 

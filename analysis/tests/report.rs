@@ -102,6 +102,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
         lite: None,
         io_model: None,
         go: None,
+        ready: None,
         scheduler: None,
         run: Some(RunInfo {
             workload: Workload {

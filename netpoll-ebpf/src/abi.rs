@@ -434,8 +434,38 @@ pub struct ReadyInfo {
     pub fd_arg: u8,
     /// [`ready_ender`] (`ON_FD`).
     pub ender: u8,
-    pub _pad: u8,
+    /// 1: the call closes the descriptor (it leaves its epoll instances).
+    pub closes: u8,
 }
+
+/// `--ready`'s programs on the waits' own tracepoints: (program, `syscalls` events).
+pub const READY_WAIT_PROGRAMS: [(&str, &[&str]); 4] = [
+    (
+        "ready_epoll_exit",
+        &[
+            "sys_exit_epoll_wait",
+            "sys_exit_epoll_pwait",
+            "sys_exit_epoll_pwait2",
+        ],
+    ),
+    ("ready_poll_exit", &["sys_exit_poll", "sys_exit_ppoll"]),
+    (
+        "ready_select_exit",
+        &["sys_exit_select", "sys_exit_pselect6"],
+    ),
+    (
+        "ready_wait_enter",
+        &[
+            "sys_enter_epoll_wait",
+            "sys_enter_epoll_pwait",
+            "sys_enter_epoll_pwait2",
+            "sys_enter_poll",
+            "sys_enter_ppoll",
+            "sys_enter_select",
+            "sys_enter_pselect6",
+        ],
+    ),
+];
 
 /// Ready events read per wait: beyond, they are counted as not measured. Each costs a read of
 /// user memory and a hash update.

@@ -22,6 +22,9 @@ mod xdp;
 mod go;
 
 #[cfg(target_arch = "bpf")]
+mod ready;
+
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // The verifier rejects any path that could reach here; this only satisfies `no_std`.

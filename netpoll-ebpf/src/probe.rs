@@ -183,6 +183,9 @@ pub fn current() -> Option<&'static mut Current> {
 /// `sys_enter`: start timing a measured call of a target thread.
 #[inline(always)]
 pub fn on_sys_enter<A: SyscallArgs>(nr: i64, args: &A) {
+    if crate::ready::on() {
+        crate::ready::enter(nr, args);
+    }
     let Some(info) = lookup_syscall(nr) else {
         return;
     };

@@ -248,6 +248,8 @@ pub struct ReadySyscall {
     pub role: u8,
     pub fd_arg: u8,
     pub ender: u8,
+    /// It closes the descriptor.
+    pub closes: bool,
 }
 
 const fn on_fd(name: &'static str, nr: u32, fd_arg: u8, ender: u8) -> ReadySyscall {
@@ -257,6 +259,7 @@ const fn on_fd(name: &'static str, nr: u32, fd_arg: u8, ender: u8) -> ReadySysca
         role: crate::abi::ready_role::ON_FD,
         fd_arg,
         ender,
+        closes: false,
     }
 }
 
@@ -267,6 +270,7 @@ const fn wait(name: &'static str, nr: u32, role: u8) -> ReadySyscall {
         role,
         fd_arg: 0,
         ender: 0,
+        closes: false,
     }
 }
 
@@ -287,6 +291,7 @@ pub const READY_SYSCALLS: [ReadySyscall; 27] = {
             role: r::EPOLL_CTL,
             fd_arg: 2,
             ender: e::EPOLL_CTL,
+            closes: false,
         },
         on_fd("read", 0, 0, e::READ),
         on_fd("readv", 19, 0, e::READ),
@@ -305,7 +310,10 @@ pub const READY_SYSCALLS: [ReadySyscall; 27] = {
         on_fd("sendfile", 40, 0, e::WRITE),
         on_fd("accept", 43, 0, e::ACCEPT),
         on_fd("accept4", 288, 0, e::ACCEPT),
-        on_fd("close", 3, 0, e::CLOSE),
+        ReadySyscall {
+            closes: true,
+            ..on_fd("close", 3, 0, e::CLOSE)
+        },
         on_fd("shutdown", 48, 0, e::CLOSE),
     ]
 };

@@ -29,6 +29,8 @@ mod export;
 mod faults;
 #[path = "probes/fixture.rs"]
 mod fixture;
+#[path = "probes/ready.rs"]
+mod ready;
 #[path = "probes/redis.rs"]
 mod redis;
 #[path = "probes/sched.rs"]
@@ -105,6 +107,8 @@ fn main() {
         sched::a_call_that_copies_runs_on_cpu,
         sched::wakeups_are_attributed_to_interrupts_and_siblings,
         sched::sched_needs_task_pointers,
+        ready::ready_sockets_serviced_in_order_wait_a_gap_each,
+        ready::a_ready_socket_left_alone_is_reported_again_and_deferred,
     ];
     tests.push(Trial::test("every_test_is_listed", move || {
         every_test_is_listed(&listed)
@@ -121,6 +125,7 @@ fn every_test_is_listed(listed: &[&str]) -> TestResult {
         include_str!("probes/calls.rs"),
         include_str!("probes/export.rs"),
         include_str!("probes/faults.rs"),
+        include_str!("probes/ready.rs"),
         include_str!("probes/redis.rs"),
         include_str!("probes/sched.rs"),
         include_str!("probes/targets.rs"),

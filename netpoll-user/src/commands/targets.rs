@@ -40,6 +40,13 @@ pub struct TargetArgs {
     /// of the machine (see the overhead benchmark).
     #[arg(long, conflicts_with = "lite")]
     pub sched: bool,
+    /// The readiness-to-service view: for every descriptor a wait (epoll, poll, select)
+    /// reports ready, the time until the process touches it (its next read, write, accept,
+    /// close or epoll_ctl on it), and each event-loop turn (a wait's return to the thread's
+    /// next wait) with the events it handled. Adds a table lookup to every syscall of the
+    /// machine and, for the targets, a hash update per ready descriptor.
+    #[arg(long, conflicts_with = "lite")]
+    pub ready: bool,
     /// Lite mode: no hooks on every syscall (their floor is what every process on the machine
     /// pays). Counts the targets' socket transfers (bytes, errors, EAGAIN) and the times their
     /// syscalls put them to sleep, with the time off CPU; calls that neither touch a socket nor
@@ -79,6 +86,7 @@ impl TargetArgs {
             None => Mode::Full {
                 per_pid: self.per_pid,
                 sched: self.sched,
+                ready: self.ready,
             },
         }
     }
@@ -185,6 +193,15 @@ impl Targets {
             }
         }
         self.target.follow_children = probes.following;
+        if probes.mode.ready() {
+            // Registrations made before the epoll_ctl hook was attached: from fdinfo (a held
+            // command has made none of its own yet).
+            let mut pids = self.given_pids.clone();
+            pids.extend(crate::procfs::descendants(&self.given_pids));
+            for pid in pids {
+                probes.seeded_registrations += probes.seed_registrations(pid).unwrap_or(0);
+            }
+        }
         for note in &probes.notes {
             eprintln!("netpoll: note: {note}");
         }

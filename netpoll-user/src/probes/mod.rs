@@ -3,6 +3,7 @@
 //! are tied to this process's descriptors). What to probe is in [`target`].
 
 pub mod go;
+pub mod ready;
 pub mod snapshot;
 pub mod target;
 
@@ -15,10 +16,10 @@ use aya::{
 };
 use netpoll_ebpf::{
     abi::{
-        GO_MAX_GOROUTINES, GO_MAX_POLL_SITES, Hook, HookKind, MAX_PID_SLOTS, MAX_THREADS,
-        SyscallInfo, filter, globals, hook_of_program, maps, program_name,
+        GO_MAX_GOROUTINES, GO_MAX_POLL_SITES, Hook, HookKind, MAX_PID_SLOTS, MAX_READY,
+        MAX_THREADS, SyscallInfo, filter, globals, hook_of_program, maps, program_name,
     },
-    syscalls::SYSCALLS,
+    syscalls::{MAX_SYSCALL_NR, SYSCALLS},
 };
 
 use crate::system;
@@ -58,8 +59,13 @@ pub struct GoProbes {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Every measured syscall timed and counted; `per_pid`: also broken down by process;
-    /// `sched`: each call's latency split into on CPU, blocked and run-queue time.
-    Full { per_pid: bool, sched: bool },
+    /// `sched`: each call's latency split into on CPU, blocked and run-queue time; `ready`:
+    /// readiness-to-service delays and event-loop turns.
+    Full {
+        per_pid: bool,
+        sched: bool,
+        ready: bool,
+    },
     /// No hooks on every syscall: socket transfers and sleeps in syscalls only (`--lite`).
     Lite,
     /// The overhead benchmark's floor: do-nothing programs instead of netpoll's.
@@ -89,6 +95,11 @@ impl Mode {
     /// Lite mode's maps are filled (or, for the floor, its hooks are attached).
     pub fn lite(&self) -> bool {
         matches!(self, Mode::Lite | Mode::Floor(Floor::Lite))
+    }
+
+    /// The readiness-to-service view's maps are filled.
+    pub fn ready(&self) -> bool {
+        matches!(self, Mode::Full { ready: true, .. })
     }
 
     pub fn per_pid(&self) -> bool {
@@ -122,6 +133,8 @@ pub struct Probes {
     pub notes: Vec<String>,
     /// `--go`: the programs attributing the Go process's network polls are attached.
     pub go_polls: bool,
+    /// `--ready`: epoll registrations read from /proc/PID/fdinfo at attach.
+    pub seeded_registrations: u64,
 }
 
 /// Hooks that must all attach with one hook kind, in attach order: sched_switch parks the calls
@@ -194,6 +207,11 @@ impl Probes {
             probes.attach_sched_hooks(&kinds, floor, btf.as_ref())?;
         }
         probes.attach_syscall_hooks(&kinds, floor, btf.as_ref())?;
+        if options.mode.ready() {
+            probes
+                .attach_ready_waits()
+                .context("--ready: the waits' tracepoints")?;
+        }
         let mut attach_ns: Array<_, u64> = Array::try_from(probes.map_mut(maps::ATTACH_NS)?)?;
         attach_ns.set(0, system::monotonic_ns(), 0)?;
         Ok(probes)
@@ -215,6 +233,8 @@ impl Probes {
         let per_pid = options.mode.per_pid() as u8;
         let sched = options.mode.sched() as u8;
         let lite = options.mode.lite() as u8;
+        let ready = options.mode.ready() as u8;
+        let ready_sized = |n: u32| if options.mode.ready() { n } else { 1 };
         // The scheduler view and lite mode read thread ids out of task pointers: where they
         // are, from BTF.
         let task_pid_offset = if options.mode.sched() || options.mode.lite() {
@@ -251,6 +271,13 @@ impl Probes {
             .override_global(globals::FORK_CHILD_PID_OFFSET, &fork_child_pid_offset, true)
             .override_global(globals::SCHED, &sched, true)
             .override_global(globals::LITE, &lite, true)
+            .override_global(globals::READY_VIEW, &ready, true)
+            .map_max_entries(maps::READY_TABLE, ready_sized(MAX_SYSCALL_NR))
+            .map_max_entries(maps::READY, ready_sized(MAX_READY))
+            .map_max_entries(maps::REGISTRATIONS, ready_sized(MAX_READY))
+            .map_max_entries(maps::REGISTERED_FDS, ready_sized(MAX_READY))
+            .map_max_entries(maps::READY_WAITS, ready_sized(MAX_THREADS))
+            .map_max_entries(maps::TURNS, ready_sized(MAX_THREADS))
             .override_global(globals::TASK_PID_OFFSET, &task_pid_offset, true)
             .override_global(globals::GO_TGID, &go_tgid, true)
             .override_global(globals::GO_POLL_TIMEOUT_OFFSET, &poll_timeout, true)
@@ -279,8 +306,12 @@ impl Probes {
             fork_unknown: fork_offset.err().map(|e| format!("{e:#}")),
             notes,
             go_polls: false,
+            seeded_registrations: 0,
         };
         probes.fill_syscall_table()?;
+        if options.mode.ready() {
+            probes.fill_ready_table()?;
+        }
         if let Filter::Pids(pids) = &options.filter {
             for &pid in pids {
                 probes.add_target(pid)?;

@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub scheduler: Option<Scheduler>,
     /// `--lite`: by syscall index.
     pub lite: Option<Vec<LiteSyscall>>,
+    /// `--ready`: readiness-to-service delays and loop turns.
+    pub ready: Option<analysis::ready::Ready>,
 }
 
 impl Probes {
@@ -122,6 +124,11 @@ impl Probes {
             .collect::<Result<Vec<u64>>>()?;
         let mut values = values.into_iter();
         let counters = Counters::from_values(|_| values.next().unwrap_or_default());
+        let ready = if self.mode.ready() {
+            Some(self.ready_snapshot()?)
+        } else {
+            None
+        };
         Ok(Snapshot {
             slots,
             per_pid,
@@ -129,6 +136,7 @@ impl Probes {
             counters,
             scheduler,
             lite,
+            ready,
         })
     }
 }
@@ -162,6 +170,10 @@ impl Snapshot {
                 (Some(now), Some(before)) => {
                     Some(now.iter().zip(before).map(|(n, b)| n.since(b)).collect())
                 }
+                (now, _) => now.clone(),
+            },
+            ready: match (&self.ready, &earlier.ready) {
+                (Some(now), Some(before)) => Some(now.since(before)),
                 (now, _) => now.clone(),
             },
         }
@@ -228,6 +240,7 @@ impl Snapshot {
             lite: self.lite.map(Lite::from_rows),
             io_model: None,
             go: None,
+            ready: self.ready,
         }
     }
 }

@@ -113,11 +113,15 @@ scenarios! {
     IoOnCpu0 = "io-on-cpu0",
     BystanderOnCpu0 = "bystander-on-cpu0",
     Sleepy = "sleepy",
+    ReadyInOrder = "ready-in-order",
+    ReadyIgnored = "ready-ignored",
 }
 
 pub fn run(scenario: Scenario) -> ! {
     match scenario {
         Scenario::Epoll => epoll(),
+        Scenario::ReadyInOrder => ready_in_order(),
+        Scenario::ReadyIgnored => ready_ignored(),
         Scenario::Io => io(),
         Scenario::IoNostop => io_after_stop(),
         Scenario::Accept => accept(),
@@ -201,6 +205,124 @@ fn epoll() {
     sys(
         libc::SYS_epoll_pwait,
         [ep as usize, evp, 8, -1i64 as usize, 0, 8],
+    );
+}
+
+/// The readiness fixtures' known numbers: sockets, rounds, the sleep between services.
+pub const READY_SOCKETS: usize = 4;
+pub const READY_ROUNDS: usize = 3;
+pub const READY_GAP_MS: u64 = 20;
+/// ready-ignored: the turns one ready socket is left alone, and each turn's length.
+pub const IGNORED_TURNS: usize = 3;
+pub const TURN_MS: u64 = 10;
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}
+
+/// A single-threaded epoll loop, its sockets registered after the probes attached (the
+/// epoll_ctl hook sees them), each with data that is not its descriptor. Each round, the peer
+/// writes a byte to every socket, then the loop waits and services the ready sockets in the
+/// order returned, sleeping READY_GAP_MS before each but the first: the k-th waits k gaps.
+fn ready_in_order() {
+    let ep = sys(libc::SYS_epoll_create1, [0; 6]) as i32;
+    let pairs: Vec<[i32; 2]> = (0..READY_SOCKETS)
+        .map(|_| {
+            let mut pair = [0i32; 2];
+            // SAFETY: valid out-pointer.
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) };
+            pair
+        })
+        .collect();
+    stop_for_probes();
+    for (i, pair) in pairs.iter().enumerate() {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            // Like a server's pointer to its connection: not the descriptor.
+            u64: 0xfeed_0000_0000 + i as u64,
+        };
+        // SAFETY: valid event.
+        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, pair[0], &mut ev) };
+    }
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
+    let mut byte = [0u8; 1];
+    for _ in 0..READY_ROUNDS {
+        for pair in &pairs {
+            write(pair[1], b"x", 1);
+        }
+        let n = sys(
+            libc::SYS_epoll_wait,
+            [
+                ep as usize,
+                events.as_mut_ptr() as usize,
+                8,
+                usize::MAX,
+                0,
+                0,
+            ],
+        );
+        assert_eq!(n, READY_SOCKETS as i64);
+        for (k, ev) in events[..n as usize].iter().enumerate() {
+            if k > 0 {
+                sleep_ms(READY_GAP_MS);
+            }
+            let fd = pairs[(ev.u64 - 0xfeed_0000_0000) as usize][0];
+            read(fd, &mut byte, 1);
+        }
+    }
+    // One more wait ends the last round's turn.
+    sys(
+        libc::SYS_epoll_wait,
+        [ep as usize, events.as_mut_ptr() as usize, 8, 0, 0, 0],
+    );
+}
+
+/// A level-triggered epoll loop whose two sockets were registered before the probes attached
+/// (netpoll reads them from fdinfo). Socket A holds a byte for each of IGNORED_TURNS + 1 turns;
+/// socket B holds one byte the loop leaves alone for IGNORED_TURNS turns (reported ready again
+/// each time), then reads. Each turn reads A, then sleeps TURN_MS.
+fn ready_ignored() {
+    let ep = sys(libc::SYS_epoll_create1, [0; 6]) as i32;
+    let mut pairs = [[0i32; 2]; 2];
+    for (i, pair) in pairs.iter_mut().enumerate() {
+        // SAFETY: valid out-pointer.
+        unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: i as u64 + 100,
+        };
+        // SAFETY: valid event.
+        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, pair[0], &mut ev) };
+    }
+    let [a, b] = pairs;
+    stop_for_probes();
+    for _ in 0..=IGNORED_TURNS {
+        write(a[1], b"a", 1);
+    }
+    write(b[1], b"b", 1);
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
+    let mut byte = [0u8; 1];
+    for turn in 0..=IGNORED_TURNS {
+        sys(
+            libc::SYS_epoll_wait,
+            [
+                ep as usize,
+                events.as_mut_ptr() as usize,
+                8,
+                usize::MAX,
+                0,
+                0,
+            ],
+        );
+        read(a[0], &mut byte, 1);
+        if turn == IGNORED_TURNS {
+            read(b[0], &mut byte, 1);
+        }
+        sleep_ms(TURN_MS);
+    }
+    sys(
+        libc::SYS_epoll_wait,
+        [ep as usize, events.as_mut_ptr() as usize, 8, 0, 0, 0],
     );
 }
 

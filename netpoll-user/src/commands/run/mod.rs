@@ -74,6 +74,11 @@ pub struct Args {
     /// for a CPU) and who wakes its threads. Adds hooks on every context switch and wakeup.
     #[arg(long)]
     sched: bool,
+    /// The readiness-to-service view: how long each descriptor the server's waits report
+    /// ready waits before the server touches it, and its event-loop turns. See
+    /// `netpoll profile --ready`.
+    #[arg(long)]
+    ready: bool,
     /// The Go view, for a server written in Go (go-netpoller, or a Go --server-cmd): its
     /// runtime's scheduler sampled from its memory during the measurement window (goroutines
     /// parked on the network, runnable, in system calls; Ps, threads, the netpoller). See
@@ -171,6 +176,7 @@ struct Checked {
     server_cpus: Option<Vec<usize>>,
     client_cpus: Option<Vec<usize>>,
     sched: bool,
+    ready: bool,
     go: bool,
     go_exact: bool,
 }
@@ -213,6 +219,7 @@ fn check(args: Args) -> Result<Checked> {
         server_cpus: args.server_cpus.map(|c| c.0),
         client_cpus: args.client_cpus.map(|c| c.0),
         sched: args.sched,
+        ready: args.ready,
         go: args.go || args.go_exact,
         go_exact: args.go_exact,
     })
@@ -335,6 +342,7 @@ fn attach(c: &Checked, server: &mut Server) -> Result<Probes> {
         mode: Mode::Full {
             per_pid: false,
             sched: c.sched,
+            ready: c.ready,
         },
         // --go: the server's network polls attributed to their callers.
         go: c.go.then(|| GoProbes {

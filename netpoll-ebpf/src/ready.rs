@@ -1,0 +1,471 @@
+//! The readiness-to-service view (`--ready`): how long a descriptor a wait reported ready
+//! waits before the process touches it, and how long each event-loop turn takes.
+//!
+//! When a target's wait returns, the descriptors it reported are stamped ready (`READY`): for
+//! epoll, each returned event's data is mapped back to its descriptor through the process's
+//! registrations (`REGISTRATIONS`, kept from its `epoll_ctl` calls, and from
+//! /proc/PID/fdinfo for those made before netpoll attached); poll and select name the
+//! descriptors themselves. The process's next call on a stamped descriptor (a read, a write,
+//! an accept, a close, an `epoll_ctl`) ends the delay, at its entry. A thread's turn runs from
+//! its wait's return to its next wait. Work is bounded: at most `READY_EVENTS_PER_WAIT` events
+//! are read per wait, the rest counted as not measured. Without `--ready` none of this runs
+//! (a load-time constant prunes it).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::{map, tracepoint},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    programs::TracePointContext,
+};
+use netpoll_ebpf::{
+    abi::{
+        FdKey, MAX_READY, MAX_THREADS, READY_EVENTS_PER_WAIT, ReadyDelay, ReadyInfo, ReadyStamp,
+        ReadyTotals, ReadyWait, RegKey, Turn, ready_ender, ready_role,
+    },
+    syscalls::MAX_SYSCALL_NR,
+};
+
+use crate::{
+    probe::{SyscallArgs, current, is_target_cached},
+    sched::record_hist,
+};
+
+/// 1 with `--ready` (set by the loader).
+#[unsafe(no_mangle)]
+static READY_VIEW: u8 = 0;
+
+/// By syscall number: its part in the view (filled by the loader with `--ready` only).
+#[map]
+static READY_TABLE: Array<ReadyInfo> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+/// Descriptors reported ready, not yet serviced.
+#[map]
+static READY: LruHashMap<FdKey, ReadyStamp> = LruHashMap::with_max_entries(MAX_READY, 0);
+/// (process, epoll instance, data) → descriptor.
+#[map]
+static REGISTRATIONS: LruHashMap<RegKey, u32> = LruHashMap::with_max_entries(MAX_READY, 0);
+/// (process, descriptor) → its registration, to forget it on `EPOLL_CTL_DEL`, MOD or close.
+#[map]
+static REGISTERED_FDS: LruHashMap<FdKey, RegKey> = LruHashMap::with_max_entries(MAX_READY, 0);
+/// Waits in progress, by thread.
+#[map]
+static READY_WAITS: HashMap<u32, ReadyWait> = HashMap::with_max_entries(MAX_THREADS, 0);
+/// Each waiting thread's loop.
+#[map]
+static TURNS: LruHashMap<u32, Turn> = LruHashMap::with_max_entries(MAX_THREADS, 0);
+#[map]
+static READY_DELAY: PerCpuArray<ReadyDelay> = PerCpuArray::with_max_entries(ready_ender::COUNT, 0);
+#[map]
+static READY_TOTALS: PerCpuArray<ReadyTotals> = PerCpuArray::with_max_entries(1, 0);
+
+const EPOLL_CTL_ADD: u64 = 1;
+const EPOLL_CTL_DEL: u64 = 2;
+const EPOLL_CTL_MOD: u64 = 3;
+/// `struct epoll_event` is packed on x86_64: a u32 of events, then the u64 data.
+const EPOLL_EVENT_SIZE: u64 = 12;
+/// select's fd_sets are read up to this many descriptors (64 per word).
+const SELECT_WORDS: u64 = 4;
+
+/// Whether the view is on (a load-time constant).
+#[inline(always)]
+pub fn on() -> bool {
+    // SAFETY: a plain read of a static; volatile so the compiler keeps the load-time value.
+    unsafe { core::ptr::read_volatile(&READY_VIEW) != 0 }
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: helper without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+#[inline(always)]
+fn totals() -> Option<&'static mut ReadyTotals> {
+    // SAFETY: a per-CPU value; programs do not migrate while they run.
+    READY_TOTALS.get_ptr_mut(0).map(|t| unsafe { &mut *t })
+}
+
+/// `sys_enter` of any syscall: a target's `epoll_ctl` or call on a descriptor.
+#[inline(always)]
+pub fn enter<A: SyscallArgs>(nr: i64, args: &A) {
+    if !(0..MAX_SYSCALL_NR as i64).contains(&nr) {
+        return;
+    }
+    let Some(&info) = READY_TABLE.get(nr as u32) else {
+        return;
+    };
+    if info.role == ready_role::NONE {
+        return;
+    }
+    let Some(current) = current() else { return };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_target_cached(current, pid_tgid) {
+        return;
+    }
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    let t = now();
+    let _ = tid;
+    match info.role {
+        // Waits have programs of their own, on their own tracepoints (below).
+        ready_role::EPOLL_WAIT | ready_role::POLL | ready_role::SELECT => {}
+        ready_role::EPOLL_CTL => {
+            let fd = args.arg(2);
+            serviced(tgid, fd, ready_ender::EPOLL_CTL, t);
+            registered(
+                tgid,
+                args.arg(0) as u32,
+                args.arg(1),
+                fd as u32,
+                args.arg(3),
+            );
+        }
+        _ => {
+            let fd = args.arg(info.fd_arg);
+            serviced(tgid, fd, info.ender, t);
+            // A closed descriptor leaves its epoll instances (its number may come back).
+            if info.closes != 0 {
+                forget(tgid, fd as u32);
+            }
+        }
+    }
+}
+
+// The waits' own programs, on the syscalls' tracepoints (`syscalls:sys_enter_epoll_wait`...):
+// each is verified alone, so the loops over a wait's results do not weigh on the programs every
+// syscall runs, and only processes that wait pay for them. Record layout: 8 bytes of common
+// fields, `int __syscall_nr` at 8, the arguments from 16 (sys_enter) or `long ret` at 16
+// (sys_exit), stable since 2.6.
+const TP_NR: usize = 8;
+const TP_ARGS: usize = 16;
+const TP_RET: usize = 16;
+
+/// The arguments of a `syscalls:sys_enter_*` record.
+struct WaitArgs<'a>(&'a TracePointContext);
+
+impl SyscallArgs for WaitArgs<'_> {
+    #[inline(always)]
+    fn arg(&self, n: u8) -> u64 {
+        // SAFETY: read_at uses bpf_probe_read_kernel; n < 6 keeps it inside the record.
+        unsafe { self.0.read_at::<u64>(TP_ARGS + 8 * (n as usize % 6)) }.unwrap_or(0)
+    }
+}
+
+/// The calling thread, if it is a target's: (tgid, tid).
+#[inline(always)]
+fn target_thread() -> Option<(u32, u32)> {
+    let current = current()?;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    is_target_cached(current, pid_tgid).then_some(((pid_tgid >> 32) as u32, pid_tgid as u32))
+}
+
+/// `sys_enter` of a wait (epoll, poll, select).
+#[tracepoint]
+pub fn ready_wait_enter(ctx: TracePointContext) -> u32 {
+    if !on() {
+        return 0;
+    }
+    // SAFETY: an offset inside the record.
+    let nr = unsafe { ctx.read_at::<i32>(TP_NR) }.unwrap_or(-1);
+    let Some(&info) = READY_TABLE.get(nr as u32) else {
+        return 0;
+    };
+    let Some((_, tid)) = target_thread() else {
+        return 0;
+    };
+    wait_entered(tid, info.role, &WaitArgs(&ctx), now());
+    0
+}
+
+/// `sys_exit` of an epoll wait: its events, stamped.
+#[tracepoint]
+pub fn ready_epoll_exit(ctx: TracePointContext) -> u32 {
+    wait_exit(&ctx, ready_role::EPOLL_WAIT);
+    0
+}
+
+/// `sys_exit` of poll or ppoll.
+#[tracepoint]
+pub fn ready_poll_exit(ctx: TracePointContext) -> u32 {
+    wait_exit(&ctx, ready_role::POLL);
+    0
+}
+
+/// `sys_exit` of select or pselect6.
+#[tracepoint]
+pub fn ready_select_exit(ctx: TracePointContext) -> u32 {
+    wait_exit(&ctx, ready_role::SELECT);
+    0
+}
+
+#[inline(always)]
+fn wait_exit(ctx: &TracePointContext, role: u8) {
+    if !on() {
+        return;
+    }
+    let Some((tgid, tid)) = target_thread() else {
+        return;
+    };
+    // SAFETY: an offset inside the record.
+    let ret = unsafe { ctx.read_at::<i64>(TP_RET) }.unwrap_or(-1);
+    wait_returned(tgid, tid, ret, role);
+}
+
+/// A wait begins: its thread's turn ends; where its results will be is kept for its exit.
+#[inline(always)]
+fn wait_entered<A: SyscallArgs>(tid: u32, role: u8, args: &A, t: u64) {
+    if let Some(turn) = TURNS.get_ptr_mut(&tid) {
+        // SAFETY: this thread's own entry.
+        let turn = unsafe { &mut *turn };
+        if turn.returned_ns != 0 {
+            let length = t.saturating_sub(turn.returned_ns);
+            if let Some(s) = totals() {
+                s.turns += 1;
+                s.turn_sum_ns += length;
+                s.turn_events += turn.events;
+                record_hist(&mut s.turn_hist, length);
+            }
+            turn.returned_ns = 0;
+        }
+    }
+    let wait = match role {
+        ready_role::EPOLL_WAIT => ReadyWait {
+            ptr: args.arg(1),
+            epfd: args.arg(0) as u32,
+            role,
+            ..ReadyWait::default()
+        },
+        ready_role::POLL => ReadyWait {
+            ptr: args.arg(0),
+            nfds: args.arg(1),
+            role,
+            ..ReadyWait::default()
+        },
+        _ => ReadyWait {
+            ptr: args.arg(1),
+            ptr2: args.arg(2),
+            nfds: args.arg(0),
+            role,
+            ..ReadyWait::default()
+        },
+    };
+    let _ = READY_WAITS.insert(&tid, &wait, 0);
+}
+
+/// A target's wait returned `ret`: stamp what it reported, and start the thread's next turn.
+#[inline(always)]
+fn wait_returned(tgid: u32, tid: u32, ret: i64, role: u8) {
+    // SAFETY: this thread's own entry, copied before it is removed.
+    let Some(&wait) = (unsafe { READY_WAITS.get(&tid) }) else {
+        return;
+    };
+    if wait.role != role {
+        return;
+    }
+    let _ = READY_WAITS.remove(&tid);
+    let t = now();
+    let events = if ret > 0 { ret as u64 } else { 0 };
+    let number = match TURNS.get_ptr_mut(&tid) {
+        Some(turn) => {
+            // SAFETY: this thread's own entry.
+            let turn = unsafe { &mut *turn };
+            turn.number += 1;
+            turn.returned_ns = t;
+            turn.events = events;
+            turn.number
+        }
+        None => {
+            let turn = Turn {
+                returned_ns: t,
+                number: 1,
+                events,
+            };
+            let _ = TURNS.insert(&tid, &turn, 0);
+            1
+        }
+    };
+    if events == 0 {
+        return;
+    }
+    let stamped = match role {
+        ready_role::EPOLL_WAIT => stamp_epoll(tgid, tid, &wait, events, number, t),
+        ready_role::POLL => stamp_poll(tgid, tid, &wait, number, t),
+        _ => stamp_select(tgid, tid, &wait, number, t),
+    };
+    if let Some(s) = totals() {
+        s.not_read += events.saturating_sub(stamped);
+    }
+}
+
+/// The data of each returned epoll event, mapped to its descriptor; how many were read.
+#[inline(always)]
+fn stamp_epoll(tgid: u32, tid: u32, wait: &ReadyWait, events: u64, turn: u64, t: u64) -> u64 {
+    let mut read = 0;
+    for i in 0..READY_EVENTS_PER_WAIT as u64 {
+        if i >= events {
+            break;
+        }
+        let at = wait.ptr + i * EPOLL_EVENT_SIZE + 4;
+        // SAFETY: bpf_probe_read_user validates the address.
+        let Ok(data) = (unsafe { bpf_probe_read_user(at as *const u64) }) else {
+            break;
+        };
+        read += 1;
+        let key = RegKey {
+            tgid,
+            epfd: wait.epfd,
+            data,
+        };
+        // SAFETY: a value of a hash map, copied at once.
+        match unsafe { REGISTRATIONS.get(&key) } {
+            Some(&fd) => stamp(tgid, fd, tid, turn, t),
+            None => {
+                if let Some(s) = totals() {
+                    s.unmapped += 1;
+                }
+            }
+        }
+    }
+    read
+}
+
+/// The returned pollfds with events, among the first `READY_EVENTS_PER_WAIT` passed; how many.
+/// (The count is kept in the totals, not in a local the verifier would have to follow through
+/// every iteration.)
+#[inline(always)]
+fn stamp_poll(tgid: u32, tid: u32, wait: &ReadyWait, turn: u64, t: u64) -> u64 {
+    let before = reported();
+    for i in 0..READY_EVENTS_PER_WAIT as u64 {
+        if i >= wait.nfds {
+            break;
+        }
+        // struct pollfd { int fd; short events; short revents; }
+        // SAFETY: bpf_probe_read_user validates the address.
+        let Ok(entry) = (unsafe { bpf_probe_read_user((wait.ptr + i * 8) as *const u64) }) else {
+            break;
+        };
+        let (fd, revents) = (entry as u32 as i32, (entry >> 48) as u16);
+        if revents != 0 && fd >= 0 {
+            stamp(tgid, fd as u32, tid, turn, t);
+        }
+    }
+    reported().saturating_sub(before)
+}
+
+/// Descriptors reported so far on this CPU (stamped, or reported again).
+#[inline(always)]
+fn reported() -> u64 {
+    totals().map_or(0, |s| s.stamped + s.again)
+}
+
+/// The descriptors left set in select's read and write sets (the first `SELECT_WORDS` * 64);
+/// how many.
+#[inline(always)]
+fn stamp_select(tgid: u32, tid: u32, wait: &ReadyWait, turn: u64, t: u64) -> u64 {
+    let before = reported();
+    for set in [wait.ptr, wait.ptr2] {
+        if set == 0 {
+            continue;
+        }
+        for word in 0..SELECT_WORDS {
+            if word * 64 >= wait.nfds {
+                break;
+            }
+            // SAFETY: bpf_probe_read_user validates the address.
+            let Ok(mut bits) = (unsafe { bpf_probe_read_user((set + word * 8) as *const u64) })
+            else {
+                break;
+            };
+            for bit in 0..64u64 {
+                if bits == 0 {
+                    break;
+                }
+                if bits & 1 != 0 {
+                    stamp(tgid, (word * 64 + bit) as u32, tid, turn, t);
+                }
+                bits >>= 1;
+            }
+        }
+    }
+    reported().saturating_sub(before)
+}
+
+/// A descriptor reported ready: stamped, unless an earlier report is still unserviced.
+#[inline(always)]
+fn stamp(tgid: u32, fd: u32, tid: u32, turn: u64, t: u64) {
+    let key = FdKey { tgid, fd };
+    let Some(s) = totals() else { return };
+    if READY.get_ptr(&key).is_some() {
+        s.again += 1;
+        return;
+    }
+    let stamp = ReadyStamp {
+        ready_ns: t,
+        turn,
+        tid,
+        _pad: 0,
+    };
+    if READY.insert(&key, &stamp, 0).is_ok() {
+        s.stamped += 1;
+    }
+}
+
+/// A call on `fd` at `t`: the end of its delay, if it was reported ready.
+#[inline(always)]
+fn serviced(tgid: u32, fd: u64, ender: u8, t: u64) {
+    if (fd as i64) < 0 || fd > u64::from(u32::MAX) {
+        return;
+    }
+    let key = FdKey {
+        tgid,
+        fd: fd as u32,
+    };
+    // SAFETY: a value of a hash map, copied before it is removed.
+    let Some(&stamp) = (unsafe { READY.get(&key) }) else {
+        return;
+    };
+    let _ = READY.remove(&key);
+    let Some(d) = READY_DELAY.get_ptr_mut(u32::from(ender)) else {
+        return;
+    };
+    // SAFETY: a per-CPU value; programs do not migrate while they run.
+    let d = unsafe { &mut *d };
+    let delay = t.saturating_sub(stamp.ready_ns);
+    d.count += 1;
+    d.sum_ns += delay;
+    record_hist(&mut d.hist, delay);
+    // SAFETY: a value of a hash map, read once.
+    if let Some(turn) = unsafe { TURNS.get(&stamp.tid) }
+        && turn.number > stamp.turn
+    {
+        d.deferred += 1;
+    }
+}
+
+/// `epoll_ctl(epfd, op, fd, event)`: what `fd`'s events will carry in `epfd`.
+#[inline(always)]
+fn registered(tgid: u32, epfd: u32, op: u64, fd: u32, event: u64) {
+    match op {
+        EPOLL_CTL_ADD | EPOLL_CTL_MOD => {
+            // SAFETY: bpf_probe_read_user validates the address.
+            let Ok(data) = (unsafe { bpf_probe_read_user((event + 4) as *const u64) }) else {
+                return;
+            };
+            forget(tgid, fd);
+            let reg = RegKey { tgid, epfd, data };
+            let _ = REGISTRATIONS.insert(&reg, &fd, 0);
+            let _ = REGISTERED_FDS.insert(&FdKey { tgid, fd }, &reg, 0);
+        }
+        EPOLL_CTL_DEL => forget(tgid, fd),
+        _ => {}
+    }
+}
+
+/// `fd` leaves its epoll instance.
+#[inline(always)]
+fn forget(tgid: u32, fd: u32) {
+    let key = FdKey { tgid, fd };
+    // SAFETY: a value of a hash map, copied before it is removed.
+    if let Some(&reg) = unsafe { REGISTERED_FDS.get(&key) } {
+        let _ = REGISTRATIONS.remove(&reg);
+        let _ = REGISTERED_FDS.remove(&key);
+    }
+}
