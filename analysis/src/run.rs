@@ -231,6 +231,41 @@ pub struct PerRequest {
     /// The Go view (`--go`, `--go-exact`) of a Go server, per request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go: Option<GoPerRequest>,
+    /// The readiness view (`--ready`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<ReadyPerRequest>,
+}
+
+/// The readiness-to-service view of a run: the delays (microseconds) and the loop's turns per
+/// request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadyPerRequest {
+    pub delay_mean_us: f64,
+    pub delay_p99_us: f64,
+    pub turns: f64,
+    /// Mean turn, microseconds, and the ready events it handled.
+    pub turn_mean_us: f64,
+    pub events_per_turn: f64,
+}
+
+impl ReadyPerRequest {
+    pub fn compute(ready: &crate::ready::Ready, requests: u64) -> Option<ReadyPerRequest> {
+        if requests == 0 {
+            return None;
+        }
+        let all = ready.all_delays();
+        let turns = ready.turns.max(1) as f64;
+        Some(ReadyPerRequest {
+            delay_mean_us: all.sum_ns as f64 / all.count.max(1) as f64 / 1e3,
+            delay_p99_us: all
+                .histogram
+                .quantile(0.99)
+                .map_or(0.0, |q| q.estimate() as f64 / 1e3),
+            turns: ready.turns as f64 / requests as f64,
+            turn_mean_us: ready.turn_sum_ns as f64 / turns / 1e3,
+            events_per_turn: ready.turn_events as f64 / turns,
+        })
+    }
 }
 
 /// A Go server's runtime, per request: its network polls (`--go`), and with `--go-exact` its
@@ -353,6 +388,7 @@ impl PerRequest {
             cpu_us: (process.cpu_user_ns + process.cpu_system_ns) as f64 / 1e3 / n,
             sched: None,
             go: None,
+            ready: None,
         }
     }
 }

@@ -189,6 +189,8 @@ struct Signals<'a> {
     requests: Option<u64>,
     /// The Go view (`--go`), when the process was sampled.
     go: Option<&'a crate::go::GoRuntime>,
+    /// The readiness view (`--ready`).
+    ready: Option<&'a crate::ready::Ready>,
     seconds: f64,
 }
 
@@ -240,6 +242,7 @@ impl<'a> Signals<'a> {
                 .map(|run| run.load.requests)
                 .filter(|&q| q > 0),
             go: r.go.as_ref(),
+            ready: r.ready.as_ref(),
             seconds: (r.duration_ns as f64 / 1e9).max(1e-9),
         }
     }
@@ -380,6 +383,9 @@ impl<'a> Signals<'a> {
                 100.0 * go.polling_share
             ));
         }
+        if let Some(ready) = self.ready {
+            evidence.extend(ready_evidence(ready, self.in_epoll));
+        }
         if let Some((go, sysmon)) = self.go.and_then(|go| Some((go, go.sysmon_poll_share()?))) {
             let calls: u64 = go.polls.iter().map(|p| p.calls).sum();
             let blocking: u64 = go
@@ -403,6 +409,43 @@ impl<'a> Signals<'a> {
         }
         evidence
     }
+}
+
+/// The readiness view's evidence: how long ready descriptors waited for service, and the loop's
+/// turns; with one thread waiting in epoll, what a long turn means for every other descriptor.
+fn ready_evidence(ready: &crate::ready::Ready, in_epoll: u32) -> Vec<String> {
+    let all = ready.all_delays();
+    if all.count == 0 {
+        return Vec::new();
+    }
+    let q = |h: &crate::Histogram, p: f64| h.quantile(p).map_or(0, |q| q.estimate());
+    let mut evidence = vec![format!(
+        "readiness to service: {} ready descriptors waited {} on average for the process's next call on them (p50 {}, p99 {}); {} were serviced only after their thread had waited again",
+        all.count,
+        crate::chart::style::fmt_ns((all.sum_ns / all.count) as f64),
+        crate::chart::style::fmt_ns(q(&all.histogram, 0.5) as f64),
+        crate::chart::style::fmt_ns(q(&all.histogram, 0.99) as f64),
+        all.deferred
+    )];
+    if ready.turns > 0 {
+        let (p50, p99) = (q(&ready.turn_ns, 0.5), q(&ready.turn_ns, 0.99));
+        let mut line = format!(
+            "event-loop turns: {}, p50 {}, p99 {}, {:.1} ready events each",
+            ready.turns,
+            crate::chart::style::fmt_ns(p50 as f64),
+            crate::chart::style::fmt_ns(p99 as f64),
+            ready.turn_events as f64 / ready.turns as f64
+        );
+        // A single reactor whose slow turns are far longer than its usual: everything ready
+        // waits behind the slowest handler of the turn (head-of-line blocking).
+        if in_epoll == 1 && p99 > 4 * p50.max(1) {
+            line.push_str(
+                "; one thread waits in epoll and its slowest turns are over 4x its usual: every descriptor ready in such a turn waits behind its slowest handler",
+            );
+        }
+        evidence.push(line);
+    }
+    evidence
 }
 
 /// What a rule concluded: the family, its name in words, how sure, and the sentence of the

@@ -46,6 +46,12 @@ pub struct ServerConfig {
     /// CPU work per request, in microseconds (spinning).
     #[arg(long, default_value_t = 0)]
     pub think_us: u64,
+    /// Do the --think-us work on one request in N only (per connection, its Nth, 2Nth...): a
+    /// handler that is sometimes slow, which every other ready socket of its event loop waits
+    /// behind.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[serde(default = "every_request", skip_serializing_if = "is_every_request")]
+    pub think_every: u64,
     /// Bytes read from a file per request (file I/O, which epoll cannot multiplex).
     #[arg(long, default_value_t = 0, value_name = "BYTES")]
     pub disk_read: usize,
@@ -61,6 +67,14 @@ pub struct ServerConfig {
     pub busy_poll: bool,
 }
 
+fn every_request() -> u64 {
+    1
+}
+
+fn is_every_request(n: &u64) -> bool {
+    *n <= 1
+}
+
 impl Workload {
     /// A workload of the model or variant called `name`, with default options.
     pub fn of(name: &str) -> Workload {
@@ -68,6 +82,7 @@ impl Workload {
             model: name.into(),
             server: ServerConfig {
                 payload: 64,
+                think_every: 1,
                 ..ServerConfig::default()
             },
             external: None,
@@ -136,6 +151,9 @@ impl Workload {
             "--threads".into(),
             s.threads.to_string(),
         ];
+        if s.think_every > 1 {
+            args.extend(["--think-every".into(), s.think_every.to_string()]);
+        }
         if s.sqpoll {
             args.push("--sqpoll".into());
         }
@@ -339,6 +357,7 @@ mod tests {
                 listen: String::new(),
                 payload: 512,
                 think_us: 7,
+                think_every: 5,
                 disk_read: 4096,
                 threads: 3,
                 sqpoll: true,

@@ -150,6 +150,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
                 cpu_us: 10.0,
                 sched: None,
                 go: None,
+                ready: None,
             },
             xdp: None,
             environment: None,

@@ -482,22 +482,30 @@ pub struct FdKey {
     pub fd: u32,
 }
 
-/// What an epoll instance of a process returns for a descriptor: its registered data.
+/// What a process's epoll instances return for a descriptor: its registered data. Not keyed by
+/// the epoll descriptor: one instance may have several (mio registers through a dup of the
+/// descriptor it waits on), and the data a process registers names one descriptor (an fd, or
+/// a pointer to its connection).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RegKey {
     pub tgid: u32,
-    pub epfd: u32,
+    pub _pad: u32,
     pub data: u64,
 }
 
-/// A descriptor reported ready and not yet serviced (`READY`).
+/// A descriptor reported ready and not yet serviced (`READY`), each way on its own: a read or
+/// an accept services readability, a write writability, a close or `epoll_ctl` both.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReadyStamp {
-    pub ready_ns: u64,
-    /// The waiting thread's turn when it was reported (see [`Turn`]).
-    pub turn: u64,
+    /// When it was reported readable and writable; 0: not pending that way.
+    pub readable_ns: u64,
+    pub writable_ns: u64,
+    /// The waiting thread's turn at each report (see [`Turn`]).
+    pub readable_turn: u32,
+    pub writable_turn: u32,
+    /// The thread whose wait reported it.
     pub tid: u32,
     pub _pad: u32,
 }
@@ -847,11 +855,12 @@ pub fn program_name(kind: HookKind, hook: Hook, floor: bool) -> String {
 #[cfg(not(target_arch = "bpf"))]
 pub fn program_names() -> Vec<String> {
     let mut names = vec![XDP_PROGRAM.to_string(), GO_CALIBRATION_PROGRAM.to_string()];
-    names.extend(
-        GO_EXACT_HOOKS
-            .iter()
-            .map(|(program, _)| program.to_string()),
-    );
+    let others = GO_EXACT_HOOKS
+        .iter()
+        .map(|(program, _)| *program)
+        .chain(GO_POLL_PROGRAMS.iter().map(|(program, _)| *program))
+        .chain(READY_WAIT_PROGRAMS.iter().map(|(program, _)| *program));
+    names.extend(others.map(str::to_string));
     for hook in Hook::ALL {
         for &kind in hook.kinds() {
             names.push(program_name(kind, hook, false));
@@ -957,9 +966,14 @@ mod tests {
             assert!(!names[i + 1..].contains(a), "{a} twice");
         }
         // The af-xdp model's XDP program; 6 hooks of every kind, fork's classic tracepoint, 7
-        // scheduler hooks of 2 kinds; and the floor: 5 hooks of every kind, the 7 scheduler
-        // hooks of 2 kinds.
-        assert_eq!(names.len(), 1 + 6 * 3 + 1 + 7 * 2 + 5 * 3 + 7 * 2);
+        // scheduler hooks of 2 kinds; the floor: 5 hooks of every kind, the 7 scheduler hooks
+        // of 2 kinds; the Go view's 4 uprobes, its calibration and 2 poll programs; the
+        // readiness view's 4 wait programs.
+        assert_eq!(
+            names.len(),
+            1 + 6 * 3 + 1 + 7 * 2 + 5 * 3 + 7 * 2 + 4 + 1 + 2 + 4
+        );
+
         assert_eq!(
             program_name(HookKind::TpBtf, Hook::Switch, true),
             "floor_btf_switch"
@@ -980,7 +994,7 @@ mod tests {
         assert_eq!(size_of::<ReadyInfo>(), 4);
         assert_eq!(size_of::<FdKey>(), 8);
         assert_eq!(size_of::<RegKey>(), 16);
-        assert_eq!(size_of::<ReadyStamp>(), 24);
+        assert_eq!(size_of::<ReadyStamp>(), 32);
         assert_eq!(size_of::<ReadyWait>(), 32);
         assert_eq!(size_of::<Turn>(), 24);
         assert_eq!(size_of::<ReadyDelay>(), 32 + 8 * SCHED_BUCKETS);

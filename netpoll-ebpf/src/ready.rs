@@ -40,7 +40,7 @@ static READY_TABLE: Array<ReadyInfo> = Array::with_max_entries(MAX_SYSCALL_NR, 0
 /// Descriptors reported ready, not yet serviced.
 #[map]
 static READY: LruHashMap<FdKey, ReadyStamp> = LruHashMap::with_max_entries(MAX_READY, 0);
-/// (process, epoll instance, data) → descriptor.
+/// (process, epoll data) → descriptor.
 #[map]
 static REGISTRATIONS: LruHashMap<RegKey, u32> = LruHashMap::with_max_entries(MAX_READY, 0);
 /// (process, descriptor) → its registration, to forget it on `EPOLL_CTL_DEL`, MOD or close.
@@ -110,13 +110,7 @@ pub fn enter<A: SyscallArgs>(nr: i64, args: &A) {
         ready_role::EPOLL_CTL => {
             let fd = args.arg(2);
             serviced(tgid, fd, ready_ender::EPOLL_CTL, t);
-            registered(
-                tgid,
-                args.arg(0) as u32,
-                args.arg(1),
-                fd as u32,
-                args.arg(3),
-            );
+            registered(tgid, args.arg(1), fd as u32, args.arg(3));
         }
         _ => {
             let fd = args.arg(info.fd_arg);
@@ -303,20 +297,21 @@ fn stamp_epoll(tgid: u32, tid: u32, wait: &ReadyWait, events: u64, turn: u64, t:
         if i >= events {
             break;
         }
-        let at = wait.ptr + i * EPOLL_EVENT_SIZE + 4;
+        let at = wait.ptr + i * EPOLL_EVENT_SIZE;
         // SAFETY: bpf_probe_read_user validates the address.
-        let Ok(data) = (unsafe { bpf_probe_read_user(at as *const u64) }) else {
+        let Ok(event) = (unsafe { bpf_probe_read_user(at as *const [u32; 3]) }) else {
             break;
         };
         read += 1;
+        let data = u64::from(event[1]) | (u64::from(event[2]) << 32);
         let key = RegKey {
             tgid,
-            epfd: wait.epfd,
+            _pad: 0,
             data,
         };
         // SAFETY: a value of a hash map, copied at once.
         match unsafe { REGISTRATIONS.get(&key) } {
-            Some(&fd) => stamp(tgid, fd, tid, turn, t),
+            Some(&fd) => stamp(tgid, fd, ways(event[0]), tid, turn, t),
             None => {
                 if let Some(s) = totals() {
                     s.unmapped += 1;
@@ -342,9 +337,9 @@ fn stamp_poll(tgid: u32, tid: u32, wait: &ReadyWait, turn: u64, t: u64) -> u64 {
         let Ok(entry) = (unsafe { bpf_probe_read_user((wait.ptr + i * 8) as *const u64) }) else {
             break;
         };
-        let (fd, revents) = (entry as u32 as i32, (entry >> 48) as u16);
+        let (fd, revents) = (entry as u32 as i32, (entry >> 48) as u32);
         if revents != 0 && fd >= 0 {
-            stamp(tgid, fd as u32, tid, turn, t);
+            stamp(tgid, fd as u32, ways(revents), tid, turn, t);
         }
     }
     reported().saturating_sub(before)
@@ -356,12 +351,32 @@ fn reported() -> u64 {
     totals().map_or(0, |s| s.stamped + s.again)
 }
 
-/// The descriptors left set in select's read and write sets (the first `SELECT_WORDS` * 64);
-/// how many.
+/// select's ready descriptors, gathered before they are stamped: the bit scan only stores
+/// them here (a count the verifier need not follow through each of its iterations).
+#[repr(C)]
+pub struct SelectFound {
+    count: u64,
+    fds: [u32; SELECT_STAMPS],
+    writable: [u8; SELECT_STAMPS],
+}
+
+/// Descriptors stamped per select call at most; the rest are counted as not measured.
+const SELECT_STAMPS: usize = 16;
+
+#[map]
+static SELECT_FOUND: PerCpuArray<SelectFound> = PerCpuArray::with_max_entries(1, 0);
+
+/// The descriptors left set in select's read and write sets (the first `SELECT_WORDS` * 64,
+/// at most `SELECT_STAMPS`); how many.
 #[inline(always)]
 fn stamp_select(tgid: u32, tid: u32, wait: &ReadyWait, turn: u64, t: u64) -> u64 {
-    let before = reported();
-    for set in [wait.ptr, wait.ptr2] {
+    let Some(found) = SELECT_FOUND.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a per-CPU value; programs do not migrate while they run.
+    let found = unsafe { &mut *found };
+    found.count = 0;
+    for (set, writable) in [(wait.ptr, 0u8), (wait.ptr2, 1u8)] {
         if set == 0 {
             continue;
         }
@@ -379,36 +394,87 @@ fn stamp_select(tgid: u32, tid: u32, wait: &ReadyWait, turn: u64, t: u64) -> u64
                     break;
                 }
                 if bits & 1 != 0 {
-                    stamp(tgid, (word * 64 + bit) as u32, tid, turn, t);
+                    let i = (found.count as usize) % SELECT_STAMPS;
+                    if found.count < SELECT_STAMPS as u64 {
+                        if let Some(fd) = found.fds.get_mut(i) {
+                            *fd = (word * 64 + bit) as u32;
+                        }
+                        if let Some(w) = found.writable.get_mut(i) {
+                            *w = writable;
+                        }
+                    }
+                    found.count += 1;
                 }
                 bits >>= 1;
             }
         }
     }
+    let before = reported();
+    for i in 0..SELECT_STAMPS {
+        if i as u64 >= found.count {
+            break;
+        }
+        let (Some(&fd), Some(&w)) = (found.fds.get(i), found.writable.get(i)) else {
+            break;
+        };
+        stamp(tgid, fd, (w == 0, w != 0), tid, turn, t);
+    }
     reported().saturating_sub(before)
 }
 
-/// A descriptor reported ready: stamped, unless an earlier report is still unserviced.
+/// A readiness report's ways: readable (IN, PRI, RDHUP, and HUP or ERR, which a read reports)
+/// and writable (OUT), from an epoll event mask or a pollfd's revents (the same bits).
 #[inline(always)]
-fn stamp(tgid: u32, fd: u32, tid: u32, turn: u64, t: u64) {
-    let key = FdKey { tgid, fd };
-    let Some(s) = totals() else { return };
-    if READY.get_ptr(&key).is_some() {
-        s.again += 1;
+fn ways(mask: u32) -> (bool, bool) {
+    const READABLE: u32 = 0x001 | 0x002 | 0x008 | 0x010 | 0x2000; // IN PRI ERR HUP RDHUP
+    const WRITABLE: u32 = 0x004; // OUT
+    (mask & READABLE != 0, mask & WRITABLE != 0)
+}
+
+/// A descriptor reported ready (`readable`, `writable`): each way stamped unless it is still
+/// pending that way (then the first report's time is kept, counted as reported again).
+#[inline(always)]
+fn stamp(tgid: u32, fd: u32, (readable, writable): (bool, bool), tid: u32, turn: u64, t: u64) {
+    if !readable && !writable {
         return;
     }
-    let stamp = ReadyStamp {
-        ready_ns: t,
-        turn,
+    let key = FdKey { tgid, fd };
+    let Some(s) = totals() else { return };
+    let turn = turn as u32;
+    if let Some(pending) = READY.get_ptr_mut(&key) {
+        // SAFETY: a value of a hash map; the process's threads race only on these fields.
+        let p = unsafe { &mut *pending };
+        if (readable && p.readable_ns != 0) || (writable && p.writable_ns != 0) {
+            s.again += 1;
+        }
+        if readable && p.readable_ns == 0 {
+            (p.readable_ns, p.readable_turn) = (t, turn);
+            s.stamped += 1;
+        }
+        if writable && p.writable_ns == 0 {
+            (p.writable_ns, p.writable_turn) = (t, turn);
+            s.stamped += 1;
+        }
+        p.tid = tid;
+        return;
+    }
+    let mut stamp = ReadyStamp {
         tid,
-        _pad: 0,
+        ..ReadyStamp::default()
     };
+    if readable {
+        (stamp.readable_ns, stamp.readable_turn) = (t, turn);
+    }
+    if writable {
+        (stamp.writable_ns, stamp.writable_turn) = (t, turn);
+    }
     if READY.insert(&key, &stamp, 0).is_ok() {
-        s.stamped += 1;
+        s.stamped += u64::from(readable) + u64::from(writable);
     }
 }
 
-/// A call on `fd` at `t`: the end of its delay, if it was reported ready.
+/// A call on `fd` at `t`: the end of its delay, if it was reported ready the way the call
+/// services (a close or `epoll_ctl` ends both ways, counted once from the earlier report).
 #[inline(always)]
 fn serviced(tgid: u32, fd: u64, ender: u8, t: u64) {
     if (fd as i64) < 0 || fd > u64::from(u32::MAX) {
@@ -418,31 +484,61 @@ fn serviced(tgid: u32, fd: u64, ender: u8, t: u64) {
         tgid,
         fd: fd as u32,
     };
-    // SAFETY: a value of a hash map, copied before it is removed.
-    let Some(&stamp) = (unsafe { READY.get(&key) }) else {
+    let Some(pending) = READY.get_ptr_mut(&key) else {
         return;
     };
-    let _ = READY.remove(&key);
+    // SAFETY: a value of a hash map.
+    let p = unsafe { &mut *pending };
+    let (since, turn) = match ender {
+        ready_ender::READ | ready_ender::ACCEPT => {
+            let since = (p.readable_ns, p.readable_turn);
+            p.readable_ns = 0;
+            since
+        }
+        ready_ender::WRITE => {
+            let since = (p.writable_ns, p.writable_turn);
+            p.writable_ns = 0;
+            since
+        }
+        _ => {
+            let earlier =
+                if p.writable_ns != 0 && (p.readable_ns == 0 || p.writable_ns < p.readable_ns) {
+                    (p.writable_ns, p.writable_turn)
+                } else {
+                    (p.readable_ns, p.readable_turn)
+                };
+            (p.readable_ns, p.writable_ns) = (0, 0);
+            earlier
+        }
+    };
+    let tid = p.tid;
+    if p.readable_ns == 0 && p.writable_ns == 0 {
+        let _ = READY.remove(&key);
+    }
+    if since == 0 {
+        // Not ready the way this call services.
+        return;
+    }
     let Some(d) = READY_DELAY.get_ptr_mut(u32::from(ender)) else {
         return;
     };
     // SAFETY: a per-CPU value; programs do not migrate while they run.
     let d = unsafe { &mut *d };
-    let delay = t.saturating_sub(stamp.ready_ns);
+    let delay = t.saturating_sub(since);
     d.count += 1;
     d.sum_ns += delay;
     record_hist(&mut d.hist, delay);
     // SAFETY: a value of a hash map, read once.
-    if let Some(turn) = unsafe { TURNS.get(&stamp.tid) }
-        && turn.number > stamp.turn
+    if let Some(waiter) = unsafe { TURNS.get(&tid) }
+        && waiter.number > u64::from(turn)
     {
         d.deferred += 1;
     }
 }
 
-/// `epoll_ctl(epfd, op, fd, event)`: what `fd`'s events will carry in `epfd`.
+/// `epoll_ctl(epfd, op, fd, event)`: what `fd`'s events will carry.
 #[inline(always)]
-fn registered(tgid: u32, epfd: u32, op: u64, fd: u32, event: u64) {
+fn registered(tgid: u32, op: u64, fd: u32, event: u64) {
     match op {
         EPOLL_CTL_ADD | EPOLL_CTL_MOD => {
             // SAFETY: bpf_probe_read_user validates the address.
@@ -450,7 +546,11 @@ fn registered(tgid: u32, epfd: u32, op: u64, fd: u32, event: u64) {
                 return;
             };
             forget(tgid, fd);
-            let reg = RegKey { tgid, epfd, data };
+            let reg = RegKey {
+                tgid,
+                _pad: 0,
+                data,
+            };
             let _ = REGISTRATIONS.insert(&reg, &fd, 0);
             let _ = REGISTERED_FDS.insert(&FdKey { tgid, fd }, &reg, 0);
         }

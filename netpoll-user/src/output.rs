@@ -271,6 +271,7 @@ pub fn report(results: &Results) -> String {
         let _ = writeln!(out, "warning: {warning}");
     }
     out.push_str(&io_model(results));
+    out.push_str(&readiness(results));
     out.push_str(&go_runtime(results));
     out.push_str(&go_polls(results));
     out.push_str(&go_exact(results));
@@ -354,6 +355,80 @@ Go runtime of PID {} ({}{}): {} samples every {}{}
             "time since the network was last polled, when no thread was blocked polling it (ns)",
             &go.since_last_poll_ns,
         ));
+    }
+    out
+}
+
+/// The readiness-to-service view (`--ready`): delays by what ended them, and loop turns.
+fn readiness(results: &Results) -> String {
+    let Some(r) = &results.ready else {
+        return String::new();
+    };
+    let q = |h: &Histogram, p: f64| h.quantile(p).map_or("-".into(), |q| fmt_ns(q.estimate()));
+    let mut out = String::from(
+        "\nreadiness to service: from a wait reporting a descriptor ready to the process's next call on it\n",
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "ENDED BY", "COUNT", "MEAN", "P50", "P99", "MAX", "DEFERRED"
+    );
+    let all = r.all_delays();
+    let rows = r
+        .delays
+        .iter()
+        .filter(|(_, d)| d.count > 0)
+        .map(|(name, d)| (name.as_str(), d))
+        .chain((all.count > 0).then_some(("all", &all)));
+    for (name, d) in rows {
+        let _ = writeln!(
+            out,
+            "{name:<12} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9}",
+            d.count,
+            fmt_ns(d.sum_ns / d.count.max(1)),
+            q(&d.histogram, 0.5),
+            q(&d.histogram, 0.99),
+            d.histogram.max().map_or("-".into(), |m| fmt_ns(m.high)),
+            d.deferred
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} descriptors stamped ready, {} reported again before service, {} still waiting at the end; \
+         not measured: {} events with unknown epoll data, {} beyond 64 per wait{}",
+        r.stamped,
+        r.reported_again,
+        r.pending,
+        r.unmapped,
+        r.not_read,
+        if r.seeded_registrations > 0 {
+            format!(
+                "; {} registrations read from fdinfo",
+                r.seeded_registrations
+            )
+        } else {
+            String::new()
+        }
+    );
+    if r.turns > 0 {
+        let _ = writeln!(
+            out,
+            "event-loop turns (a wait's return to the thread's next wait): {}, mean {} with {:.1} ready events, p99 {}, max {}",
+            r.turns,
+            fmt_ns(r.turn_sum_ns / r.turns),
+            r.turn_events as f64 / r.turns as f64,
+            q(&r.turn_ns, 0.99),
+            r.turn_ns.max().map_or("-".into(), |m| fmt_ns(m.high))
+        );
+    }
+    if all.count > 0 {
+        out.push_str(&histogram(
+            "readiness-to-service delay (ns)",
+            &all.histogram,
+        ));
+    }
+    if r.turns > 0 {
+        out.push_str(&histogram("event-loop turn (ns)", &r.turn_ns));
     }
     out
 }
@@ -706,6 +781,17 @@ pub fn run_report(run: &RunInfo) -> String {
             s.wakeups_by_same_process,
             s.wakeups_by_other_process,
             s.preemptions
+        );
+    }
+    if let Some(ready) = &r.ready {
+        let _ = writeln!(
+            out,
+            "readiness per request: a ready descriptor waited {:.1}µs on average for service (p99 {:.1}µs); {:.3} loop turns, each {:.1}µs on average with {:.1} ready events",
+            ready.delay_mean_us,
+            ready.delay_p99_us,
+            ready.turns,
+            ready.turn_mean_us,
+            ready.events_per_turn
         );
     }
     if let Some(g) = &r.go {

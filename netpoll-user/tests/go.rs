@@ -468,12 +468,12 @@ const READERS_EXACT: u64 = 8;
 const EXACT_ROUNDS: u64 = 6;
 const EXACT_PERIOD_NS: u64 = 50_000_000;
 
-/// `netpoll profile --go-exact` of the fixture (run as the command, so the probes are there
-/// before its first instruction), with Go's own runtime/trace recording into `trace`.
+/// `netpoll profile --go-exact --ready` of the fixture (run as the command, so the probes are
+/// there before its first instruction), with Go's own runtime/trace recording into `trace`.
 fn profile_exact(binary: &PathBuf, trace: &PathBuf, extra: &[&str]) -> (Output, Results) {
     let json = trace.with_extension("json");
     let out = Command::new(NETPOLL)
-        .args(["profile", "--go-exact", "--quiet", "--json"])
+        .args(["profile", "--go-exact", "--ready", "--quiet", "--json"])
         .arg(&json)
         .arg("--")
         .arg(binary)
@@ -890,4 +890,32 @@ fn network_polls_are_attributed_to_their_callers_as_bpftrace_sees_them() {
         "sysmon polls: {netpoll:?}"
     );
     assert_eq!(netpoll, bpftrace);
+}
+
+#[test]
+fn a_go_servers_readiness_delays_contain_its_goroutines_wake_ups() {
+    let _one = ONE_AT_A_TIME.lock();
+    // Go registers each socket with a tagged pointer to its pollDesc as epoll data: --ready
+    // maps it back to the descriptor from the epoll_ctl calls it sees.
+    let plain = fixture("plain", &[("CGO_ENABLED", "0")], &[]);
+    let trace = plain.with_file_name("trace-ready.out");
+    let (_, results) = profile_exact(&plain, &trace, &[]);
+    let _ = std::fs::remove_file(&trace);
+    let ready = results.ready.expect("a ready section");
+    let e = results.go.and_then(|g| g.exact).expect("an exact section");
+    let reads = ready.delays.get("read").expect("read delays");
+    assert!(
+        ready.unmapped == 0 && reads.count >= READERS_EXACT * EXACT_ROUNDS,
+        "{ready:?}"
+    );
+    // A read's delay runs from the poll that reported its socket to the read: the goroutine's
+    // wake-up to running, then its own work; so at least most of the mean wake-up to running,
+    // and far below the period between writes.
+    let delay = reads.sum_ns as f64 / reads.count as f64;
+    let wake = e.wake_to_run_ns.mean();
+    eprintln!("read delay mean {delay:.0} ns, wake-up to running mean {wake:.0} ns");
+    assert!(
+        delay >= 0.8 * wake && delay < (EXACT_PERIOD_NS / 10) as f64,
+        "read delay {delay} ns against wake-up to running {wake} ns"
+    );
 }

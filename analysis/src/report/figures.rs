@@ -508,6 +508,47 @@ fn refs(v: &[(Series, Histogram)]) -> Vec<(Series, &Histogram)> {
 
 /// Key figures against the swept parameter, one line per model, error bars from the repeats.
 fn versus(cells: &[Cell], axis: Axis) -> Result<Vec<Chart>, ReportError> {
+    let mut out = versus_figures(cells, axis, &FIGURES)?;
+    // The readiness view, where the runs have it.
+    let ready: Vec<Cell> = cells
+        .iter()
+        .filter(|c| {
+            c.runs
+                .iter()
+                .any(|r| r.info().is_some_and(|i| i.per_request.ready.is_some()))
+        })
+        .cloned()
+        .collect();
+    if !ready.is_empty() {
+        out.extend(versus_figures(&ready, axis, &READY_FIGURES)?);
+    }
+    Ok(out)
+}
+
+/// The readiness view's figures (`netpoll run --ready`), drawn against the swept value.
+pub const READY_FIGURES: [Figure; 2] = [
+    Figure {
+        name: "ready_delay_p99",
+        title: "p99 readiness-to-service delay (a ready descriptor's wait for the server to touch it)",
+        unit: "p99 delay (µs)",
+        value: |i| i.per_request.ready.map_or(f64::NAN, |r| r.delay_p99_us),
+        text: |v| format!("{} µs", fmt_number(v)),
+    },
+    Figure {
+        name: "loop_turn",
+        title: "Mean event-loop turn (a wait's return to the thread's next wait)",
+        unit: "mean turn (µs)",
+        value: |i| i.per_request.ready.map_or(f64::NAN, |r| r.turn_mean_us),
+        text: |v| format!("{} µs", fmt_number(v)),
+    },
+];
+
+/// Each figure against the swept value, a line per model.
+fn versus_figures(
+    cells: &[Cell],
+    axis: Axis,
+    figures: &[Figure],
+) -> Result<Vec<Chart>, ReportError> {
     // Configurations are in model order already: group them, keeping it.
     let mut by_model: Vec<(String, Vec<&Cell>)> = Vec::new();
     for cell in cells {
@@ -541,7 +582,7 @@ fn versus(cells: &[Cell], axis: Axis) -> Result<Vec<Chart>, ReportError> {
         .name()
         .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
     let mut out = Vec::new();
-    for f in &FIGURES {
+    for f in figures {
         let lines: Vec<(Series, Vec<Point>)> = by_model
             .iter()
             .map(|(model, group)| {

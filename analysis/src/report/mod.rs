@@ -106,7 +106,11 @@ pub fn document(runs: &[Run], charts: &[Chart], heading: &Heading) -> Document {
     if !scheduler.rows.is_empty() {
         doc.blocks.push(Block::Table(scheduler));
     }
-    for go in [table::go_runtime(&cells), table::go_exact(&cells)] {
+    for go in [
+        table::ready(&cells),
+        table::go_runtime(&cells),
+        table::go_exact(&cells),
+    ] {
         if !go.rows.is_empty() {
             doc.blocks.push(Block::Table(go));
         }

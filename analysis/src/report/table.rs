@@ -203,6 +203,45 @@ pub fn go_runtime(cells: &[Cell]) -> Table {
     table
 }
 
+/// The readiness view per configuration (`--ready`): medians over its repeats; empty when no
+/// run has it.
+pub fn ready(cells: &[Cell]) -> Table {
+    let mut table = Table::new(
+        "Readiness to service (a ready descriptor's wait for the server to touch it) and event-loop turns",
+        &[
+            "configuration",
+            "delay, mean",
+            "delay, p99",
+            "turns per request",
+            "turn, mean",
+            "ready events per turn",
+        ],
+    );
+    for cell in cells {
+        let per = |f: fn(&crate::run::ReadyPerRequest) -> f64| -> Vec<f64> {
+            cell.runs
+                .iter()
+                .filter_map(|r| r.results.run.as_ref()?.per_request.ready.as_ref())
+                .map(f)
+                .collect()
+        };
+        if per(|r| r.turns).is_empty() {
+            continue;
+        }
+        let e =
+            |values: Vec<f64>, fmt: &dyn Fn(f64) -> String| stats::estimate(&values).display(fmt);
+        table.rows.push(vec![
+            cell.label.clone(),
+            e(per(|r| r.delay_mean_us), &|v| ns(v * 1e3)),
+            e(per(|r| r.delay_p99_us), &|v| ns(v * 1e3)),
+            e(per(|r| r.turns), &|v| format!("{v:.3}")),
+            e(per(|r| r.turn_mean_us), &|v| ns(v * 1e3)),
+            e(per(|r| r.events_per_turn), &|v| format!("{v:.1}")),
+        ]);
+    }
+    table
+}
+
 /// `--go-exact`'s view per configuration, per request: medians over its repeats; empty when no
 /// run has it.
 pub fn go_exact(cells: &[Cell]) -> Table {

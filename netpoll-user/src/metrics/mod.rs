@@ -254,8 +254,72 @@ pub fn families(
     if let Some(lite) = &snapshot.lite {
         out.extend(lite_families(p, lite));
     }
+    if let Some(ready) = &snapshot.ready {
+        out.extend(ready_families(p, ready));
+    }
     out.extend(program_families(p, programs, stats_enabled));
     out
+}
+
+/// `--ready`: readiness-to-service delays by the call that ended them, the fate of reported
+/// descriptors, and the event-loop turns.
+fn ready_families(p: &str, ready: &analysis::ready::Ready) -> Vec<MetricFamily> {
+    let bounds = buckets::latency_bounds_ns();
+    let label = |name: &str, value: &str| model::LabelPair {
+        name: name.to_string(),
+        value: value.to_string(),
+    };
+    let mut delay = MetricFamily::new(
+        format!("{p}_ready_delay_seconds"),
+        "From a wait reporting a descriptor ready to the process's next call on it, by that call (ended_by: read, write, accept, close, epoll_ctl).",
+        MetricType::Histogram,
+    );
+    for (name, d) in &ready.delays {
+        delay.metric.push(Metric {
+            label: vec![label("ended_by", name)],
+            histogram: Some(buckets::histogram(
+                &d.histogram,
+                &bounds,
+                1e9,
+                Some(d.sum_ns),
+            )),
+            ..Metric::default()
+        });
+    }
+    let mut reported = MetricFamily::new(
+        format!("{p}_ready_descriptors_total"),
+        "Descriptors waits reported ready, by what became of the report (stamped: timed until serviced; reported_again: still unserviced; unmapped: epoll data of an unknown registration; not_read: beyond 64 per wait).",
+        MetricType::Counter,
+    );
+    for (outcome, value) in [
+        ("stamped", ready.stamped),
+        ("reported_again", ready.reported_again),
+        ("unmapped", ready.unmapped),
+        ("not_read", ready.not_read),
+    ] {
+        reported.metric.push(Metric {
+            label: vec![label("outcome", outcome)],
+            counter: Some(Counter {
+                value: value as f64,
+            }),
+            ..Metric::default()
+        });
+    }
+    let mut turns = MetricFamily::new(
+        format!("{p}_loop_turn_seconds"),
+        "Event-loop turns: from a wait's return to the same thread's next wait.",
+        MetricType::Histogram,
+    );
+    turns.metric.push(Metric {
+        histogram: Some(buckets::histogram(
+            &ready.turn_ns,
+            &bounds,
+            1e9,
+            Some(ready.turn_sum_ns),
+        )),
+        ..Metric::default()
+    });
+    vec![delay, reported, turns]
 }
 
 /// `--lite`: socket transfers and sleeps by syscall (the `syscall_*` families stay empty: lite

@@ -148,13 +148,16 @@ fn epoll_registrations(pid: u32) -> Vec<(RegKey, u32)> {
             (
                 RegKey {
                     tgid: pid,
-                    epfd,
+                    _pad: 0,
                     data,
                 },
                 tfd,
             )
         }));
     }
+    // A dup of an epoll descriptor lists the same registrations again.
+    found.sort_unstable_by_key(|(reg, fd)| (reg.data, *fd));
+    found.dedup();
     found
 }
 

@@ -22,6 +22,7 @@ func main() {
 	fd := flag.Int("fd", -1, "inherited listening socket")
 	payload := flag.Int("payload", 64, "bytes per request and per reply")
 	thinkUs := flag.Int("think-us", 0, "CPU work per request, microseconds (spinning)")
+	thinkEvery := flag.Int("think-every", 1, "do the think-us work on one request in N")
 	diskRead := flag.Int("disk-read", 0, "bytes read from -disk-file per request")
 	diskFile := flag.String("disk-file", "", "file for -disk-read (netpoll passes /proc/self/fd/N of an unlinked file)")
 	flag.Parse()
@@ -52,7 +53,7 @@ func main() {
 			}
 			fail("accept: %v", err)
 		}
-		go serve(conn, *payload, time.Duration(*thinkUs)*time.Microsecond, *diskRead, disk)
+		go serve(conn, *payload, time.Duration(*thinkUs)*time.Microsecond, *thinkEvery, *diskRead, disk)
 	}
 }
 
@@ -60,7 +61,7 @@ func main() {
 var diskFileKeptOpen *os.File
 
 // serve echoes requests on one connection until the client closes it.
-func serve(conn net.Conn, payload int, think time.Duration, diskRead int, disk string) {
+func serve(conn net.Conn, payload int, think time.Duration, thinkEvery int, diskRead int, disk string) {
 	defer conn.Close()
 	buf := make([]byte, payload)
 	var file *os.File
@@ -74,11 +75,11 @@ func serve(conn net.Conn, payload int, think time.Duration, diskRead int, disk s
 		defer f.Close()
 		file, block = f, make([]byte, diskRead)
 	}
-	for {
+	for handled := 1; ; handled++ {
 		if _, err := io.ReadFull(conn, buf); err != nil {
 			return
 		}
-		if think > 0 {
+		if think > 0 && handled%thinkEvery == 0 {
 			// Spin rather than sleep: CPU the I/O model cannot overlap.
 			for start := time.Now(); time.Since(start) < think; {
 			}

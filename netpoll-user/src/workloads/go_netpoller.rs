@@ -94,6 +94,7 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
     cmd.arg(format!("-fd={fd}"))
         .arg(format!("-payload={}", s.payload))
         .arg(format!("-think-us={}", s.think_us))
+        .arg(format!("-think-every={}", s.think_every.max(1)))
         .arg(format!("-disk-read={}", s.disk_read));
     if let Some(path) = &config.disk_file {
         // /proc/self/fd/N of the unlinked file: N must survive the exec too.

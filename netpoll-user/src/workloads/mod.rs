@@ -139,6 +139,8 @@ pub fn size_udp_buffers(socket: &UdpSocket) {
 pub struct Handler {
     config: Arc<Config>,
     disk: Option<File>,
+    /// Requests handled (for --think-every).
+    handled: u64,
 }
 
 impl Handler {
@@ -147,12 +149,18 @@ impl Handler {
             (Some(path), n) if n > 0 => Some(File::open(path)?),
             _ => None,
         };
-        Ok(Handler { config, disk })
+        Ok(Handler {
+            config,
+            disk,
+            handled: 0,
+        })
     }
 
     /// Does a request's work. The reply is the request itself (an echo), so it needs no input.
     pub fn handle(&mut self) -> io::Result<()> {
-        if self.config.server.think_us > 0 {
+        self.handled += 1;
+        let s = &self.config.server;
+        if s.think_us > 0 && self.handled.is_multiple_of(s.think_every.max(1)) {
             // Spin rather than sleep: the point is CPU the I/O model cannot overlap.
             let until = Instant::now() + Duration::from_micros(self.config.server.think_us);
             while Instant::now() < until {

@@ -194,6 +194,7 @@ fn run_args(
     };
     workload.server.payload = e.payload;
     workload.server.think_us = e.think_us;
+    workload.server.think_every = e.think_every.max(1);
     workload.server.disk_read = e.disk_read;
     if servers.and_then(|s| s.get(model)).is_none() {
         workload.server.threads = e.threads;
@@ -216,6 +217,9 @@ fn run_args(
     }
     // The scheduler view in every run: where each request's server time goes.
     args.push("--sched".into());
+    if e.ready {
+        args.push("--ready".into());
+    }
     if e.go_exact {
         args.push("--go-exact".into());
     } else if e.go {

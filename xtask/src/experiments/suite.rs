@@ -78,6 +78,7 @@ impl Calibration {
             warmup: self.warmup,
             payload: default_payload(),
             think_us: 0,
+            think_every: 1,
             disk_read: 0,
             rate: None,
             rates: Vec::new(),
@@ -85,6 +86,7 @@ impl Calibration {
             netns: false,
             go: false,
             go_exact: false,
+            ready: false,
             threads: 0,
             note: None,
             quick: None,
@@ -124,6 +126,9 @@ pub struct Experiment {
     pub payload: usize,
     #[serde(default)]
     pub think_us: u64,
+    /// The think_us work on one request in N only (`--think-every`).
+    #[serde(default = "one_u64")]
+    pub think_every: u64,
     #[serde(default)]
     pub disk_read: usize,
     #[serde(default)]
@@ -142,6 +147,9 @@ pub struct Experiment {
     /// The exact Go view (`netpoll run --go-exact`: uprobes, which slow the server down).
     #[serde(default)]
     pub go_exact: bool,
+    /// The readiness-to-service view (`netpoll run --ready`).
+    #[serde(default)]
+    pub ready: bool,
     /// Reactors, workers or GOMAXPROCS of the models that take `--threads` (0: one per CPU
     /// the server may use).
     #[serde(default)]
@@ -169,6 +177,10 @@ struct Quick {
 fn no_idle() -> Vec<usize> {
     vec![0]
 }
+fn one_u64() -> u64 {
+    1
+}
+
 fn default_payload() -> usize {
     64
 }

@@ -620,6 +620,9 @@ fn assemble(
                 .map(|(after, before)| after.since(&before)),
         }),
     });
+    if let (Some(ready), Some(run)) = (&results.ready, results.run.as_mut()) {
+        run.per_request.ready = analysis::run::ReadyPerRequest::compute(ready, run.load.requests);
+    }
     if let (Some(go), Some(run)) = (&m.go, results.run.as_mut()) {
         run.per_request.go = analysis::run::GoPerRequest::compute(go, run.load.requests);
     }
