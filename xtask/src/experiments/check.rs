@@ -93,7 +93,42 @@ pub fn check_quick(out: &Path, repeat: usize) -> Result<()> {
         loaded
             .get("go-inside-exact")
             .context("no go-inside-exact experiment")?,
-    )
+    )?;
+    check_event_loop(loaded.get("event-loop").context("no event-loop experiment")?)
+}
+
+/// event-loop: every run's ready descriptors were mapped and timed; in the single reactor
+/// (epoll-lt), one request in 100 takes 1 ms of CPU, so the sockets ready in the same turn wait
+/// behind it: the p99 delay is at least half a millisecond.
+fn check_event_loop(runs: &[Run]) -> Result<()> {
+    let mut seen = Vec::new();
+    for r in runs {
+        let (Some(ready), Some(info)) = (r.results.ready.as_ref(), r.info()) else {
+            bail!("{}: ran with --ready but has no ready section", r.path.display());
+        };
+        let all = ready.all_delays();
+        let p99 = all.histogram.quantile(0.99).map_or(0, |q| q.estimate());
+        if all.count == 0 || ready.unmapped > all.count / 100 {
+            bail!(
+                "{}: {} delays timed, {} events unmapped",
+                r.path.display(),
+                all.count,
+                ready.unmapped
+            );
+        }
+        if info.workload.model == "epoll-lt" && p99 < 500_000 {
+            bail!(
+                "{}: epoll-lt's p99 readiness delay is {p99} ns behind a 1 ms handler on one request in 100 (expected at least 0.5 ms)",
+                r.path.display()
+            );
+        }
+        seen.push(format!("{} p99 {:.2} ms", info.workload.model, p99 as f64 / 1e6));
+    }
+    eprintln!(
+        "xtask: experiments --quick: readiness delays behind a slow handler: {}",
+        seen.join(", ")
+    );
+    Ok(())
 }
 
 /// go-inside-exact: in a closed loop, each request finds its connection's goroutine parked
