@@ -438,8 +438,12 @@ pub struct ReadyInfo {
     pub closes: u8,
 }
 
-/// `--ready`'s programs on the waits' own tracepoints: (program, `syscalls` events).
-pub const READY_WAIT_PROGRAMS: [(&str, &[&str]); 4] = [
+/// `--ready`'s program for the waits' exits beside the main one on `sys_exit` (a BTF
+/// tracepoint); without BTF tracepoints, [`READY_WAIT_PROGRAMS`] instead.
+pub const READY_EXIT_PROGRAM: &str = "btf_ready_exit";
+
+/// `--ready`'s programs on the waits' own exit tracepoints: (program, `syscalls` events).
+pub const READY_WAIT_PROGRAMS: [(&str, &[&str]); 3] = [
     (
         "ready_epoll_exit",
         &[
@@ -452,18 +456,6 @@ pub const READY_WAIT_PROGRAMS: [(&str, &[&str]); 4] = [
     (
         "ready_select_exit",
         &["sys_exit_select", "sys_exit_pselect6"],
-    ),
-    (
-        "ready_wait_enter",
-        &[
-            "sys_enter_epoll_wait",
-            "sys_enter_epoll_pwait",
-            "sys_enter_epoll_pwait2",
-            "sys_enter_poll",
-            "sys_enter_ppoll",
-            "sys_enter_select",
-            "sys_enter_pselect6",
-        ],
     ),
 ];
 
@@ -859,7 +851,8 @@ pub fn program_names() -> Vec<String> {
         .iter()
         .map(|(program, _)| *program)
         .chain(GO_POLL_PROGRAMS.iter().map(|(program, _)| *program))
-        .chain(READY_WAIT_PROGRAMS.iter().map(|(program, _)| *program));
+        .chain(READY_WAIT_PROGRAMS.iter().map(|(program, _)| *program))
+        .chain([READY_EXIT_PROGRAM]);
     names.extend(others.map(str::to_string));
     for hook in Hook::ALL {
         for &kind in hook.kinds() {

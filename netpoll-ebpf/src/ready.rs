@@ -13,9 +13,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
-    macros::{map, tracepoint},
+    macros::{btf_tracepoint, map, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
-    programs::TracePointContext,
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use netpoll_ebpf::{
     abi::{
@@ -84,7 +84,7 @@ fn totals() -> Option<&'static mut ReadyTotals> {
     READY_TOTALS.get_ptr_mut(0).map(|t| unsafe { &mut *t })
 }
 
-/// `sys_enter` of any syscall: a target's `epoll_ctl` or call on a descriptor.
+/// `sys_enter` of any syscall: a target's wait, `epoll_ctl`, or call on a descriptor.
 #[inline(always)]
 pub fn enter<A: SyscallArgs>(nr: i64, args: &A) {
     if !(0..MAX_SYSCALL_NR as i64).contains(&nr) {
@@ -101,47 +101,38 @@ pub fn enter<A: SyscallArgs>(nr: i64, args: &A) {
     if !is_target_cached(current, pid_tgid) {
         return;
     }
-    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    let tgid = (pid_tgid >> 32) as u32;
     let t = now();
-    let _ = tid;
-    match info.role {
-        // Waits have programs of their own, on their own tracepoints (below).
-        ready_role::EPOLL_WAIT | ready_role::POLL | ready_role::SELECT => {}
-        ready_role::EPOLL_CTL => {
-            let fd = args.arg(2);
-            serviced(tgid, fd, ready_ender::EPOLL_CTL, t);
-            registered(tgid, args.arg(1), fd as u32, args.arg(3));
-        }
-        _ => {
-            let fd = args.arg(info.fd_arg);
-            serviced(tgid, fd, info.ender, t);
-            // A closed descriptor leaves its epoll instances (its number may come back).
-            if info.closes != 0 {
-                forget(tgid, fd as u32);
-            }
-        }
+    if matches!(
+        info.role,
+        ready_role::EPOLL_WAIT | ready_role::POLL | ready_role::SELECT
+    ) {
+        // The results are read at the wait's exit, by a program of its own (below).
+        wait_entered(pid_tgid as u32, info.role, args, t);
+        return;
+    }
+    if info.role == ready_role::EPOLL_CTL {
+        let fd = args.arg(2);
+        serviced(tgid, fd, ready_ender::EPOLL_CTL, t);
+        registered(tgid, args.arg(1), fd as u32, args.arg(3));
+        return;
+    }
+    let fd = args.arg(info.fd_arg);
+    serviced(tgid, fd, info.ender, t);
+    // A closed descriptor leaves its epoll instances (its number may come back).
+    if info.closes != 0 {
+        forget(tgid, fd as u32);
     }
 }
 
-// The waits' own programs, on the syscalls' tracepoints (`syscalls:sys_enter_epoll_wait`...):
-// each is verified alone, so the loops over a wait's results do not weigh on the programs every
-// syscall runs, and only processes that wait pay for them. Record layout: 8 bytes of common
-// fields, `int __syscall_nr` at 8, the arguments from 16 (sys_enter) or `long ret` at 16
-// (sys_exit), stable since 2.6.
-const TP_NR: usize = 8;
-const TP_ARGS: usize = 16;
+// The waits' exits have a program of their own, beside the main one on `sys_exit` (a BTF
+// tracepoint: every syscall's exit runs it, and leaves after one array lookup unless it is a
+// wait): verified alone, its loops over a wait's results do not weigh on the main program.
+// Without BTF tracepoints, one program per kind of wait goes on the waits' own exit tracepoints
+// (`syscalls:sys_exit_epoll_wait`...), which only waiting processes pay for, but dearly (a
+// perf record per call). Record layout there: 8 bytes of common fields, `int __syscall_nr` at
+// 8, `long ret` at 16, stable since 2.6.
 const TP_RET: usize = 16;
-
-/// The arguments of a `syscalls:sys_enter_*` record.
-struct WaitArgs<'a>(&'a TracePointContext);
-
-impl SyscallArgs for WaitArgs<'_> {
-    #[inline(always)]
-    fn arg(&self, n: u8) -> u64 {
-        // SAFETY: read_at uses bpf_probe_read_kernel; n < 6 keeps it inside the record.
-        unsafe { self.0.read_at::<u64>(TP_ARGS + 8 * (n as usize % 6)) }.unwrap_or(0)
-    }
-}
 
 /// The calling thread, if it is a target's: (tgid, tid).
 #[inline(always)]
@@ -151,21 +142,29 @@ fn target_thread() -> Option<(u32, u32)> {
     is_target_cached(current, pid_tgid).then_some(((pid_tgid >> 32) as u32, pid_tgid as u32))
 }
 
-/// `sys_enter` of a wait (epoll, poll, select).
-#[tracepoint]
-pub fn ready_wait_enter(ctx: TracePointContext) -> u32 {
+/// `sys_exit(struct pt_regs *regs, long ret)`: a target's wait returned.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn btf_ready_exit(ctx: BtfTracePointContext) -> i32 {
     if !on() {
         return 0;
     }
-    // SAFETY: an offset inside the record.
-    let nr = unsafe { ctx.read_at::<i32>(TP_NR) }.unwrap_or(-1);
+    let regs: *const u8 = ctx.arg(0);
+    let nr = crate::hooks::regs_nr(regs);
+    if !(0..MAX_SYSCALL_NR as i64).contains(&nr) {
+        return 0;
+    }
     let Some(&info) = READY_TABLE.get(nr as u32) else {
         return 0;
     };
-    let Some((_, tid)) = target_thread() else {
+    if !matches!(
+        info.role,
+        ready_role::EPOLL_WAIT | ready_role::POLL | ready_role::SELECT
+    ) {
         return 0;
-    };
-    wait_entered(tid, info.role, &WaitArgs(&ctx), now());
+    }
+    if let Some((tgid, tid)) = target_thread() {
+        wait_returned(tgid, tid, ctx.arg(1), info.role);
+    }
     0
 }
 

@@ -209,8 +209,8 @@ impl Probes {
         probes.attach_syscall_hooks(&kinds, floor, btf.as_ref())?;
         if options.mode.ready() {
             probes
-                .attach_ready_waits()
-                .context("--ready: the waits' tracepoints")?;
+                .attach_ready_waits(btf.as_ref())
+                .context("--ready: the waits' exits")?;
         }
         let mut attach_ns: Array<_, u64> = Array::try_from(probes.map_mut(maps::ATTACH_NS)?)?;
         attach_ns.set(0, system::monotonic_ns(), 0)?;

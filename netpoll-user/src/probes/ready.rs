@@ -9,13 +9,14 @@ use analysis::{
 };
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
+    Btf,
     maps::{Array, HashMap, MapData, PerCpuArray},
-    programs::TracePoint,
+    programs::{BtfTracePoint, TracePoint},
 };
 use netpoll_ebpf::{
     abi::{
-        FdKey, READY_ENDERS, READY_WAIT_PROGRAMS, ReadyDelay, ReadyInfo, ReadyStamp, ReadyTotals,
-        RegKey, maps,
+        FdKey, READY_ENDERS, READY_EXIT_PROGRAM, READY_WAIT_PROGRAMS, ReadyDelay, ReadyInfo,
+        ReadyStamp, ReadyTotals, RegKey, maps,
     },
     syscalls::READY_SYSCALLS,
 };
@@ -23,9 +24,22 @@ use netpoll_ebpf::{
 use super::Probes;
 
 impl Probes {
-    /// The waits' programs, on their own tracepoints (exits first: a wait is stamped only when
-    /// its entry was seen).
-    pub(super) fn attach_ready_waits(&mut self) -> Result<()> {
+    /// The waits' exit program beside the main one on `sys_exit` (a BTF tracepoint), or,
+    /// without BTF tracepoints, one per kind of wait on the waits' own exit tracepoints.
+    pub(super) fn attach_ready_waits(&mut self, btf: Option<&Btf>) -> Result<()> {
+        let beside = btf.ok_or_else(|| anyhow!("no kernel BTF")).and_then(|btf| {
+            let p: &mut BtfTracePoint = self
+                .ebpf
+                .program_mut(READY_EXIT_PROGRAM)
+                .ok_or_else(|| anyhow!("program {READY_EXIT_PROGRAM} is missing"))?
+                .try_into()?;
+            p.load("sys_exit", btf)?;
+            p.attach()?;
+            Ok(())
+        });
+        if beside.is_ok() {
+            return Ok(());
+        }
         for (program, events) in READY_WAIT_PROGRAMS {
             let p: &mut TracePoint = self
                 .ebpf

@@ -74,6 +74,8 @@ enum Setup {
     NetpollGo,
     /// `netpoll profile --go-exact`: the above and uprobes on four runtime functions.
     NetpollGoExact,
+    /// `netpoll profile --ready`: the readiness-to-service view.
+    NetpollReady,
     /// Go's own runtime/trace, collected through /debug/pprof/trace for the window.
     RuntimeTrace,
 }
@@ -95,6 +97,7 @@ impl Setup {
                 Setup::Nothing,
                 Setup::Floor,
                 Setup::Netpoll,
+                Setup::NetpollReady,
                 Setup::Lite,
                 Setup::Bpftrace,
                 Setup::PerfTrace,
@@ -114,6 +117,7 @@ impl Setup {
             Setup::Strace => "strace -c",
             Setup::NetpollGo => "netpoll profile --go",
             Setup::NetpollGoExact => "netpoll profile --go-exact",
+            Setup::NetpollReady => "netpoll profile --ready",
             Setup::RuntimeTrace => "Go runtime/trace",
         }
     }
@@ -406,6 +410,10 @@ fn attach(
             Command::new(netpoll).args(["profile", "--quiet", "--go", "--pid", &pid]),
             "attached",
         )?),
+        Setup::NetpollReady => Some(watch(
+            Command::new(netpoll).args(["profile", "--quiet", "--ready", "--pid", &pid]),
+            "attached",
+        )?),
         Setup::NetpollGoExact => Some(watch(
             Command::new(netpoll).args(["profile", "--quiet", "--go-exact", "--pid", &pid]),
             "attached",
@@ -552,6 +560,13 @@ fn report(describe: &str, rounds: usize, setups: &[Setup], samples: &[Vec<Sample
         RuntimeTrace,
         &loss,
         "lower is cheaper",
+    );
+    line(
+        "CPU added per request (server + watcher), --ready / profile:",
+        NetpollReady,
+        Netpoll,
+        &machine_added,
+        "goal <= 1.15x",
     );
     line(
         "throughput loss, netpoll / bpftrace:",

@@ -94,7 +94,11 @@ pub fn check_quick(out: &Path, repeat: usize) -> Result<()> {
             .get("go-inside-exact")
             .context("no go-inside-exact experiment")?,
     )?;
-    check_event_loop(loaded.get("event-loop").context("no event-loop experiment")?)
+    check_event_loop(
+        loaded
+            .get("event-loop")
+            .context("no event-loop experiment")?,
+    )
 }
 
 /// event-loop: every run's ready descriptors were mapped and timed; in the single reactor
@@ -104,7 +108,10 @@ fn check_event_loop(runs: &[Run]) -> Result<()> {
     let mut seen = Vec::new();
     for r in runs {
         let (Some(ready), Some(info)) = (r.results.ready.as_ref(), r.info()) else {
-            bail!("{}: ran with --ready but has no ready section", r.path.display());
+            bail!(
+                "{}: ran with --ready but has no ready section",
+                r.path.display()
+            );
         };
         let all = ready.all_delays();
         let p99 = all.histogram.quantile(0.99).map_or(0, |q| q.estimate());
@@ -122,7 +129,11 @@ fn check_event_loop(runs: &[Run]) -> Result<()> {
                 r.path.display()
             );
         }
-        seen.push(format!("{} p99 {:.2} ms", info.workload.model, p99 as f64 / 1e6));
+        seen.push(format!(
+            "{} p99 {:.2} ms",
+            info.workload.model,
+            p99 as f64 / 1e6
+        ));
     }
     eprintln!(
         "xtask: experiments --quick: readiness delays behind a slow handler: {}",
