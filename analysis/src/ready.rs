@@ -45,16 +45,30 @@ pub struct ReadyDelays {
     pub histogram: Histogram,
 }
 
+/// The calls that service a readable report: a request waiting to be read (or a connection
+/// to be accepted). The headline figures use these; a writable report of a socket that is
+/// always writable lasts until the server next has something to write, which is not a wait.
+pub const READABLE_ENDERS: [&str; 2] = ["read", "accept"];
+
 impl Ready {
+    /// Delays of readable reports: ended by a read or an accept.
+    pub fn readable_delays(&self) -> ReadyDelays {
+        self.merged(|name| READABLE_ENDERS.contains(&name))
+    }
+
     /// Every delay, whatever ended it.
     pub fn all_delays(&self) -> ReadyDelays {
+        self.merged(|_| true)
+    }
+
+    fn merged(&self, wanted: impl Fn(&str) -> bool) -> ReadyDelays {
         let mut all = ReadyDelays {
             count: 0,
             sum_ns: 0,
             deferred: 0,
             histogram: Histogram::new(netpoll_ebpf::histogram::SCHED_BUCKETS),
         };
-        for d in self.delays.values() {
+        for (_, d) in self.delays.iter().filter(|(name, _)| wanted(name)) {
             all.count += d.count;
             all.sum_ns += d.sum_ns;
             all.deferred += d.deferred;

@@ -236,8 +236,8 @@ pub struct PerRequest {
     pub ready: Option<ReadyPerRequest>,
 }
 
-/// The readiness-to-service view of a run: the delays (microseconds) and the loop's turns per
-/// request.
+/// The readiness-to-service view of a run: the delays of readable reports (until a read or
+/// an accept; microseconds) and the loop's turns per request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReadyPerRequest {
     pub delay_mean_us: f64,
@@ -253,7 +253,7 @@ impl ReadyPerRequest {
         if requests == 0 {
             return None;
         }
-        let all = ready.all_delays();
+        let all = ready.readable_delays();
         let turns = ready.turns.max(1) as f64;
         Some(ReadyPerRequest {
             delay_mean_us: all.sum_ns as f64 / all.count.max(1) as f64 / 1e3,

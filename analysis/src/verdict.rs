@@ -414,13 +414,13 @@ impl<'a> Signals<'a> {
 /// The readiness view's evidence: how long ready descriptors waited for service, and the loop's
 /// turns; with one thread waiting in epoll, what a long turn means for every other descriptor.
 fn ready_evidence(ready: &crate::ready::Ready, in_epoll: u32) -> Vec<String> {
-    let all = ready.all_delays();
+    let all = ready.readable_delays();
     if all.count == 0 {
         return Vec::new();
     }
     let q = |h: &crate::Histogram, p: f64| h.quantile(p).map_or(0, |q| q.estimate());
     let mut evidence = vec![format!(
-        "readiness to service: {} ready descriptors waited {} on average for the process's next call on them (p50 {}, p99 {}); {} were serviced only after their thread had waited again",
+        "readiness to service: {} descriptors reported readable waited {} on average for the process's read or accept (p50 {}, p99 {}); {} were serviced only after their thread had waited again",
         all.count,
         crate::chart::style::fmt_ns((all.sum_ns / all.count) as f64),
         crate::chart::style::fmt_ns(q(&all.histogram, 0.5) as f64),

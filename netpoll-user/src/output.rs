@@ -786,7 +786,7 @@ pub fn run_report(run: &RunInfo) -> String {
     if let Some(ready) = &r.ready {
         let _ = writeln!(
             out,
-            "readiness per request: a ready descriptor waited {:.1}µs on average for service (p99 {:.1}µs); {:.3} loop turns, each {:.1}µs on average with {:.1} ready events",
+            "readiness per request: a readable descriptor waited {:.1}µs on average for its read or accept (p99 {:.1}µs); {:.3} loop turns, each {:.1}µs on average with {:.1} ready events",
             ready.delay_mean_us,
             ready.delay_p99_us,
             ready.turns,

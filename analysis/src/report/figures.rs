@@ -529,7 +529,7 @@ fn versus(cells: &[Cell], axis: Axis) -> Result<Vec<Chart>, ReportError> {
 pub const READY_FIGURES: [Figure; 2] = [
     Figure {
         name: "ready_delay_p99",
-        title: "p99 readiness-to-service delay (a ready descriptor's wait for the server to touch it)",
+        title: "p99 readiness-to-service delay (a readable socket's wait for the server's read)",
         unit: "p99 delay (µs)",
         value: |i| i.per_request.ready.map_or(f64::NAN, |r| r.delay_p99_us),
         text: |v| format!("{} µs", fmt_number(v)),

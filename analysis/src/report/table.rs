@@ -210,8 +210,8 @@ pub fn ready(cells: &[Cell]) -> Table {
         "Readiness to service (a ready descriptor's wait for the server to touch it) and event-loop turns",
         &[
             "configuration",
-            "delay, mean",
-            "delay, p99",
+            "readable until read, mean",
+            "readable until read, p99",
             "turns per request",
             "turn, mean",
             "ready events per turn",

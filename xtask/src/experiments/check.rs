@@ -113,7 +113,7 @@ fn check_event_loop(runs: &[Run]) -> Result<()> {
                 r.path.display()
             );
         };
-        let all = ready.all_delays();
+        let all = ready.readable_delays();
         let p99 = all.histogram.quantile(0.99).map_or(0, |q| q.estimate());
         if all.count == 0 || ready.unmapped > all.count / 100 {
             bail!(
