@@ -23,6 +23,11 @@ pub struct Ready {
     /// Reported ready again before being serviced (ignored or deferred; the first report's
     /// time is kept).
     pub reported_again: u64,
+    /// Reports found stale: the read, write or accept that came next found nothing (EAGAIN):
+    /// the descriptor had been serviced before the report was read (edge-triggered loops that
+    /// read ahead). Not counted as delays.
+    #[serde(default)]
+    pub stale: u64,
     /// Stamped and not serviced when the collection ended.
     pub pending: u64,
     /// Registrations read from /proc/PID/fdinfo at attach (made before netpoll attached).
@@ -107,6 +112,7 @@ impl Ready {
             unmapped: self.unmapped.saturating_sub(earlier.unmapped),
             not_read: self.not_read.saturating_sub(earlier.not_read),
             reported_again: self.reported_again.saturating_sub(earlier.reported_again),
+            stale: self.stale.saturating_sub(earlier.stale),
             pending: self.pending,
             seeded_registrations: self.seeded_registrations,
             turns: self.turns.saturating_sub(earlier.turns),
@@ -141,6 +147,7 @@ mod tests {
             unmapped: 0,
             not_read: 0,
             reported_again: 0,
+            stale: 0,
             pending: 0,
             seeded_registrations: 0,
             turns,

@@ -33,7 +33,9 @@ pub struct InFlight {
     pub nonblocking: u8,
     /// [`crate::syscalls::Kind`] as u8.
     pub kind: u8,
-    pub _pad: [u8; 4],
+    /// `--ready`: the descriptor of a read, write or accept, plus one (0: none), so that its
+    /// exit can end the descriptor's readiness delay, knowing whether it found anything.
+    pub ready_fd_plus_one: u32,
 }
 
 /// A call parked in `IN_FLIGHT` (its thread left the CPU), with, in the scheduler view, its
@@ -434,8 +436,16 @@ pub struct ReadyInfo {
     pub fd_arg: u8,
     /// [`ready_ender`] (`ON_FD`).
     pub ender: u8,
-    /// 1: the call closes the descriptor (it leaves its epoll instances).
-    pub closes: u8,
+    /// Bit 0: the call closes the descriptor (it leaves its epoll instances). Bit 1: the call
+    /// is measured (a read, write or accept of `SYSCALLS`): its delay ends at its exit, where a
+    /// call that found nothing (EAGAIN) shows the report was stale.
+    pub flags: u8,
+}
+
+/// [`ReadyInfo::flags`].
+pub mod ready_flags {
+    pub const CLOSES: u8 = 1;
+    pub const AT_EXIT: u8 = 2;
 }
 
 /// `--ready`'s program for the waits' exits beside the main one on `sys_exit` (a BTF
@@ -559,7 +569,9 @@ pub struct ReadyTotals {
     pub turn_sum_ns: u64,
     /// Ready events the turns' waits returned.
     pub turn_events: u64,
-    pub _reserved: u64,
+    /// Reports found stale: the read, write or accept that came next found nothing to do
+    /// (EAGAIN): the descriptor had been serviced before the report was read.
+    pub stale: u64,
     pub turn_hist: [u64; SCHED_BUCKETS],
 }
 

@@ -183,9 +183,11 @@ pub fn current() -> Option<&'static mut Current> {
 /// `sys_enter`: start timing a measured call of a target thread.
 #[inline(always)]
 pub fn on_sys_enter<A: SyscallArgs>(nr: i64, args: &A) {
-    if crate::ready::on() {
-        crate::ready::enter(nr, args);
-    }
+    let ready_fd_plus_one = if crate::ready::on() {
+        crate::ready::enter(nr, args)
+    } else {
+        0
+    };
     let Some(info) = lookup_syscall(nr) else {
         return;
     };
@@ -200,7 +202,7 @@ pub fn on_sys_enter<A: SyscallArgs>(nr: i64, args: &A) {
         socket: 0,
         nonblocking: is_nonblocking(&info, args) as u8,
         kind: info.kind,
-        _pad: [0; 4],
+        ready_fd_plus_one,
         // SAFETY: helper without arguments. Taken last so the probe's own work is not timed.
         start_ns: unsafe { bpf_ktime_get_ns() },
     };
@@ -438,6 +440,9 @@ fn account(
     }
     if call.nonblocking != 0 {
         stats.nonblocking += 1;
+    }
+    if crate::ready::on() && call.ready_fd_plus_one != 0 {
+        crate::ready::serviced_at_exit(pid_tgid, call, ret);
     }
 }
 

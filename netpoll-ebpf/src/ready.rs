@@ -19,10 +19,11 @@ use aya_ebpf::{
 };
 use netpoll_ebpf::{
     abi::{
-        FdKey, MAX_READY, MAX_THREADS, READY_EVENTS_PER_WAIT, ReadyDelay, ReadyInfo, ReadyStamp,
-        ReadyTotals, ReadyWait, RegKey, Turn, ready_ender, ready_role,
+        EAGAIN, FdKey, InFlight, MAX_READY, MAX_THREADS, READY_EVENTS_PER_WAIT, ReadyDelay,
+        ReadyInfo, ReadyStamp, ReadyTotals, ReadyWait, RegKey, Turn, ready_ender, ready_flags,
+        ready_role,
     },
-    syscalls::MAX_SYSCALL_NR,
+    syscalls::{Kind, MAX_SYSCALL_NR},
 };
 
 use crate::{
@@ -84,22 +85,32 @@ fn totals() -> Option<&'static mut ReadyTotals> {
     READY_TOTALS.get_ptr_mut(0).map(|t| unsafe { &mut *t })
 }
 
-/// `sys_enter` of any syscall: a target's wait, `epoll_ctl`, or call on a descriptor.
+/// `sys_enter` of any syscall: a target's wait, `epoll_ctl`, or call on a descriptor. For a
+/// measured read, write or accept, returns its descriptor plus one (its delay ends at its exit,
+/// [`serviced_at_exit`]); else 0.
 #[inline(always)]
-pub fn enter<A: SyscallArgs>(nr: i64, args: &A) {
+pub fn enter<A: SyscallArgs>(nr: i64, args: &A) -> u32 {
     if !(0..MAX_SYSCALL_NR as i64).contains(&nr) {
-        return;
+        return 0;
     }
     let Some(&info) = READY_TABLE.get(nr as u32) else {
-        return;
+        return 0;
     };
     if info.role == ready_role::NONE {
-        return;
+        return 0;
     }
-    let Some(current) = current() else { return };
+    let Some(current) = current() else { return 0 };
     let pid_tgid = bpf_get_current_pid_tgid();
     if !is_target_cached(current, pid_tgid) {
-        return;
+        return 0;
+    }
+    if info.flags & ready_flags::AT_EXIT != 0 {
+        let fd = args.arg(info.fd_arg);
+        return if fd < u64::from(u32::MAX) {
+            fd as u32 + 1
+        } else {
+            0
+        };
     }
     let tgid = (pid_tgid >> 32) as u32;
     let t = now();
@@ -109,20 +120,43 @@ pub fn enter<A: SyscallArgs>(nr: i64, args: &A) {
     ) {
         // The results are read at the wait's exit, by a program of its own (below).
         wait_entered(pid_tgid as u32, info.role, args, t);
-        return;
+        return 0;
     }
     if info.role == ready_role::EPOLL_CTL {
         let fd = args.arg(2);
-        serviced(tgid, fd, ready_ender::EPOLL_CTL, t);
+        serviced(tgid, fd, ready_ender::EPOLL_CTL, t, false);
         registered(tgid, args.arg(1), fd as u32, args.arg(3));
-        return;
+        return 0;
     }
     let fd = args.arg(info.fd_arg);
-    serviced(tgid, fd, info.ender, t);
+    serviced(tgid, fd, info.ender, t, false);
     // A closed descriptor leaves its epoll instances (its number may come back).
-    if info.closes != 0 {
+    if info.flags & ready_flags::CLOSES != 0 {
         forget(tgid, fd as u32);
     }
+    0
+}
+
+/// The exit of a measured read, write or accept on a descriptor (`call.ready_fd_plus_one`):
+/// the end of its delay, timed at the call's entry; a call that found nothing (EAGAIN) shows
+/// the report was stale (the descriptor had been serviced before it was read): counted apart.
+#[inline(always)]
+pub fn serviced_at_exit(pid_tgid: u64, call: &InFlight, ret: i64) {
+    let ender = if call.kind == Kind::Accept as u8 {
+        ready_ender::ACCEPT
+    } else if call.kind == Kind::Write as u8 || call.kind == Kind::WriteBatch as u8 {
+        ready_ender::WRITE
+    } else {
+        ready_ender::READ
+    };
+    let fd = u64::from(call.ready_fd_plus_one - 1);
+    serviced(
+        (pid_tgid >> 32) as u32,
+        fd,
+        ender,
+        call.start_ns,
+        ret == -EAGAIN,
+    );
 }
 
 // The waits' exits have a program of their own, beside the main one on `sys_exit` (a BTF
@@ -473,9 +507,10 @@ fn stamp(tgid: u32, fd: u32, (readable, writable): (bool, bool), tid: u32, turn:
 }
 
 /// A call on `fd` at `t`: the end of its delay, if it was reported ready the way the call
-/// services (a close or `epoll_ctl` ends both ways, counted once from the earlier report).
+/// services (a close or `epoll_ctl` ends both ways, counted once from the earlier report);
+/// `stale`: the call found nothing, the report is dropped and counted as stale.
 #[inline(always)]
-fn serviced(tgid: u32, fd: u64, ender: u8, t: u64) {
+fn serviced(tgid: u32, fd: u64, ender: u8, t: u64, stale: bool) {
     if (fd as i64) < 0 || fd > u64::from(u32::MAX) {
         return;
     }
@@ -516,6 +551,12 @@ fn serviced(tgid: u32, fd: u64, ender: u8, t: u64) {
     }
     if since == 0 {
         // Not ready the way this call services.
+        return;
+    }
+    if stale {
+        if let Some(s) = totals() {
+            s.stale += 1;
+        }
         return;
     }
     let Some(d) = READY_DELAY.get_ptr_mut(u32::from(ender)) else {

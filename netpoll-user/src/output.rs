@@ -394,10 +394,11 @@ fn readiness(results: &Results) -> String {
     }
     let _ = writeln!(
         out,
-        "{} descriptors stamped ready, {} reported again before service, {} still waiting at the end; \
+        "{} readiness reports stamped, {} reported again before service, {} stale (the next call found nothing: serviced before the report was read), {} still waiting at the end; \
          not measured: {} events with unknown epoll data, {} beyond 64 per wait{}",
         r.stamped,
         r.reported_again,
+        r.stale,
         r.pending,
         r.unmapped,
         r.not_read,

@@ -16,7 +16,7 @@ use aya::{
 use netpoll_ebpf::{
     abi::{
         FdKey, READY_ENDERS, READY_EXIT_PROGRAM, READY_WAIT_PROGRAMS, ReadyDelay, ReadyInfo,
-        ReadyStamp, ReadyTotals, RegKey, maps,
+        ReadyStamp, ReadyTotals, RegKey, maps, ready_ender, ready_flags, ready_role,
     },
     syscalls::READY_SYSCALLS,
 };
@@ -59,11 +59,16 @@ impl Probes {
     pub(super) fn fill_ready_table(&mut self) -> Result<()> {
         let mut table: Array<_, ReadyInfo> = Array::try_from(self.map_mut(maps::READY_TABLE)?)?;
         for s in &READY_SYSCALLS {
+            // A measured call's delay ends at its exit, where its result is known.
+            let measured = netpoll_ebpf::syscalls::syscall(s.name).is_some()
+                && s.role == ready_role::ON_FD
+                && s.ender != ready_ender::CLOSE;
             let info = ReadyInfo {
                 role: s.role,
                 fd_arg: s.fd_arg,
                 ender: s.ender,
-                closes: u8::from(s.closes),
+                flags: if s.closes { ready_flags::CLOSES } else { 0 }
+                    | if measured { ready_flags::AT_EXIT } else { 0 },
             };
             table.set(s.nr, info, 0)?;
         }
@@ -115,6 +120,7 @@ impl Probes {
             unmapped: 0,
             not_read: 0,
             reported_again: 0,
+            stale: 0,
             pending: 0,
             seeded_registrations: self.seeded_registrations,
             turns: 0,
@@ -127,6 +133,7 @@ impl Probes {
             ready.unmapped += cpu.unmapped;
             ready.not_read += cpu.not_read;
             ready.reported_again += cpu.again;
+            ready.stale += cpu.stale;
             ready.turns += cpu.turns;
             ready.turn_sum_ns += cpu.turn_sum_ns;
             ready.turn_events += cpu.turn_events;
