@@ -109,6 +109,7 @@ fn main() {
         sched::sched_needs_task_pointers,
         ready::ready_sockets_serviced_in_order_wait_a_gap_each,
         ready::a_ready_socket_left_alone_is_reported_again_and_deferred,
+        ready::bogus_pointers_and_reused_descriptors_give_no_wrong_delay,
     ];
     tests.push(Trial::test("every_test_is_listed", move || {
         every_test_is_listed(&listed)

@@ -115,6 +115,7 @@ scenarios! {
     Sleepy = "sleepy",
     ReadyInOrder = "ready-in-order",
     ReadyIgnored = "ready-ignored",
+    ReadyBadInput = "ready-bad-input",
 }
 
 pub fn run(scenario: Scenario) -> ! {
@@ -122,6 +123,7 @@ pub fn run(scenario: Scenario) -> ! {
         Scenario::Epoll => epoll(),
         Scenario::ReadyInOrder => ready_in_order(),
         Scenario::ReadyIgnored => ready_ignored(),
+        Scenario::ReadyBadInput => ready_bad_input(),
         Scenario::Io => io(),
         Scenario::IoNostop => io_after_stop(),
         Scenario::Accept => accept(),
@@ -320,6 +322,47 @@ fn ready_ignored() {
         }
         sleep_ms(TURN_MS);
     }
+    sys(
+        libc::SYS_epoll_wait,
+        [ep as usize, events.as_mut_ptr() as usize, 8, 0, 0, 0],
+    );
+}
+
+/// What --ready must not be fooled by: a wait given a bogus events pointer (EFAULT), and a
+/// ready socket closed unread whose descriptor number is reused at once by a new socket, which
+/// is then read (its data was never reported by a wait).
+fn ready_bad_input() {
+    let ep = sys(libc::SYS_epoll_create1, [0; 6]) as i32;
+    let mut pair = [0i32; 2];
+    // SAFETY: valid out-pointer.
+    unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) };
+    stop_for_probes();
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: 7,
+    };
+    // SAFETY: valid event.
+    unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, pair[0], &mut ev) };
+    write(pair[1], b"x", 1);
+    // A bogus pointer: the kernel refuses it (EFAULT), nothing is reported.
+    let bogus = sys(libc::SYS_epoll_wait, [ep as usize, 8, 8, 0, 0, 0]);
+    assert!(bogus < 0);
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
+    let n = sys(
+        libc::SYS_epoll_wait,
+        [ep as usize, events.as_mut_ptr() as usize, 8, 0, 0, 0],
+    );
+    assert_eq!(n, 1);
+    // Closed unread; the number comes back with a new socket, read at once.
+    let closed = pair[0];
+    sys(libc::SYS_close, [closed as usize, 0, 0, 0, 0, 0]);
+    let mut again = [0i32; 2];
+    // SAFETY: valid out-pointer.
+    unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, again.as_mut_ptr()) };
+    assert_eq!(again[0], closed, "the lowest free descriptor is reused");
+    write(again[1], b"y", 1);
+    let mut byte = [0u8; 1];
+    read(again[0], &mut byte, 1);
     sys(
         libc::SYS_epoll_wait,
         [ep as usize, events.as_mut_ptr() as usize, 8, 0, 0, 0],

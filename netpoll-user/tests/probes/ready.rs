@@ -82,3 +82,16 @@ pub fn a_ready_socket_left_alone_is_reported_again_and_deferred() -> TestResult 
         format!("again {} deferred {}", ready.reported_again, reads.deferred),
     )
 }
+
+pub fn bogus_pointers_and_reused_descriptors_give_no_wrong_delay() -> TestResult {
+    let run = profile_fixture(Scenario::ReadyBadInput, &["--ready"]);
+    let r = run.results();
+    let ready = r.ready.as_ref().ok_or("no ready section")?;
+    let count = |name: &str| ready.delays.get(name).map_or(0, |d| d.count);
+    // One report (the socket closed unread: its close ends it); the reused descriptor's read
+    // was never reported, so it ends nothing.
+    check(
+        ready.stamped == 1 && count("close") == 1 && count("read") == 0 && ready.pending == 0,
+        format!("{ready:?}"),
+    )
+}
