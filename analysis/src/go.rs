@@ -7,6 +7,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::Histogram;
 
+/// Frames of a network poll itself, skipped to find who polled: netpoll and the system-call
+/// stubs below it (their package moved between releases). An assembly stub keeps no frame of
+/// its own, so a frame-pointer walk from inside it goes straight to netpoll's caller: then
+/// netpoll is not seen.
+pub const POLL_CHAIN: [&str; 8] = [
+    "runtime.netpoll",
+    "runtime.epollwait",
+    "runtime/internal/syscall.Syscall6",
+    "runtime/internal/syscall.EpollWait",
+    "internal/runtime/syscall.Syscall6",
+    "internal/runtime/syscall.EpollWait",
+    "internal/runtime/syscall/linux.Syscall6",
+    "internal/runtime/syscall/linux.EpollWait",
+];
+
 /// The wait reason of a goroutine parked on the network, as the runtime names it.
 pub const IO_WAIT: &str = "IO wait";
 

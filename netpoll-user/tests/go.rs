@@ -12,7 +12,10 @@ use std::{
     sync::Mutex,
 };
 
-use analysis::{Results, go::GoRuntime};
+use analysis::{
+    Results,
+    go::{GoRuntime, POLL_CHAIN},
+};
 use common::NETPOLL;
 
 /// The fixture's goroutines parked on the network while they wait.
@@ -728,18 +731,6 @@ fn the_exact_view_needs_no_symbol_table_and_counts_hand_offs_of_blocking_reads()
     let _ = std::fs::remove_file(&trace);
     common::assert_nothing_attached();
 }
-
-/// Frames of the poll itself (as in src/go/polls.rs): skipped to find the poll's caller.
-const POLL_CHAIN: [&str; 8] = [
-    "runtime.netpoll",
-    "runtime.epollwait",
-    "runtime/internal/syscall.Syscall6",
-    "runtime/internal/syscall.EpollWait",
-    "internal/runtime/syscall.Syscall6",
-    "internal/runtime/syscall.EpollWait",
-    "internal/runtime/syscall/linux.Syscall6",
-    "internal/runtime/syscall/linux.EpollWait",
-];
 
 /// Network polls by (caller, timeout kind): netpoll's `--go`, and bpftrace's user stacks on
 /// the same tracepoint, for the same run of the fixture (with `env`).

@@ -7,25 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use analysis::go::GoPolls;
+use analysis::go::{GoPolls, POLL_CHAIN};
 use netpoll_ebpf::abi::poll_timeout;
 
 use super::Inspected;
 use crate::probes::go::PollSite;
-
-/// Frames of the poll itself, skipped to find who polled: netpoll and the system-call stubs
-/// below it (their package moved between releases). An assembly stub keeps no frame of its own,
-/// so the walk from inside it goes straight to netpoll's caller: then netpoll is not seen.
-const POLL_CHAIN: [&str; 8] = [
-    "runtime.netpoll",
-    "runtime.epollwait",
-    "runtime/internal/syscall.Syscall6",
-    "runtime/internal/syscall.EpollWait",
-    "internal/runtime/syscall.Syscall6",
-    "internal/runtime/syscall.EpollWait",
-    "internal/runtime/syscall/linux.Syscall6",
-    "internal/runtime/syscall/linux.EpollWait",
-];
 
 /// The caller of a poll: the first named frame outside [`POLL_CHAIN`].
 pub fn caller(frames: &[u64], inspected: &Inspected) -> String {
