@@ -77,6 +77,10 @@ pub struct Results {
     /// `--ready`: readiness-to-service delays and event-loop turns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<crate::ready::Ready>,
+    /// `profile`: netpoll's own process CPU over the collection (its user-space side: map
+    /// reads, /proc sampling, the Go sampler...), beside its programs' time in the kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netpoll_cpu: Option<NetpollCpu>,
 }
 
 /// What `--lite` measures, without hooks on every syscall: socket transfers from the socket
@@ -144,6 +148,16 @@ impl LiteSyscall {
     pub fn is_empty(&self) -> bool {
         self.socket_transfers == 0 && self.sleeps == 0
     }
+}
+
+/// netpoll's own CPU time while it collected (getrusage of its process: every thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetpollCpu {
+    pub user_ns: u64,
+    pub system_ns: u64,
+    /// (user + system) per second of collection, ns: the share of one CPU profiling took in
+    /// netpoll's own process.
+    pub per_second_ns: u64,
 }
 
 /// One of netpoll's BPF programs: how often it ran and for how long (kernel.bpf_stats_enabled;

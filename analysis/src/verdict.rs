@@ -876,6 +876,7 @@ mod tests {
             io_model: None,
             go: None,
             ready: None,
+            netpoll_cpu: None,
         }
     }
 

@@ -103,6 +103,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
         io_model: None,
         go: None,
         ready: None,
+        netpoll_cpu: None,
         scheduler: None,
         run: Some(RunInfo {
             workload: Workload {

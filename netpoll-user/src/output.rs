@@ -620,6 +620,16 @@ netpoll's own cost (kernel BPF statistics):
         "in all {} of BPF program time, paid by every process whose events ran them{per_call}",
         fmt_ns(total)
     );
+    if let Some(c) = &results.netpoll_cpu {
+        let _ = writeln!(
+            out,
+            "netpoll's own process: {} of CPU ({} user, {} system), {} per second of collection",
+            fmt_ns(c.user_ns + c.system_ns),
+            fmt_ns(c.user_ns),
+            fmt_ns(c.system_ns),
+            fmt_ns(c.per_second_ns)
+        );
+    }
     out
 }
 

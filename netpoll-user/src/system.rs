@@ -222,6 +222,17 @@ pub fn pin(pid: u32, cpus: &[usize]) -> Result<()> {
         .with_context(|| format!("cannot pin task {pid} to CPUs {cpus:?}"))
 }
 
+/// This process's CPU time so far, every thread: (user, system) ns (getrusage, µs resolution).
+pub fn own_cpu_ns() -> (u64, u64) {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF);
+    usage.map_or((0, 0), |u| {
+        let ns = |t: nix::sys::time::TimeVal| {
+            t.tv_sec() as u64 * 1_000_000_000 + t.tv_usec() as u64 * 1_000
+        };
+        (ns(u.user_time()), ns(u.system_time()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

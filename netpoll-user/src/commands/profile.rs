@@ -104,6 +104,7 @@ pub fn run(args: Args) -> Result<i32> {
     }
     let started_at = system::utc_now_rfc3339();
     let start = Instant::now();
+    let cpu_at_start = system::own_cpu_ns();
     announce(&args, &targets, &probes);
     targets.release()?;
     let go = go_pid.map(go::Sampler::start);
@@ -132,6 +133,17 @@ pub fn run(args: Args) -> Result<i32> {
     if bpf_stats.enabled {
         results.programs = probes.program_costs();
     }
+    let (user, sys) = system::own_cpu_ns();
+    let (user_ns, system_ns) = (
+        user.saturating_sub(cpu_at_start.0),
+        sys.saturating_sub(cpu_at_start.1),
+    );
+    results.netpoll_cpu = Some(analysis::results::NetpollCpu {
+        user_ns,
+        system_ns,
+        per_second_ns: ((user_ns + system_ns) as f64 / start.elapsed().as_secs_f64().max(1e-9))
+            as u64,
+    });
     if let Some(sampler) = go {
         results.go = go::finish(sampler, exact.as_ref(), &probes, &go::Baseline::default());
     }

@@ -241,6 +241,7 @@ impl Snapshot {
             io_model: None,
             go: None,
             ready: self.ready,
+            netpoll_cpu: None,
         }
     }
 }
