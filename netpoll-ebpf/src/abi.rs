@@ -522,10 +522,9 @@ pub struct ReadyWait {
     pub ptr2: u64,
     /// poll, select: how many descriptors were passed.
     pub nfds: u64,
-    pub epfd: u32,
     /// [`ready_role`].
     pub role: u8,
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 7],
 }
 
 /// A thread's event loop (`TURNS`): turns are numbered by its waits.

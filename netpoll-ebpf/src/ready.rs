@@ -256,7 +256,6 @@ fn wait_entered<A: SyscallArgs>(tid: u32, role: u8, args: &A, t: u64) {
     let wait = match role {
         ready_role::EPOLL_WAIT => ReadyWait {
             ptr: args.arg(1),
-            epfd: args.arg(0) as u32,
             role,
             ..ReadyWait::default()
         },

@@ -236,14 +236,11 @@ fn pie_and_cgo_builds_are_read_as_well() {
     check(&go_view(&cgo), "cgo build");
 }
 
-#[test]
-fn a_pie_replaced_on_disk_while_it_runs_is_read_from_the_running_copy() {
-    let _one = ONE_AT_A_TIME.lock();
-    let pie = fixture("pie", &[], &["-buildmode=pie"]);
-    let copy = pie.with_file_name("pie-replaced");
-    std::fs::copy(&pie, &copy).expect("copy");
-    let mut readers = Command::new(&copy)
-        .args([&READERS.to_string(), "100ms", "20"])
+/// The fixture started by the test itself (READERS goroutines, 20 writes PERIOD apart),
+/// returned once it prints "ready": every reader waits.
+fn start_readers(binary: &PathBuf, period: &str) -> std::process::Child {
+    let mut readers = Command::new(binary)
+        .args([&READERS.to_string(), period, "20"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("fixture starts");
@@ -253,6 +250,16 @@ fn a_pie_replaced_on_disk_while_it_runs_is_read_from_the_running_copy() {
         &mut ready,
     )
     .expect("fixture output");
+    readers
+}
+
+#[test]
+fn a_pie_replaced_on_disk_while_it_runs_is_read_from_the_running_copy() {
+    let _one = ONE_AT_A_TIME.lock();
+    let pie = fixture("pie", &[], &["-buildmode=pie"]);
+    let copy = pie.with_file_name("pie-replaced");
+    std::fs::copy(&pie, &copy).expect("copy");
+    let mut readers = start_readers(&copy, "100ms");
     // Replaced on disk: the running copy is only /proc/PID/exe now.
     std::fs::remove_file(&copy).expect("remove");
     std::fs::write(&copy, "not the binary any more").expect("write");
@@ -378,18 +385,7 @@ fn scrape(port: u16) -> String {
 fn the_exporter_serves_the_go_view_at_each_scrape() {
     let _one = ONE_AT_A_TIME.lock();
     let plain = fixture("plain", &[("CGO_ENABLED", "0")], &[]);
-    let mut readers = Command::new(&plain)
-        .args([&READERS.to_string(), "200ms", "20"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("fixture starts");
-    // "ready" once every reader waits.
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(readers.stdout.take().expect("stdout")),
-        &mut ready,
-    )
-    .expect("fixture output");
+    let mut readers = start_readers(&plain, "200ms");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
