@@ -96,6 +96,19 @@ impl Histogram {
         }
     }
 
+    /// The standard deviation of the values, each at its bucket's middle; 0 when empty.
+    pub fn std_dev(&self) -> f64 {
+        let (n, mean) = (self.total(), self.mean());
+        if n == 0 {
+            return 0.0;
+        }
+        let squares: f64 = self
+            .buckets()
+            .map(|(lo, hi, c)| ((lo as f64 + hi as f64) / 2.0 - mean).powi(2) * c as f64)
+            .sum();
+        (squares / n as f64).sqrt()
+    }
+
     /// Non-empty buckets as `(low, high, count)`, ascending; `high` is inclusive.
     pub fn buckets(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
         self.counts
@@ -111,13 +124,31 @@ impl Histogram {
         if total == 0 {
             return None;
         }
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        self.at_rank(((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1))
+    }
+
+    /// The bucket holding the value of `rank` (1 = the smallest value); none beyond the total.
+    pub fn at_rank(&self, rank: u64) -> Option<Quantile> {
         let mut seen = 0;
         for (low, high, count) in self.buckets() {
             seen += count;
             if seen >= rank {
                 return Some(Quantile { low, high });
             }
+        }
+        None
+    }
+
+    /// The value of `rank` interpolated inside its bucket, as if the bucket's values were
+    /// spread evenly over it: scaling every value by a power of two scales this exactly.
+    pub fn value_at_rank(&self, rank: u64) -> Option<f64> {
+        let mut seen = 0;
+        for (low, high, count) in self.buckets() {
+            if seen + count >= rank {
+                let within = (rank.saturating_sub(seen) as f64 - 0.5) / count as f64;
+                return Some(low as f64 + within * (high + 1 - low) as f64);
+            }
+            seen += count;
         }
         None
     }
