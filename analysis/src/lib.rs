@@ -3,6 +3,7 @@
 //! what is made from results (charts and reports).
 
 pub mod chart;
+pub mod compare;
 pub mod go;
 pub mod histogram;
 pub mod models;

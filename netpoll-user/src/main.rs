@@ -105,6 +105,24 @@ enum Command {
         netpoll report results/ --out report/ && xdg-open report/index.html"
     )]
     Report(commands::report::Args),
+    /// Before and after a change: what changed beyond the noise between two sets of results
+    /// files, each figure with its ratio and 95 % interval (benchstat's convention).
+    #[command(
+        after_help = "BEFORE and AFTER are files written by `netpoll run --json` or `netpoll \
+        profile --json`, or directories of them; several files a side are repeated runs of one \
+        configuration (5 a side is a good start). Every figure is compared: calls per second, \
+        errors and EAGAIN shares, bytes, latency percentiles and means per syscall and class, \
+        ready events per wait, the scheduler split, the client's figures and the per-request \
+        ones of runs. A side's figure is the median of its files; the change is after / before \
+        with a 95 % bootstrap interval over the repeats (one file a side: from each figure's own \
+        sampling, which is weaker), and \"~\" when the interval contains 1. Figures that changed \
+        most come first; the guide is docs/compare.md. Options go before `--`.\n\n\
+        Examples:\n  \
+        netpoll compare before/ -- after/\n  \
+        netpoll compare --all a1.json a2.json a3.json a4.json -- b1.json b2.json b3.json b4.json\n  \
+        netpoll compare --json change.json --csv change.csv before/ -- after/"
+    )]
+    Compare(commands::compare::Args),
     /// Serve the probes' figures to Prometheus: attach to the targets and answer /metrics
     /// (text, or protobuf with native histograms) until stopped.
     #[command(
@@ -149,6 +167,7 @@ fn main() -> ExitCode {
         Command::Load(args) => commands::load::run(args),
         Command::Run(args) => commands::run::run(*args),
         Command::Report(args) => commands::report::run(args),
+        Command::Compare(args) => commands::compare::run(args),
         Command::Export(args) => commands::export::run(args),
     };
     match result {

@@ -6,6 +6,7 @@
 //! [`table`] and [`sentence`] say what the numbers are, [`document`] arranges all of it, and the
 //! writers ([`html`], [`markdown`], [`csv`]) render it.
 
+pub mod baseline;
 pub mod csv;
 pub mod document;
 pub mod figures;
@@ -60,6 +61,8 @@ pub struct Heading {
     pub notes: Vec<String>,
     /// Extra tables, before the report's own.
     pub tables: Vec<Table>,
+    /// Pages of their own linked from this one (the baseline comparison), after the tables.
+    pub links: Vec<(String, Link)>,
 }
 
 /// The report as a document: heading, tables, charts.
@@ -89,6 +92,12 @@ pub fn document(runs: &[Run], charts: &[Chart], heading: &Heading) -> Document {
     );
     for table in &heading.tables {
         doc.blocks.push(Block::Table(table.clone()));
+    }
+    for (text, link) in &heading.links {
+        doc.blocks.push(Block::Heading {
+            text: text.clone(),
+            link: Some(link.clone()),
+        });
     }
     let cells = runs::cells(runs);
     let workloads = table::workloads(&cells);
@@ -150,6 +159,20 @@ pub fn write_document(dir: &Path, doc: &Document) -> Result<Vec<PathBuf>, Report
     ])
 }
 
+/// Writes each chart as SVG and PNG into `dir`; the paths written.
+pub fn write_charts(dir: &Path, charts: &[Chart]) -> Result<Vec<PathBuf>, ReportError> {
+    let renderer = Renderer::new()?;
+    let mut paths = Vec::new();
+    for chart in charts {
+        let svg = dir.join(format!("{}.svg", chart.name));
+        paths.push(write_file(&svg, |w| w.write_all(chart.svg.as_bytes()))?);
+        let png = renderer.png(&chart.name, &chart.svg)?;
+        let png_path = dir.join(format!("{}.png", chart.name));
+        paths.push(write_file(&png_path, |w| w.write_all(&png))?);
+    }
+    Ok(paths)
+}
+
 /// Writes every chart (SVG and PNG), index.html, report.md and results.csv into `dir`.
 /// Returns the paths written.
 pub fn write(dir: &Path, runs: &[Run], heading: &Heading) -> Result<Vec<PathBuf>, ReportError> {
@@ -158,15 +181,7 @@ pub fn write(dir: &Path, runs: &[Run], heading: &Heading) -> Result<Vec<PathBuf>
         error,
     })?;
     let charts = charts(runs)?;
-    let renderer = Renderer::new()?;
-    let mut paths = Vec::new();
-    for chart in &charts {
-        let svg = dir.join(format!("{}.svg", chart.name));
-        paths.push(write_file(&svg, |w| w.write_all(chart.svg.as_bytes()))?);
-        let png = renderer.png(&chart.name, &chart.svg)?;
-        let png_path = dir.join(format!("{}.png", chart.name));
-        paths.push(write_file(&png_path, |w| w.write_all(&png))?);
-    }
+    let mut paths = write_charts(dir, &charts)?;
     paths.extend(write_document(dir, &document(runs, &charts, heading))?);
     paths.push(write_file(&dir.join("results.csv"), |w| {
         csv::write(w, runs).map_err(std::io::Error::other)

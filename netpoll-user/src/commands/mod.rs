@@ -1,6 +1,7 @@
 //! The commands of the `netpoll` CLI, each a short sequence of named steps over the engines
 //! (`probes`, `workloads`, `load`) beside this folder.
 
+pub mod compare;
 pub mod export;
 pub mod load;
 pub mod profile;
