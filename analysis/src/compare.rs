@@ -1033,6 +1033,7 @@ mod tests {
             go: None,
             ready: None,
             netpoll_cpu: None,
+            uring: None,
         }
     }
 

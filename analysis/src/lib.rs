@@ -15,6 +15,7 @@ pub mod run;
 pub mod sched;
 pub mod servers;
 pub mod stats;
+pub mod uring;
 pub mod verdict;
 pub mod workload;
 

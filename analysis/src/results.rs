@@ -81,6 +81,9 @@ pub struct Results {
     /// reads, /proc sampling, the Go sampler...), beside its programs' time in the kernel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netpoll_cpu: Option<NetpollCpu>,
+    /// `--uring`: each io_uring request's path (inline, poll, io-wq) and phases, by operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uring: Option<crate::uring::Uring>,
 }
 
 /// What `--lite` measures, without hooks on every syscall: socket transfers from the socket

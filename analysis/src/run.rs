@@ -234,6 +234,46 @@ pub struct PerRequest {
     /// The readiness view (`--ready`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<ReadyPerRequest>,
+    /// The io_uring view (`--uring`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uring: Option<UringPerRequest>,
+}
+
+/// The io_uring view of a run: io_uring requests per request served, and the share of them
+/// (in %) that took each path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct UringPerRequest {
+    pub uring_requests: f64,
+    pub inline_pct: f64,
+    pub poll_pct: f64,
+    pub io_wq_pct: f64,
+    /// Mean latency of a poll request's wait for readiness and of its task work,
+    /// microseconds (0 without poll requests).
+    pub poll_wait_us: f64,
+    pub task_work_us: f64,
+}
+
+impl UringPerRequest {
+    pub fn compute(uring: &crate::uring::Uring, requests: u64) -> Option<UringPerRequest> {
+        if requests == 0 {
+            return None;
+        }
+        let [inline, poll, io_wq] = uring.path_shares().map(|(_, pct)| pct);
+        let polled = uring.path("poll");
+        let mean = |sum: u64, n: u64| sum as f64 / n.max(1) as f64 / 1e3;
+        Some(UringPerRequest {
+            uring_requests: uring.finished() as f64 / requests as f64,
+            inline_pct: inline,
+            poll_pct: poll,
+            io_wq_pct: io_wq,
+            poll_wait_us: polled
+                .as_ref()
+                .map_or(0.0, |p| mean(p.wait_sum_ns, p.waits)),
+            task_work_us: polled
+                .as_ref()
+                .map_or(0.0, |p| mean(p.task_work_sum_ns, p.task_works)),
+        })
+    }
 }
 
 /// The readiness-to-service view of a run: the delays of readable reports (until a read or
@@ -389,6 +429,7 @@ impl PerRequest {
             sched: None,
             go: None,
             ready: None,
+            uring: None,
         }
     }
 }

@@ -191,6 +191,8 @@ struct Signals<'a> {
     go: Option<&'a crate::go::GoRuntime>,
     /// The readiness view (`--ready`).
     ready: Option<&'a crate::ready::Ready>,
+    /// The io_uring view (`--uring`).
+    uring_view: Option<&'a crate::uring::Uring>,
     seconds: f64,
 }
 
@@ -243,6 +245,7 @@ impl<'a> Signals<'a> {
                 .filter(|&q| q > 0),
             go: r.go.as_ref(),
             ready: r.ready.as_ref(),
+            uring_view: r.uring.as_ref(),
             seconds: (r.duration_ns as f64 / 1e9).max(1e-9),
         }
     }
@@ -386,6 +389,9 @@ impl<'a> Signals<'a> {
         if let Some(ready) = self.ready {
             evidence.extend(ready_evidence(ready, self.in_epoll));
         }
+        if let Some(uring) = self.uring_view.filter(|u| u.finished() > 0) {
+            evidence.push(uring_evidence(uring));
+        }
         if let Some((go, sysmon)) = self.go.and_then(|go| Some((go, go.sysmon_poll_share()?))) {
             let calls: u64 = go.polls.iter().map(|p| p.calls).sum();
             let blocking: u64 = go
@@ -409,6 +415,41 @@ impl<'a> Signals<'a> {
         }
         evidence
     }
+}
+
+/// The io_uring view's evidence: which paths the requests took, and for how long.
+fn uring_evidence(u: &crate::uring::Uring) -> String {
+    let q = |h: &crate::Histogram| {
+        h.quantile(0.5)
+            .map_or("-".into(), |q| crate::chart::fmt_ns(q.estimate() as f64))
+    };
+    let parts: Vec<String> = crate::uring::PATHS
+        .iter()
+        .zip(u.path_shares())
+        .filter_map(|(path, (_, pct))| {
+            let all = u.path(path)?;
+            Some(format!("{pct:.0}% {path} (p50 {})", q(&all.latency_ns)))
+        })
+        .collect();
+    let mut ops: Vec<(&str, u64)> = Vec::new();
+    for r in &u.requests {
+        match ops.iter_mut().find(|(op, _)| *op == r.op) {
+            Some((_, n)) => *n += r.requests,
+            None => ops.push((&r.op, r.requests)),
+        }
+    }
+    ops.sort_by_key(|o| std::cmp::Reverse(o.1));
+    let ops: Vec<String> = ops
+        .iter()
+        .take(4)
+        .map(|(op, n)| format!("{op} {n}"))
+        .collect();
+    format!(
+        "io_uring requests: {} ({}); by path: {}",
+        u.finished(),
+        ops.join(", "),
+        parts.join(", ")
+    )
 }
 
 /// The readiness view's evidence: how long ready descriptors waited for service, and the loop's
@@ -877,6 +918,7 @@ mod tests {
             go: None,
             ready: None,
             netpoll_cpu: None,
+            uring: None,
         }
     }
 

@@ -104,6 +104,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
         go: None,
         ready: None,
         netpoll_cpu: None,
+        uring: None,
         scheduler: None,
         run: Some(RunInfo {
             workload: Workload {
@@ -152,6 +153,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
                 sched: None,
                 go: None,
                 ready: None,
+                uring: None,
             },
             xdp: None,
             environment: None,

@@ -314,6 +314,10 @@ pub mod maps {
     pub const TURNS: &str = "TURNS";
     pub const READY_DELAY: &str = "READY_DELAY";
     pub const READY_TOTALS: &str = "READY_TOTALS";
+    pub const URING_OPCODES: &str = "URING_OPCODES";
+    pub const URING_REQS: &str = "URING_REQS";
+    pub const URING_STATS: &str = "URING_STATS";
+    pub const URING_TOTALS: &str = "URING_TOTALS";
 }
 
 /// Names of the load-time globals (`static`s with `#[unsafe(no_mangle)]` in the programs), set
@@ -348,6 +352,9 @@ pub mod globals {
     /// `sys_exit_epoll_pwait`'s (from their tracefs format files), u32.
     pub const GO_POLL_TIMEOUT_OFFSET: &str = "GO_POLL_TIMEOUT_OFFSET";
     pub const GO_POLL_RET_OFFSET: &str = "GO_POLL_RET_OFFSET";
+    /// `--uring`: offsets of the io_uring tracepoints' fields (from their tracefs format
+    /// files), `[u32; uring_field::COUNT]`, indexed by [`super::uring_field`].
+    pub const URING_FIELDS: &str = "URING_FIELDS";
 }
 
 /// `--go-exact`'s uprobes: each program and the Go runtime function it is attached to, at its
@@ -468,6 +475,191 @@ pub const READY_WAIT_PROGRAMS: [(&str, &[&str]); 3] = [
         &["sys_exit_select", "sys_exit_pselect6"],
     ),
 ];
+
+/// `--uring`'s programs and the io_uring tracepoint each is attached to (the submission's is
+/// `io_uring_submit_sqe` before Linux 6.0: the loader takes whichever exists). A request is
+/// followed from its submission by the target to its completion, keyed by ring and request:
+/// - `io_uring_submit_req`: submitted (by a target thread, or its ring's SQPOLL thread);
+/// - `io_uring_poll_arm`: it could not complete at once and waits for its file's readiness;
+/// - `io_uring_task_add`: the file became ready; the request's task work is queued;
+/// - `io_uring_queue_async_work`: punted to an io-wq worker (it would block);
+/// - `io_uring_complete`: its completion (CQE) is posted.
+pub const URING_PROGRAMS: [(&str, &[&str]); 5] = [
+    ("uring_complete", &["io_uring_complete"]),
+    ("uring_task_add", &["io_uring_task_add"]),
+    ("uring_async", &["io_uring_queue_async_work"]),
+    ("uring_poll_arm", &["io_uring_poll_arm"]),
+    (
+        "uring_submit",
+        &["io_uring_submit_req", "io_uring_submit_sqe"],
+    ),
+];
+
+/// Indexes of `URING_FIELDS`: each (event, field) the programs read, with its name in the
+/// format files ([`URING_FIELD_NAMES`]).
+pub mod uring_field {
+    pub const SUBMIT_CTX: usize = 0;
+    pub const SUBMIT_REQ: usize = 1;
+    pub const SUBMIT_OPCODE: usize = 2;
+    pub const SUBMIT_SQ_THREAD: usize = 3;
+    pub const ARM_CTX: usize = 4;
+    pub const ARM_REQ: usize = 5;
+    pub const TASK_ADD_CTX: usize = 6;
+    pub const TASK_ADD_REQ: usize = 7;
+    pub const ASYNC_CTX: usize = 8;
+    pub const ASYNC_REQ: usize = 9;
+    pub const COMPLETE_CTX: usize = 10;
+    pub const COMPLETE_REQ: usize = 11;
+    pub const COMPLETE_RES: usize = 12;
+    pub const COMPLETE_CFLAGS: usize = 13;
+    pub const COUNT: usize = 14;
+}
+
+/// (program, field) of each `uring_field` index, in order: the program's event's format file
+/// says where the field is.
+pub const URING_FIELD_NAMES: [(&str, &str); uring_field::COUNT] = [
+    ("uring_submit", "ctx"),
+    ("uring_submit", "req"),
+    ("uring_submit", "opcode"),
+    ("uring_submit", "sq_thread"),
+    ("uring_poll_arm", "ctx"),
+    ("uring_poll_arm", "req"),
+    ("uring_task_add", "ctx"),
+    ("uring_task_add", "req"),
+    ("uring_async", "ctx"),
+    ("uring_async", "req"),
+    ("uring_complete", "ctx"),
+    ("uring_complete", "req"),
+    ("uring_complete", "res"),
+    ("uring_complete", "cflags"),
+];
+
+/// The io_uring operations netpoll names (`enum io_uring_op` of the kernel's uapi, a stable
+/// ABI: the numbers never change), in slot order; any other opcode is counted in the last
+/// slot, `other`. Network, file and the control operations servers use.
+pub const URING_OPS: [(&str, u8); 24] = [
+    ("nop", 0),
+    ("readv", 1),
+    ("writev", 2),
+    ("fsync", 3),
+    ("read_fixed", 4),
+    ("write_fixed", 5),
+    ("poll_add", 6),
+    ("sendmsg", 9),
+    ("recvmsg", 10),
+    ("timeout", 11),
+    ("accept", 13),
+    ("async_cancel", 14),
+    ("connect", 16),
+    ("openat", 18),
+    ("close", 19),
+    ("statx", 21),
+    ("read", 22),
+    ("write", 23),
+    ("send", 26),
+    ("recv", 27),
+    ("splice", 30),
+    ("shutdown", 34),
+    ("send_zc", 47),
+    ("read_multishot", 49),
+];
+
+/// Slots of `URING_STATS`'s opcodes: the named ones and `other`.
+pub const URING_OP_SLOTS: usize = URING_OPS.len() + 1;
+
+/// How a request was carried out (the second index of `URING_STATS`).
+pub mod uring_path {
+    /// Completed within the submission (the data was there, the operation never blocks).
+    pub const INLINE: u8 = 0;
+    /// Waited for its file's readiness (internal poll, or a poll request), then completed
+    /// from task work.
+    pub const POLL: u8 = 1;
+    /// Handed to an io-wq worker thread (an operation that blocks: most buffered file I/O).
+    pub const IO_WQ: u8 = 2;
+    pub const COUNT: usize = 3;
+}
+
+/// Names of the paths, by [`uring_path`] value.
+pub const URING_PATHS: [&str; uring_path::COUNT] = ["inline", "poll", "io-wq"];
+
+/// `URING_STATS`'s index of an (opcode slot, path).
+pub const fn uring_index(op_slot: u32, path: u8) -> u32 {
+    op_slot * uring_path::COUNT as u32 + path as u32
+}
+
+/// Requests followed at once (`URING_REQS`, an LRU map: a request never completed, such as one
+/// submitted with IOSQE_CQE_SKIP_SUCCESS that succeeded, ages out).
+pub const MAX_URING_REQS: u32 = 65_536;
+
+/// CQE flag: more completions of this (multishot) request will follow.
+pub const IORING_CQE_F_MORE: u32 = 1 << 1;
+
+/// A request: its ring and its `struct io_kiocb` (user_data is not unique, liburing #351).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UringKey {
+    pub ctx: u64,
+    pub req: u64,
+}
+
+/// A request followed (`URING_REQS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UringReq {
+    /// Submission (or, for a multishot request, its previous completion).
+    pub start_ns: u64,
+    /// Poll: when it was armed. io-wq: when it was queued.
+    pub phase_ns: u64,
+    /// Poll: when its file became ready (task work queued).
+    pub ready_ns: u64,
+    /// `URING_OPS` slot.
+    pub op_slot: u8,
+    pub path: u8,
+    /// Submitted by the ring's SQPOLL thread.
+    pub sqpoll: u8,
+    pub _pad: [u8; 5],
+}
+
+/// Requests of one (opcode, path) (`URING_STATS`, per CPU). Latencies are from submission
+/// to the completion's posting; a multishot request's each completion counts, timed from the
+/// one before.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct UringStats {
+    /// Requests finished (their last completion).
+    pub requests: u64,
+    /// Completions posted (several per multishot request).
+    pub completions: u64,
+    /// Completions with a negative result, and of them -EAGAIN.
+    pub errors: u64,
+    pub eagain: u64,
+    /// Requests submitted by the SQPOLL thread.
+    pub sqpoll: u64,
+    pub latency_sum_ns: u64,
+    /// Poll: armed until ready (waiting for the file). io-wq: queued until completed.
+    pub waits: u64,
+    pub wait_sum_ns: u64,
+    /// Poll: ready until completed (the task work waiting to run, then running).
+    pub task_works: u64,
+    pub task_work_sum_ns: u64,
+    pub latency: [u64; SCHED_BUCKETS],
+    pub wait: [u64; SCHED_BUCKETS],
+    pub task_work: [u64; SCHED_BUCKETS],
+}
+
+/// The io_uring view's totals (`URING_TOTALS`, per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UringTotals {
+    /// Requests submitted by targets and followed.
+    pub submitted: u64,
+    /// Poll requests armed again before completing (woken, but nothing to do yet).
+    pub rearmed: u64,
+    /// Completions whose request was not followed from its submission (submitted before
+    /// netpoll attached, by a target's ring): counted, not timed.
+    pub unfollowed: u64,
+    pub _reserved: u64,
+}
 
 /// Ready events read per wait: beyond, they are counted as not measured. Each costs a read of
 /// user memory and a hash update.
@@ -863,6 +1055,7 @@ pub fn program_names() -> Vec<String> {
         .map(|(program, _)| *program)
         .chain(GO_POLL_PROGRAMS.iter().map(|(program, _)| *program))
         .chain(READY_WAIT_PROGRAMS.iter().map(|(program, _)| *program))
+        .chain(URING_PROGRAMS.iter().map(|(program, _)| *program))
         .chain([READY_EXIT_PROGRAM]);
     names.extend(others.map(str::to_string));
     for hook in Hook::ALL {
@@ -939,6 +1132,10 @@ mod user {
         Turn,
         ReadyDelay,
         ReadyTotals,
+        UringKey,
+        UringReq,
+        UringStats,
+        UringTotals,
     );
 }
 
@@ -972,10 +1169,10 @@ mod tests {
         // The af-xdp model's XDP program; 6 hooks of every kind, fork's classic tracepoint, 7
         // scheduler hooks of 2 kinds; the floor: 5 hooks of every kind, the 7 scheduler hooks
         // of 2 kinds; the Go view's 4 uprobes, its calibration and 2 poll programs; the
-        // readiness view's 4 wait programs.
+        // readiness view's 4 wait programs; the io_uring view's 5.
         assert_eq!(
             names.len(),
-            1 + 6 * 3 + 1 + 7 * 2 + 5 * 3 + 7 * 2 + 4 + 1 + 2 + 4
+            1 + 6 * 3 + 1 + 7 * 2 + 5 * 3 + 7 * 2 + 4 + 1 + 2 + 4 + 5
         );
 
         assert_eq!(
@@ -1003,6 +1200,28 @@ mod tests {
         assert_eq!(size_of::<Turn>(), 24);
         assert_eq!(size_of::<ReadyDelay>(), 32 + 8 * SCHED_BUCKETS);
         assert_eq!(size_of::<ReadyTotals>(), 64 + 8 * SCHED_BUCKETS);
+        assert_eq!(size_of::<UringKey>(), 16);
+        assert_eq!(size_of::<UringReq>(), 32);
+        assert_eq!(size_of::<UringStats>(), 80 + 3 * 8 * SCHED_BUCKETS);
+        assert!(size_of::<UringStats>() <= 32 * 1024);
+        assert_eq!(size_of::<UringTotals>(), 32);
+    }
+
+    #[test]
+    fn uring_slots_and_fields_are_consistent() {
+        for (i, (name, op)) in URING_OPS.iter().enumerate() {
+            assert!(!URING_OPS[i + 1..].iter().any(|(n, o)| n == name || o == op));
+        }
+        for (program, _) in URING_FIELD_NAMES {
+            assert!(
+                URING_PROGRAMS.iter().any(|(p, _)| *p == program),
+                "{program}"
+            );
+        }
+        assert_eq!(
+            uring_index(URING_OP_SLOTS as u32 - 1, uring_path::IO_WQ) as usize,
+            URING_OP_SLOTS * uring_path::COUNT - 1
+        );
     }
 
     #[test]

@@ -25,6 +25,9 @@ mod go;
 mod ready;
 
 #[cfg(target_arch = "bpf")]
+mod uring;
+
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // The verifier rejects any path that could reach here; this only satisfies `no_std`.

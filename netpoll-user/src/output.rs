@@ -272,6 +272,7 @@ pub fn report(results: &Results) -> String {
     }
     out.push_str(&io_model(results));
     out.push_str(&readiness(results));
+    out.push_str(&uring(results));
     out.push_str(&go_runtime(results));
     out.push_str(&go_polls(results));
     out.push_str(&go_exact(results));
@@ -430,6 +431,86 @@ fn readiness(results: &Results) -> String {
     }
     if r.turns > 0 {
         out.push_str(&histogram("event-loop turn (ns)", &r.turn_ns));
+    }
+    out
+}
+
+/// The io_uring view (`--uring`): requests by operation and path, their latency and phases.
+fn uring(results: &Results) -> String {
+    let Some(u) = &results.uring else {
+        return String::new();
+    };
+    let q = |h: &Histogram, p: f64| h.quantile(p).map_or("-".into(), |q| fmt_ns(q.estimate()));
+    let mean = |sum: u64, n: u64| sum.checked_div(n).map_or("-".into(), fmt_ns);
+    let mut out = String::from(
+        "\nio_uring requests, from submission to completion (WAIT: poll armed to ready, io-wq queued to done; TASK WORK: ready to done)\n",
+    );
+    let _ = writeln!(
+        out,
+        "{:<15} {:<7} {:>9} {:>6} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "OP",
+        "PATH",
+        "REQUESTS",
+        "SHARE",
+        "ERRORS",
+        "EAGAIN",
+        "P50",
+        "P99",
+        "MAX",
+        "WAIT",
+        "TASK WORK"
+    );
+    let finished = u.finished().max(1) as f64;
+    for r in &u.requests {
+        let _ = writeln!(
+            out,
+            "{:<15} {:<7} {:>9} {:>5.1}% {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10}",
+            r.op,
+            r.path,
+            r.requests,
+            100.0 * r.requests as f64 / finished,
+            r.errors,
+            r.eagain,
+            q(&r.latency_ns, 0.5),
+            q(&r.latency_ns, 0.99),
+            r.latency_ns.max().map_or("-".into(), |m| fmt_ns(m.high)),
+            mean(r.wait_sum_ns, r.waits),
+            mean(r.task_work_sum_ns, r.task_works),
+        );
+    }
+    let shares: Vec<String> = u
+        .path_shares()
+        .iter()
+        .map(|(path, pct)| format!("{pct:.1} % {path}"))
+        .collect();
+    let sqpoll: u64 = u.requests.iter().map(|r| r.sqpoll).sum();
+    let multishot: u64 = u
+        .requests
+        .iter()
+        .map(|r| r.completions.saturating_sub(r.requests))
+        .sum();
+    let _ = writeln!(
+        out,
+        "{} requests submitted and followed, {} finished: {}; {} submitted by SQPOLL; {} more completions of multishot requests; {} poll re-arms; {} still in flight; {} completions of requests submitted before netpoll attached (not timed)",
+        u.submitted,
+        u.finished(),
+        shares.join(", "),
+        sqpoll,
+        multishot,
+        u.rearmed,
+        u.in_flight,
+        u.unfollowed
+    );
+    out.push_str(
+        "(the time an application takes to reap a completion is not seen: it reads the completion queue from shared memory)\n",
+    );
+    for path in analysis::uring::PATHS {
+        if let Some(all) = u.path(path).filter(|r| r.completions > 0) {
+            out.push_str(&histogram(
+                &format!("io_uring {path} request latency (ns)"),
+                &all.latency_ns,
+            ));
+        }
     }
     out
 }
@@ -792,6 +873,13 @@ pub fn run_report(run: &RunInfo) -> String {
             s.wakeups_by_same_process,
             s.wakeups_by_other_process,
             s.preemptions
+        );
+    }
+    if let Some(u) = &r.uring {
+        let _ = writeln!(
+            out,
+            "io_uring per request: {:.2} io_uring requests, {:.1} % inline, {:.1} % poll (waited {:.1}µs for readiness, then {:.1}µs of task work), {:.1} % io-wq",
+            u.uring_requests, u.inline_pct, u.poll_pct, u.poll_wait_us, u.task_work_us, u.io_wq_pct
         );
     }
     if let Some(ready) = &r.ready {

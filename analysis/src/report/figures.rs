@@ -155,6 +155,83 @@ fn go_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, ReportErr
     )?])
 }
 
+/// The io_uring view's charts (`--uring`): the share of requests by path, and each path's
+/// latency distribution (a configuration's repeats merged).
+fn uring_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, ReportError> {
+    let with: Vec<(&Cell, Vec<&crate::uring::Uring>)> = cells
+        .iter()
+        .map(|c| {
+            let views = c.runs.iter().filter_map(|r| r.results.uring.as_ref());
+            (c, views.collect::<Vec<_>>())
+        })
+        .filter(|(_, views)| views.iter().any(|u| u.finished() > 0))
+        .collect();
+    if with.is_empty() {
+        return Ok(Vec::new());
+    }
+    let colors = [
+        RGBColor(44, 160, 44),
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+    ];
+    let segments: Vec<Series> = crate::uring::PATHS
+        .iter()
+        .zip(colors)
+        .map(|(path, color)| Series {
+            label: (*path).into(),
+            color,
+        })
+        .collect();
+    let rows: Vec<Stacked> = with
+        .iter()
+        .map(|(c, views)| Stacked {
+            label: c.series().label,
+            values: (0..crate::uring::PATHS.len())
+                .map(|i| {
+                    let shares: Vec<f64> = views.iter().map(|u| u.path_shares()[i].1).collect();
+                    stats::median(&shares)
+                })
+                .collect(),
+        })
+        .collect();
+    let mut charts = vec![chart::stacked_bars(
+        "uring_paths",
+        "How io_uring carried out the requests: inline, after waiting for readiness (poll), on an io-wq worker",
+        note,
+        "share of io_uring requests, % (medians of the runs)",
+        &segments,
+        &rows,
+        |v| format!("{v:.0}%"),
+    )?];
+    let mut lines: Vec<(Series, Histogram)> = Vec::new();
+    for (c, views) in &with {
+        for (path, color) in crate::uring::PATHS.iter().zip(colors) {
+            let mut merged = Histogram::default();
+            for u in views {
+                if let Some(all) = u.path(path) {
+                    merged.merge(&all.latency_ns);
+                }
+            }
+            if !merged.is_empty() {
+                let label = format!("{} · {path}", c.series().label);
+                let color = if with.len() == 1 {
+                    color
+                } else {
+                    c.series().color
+                };
+                lines.push((Series { label, color }, merged));
+            }
+        }
+    }
+    charts.push(chart::latency_overlay(
+        "uring_latency",
+        "io_uring requests, submission to completion, by path",
+        note,
+        &refs(&lines),
+    )?);
+    Ok(charts)
+}
+
 /// The scheduler view's charts: where a request's server time goes (stacked), the figures
 /// above, and the run-queue delay distributions.
 fn sched_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, ReportError> {
@@ -352,6 +429,7 @@ pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
         }
         charts.extend(sched_charts(&workloads, note)?);
         charts.extend(go_charts(&workloads, note)?);
+        charts.extend(uring_charts(&workloads, note)?);
         charts.extend(versus(&every, axis.unwrap_or(Axis::Connections))?);
     }
     if all.len() > 1 || !workloads.is_empty() {

@@ -117,6 +117,7 @@ pub fn document(runs: &[Run], charts: &[Chart], heading: &Heading) -> Document {
     }
     for go in [
         table::ready(&cells),
+        table::uring(&cells),
         table::go_runtime(&cells),
         table::go_exact(&cells),
     ] {

@@ -242,6 +242,48 @@ pub fn ready(cells: &[Cell]) -> Table {
     table
 }
 
+/// The io_uring view per configuration: io_uring requests per request and the share of each
+/// path, medians over its repeats; empty when no run has it.
+pub fn uring(cells: &[Cell]) -> Table {
+    let mut table = Table::new(
+        "io_uring requests by path (inline; waited for readiness, then task work; io-wq)",
+        &[
+            "configuration",
+            "io_uring requests per request",
+            "inline",
+            "poll",
+            "poll: wait for readiness",
+            "poll: task work",
+            "io-wq",
+        ],
+    );
+    for cell in cells {
+        let per = |f: fn(&crate::run::UringPerRequest) -> f64| -> Vec<f64> {
+            cell.runs
+                .iter()
+                .filter_map(|r| r.results.run.as_ref()?.per_request.uring.as_ref())
+                .map(f)
+                .collect()
+        };
+        if per(|u| u.uring_requests).is_empty() {
+            continue;
+        }
+        let e =
+            |values: Vec<f64>, fmt: &dyn Fn(f64) -> String| stats::estimate(&values).display(fmt);
+        let pct = |v: f64| format!("{v:.1}%");
+        table.rows.push(vec![
+            cell.label.clone(),
+            e(per(|u| u.uring_requests), &|v| format!("{v:.2}")),
+            e(per(|u| u.inline_pct), &pct),
+            e(per(|u| u.poll_pct), &pct),
+            e(per(|u| u.poll_wait_us), &|v| ns(v * 1e3)),
+            e(per(|u| u.task_work_us), &|v| ns(v * 1e3)),
+            e(per(|u| u.io_wq_pct), &pct),
+        ]);
+    }
+    table
+}
+
 /// `--go-exact`'s view per configuration, per request: medians over its repeats; empty when no
 /// run has it.
 pub fn go_exact(cells: &[Cell]) -> Table {

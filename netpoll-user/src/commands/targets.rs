@@ -47,6 +47,13 @@ pub struct TargetArgs {
     /// machine and, for the targets, a hash update per ready descriptor.
     #[arg(long, conflicts_with = "lite")]
     pub ready: bool,
+    /// The io_uring view: each io_uring request of the targets followed from submission to
+    /// completion on the io_uring tracepoints: which path it took (inline, waited for its
+    /// socket's readiness, handed to an io-wq worker), by operation, with its latency and
+    /// phases. Adds programs on the io_uring tracepoints only (a hash lookup per io_uring event
+    /// of the machine); with --lite too.
+    #[arg(long)]
+    pub uring: bool,
     /// Lite mode: no hooks on every syscall (their floor is what every process on the machine
     /// pays). Counts the targets' socket transfers (bytes, errors, EAGAIN) and the times their
     /// syscalls put them to sleep, with the time off CPU; calls that neither touch a socket nor
@@ -178,12 +185,14 @@ impl Targets {
         floor: Option<Vec<Hook>>,
         go: Option<GoProbes>,
     ) -> Result<Probes> {
+        let uring = args.uring && floor.is_none();
         let mut probes = Probes::load(&Options {
             filter: self.filter.clone(),
             follow_children: !args.no_follow,
             hook,
             mode: args.mode(floor),
             go,
+            uring,
         })?;
         if probes.following {
             // Children that existed before we attached (nginx's workers, say). Scanned after

@@ -9,7 +9,10 @@ pub mod text;
 
 use std::collections::BTreeMap;
 
-use analysis::results::{CounterKind, LiteSyscall, SyscallStats};
+use analysis::{
+    Histogram,
+    results::{CounterKind, LiteSyscall, SyscallStats},
+};
 use model::{Counter, Gauge, Metric, MetricFamily, MetricType, labels};
 use prost::Message as _;
 
@@ -257,6 +260,9 @@ pub fn families(
     if let Some(ready) = &snapshot.ready {
         out.extend(ready_families(p, ready));
     }
+    if let Some(uring) = &snapshot.uring {
+        out.extend(uring_families(p, uring));
+    }
     out.extend(program_families(p, programs, stats_enabled));
     out
 }
@@ -320,6 +326,89 @@ fn ready_families(p: &str, ready: &analysis::ready::Ready) -> Vec<MetricFamily> 
         ..Metric::default()
     });
     vec![delay, reported, turns]
+}
+
+/// `--uring`: io_uring requests by operation and path: counts, latency and phases.
+fn uring_families(p: &str, uring: &analysis::uring::Uring) -> Vec<MetricFamily> {
+    let bounds = buckets::latency_bounds_ns();
+    let labels = |r: &analysis::uring::UringRequests| {
+        vec![
+            model::LabelPair {
+                name: "op".into(),
+                value: r.op.clone(),
+            },
+            model::LabelPair {
+                name: "path".into(),
+                value: r.path.clone(),
+            },
+        ]
+    };
+    type Count = fn(&analysis::uring::UringRequests) -> u64;
+    let counters: [(&str, &str, Count); 3] = [
+        (
+            "uring_requests_total",
+            "io_uring requests finished, by operation and path (inline: completed within the submission; poll: waited for its file's readiness; io-wq: handed to a worker).",
+            |r| r.requests,
+        ),
+        (
+            "uring_completions_total",
+            "io_uring completions posted (several per multishot request), by operation and path.",
+            |r| r.completions,
+        ),
+        (
+            "uring_errors_total",
+            "io_uring completions with a negative result, by operation and path.",
+            |r| r.errors,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, help, count) in counters {
+        let mut f = MetricFamily::new(format!("{p}_{name}"), help, MetricType::Counter);
+        for r in &uring.requests {
+            f.metric.push(Metric {
+                label: labels(r),
+                counter: Some(Counter {
+                    value: count(r) as f64,
+                }),
+                ..Metric::default()
+            });
+        }
+        out.push(f);
+    }
+    type Phase = fn(&analysis::uring::UringRequests) -> (&Histogram, u64, u64);
+    let histograms: [(&str, &str, Phase); 3] = [
+        (
+            "uring_request_seconds",
+            "io_uring requests from submission to completion (a multishot request's later completions: from the one before), by operation and path.",
+            |r| (&r.latency_ns, r.latency_sum_ns, r.completions),
+        ),
+        (
+            "uring_wait_seconds",
+            "io_uring requests' wait: poll path, from arming to the file's readiness; io-wq path, from being queued to completion.",
+            |r| (&r.wait_ns, r.wait_sum_ns, r.waits),
+        ),
+        (
+            "uring_task_work_seconds",
+            "io_uring poll requests from their file's readiness to completion (the task work waiting for its thread, then running).",
+            |r| (&r.task_work_ns, r.task_work_sum_ns, r.task_works),
+        ),
+    ];
+    for (name, help, phase) in histograms {
+        let mut f = MetricFamily::new(format!("{p}_{name}"), help, MetricType::Histogram);
+        for r in &uring.requests {
+            let (h, sum, n) = phase(r);
+            if n == 0 {
+                continue;
+            }
+            f.metric.push(Metric {
+                label: labels(r),
+                histogram: Some(buckets::histogram(h, &bounds, 1e9, Some(sum))),
+                ..Metric::default()
+            });
+        }
+        out.push(f);
+    }
+    out
 }
 
 /// `--lite`: socket transfers and sleeps by syscall (the `syscall_*` families stay empty: lite

@@ -6,6 +6,7 @@ pub mod go;
 pub mod ready;
 pub mod snapshot;
 pub mod target;
+pub mod uring;
 
 use analysis::results::ProgramCost;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -17,7 +18,8 @@ use aya::{
 use netpoll_ebpf::{
     abi::{
         GO_MAX_GOROUTINES, GO_MAX_POLL_SITES, Hook, HookKind, MAX_PID_SLOTS, MAX_READY,
-        MAX_THREADS, SyscallInfo, filter, globals, hook_of_program, maps, program_name,
+        MAX_THREADS, MAX_URING_REQS, SyscallInfo, URING_OP_SLOTS, filter, globals, hook_of_program,
+        maps, program_name, uring_field, uring_path,
     },
     syscalls::{MAX_SYSCALL_NR, SYSCALLS},
 };
@@ -44,6 +46,8 @@ pub struct Options {
     pub mode: Mode,
     /// `--go`: the Go process whose network polls are attributed to their callers.
     pub go: Option<GoProbes>,
+    /// `--uring`: each io_uring request's path and phases (any mode but the floor).
+    pub uring: bool,
 }
 
 /// The Go view's probes (their maps are sized only when used).
@@ -135,6 +139,8 @@ pub struct Probes {
     pub go_polls: bool,
     /// `--ready`: epoll registrations read from /proc/PID/fdinfo at attach.
     pub seeded_registrations: u64,
+    /// `--uring`: the io_uring view's programs are attached, to these events.
+    pub uring: Option<uring::UringLayout>,
 }
 
 /// Hooks that must all attach with one hook kind, in attach order: sched_switch parks the calls
@@ -172,7 +178,15 @@ impl Probes {
     /// Loads the object and attaches every hook, in the order that loses no call.
     pub fn load(options: &Options) -> Result<Probes> {
         options.mode.check_hook(options.hook)?;
-        let mut probes = Probes::load_object(options)?;
+        let uring = options
+            .uring
+            .then(uring::UringLayout::of_this_kernel)
+            .transpose()?;
+        let mut probes = Probes::load_object(options, uring.as_ref())?;
+        if let Some(layout) = uring {
+            probes.attach_uring(&layout).context("--uring")?;
+            probes.uring = Some(layout);
+        }
         if options.go.is_some()
             && go_poll_offsets().is_ok()
             && let Err(e) = probes.attach_go_polls()
@@ -218,7 +232,7 @@ impl Probes {
     }
 
     /// Loads the object with its globals set, fills the syscall table and the PID targets.
-    fn load_object(options: &Options) -> Result<Probes> {
+    fn load_object(options: &Options, uring: Option<&uring::UringLayout>) -> Result<Probes> {
         let (arg_offsets, nr_offset) = (PT_REGS_ARGS, PT_REGS_NR);
         let mut notes = Vec::new();
         match system::ensure_tracefs() {
@@ -235,6 +249,8 @@ impl Probes {
         let lite = options.mode.lite() as u8;
         let ready = options.mode.ready() as u8;
         let ready_sized = |n: u32| if options.mode.ready() { n } else { 1 };
+        let uring_fields = uring.map_or([0; uring_field::COUNT], |u| u.fields);
+        let uring_sized = |n: u32| if uring.is_some() { n } else { 1 };
         // The scheduler view and lite mode read thread ids out of task pointers: where they
         // are, from BTF.
         let task_pid_offset = if options.mode.sched() || options.mode.lite() {
@@ -278,6 +294,12 @@ impl Probes {
             .map_max_entries(maps::REGISTERED_FDS, ready_sized(MAX_READY))
             .map_max_entries(maps::READY_WAITS, ready_sized(MAX_THREADS))
             .map_max_entries(maps::TURNS, ready_sized(MAX_THREADS))
+            .override_global(globals::URING_FIELDS, &uring_fields, true)
+            .map_max_entries(maps::URING_REQS, uring_sized(MAX_URING_REQS))
+            .map_max_entries(
+                maps::URING_STATS,
+                uring_sized((URING_OP_SLOTS * uring_path::COUNT) as u32),
+            )
             .override_global(globals::TASK_PID_OFFSET, &task_pid_offset, true)
             .override_global(globals::GO_TGID, &go_tgid, true)
             .override_global(globals::GO_POLL_TIMEOUT_OFFSET, &poll_timeout, true)
@@ -307,6 +329,7 @@ impl Probes {
             notes,
             go_polls: false,
             seeded_registrations: 0,
+            uring: None,
         };
         probes.fill_syscall_table()?;
         if options.mode.ready() {
@@ -604,10 +627,17 @@ impl Probes {
             .programs()
             .filter_map(|(name, program)| {
                 let info = program.info().ok()?;
-                let event = hook_of_program(name).map_or_else(String::new, |h| {
-                    let (category, event) = h.tracepoint();
-                    format!("{category}:{event}")
+                let uring_event = self.uring.as_ref().and_then(|u| {
+                    let (_, event) = u.events.iter().find(|(p, _)| *p == name)?;
+                    Some(format!("io_uring:{event}"))
                 });
+                let event = hook_of_program(name)
+                    .map(|h| {
+                        let (category, event) = h.tracepoint();
+                        format!("{category}:{event}")
+                    })
+                    .or(uring_event)
+                    .unwrap_or_default();
                 Some(ProgramCost {
                     program: name.to_string(),
                     event,

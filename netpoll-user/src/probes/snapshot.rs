@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub lite: Option<Vec<LiteSyscall>>,
     /// `--ready`: readiness-to-service delays and loop turns.
     pub ready: Option<analysis::ready::Ready>,
+    /// `--uring`: io_uring requests by operation and path.
+    pub uring: Option<analysis::uring::Uring>,
 }
 
 impl Probes {
@@ -129,6 +131,11 @@ impl Probes {
         } else {
             None
         };
+        let uring = if self.uring.is_some() {
+            Some(self.uring_snapshot()?)
+        } else {
+            None
+        };
         Ok(Snapshot {
             slots,
             per_pid,
@@ -137,6 +144,7 @@ impl Probes {
             scheduler,
             lite,
             ready,
+            uring,
         })
     }
 }
@@ -173,6 +181,10 @@ impl Snapshot {
                 (now, _) => now.clone(),
             },
             ready: match (&self.ready, &earlier.ready) {
+                (Some(now), Some(before)) => Some(now.since(before)),
+                (now, _) => now.clone(),
+            },
+            uring: match (&self.uring, &earlier.uring) {
                 (Some(now), Some(before)) => Some(now.since(before)),
                 (now, _) => now.clone(),
             },
@@ -242,6 +254,7 @@ impl Snapshot {
             go: None,
             ready: self.ready,
             netpoll_cpu: None,
+            uring: self.uring,
         }
     }
 }

@@ -79,6 +79,11 @@ pub struct Args {
     /// `netpoll profile --ready`.
     #[arg(long)]
     ready: bool,
+    /// The io_uring view, for an io_uring server (io-uring, io-uring+sqpoll, udp-io-uring, or a
+    /// --server-cmd): each request's path through io_uring (inline, waited for readiness,
+    /// io-wq), by operation, with its latency and phases. See `netpoll profile --uring`.
+    #[arg(long)]
+    uring: bool,
     /// The Go view, for a server written in Go (go-netpoller, or a Go --server-cmd): its
     /// runtime's scheduler sampled from its memory during the measurement window (goroutines
     /// parked on the network, runnable, in system calls; Ps, threads, the netpoller). See
@@ -177,6 +182,7 @@ struct Checked {
     client_cpus: Option<Vec<usize>>,
     sched: bool,
     ready: bool,
+    uring: bool,
     go: bool,
     go_exact: bool,
 }
@@ -220,6 +226,7 @@ fn check(args: Args) -> Result<Checked> {
         client_cpus: args.client_cpus.map(|c| c.0),
         sched: args.sched,
         ready: args.ready,
+        uring: args.uring,
         go: args.go || args.go_exact,
         go_exact: args.go_exact,
     })
@@ -349,6 +356,7 @@ fn attach(c: &Checked, server: &mut Server) -> Result<Probes> {
             pid: server.pid(),
             exact: c.go_exact,
         }),
+        uring: c.uring,
     })?;
     for note in &probes.notes {
         eprintln!("netpoll: note: {note}");
@@ -622,6 +630,9 @@ fn assemble(
     });
     if let (Some(ready), Some(run)) = (&results.ready, results.run.as_mut()) {
         run.per_request.ready = analysis::run::ReadyPerRequest::compute(ready, run.load.requests);
+    }
+    if let (Some(uring), Some(run)) = (&results.uring, results.run.as_mut()) {
+        run.per_request.uring = analysis::run::UringPerRequest::compute(uring, run.load.requests);
     }
     if let (Some(go), Some(run)) = (&m.go, results.run.as_mut()) {
         run.per_request.go = analysis::run::GoPerRequest::compute(go, run.load.requests);
