@@ -37,6 +37,8 @@ mod redis;
 mod sched;
 #[path = "probes/targets.rs"]
 mod targets;
+#[path = "probes/uring.rs"]
+mod uring;
 
 use analysis::{
     Results,
@@ -110,6 +112,7 @@ fn main() {
         ready::ready_sockets_serviced_in_order_wait_a_gap_each,
         ready::a_ready_socket_left_alone_is_reported_again_and_deferred,
         ready::bogus_pointers_and_reused_descriptors_give_no_wrong_delay,
+        uring::each_request_takes_its_known_path,
     ];
     tests.push(Trial::test("every_test_is_listed", move || {
         every_test_is_listed(&listed)
@@ -130,6 +133,7 @@ fn every_test_is_listed(listed: &[&str]) -> TestResult {
         include_str!("probes/redis.rs"),
         include_str!("probes/sched.rs"),
         include_str!("probes/targets.rs"),
+        include_str!("probes/uring.rs"),
     ];
     let written: Vec<&str> = sources
         .iter()

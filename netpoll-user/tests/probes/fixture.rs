@@ -116,6 +116,7 @@ scenarios! {
     ReadyInOrder = "ready-in-order",
     ReadyIgnored = "ready-ignored",
     ReadyBadInput = "ready-bad-input",
+    Uring = "uring",
 }
 
 pub fn run(scenario: Scenario) -> ! {
@@ -124,6 +125,7 @@ pub fn run(scenario: Scenario) -> ! {
         Scenario::ReadyInOrder => ready_in_order(),
         Scenario::ReadyIgnored => ready_ignored(),
         Scenario::ReadyBadInput => ready_bad_input(),
+        Scenario::Uring => uring(),
         Scenario::Io => io(),
         Scenario::IoNostop => io_after_stop(),
         Scenario::Accept => accept(),
@@ -792,4 +794,58 @@ fn die_in_call() {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
+}
+
+/// The io_uring fixture's known numbers: NOPs and receives with their data already there
+/// (inline), receives whose data comes URING_WAIT_MS later (poll), reads of a file forced to an
+/// io-wq worker (IOSQE_ASYNC).
+pub const URING_NOPS: u64 = 5;
+pub const URING_INLINE_RECVS: u64 = 40;
+pub const URING_POLLED_RECVS: u64 = 6;
+pub const URING_WAIT_MS: u64 = 20;
+pub const URING_ASYNC_READS: u64 = 12;
+
+/// One request at a time through one ring, each reaped before the next: its path is known.
+fn uring() {
+    use io_uring::{IoUring, opcode, squeue, types::Fd};
+    let mut ring = IoUring::new(16).expect("io_uring_setup");
+    let mut pair = [0i32; 2];
+    // SAFETY: valid out-pointer.
+    unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) };
+    let file = File::open(std::env::current_exe().expect("exe")).expect("open");
+    let mut buf = [0u8; 64];
+    stop_for_probes();
+    let one = |ring: &mut IoUring, entry: squeue::Entry, before_wait: &dyn Fn()| {
+        // SAFETY: the entry's buffer (buf) outlives the request: it is reaped below.
+        unsafe { ring.submission().push(&entry).expect("queue") };
+        ring.submit().expect("submit");
+        before_wait();
+        ring.submit_and_wait(1).expect("wait");
+        let cqe = ring.completion().next().expect("a completion");
+        assert!(cqe.result() >= 0, "request failed: {}", cqe.result());
+    };
+    let nothing = || {};
+    for _ in 0..URING_NOPS {
+        one(&mut ring, opcode::Nop::new().build(), &nothing);
+    }
+    for _ in 0..URING_INLINE_RECVS {
+        write(pair[1], b"x", 1);
+        let recv = opcode::Recv::new(Fd(pair[0]), buf.as_mut_ptr(), 1).build();
+        one(&mut ring, recv, &nothing);
+    }
+    for _ in 0..URING_POLLED_RECVS {
+        let recv = opcode::Recv::new(Fd(pair[0]), buf.as_mut_ptr(), 1).build();
+        let later = || {
+            sleep_ms(URING_WAIT_MS);
+            write(pair[1], b"y", 1);
+        };
+        one(&mut ring, recv, &later);
+    }
+    for i in 0..URING_ASYNC_READS {
+        let read = opcode::Read::new(Fd(file.as_raw_fd()), buf.as_mut_ptr(), buf.len() as u32)
+            .offset(i * 4096)
+            .build()
+            .flags(squeue::Flags::ASYNC);
+        one(&mut ring, read, &nothing);
+    }
 }
