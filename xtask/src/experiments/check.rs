@@ -98,7 +98,48 @@ pub fn check_quick(out: &Path, repeat: usize) -> Result<()> {
         loaded
             .get("event-loop")
             .context("no event-loop experiment")?,
+    )?;
+    check_uring_paths(
+        loaded
+            .get("uring-paths")
+            .context("no uring-paths experiment")?,
     )
+}
+
+/// uring-paths: every request of the echo service is a recv and a send through io_uring, all
+/// followed to their completions: about two io_uring requests per request, every one on a path;
+/// with SQPOLL, every request submitted by the kernel thread.
+fn check_uring_paths(runs: &[Run]) -> Result<()> {
+    let mut seen = Vec::new();
+    for r in runs {
+        let (Some(u), Some(info)) = (r.results.uring.as_ref(), r.info()) else {
+            bail!(
+                "{}: ran with --uring but has no uring section",
+                r.path.display()
+            );
+        };
+        let per_request = u.finished() as f64 / info.load.requests.max(1) as f64;
+        let shares: f64 = u.path_shares().iter().map(|(_, pct)| pct).sum();
+        let sqpoll: u64 = u.requests.iter().map(|q| q.sqpoll).sum();
+        let all_sqpoll = !info.workload.server.sqpoll || sqpoll == u.finished();
+        if !(1.9..=2.1).contains(&per_request) || (shares - 100.0).abs() > 0.01 || !all_sqpoll {
+            bail!(
+                "{}: {per_request:.2} io_uring requests per request (expected 2: a recv and a send), paths summing to {shares:.1} %, {sqpoll} of {} by SQPOLL",
+                r.path.display(),
+                u.finished()
+            );
+        }
+        let [inline, poll, io_wq] = u.path_shares().map(|(_, pct)| pct);
+        seen.push(format!(
+            "{}: {inline:.0}% inline, {poll:.0}% poll, {io_wq:.0}% io-wq",
+            info.workload.label()
+        ));
+    }
+    eprintln!(
+        "xtask: experiments --quick: io_uring paths: {}",
+        seen.join("; ")
+    );
+    Ok(())
 }
 
 /// event-loop: every run's ready descriptors were mapped and timed; in the single reactor

@@ -227,6 +227,7 @@ mod tests {
             "go-inside-exact",
             "event-loop",
             "event-loop-servers",
+            "uring-paths",
         ] {
             assert!(names.contains(&expected), "{expected} missing");
         }

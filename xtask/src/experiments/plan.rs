@@ -220,6 +220,9 @@ fn run_args(
     if e.ready {
         args.push("--ready".into());
     }
+    if e.uring {
+        args.push("--uring".into());
+    }
     if e.go_exact {
         args.push("--go-exact".into());
     } else if e.go {

@@ -87,6 +87,7 @@ impl Calibration {
             go: false,
             go_exact: false,
             ready: false,
+            uring: false,
             threads: 0,
             note: None,
             quick: None,
@@ -150,6 +151,9 @@ pub struct Experiment {
     /// The readiness-to-service view (`netpoll run --ready`).
     #[serde(default)]
     pub ready: bool,
+    /// The io_uring view (`netpoll run --uring`).
+    #[serde(default)]
+    pub uring: bool,
     /// Reactors, workers or GOMAXPROCS of the models that take `--threads` (0: one per CPU
     /// the server may use).
     #[serde(default)]
