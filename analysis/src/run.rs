@@ -247,6 +247,8 @@ pub struct UringPerRequest {
     pub inline_pct: f64,
     pub poll_pct: f64,
     pub io_wq_pct: f64,
+    #[serde(default)]
+    pub deferred_pct: f64,
     /// Mean latency of a poll request's wait for readiness and of its task work,
     /// microseconds (0 without poll requests).
     pub poll_wait_us: f64,
@@ -254,11 +256,12 @@ pub struct UringPerRequest {
 }
 
 impl UringPerRequest {
+    /// `None` when there is nothing to divide, or the server made no io_uring request.
     pub fn compute(uring: &crate::uring::Uring, requests: u64) -> Option<UringPerRequest> {
-        if requests == 0 {
+        if requests == 0 || uring.finished() == 0 {
             return None;
         }
-        let [inline, poll, io_wq] = uring.path_shares().map(|(_, pct)| pct);
+        let [inline, poll, io_wq, deferred] = uring.path_shares().map(|(_, pct)| pct);
         let polled = uring.path("poll");
         let mean = |sum: u64, n: u64| sum as f64 / n.max(1) as f64 / 1e3;
         Some(UringPerRequest {
@@ -266,6 +269,7 @@ impl UringPerRequest {
             inline_pct: inline,
             poll_pct: poll,
             io_wq_pct: io_wq,
+            deferred_pct: deferred,
             poll_wait_us: polled
                 .as_ref()
                 .map_or(0.0, |p| mean(p.wait_sum_ns, p.waits)),

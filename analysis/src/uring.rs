@@ -21,6 +21,11 @@ pub struct Uring {
     /// Requests followed and not completed when the collection ended (waiting still, or
     /// never to post a completion: IOSQE_CQE_SKIP_SUCCESS).
     pub in_flight: u64,
+    /// Completions in the targets posted without their request: a multishot request's
+    /// intermediate ones on kernels that post them as auxiliary completions. Counted, not
+    /// timed (the request's last completion is).
+    #[serde(default)]
+    pub aux_completions: u64,
 }
 
 /// Requests of one operation that took one path.
@@ -28,7 +33,7 @@ pub struct Uring {
 pub struct UringRequests {
     /// `recv`, `send`, `accept`, `read`, ... (`other` for operations netpoll does not name).
     pub op: String,
-    /// `inline`, `poll` or `io-wq`.
+    /// `inline`, `poll`, `io-wq` or `deferred`.
     pub path: String,
     /// Requests finished (their last completion posted).
     pub requests: u64,
@@ -101,8 +106,8 @@ impl UringRequests {
     }
 }
 
-/// The paths, in the order they are shown.
-pub const PATHS: [&str; 3] = ["inline", "poll", "io-wq"];
+/// The paths, in the order they are shown (the ABI's names).
+pub const PATHS: [&str; 4] = netpoll_ebpf::abi::URING_PATHS;
 
 impl Uring {
     /// Rows with something in them (a snapshot reads every slot).
@@ -125,7 +130,7 @@ impl Uring {
     }
 
     /// The share of finished requests that took each path, in [`PATHS`] order, in %.
-    pub fn path_shares(&self) -> [(&'static str, f64); 3] {
+    pub fn path_shares(&self) -> [(&'static str, f64); 4] {
         let all = self.finished().max(1) as f64;
         PATHS.map(|p| {
             let n = self.path(p).map_or(0, |r| r.requests);
@@ -156,6 +161,7 @@ impl Uring {
             rearmed: self.rearmed.saturating_sub(earlier.rearmed),
             unfollowed: self.unfollowed.saturating_sub(earlier.unfollowed),
             in_flight: self.in_flight,
+            aux_completions: self.aux_completions.saturating_sub(earlier.aux_completions),
         }
     }
 }

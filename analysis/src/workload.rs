@@ -55,6 +55,12 @@ pub struct ServerConfig {
     /// Bytes read from a file per request (file I/O, which epoll cannot multiplex).
     #[arg(long, default_value_t = 0, value_name = "BYTES")]
     pub disk_read: usize,
+    /// Make every --disk-read go to the disk: the file's pages are dropped from the page cache
+    /// (posix_fadvise DONTNEED) before each read. Without it the 8 MiB file stays cached and a
+    /// "disk" read is a memory copy.
+    #[arg(long, requires = "disk_read")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cold_disk: bool,
     /// Threads for epoll-reactors and tokio (default: one per CPU the server may run on).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -153,6 +159,9 @@ impl Workload {
         ];
         if s.think_every > 1 {
             args.extend(["--think-every".into(), s.think_every.to_string()]);
+        }
+        if s.cold_disk {
+            args.push("--cold-disk".into());
         }
         if s.sqpoll {
             args.push("--sqpoll".into());
@@ -359,6 +368,7 @@ mod tests {
                 think_us: 7,
                 think_every: 5,
                 disk_read: 4096,
+                cold_disk: true,
                 threads: 3,
                 sqpoll: true,
                 busy_poll: true,

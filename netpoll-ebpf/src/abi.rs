@@ -318,6 +318,7 @@ pub mod maps {
     pub const URING_REQS: &str = "URING_REQS";
     pub const URING_STATS: &str = "URING_STATS";
     pub const URING_TOTALS: &str = "URING_TOTALS";
+    pub const URING_RING_WAITS: &str = "URING_RING_WAITS";
 }
 
 /// Names of the load-time globals (`static`s with `#[unsafe(no_mangle)]` in the programs), set
@@ -483,9 +484,12 @@ pub const READY_WAIT_PROGRAMS: [(&str, &[&str]); 3] = [
 /// - `io_uring_poll_arm`: it could not complete at once and waits for its file's readiness;
 /// - `io_uring_task_add`: the file became ready; the request's task work is queued;
 /// - `io_uring_queue_async_work`: punted to an io-wq worker (it would block);
-/// - `io_uring_complete`: its completion (CQE) is posted.
-pub const URING_PROGRAMS: [(&str, &[&str]); 5] = [
+/// - `io_uring_complete`: its completion (CQE) is posted;
+/// - `io_uring_cqring_wait`: a target waits for completions on a ring (a request of that ring
+///   completed after it, without the events above, was not inline: see `uring_path::DEFERRED`).
+pub const URING_PROGRAMS: [(&str, &[&str]); 6] = [
     ("uring_complete", &["io_uring_complete"]),
+    ("uring_cqring_wait", &["io_uring_cqring_wait"]),
     ("uring_task_add", &["io_uring_task_add"]),
     ("uring_async", &["io_uring_queue_async_work"]),
     ("uring_poll_arm", &["io_uring_poll_arm"]),
@@ -512,7 +516,8 @@ pub mod uring_field {
     pub const COMPLETE_REQ: usize = 11;
     pub const COMPLETE_RES: usize = 12;
     pub const COMPLETE_CFLAGS: usize = 13;
-    pub const COUNT: usize = 14;
+    pub const WAIT_CTX: usize = 14;
+    pub const COUNT: usize = 15;
 }
 
 /// (program, field) of each `uring_field` index, in order: the program's event's format file
@@ -532,6 +537,7 @@ pub const URING_FIELD_NAMES: [(&str, &str); uring_field::COUNT] = [
     ("uring_complete", "req"),
     ("uring_complete", "res"),
     ("uring_complete", "cflags"),
+    ("uring_cqring_wait", "ctx"),
 ];
 
 /// The io_uring operations netpoll names (`enum io_uring_op` of the kernel's uapi, a stable
@@ -576,11 +582,20 @@ pub mod uring_path {
     pub const POLL: u8 = 1;
     /// Handed to an io-wq worker thread (an operation that blocks: most buffered file I/O).
     pub const IO_WQ: u8 = 2;
-    pub const COUNT: usize = 3;
+    /// None of the above, yet completed only after its process had waited on the ring: retried
+    /// from task work when what it waited for came, with no tracepoint of its own (a buffered
+    /// read whose page was not cached waits for the page lock, Linux 5.9 and later; a timeout).
+    /// Not told apart from inline for requests a SQPOLL thread submitted, nor when the process
+    /// reaps completions without ever waiting in `io_uring_enter`.
+    pub const DEFERRED: u8 = 3;
+    pub const COUNT: usize = 4;
 }
 
 /// Names of the paths, by [`uring_path`] value.
-pub const URING_PATHS: [&str; uring_path::COUNT] = ["inline", "poll", "io-wq"];
+pub const URING_PATHS: [&str; uring_path::COUNT] = ["inline", "poll", "io-wq", "deferred"];
+
+/// Rings a target waited on (`URING_RING_WAITS`).
+pub const MAX_URING_RINGS: u32 = 4096;
 
 /// `URING_STATS`'s index of an (opcode slot, path).
 pub const fn uring_index(op_slot: u32, path: u8) -> u32 {
@@ -658,7 +673,9 @@ pub struct UringTotals {
     /// Completions whose request was not followed from its submission (submitted before
     /// netpoll attached, by a target's ring): counted, not timed.
     pub unfollowed: u64,
-    pub _reserved: u64,
+    /// Completions posted without their request (a multishot request's intermediate ones, on
+    /// kernels that post them as auxiliary CQEs): counted, not timed.
+    pub aux_completions: u64,
 }
 
 /// Ready events read per wait: beyond, they are counted as not measured. Each costs a read of
@@ -1169,10 +1186,10 @@ mod tests {
         // The af-xdp model's XDP program; 6 hooks of every kind, fork's classic tracepoint, 7
         // scheduler hooks of 2 kinds; the floor: 5 hooks of every kind, the 7 scheduler hooks
         // of 2 kinds; the Go view's 4 uprobes, its calibration and 2 poll programs; the
-        // readiness view's 4 wait programs; the io_uring view's 5.
+        // readiness view's 4 wait programs; the io_uring view's 6.
         assert_eq!(
             names.len(),
-            1 + 6 * 3 + 1 + 7 * 2 + 5 * 3 + 7 * 2 + 4 + 1 + 2 + 4 + 5
+            1 + 6 * 3 + 1 + 7 * 2 + 5 * 3 + 7 * 2 + 4 + 1 + 2 + 4 + 6
         );
 
         assert_eq!(
@@ -1219,7 +1236,7 @@ mod tests {
             );
         }
         assert_eq!(
-            uring_index(URING_OP_SLOTS as u32 - 1, uring_path::IO_WQ) as usize,
+            uring_index(URING_OP_SLOTS as u32 - 1, uring_path::DEFERRED) as usize,
             URING_OP_SLOTS * uring_path::COUNT - 1
         );
     }

@@ -17,8 +17,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use netpoll_ebpf::abi::{
-    EAGAIN, IORING_CQE_F_MORE, MAX_URING_REQS, URING_OP_SLOTS, UringKey, UringReq, UringStats,
-    UringTotals, uring_field, uring_index, uring_path,
+    EAGAIN, IORING_CQE_F_MORE, MAX_URING_REQS, MAX_URING_RINGS, URING_OP_SLOTS, UringKey, UringReq,
+    UringStats, UringTotals, uring_field, uring_index, uring_path,
 };
 
 use crate::{probe::is_target, sched::record_hist};
@@ -39,6 +39,9 @@ static URING_STATS: PerCpuArray<UringStats> =
     PerCpuArray::with_max_entries((URING_OP_SLOTS * uring_path::COUNT) as u32, 0);
 #[map]
 static URING_TOTALS: PerCpuArray<UringTotals> = PerCpuArray::with_max_entries(1, 0);
+/// By ring: when a target last waited on it for completions.
+#[map]
+static URING_RING_WAITS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(MAX_URING_RINGS, 0);
 
 #[inline(always)]
 fn field(index: usize) -> usize {
@@ -159,18 +162,44 @@ pub fn uring_async(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
+pub fn uring_cqring_wait(ctx: TracePointContext) -> u32 {
+    if !is_target(bpf_get_current_pid_tgid()) {
+        return 0;
+    }
+    let ring: u64 = read(&ctx, uring_field::WAIT_CTX);
+    let _ = URING_RING_WAITS.insert(&ring, &now(), 0);
+    0
+}
+
+#[tracepoint]
 pub fn uring_complete(ctx: TracePointContext) -> u32 {
     let key = key(&ctx, uring_field::COMPLETE_CTX, uring_field::COMPLETE_REQ);
     let Some(req) = followed(&key) else {
-        // A target's request submitted before netpoll attached (completions run in its
-        // threads: task work, io-wq workers, the submitter).
+        // A target's completion without a followed request (completions run in its threads:
+        // task work, io-wq workers, the submitter): posted without its request (a multishot
+        // request's auxiliary completion), or of a request submitted before netpoll attached.
         if is_target(bpf_get_current_pid_tgid())
             && let Some(t) = totals()
         {
-            t.unfollowed += 1;
+            if key.req == 0 {
+                t.aux_completions += 1;
+            } else {
+                t.unfollowed += 1;
+            }
         }
         return 0;
     };
+    // A SQPOLL thread submits on its own schedule: the process's waits say nothing of it.
+    if req.path == uring_path::INLINE && req.sqpoll == 0 {
+        // SAFETY: a value copied out of a hash map.
+        let waited = unsafe { URING_RING_WAITS.get(&key.ctx) }
+            .copied()
+            .unwrap_or(0);
+        if waited > req.start_ns {
+            // Not completed within its submission: its process waited on the ring first.
+            req.path = uring_path::DEFERRED;
+        }
+    }
     let t = now();
     let res: i32 = read(&ctx, uring_field::COMPLETE_RES);
     let cflags: u32 = read(&ctx, uring_field::COMPLETE_CFLAGS);

@@ -491,12 +491,13 @@ fn uring(results: &Results) -> String {
         .sum();
     let _ = writeln!(
         out,
-        "{} requests submitted and followed, {} finished: {}; {} submitted by SQPOLL; {} more completions of multishot requests; {} poll re-arms; {} still in flight; {} completions of requests submitted before netpoll attached (not timed)",
+        "{} requests submitted and followed, {} finished: {}; {} submitted by SQPOLL; {} more completions of multishot requests (and {} posted without their request, not timed); {} poll re-arms; {} still in flight; {} completions of requests submitted before netpoll attached (not timed)",
         u.submitted,
         u.finished(),
         shares.join(", "),
         sqpoll,
         multishot,
+        u.aux_completions,
         u.rearmed,
         u.in_flight,
         u.unfollowed
@@ -878,8 +879,14 @@ pub fn run_report(run: &RunInfo) -> String {
     if let Some(u) = &r.uring {
         let _ = writeln!(
             out,
-            "io_uring per request: {:.2} io_uring requests, {:.1} % inline, {:.1} % poll (waited {:.1}µs for readiness, then {:.1}µs of task work), {:.1} % io-wq",
-            u.uring_requests, u.inline_pct, u.poll_pct, u.poll_wait_us, u.task_work_us, u.io_wq_pct
+            "io_uring per request: {:.2} io_uring requests, {:.1} % inline, {:.1} % poll (waited {:.1}µs for readiness, then {:.1}µs of task work), {:.1} % io-wq, {:.1} % deferred",
+            u.uring_requests,
+            u.inline_pct,
+            u.poll_pct,
+            u.poll_wait_us,
+            u.task_work_us,
+            u.io_wq_pct,
+            u.deferred_pct
         );
     }
     if let Some(ready) = &r.ready {

@@ -173,6 +173,7 @@ fn uring_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, Report
         RGBColor(44, 160, 44),
         RGBColor(31, 119, 180),
         RGBColor(214, 39, 40),
+        RGBColor(255, 127, 14),
     ];
     let segments: Vec<Series> = crate::uring::PATHS
         .iter()
@@ -196,7 +197,7 @@ fn uring_charts(cells: &[Cell], note: Option<&str>) -> Result<Vec<Chart>, Report
         .collect();
     let mut charts = vec![chart::stacked_bars(
         "uring_paths",
-        "How io_uring carried out the requests: inline, after waiting for readiness (poll), on an io-wq worker",
+        "How io_uring carried out the requests: inline, after waiting for readiness (poll), on an io-wq worker, retried later (deferred)",
         note,
         "share of io_uring requests, % (medians of the runs)",
         &segments,

@@ -58,11 +58,12 @@ impl Run {
                 let s = &i.workload.server;
                 let l = &i.load;
                 format!(
-                    "{} payload={} think={} disk={} threads={} c={} idle={} rate={:?} t={}",
+                    "{} payload={} think={} disk={}{} threads={} c={} idle={} rate={:?} t={}",
                     i.workload.label(),
                     s.payload,
                     s.think_us,
                     s.disk_read,
+                    if s.cold_disk { " cold" } else { "" },
                     s.threads,
                     l.connections,
                     l.idle_connections,
@@ -420,7 +421,8 @@ pub fn mixed_parameters(cells: &[Cell], skip: Option<Axis>) -> Option<String> {
             i.workload.server.think_us.to_string()
         }),
         ("disk read (B)", None, |i| {
-            i.workload.server.disk_read.to_string()
+            let s = &i.workload.server;
+            format!("{}{}", s.disk_read, if s.cold_disk { ", cold" } else { "" })
         }),
         ("rate", Some(Axis::Rate), |i| {
             i.load

@@ -246,7 +246,7 @@ pub fn ready(cells: &[Cell]) -> Table {
 /// path, medians over its repeats; empty when no run has it.
 pub fn uring(cells: &[Cell]) -> Table {
     let mut table = Table::new(
-        "io_uring requests by path (inline; waited for readiness, then task work; io-wq)",
+        "io_uring requests by path (inline; waited for readiness, then task work; io-wq; deferred)",
         &[
             "configuration",
             "io_uring requests per request",
@@ -255,6 +255,7 @@ pub fn uring(cells: &[Cell]) -> Table {
             "poll: wait for readiness",
             "poll: task work",
             "io-wq",
+            "deferred",
         ],
     );
     for cell in cells {
@@ -279,6 +280,7 @@ pub fn uring(cells: &[Cell]) -> Table {
             e(per(|u| u.poll_wait_us), &|v| ns(v * 1e3)),
             e(per(|u| u.task_work_us), &|v| ns(v * 1e3)),
             e(per(|u| u.io_wq_pct), &pct),
+            e(per(|u| u.deferred_pct), &pct),
         ]);
     }
     table

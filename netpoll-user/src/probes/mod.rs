@@ -18,8 +18,8 @@ use aya::{
 use netpoll_ebpf::{
     abi::{
         GO_MAX_GOROUTINES, GO_MAX_POLL_SITES, Hook, HookKind, MAX_PID_SLOTS, MAX_READY,
-        MAX_THREADS, MAX_URING_REQS, SyscallInfo, URING_OP_SLOTS, filter, globals, hook_of_program,
-        maps, program_name, uring_field, uring_path,
+        MAX_THREADS, MAX_URING_REQS, MAX_URING_RINGS, SyscallInfo, URING_OP_SLOTS, filter, globals,
+        hook_of_program, maps, program_name, uring_field, uring_path,
     },
     syscalls::{MAX_SYSCALL_NR, SYSCALLS},
 };
@@ -178,14 +178,22 @@ impl Probes {
     /// Loads the object and attaches every hook, in the order that loses no call.
     pub fn load(options: &Options) -> Result<Probes> {
         options.mode.check_hook(options.hook)?;
-        let uring = options
-            .uring
-            .then(uring::UringLayout::of_this_kernel)
-            .transpose()?;
+        // A kernel without the io_uring tracepoints (or with other fields) loses the view, not
+        // the run: a note says why.
+        let (uring, uring_note) = match options.uring.then(uring::UringLayout::of_this_kernel) {
+            Some(Ok(layout)) => (Some(layout), None),
+            Some(Err(e)) => (None, Some(format!("--uring: no io_uring view: {e:#}"))),
+            None => (None, None),
+        };
         let mut probes = Probes::load_object(options, uring.as_ref())?;
+        probes.notes.extend(uring_note);
         if let Some(layout) = uring {
-            probes.attach_uring(&layout).context("--uring")?;
-            probes.uring = Some(layout);
+            match probes.attach_uring(&layout) {
+                Ok(()) => probes.uring = Some(layout),
+                Err(e) => probes
+                    .notes
+                    .push(format!("--uring: no io_uring view: {e:#}")),
+            }
         }
         if options.go.is_some()
             && go_poll_offsets().is_ok()
@@ -296,6 +304,7 @@ impl Probes {
             .map_max_entries(maps::TURNS, ready_sized(MAX_THREADS))
             .override_global(globals::URING_FIELDS, &uring_fields, true)
             .map_max_entries(maps::URING_REQS, uring_sized(MAX_URING_REQS))
+            .map_max_entries(maps::URING_RING_WAITS, uring_sized(MAX_URING_RINGS))
             .map_max_entries(
                 maps::URING_STATS,
                 uring_sized((URING_OP_SLOTS * uring_path::COUNT) as u32),

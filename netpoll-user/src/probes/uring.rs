@@ -107,6 +107,7 @@ impl Probes {
             uring.submitted += cpu.submitted;
             uring.rearmed += cpu.rearmed;
             uring.unfollowed += cpu.unfollowed;
+            uring.aux_completions += cpu.aux_completions;
         }
         let followed: HashMap<&MapData, UringKey, UringReq> =
             HashMap::try_from(self.map(maps::URING_REQS)?)?;

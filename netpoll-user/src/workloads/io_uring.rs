@@ -1,6 +1,8 @@
 //! io_uring: completion-based I/O. Instead of asking which sockets are ready and then reading,
 //! the server queues the reads, writes and accepts themselves and collects their results. With
 //! `--sqpoll` a kernel thread polls the submission queue, so a busy server makes few syscalls.
+//! The `--disk-read` of a request goes through the ring too: a file read cannot be polled, and
+//! io_uring completes it without blocking the loop (from the page cache at once, or later).
 
 use std::{
     io,
@@ -12,7 +14,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use io_uring::{IoUring, opcode, squeue, types::Fd};
 
-use super::{Config, Handler};
+use super::{Config, DiskRead, Handler};
 
 const ACCEPT: u64 = u64::MAX;
 
@@ -22,9 +24,22 @@ struct Conn {
     buf: Vec<u8>,
     done: usize,
     writing: bool,
+    /// The request's file read is in the ring (into `disk`).
+    reading_disk: bool,
+    disk: Vec<u8>,
 }
 
 impl Conn {
+    /// The request's file read, into the connection's own buffer.
+    fn disk_op(&mut self, read: DiskRead, token: u64) -> squeue::Entry {
+        self.disk.resize(read.len, 0);
+        self.reading_disk = true;
+        opcode::Read::new(Fd(read.fd), self.disk.as_mut_ptr(), read.len as u32)
+            .offset(read.offset)
+            .build()
+            .user_data(token)
+    }
+
     /// The next operation: receive or send the rest of the buffer.
     fn next_op(&mut self, token: u64) -> squeue::Entry {
         let fd = Fd(self.fd.as_raw_fd());
@@ -84,6 +99,8 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
                         buf: vec![0; config.payload()],
                         done: 0,
                         writing: false,
+                        reading_disk: false,
+                        disk: Vec::new(),
                     };
                     let slot = conns.iter().position(Option::is_none).unwrap_or_else(|| {
                         conns.push(None);
@@ -99,6 +116,17 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
             let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
+            if conn.reading_disk {
+                // The request's file read is done (its bytes are not sent: the reply is the
+                // echo): now the reply.
+                if res < 0 {
+                    return Err(io::Error::from_raw_os_error(-res).into());
+                }
+                conn.reading_disk = false;
+                conn.writing = true;
+                push(&mut ring, &conn.next_op(token))?;
+                continue;
+            }
             if res <= 0 {
                 // EOF or error: closing the descriptor ends the connection.
                 conns[slot] = None;
@@ -106,11 +134,15 @@ pub fn serve(listener: TcpListener, config: Arc<Config>) -> Result<()> {
             }
             conn.done += res as usize;
             if conn.done == conn.buf.len() {
-                if !conn.writing {
-                    handler.handle()?;
+                conn.done = 0;
+                if !conn.writing
+                    && let Some(read) = handler.handle_leaving_disk()
+                {
+                    let op = conn.disk_op(read, token);
+                    push(&mut ring, &op)?;
+                    continue;
                 }
                 conn.writing = !conn.writing;
-                conn.done = 0;
             }
             push(&mut ring, &conn.next_op(token))?;
         }

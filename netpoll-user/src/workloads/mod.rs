@@ -26,6 +26,7 @@ use std::{
     fs::File,
     io::{self, Read, Seek, Write},
     net::{TcpListener, UdpSocket},
+    os::fd::AsRawFd as _,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -116,7 +117,6 @@ const UDP_RECEIVE_BUFFER: usize = 8 << 20;
 /// Sets the UDP socket's receive buffer (beyond net.core.rmem_max with CAP_NET_ADMIN, which
 /// `netpoll run` has; else as large as that allows).
 pub fn size_udp_buffers(socket: &UdpSocket) {
-    use std::os::fd::AsRawFd as _;
     let size = UDP_RECEIVE_BUFFER as libc::c_int;
     for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
         // SAFETY: setsockopt with an int option on an open socket.
@@ -158,16 +158,11 @@ impl Handler {
 
     /// Does a request's work. The reply is the request itself (an echo), so it needs no input.
     pub fn handle(&mut self) -> io::Result<()> {
-        self.handled += 1;
-        let s = &self.config.server;
-        if s.think_us > 0 && self.handled.is_multiple_of(s.think_every.max(1)) {
-            // Spin rather than sleep: the point is CPU the I/O model cannot overlap.
-            let until = Instant::now() + Duration::from_micros(self.config.server.think_us);
-            while Instant::now() < until {
-                std::hint::spin_loop();
-            }
-        }
+        self.think();
         if let Some(file) = &mut self.disk {
+            if self.config.server.cold_disk {
+                evict(file);
+            }
             let mut buf = vec![0u8; self.config.server.disk_read];
             let mut got = 0;
             while got < buf.len() {
@@ -183,6 +178,64 @@ impl Handler {
     }
 }
 
+impl Handler {
+    /// The CPU part of a request's work (`--think-us`, on one request in `--think-every`).
+    fn think(&mut self) {
+        self.handled += 1;
+        let s = &self.config.server;
+        if s.think_us > 0 && self.handled.is_multiple_of(s.think_every.max(1)) {
+            // Spin rather than sleep: the point is CPU the I/O model cannot overlap.
+            let until = Instant::now() + Duration::from_micros(s.think_us);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// A request's work but its file read, which the caller makes itself (io-uring: through
+    /// its ring): the think time, then where the read goes (with --cold-disk, the file's pages
+    /// dropped from the cache first). `None` without --disk-read.
+    pub fn handle_leaving_disk(&mut self) -> Option<DiskRead> {
+        self.think();
+        let file = self.disk.as_mut()?;
+        if self.config.server.cold_disk {
+            evict(file);
+        }
+        let len = self.config.server.disk_read;
+        // Whole reads within the file: from the start again when the next would pass its end.
+        let offset = file.stream_position().ok()?;
+        let offset = if offset + len as u64 > DISK_FILE_BYTES {
+            0
+        } else {
+            offset
+        };
+        file.seek(io::SeekFrom::Start(offset + len as u64)).ok()?;
+        Some(DiskRead {
+            fd: file.as_raw_fd(),
+            offset,
+            len,
+        })
+    }
+}
+
+/// A file read for the caller to make: `len` bytes at `offset` of descriptor `fd`.
+#[derive(Clone, Copy, Debug)]
+pub struct DiskRead {
+    pub fd: std::os::fd::RawFd,
+    pub offset: u64,
+    pub len: usize,
+}
+
+/// Drops the file's pages from the page cache (they are clean: the file was synced), so that
+/// the next read goes to the disk.
+fn evict(file: &File) {
+    // SAFETY: posix_fadvise on an open descriptor; advice only.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
+/// Size of the file `--disk-read` reads.
+const DISK_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Creates the file `--disk-read` reads from (8 MiB) and unlinks it at once: it lives as long as
 /// the returned descriptor, so a server killed by a signal leaves nothing behind. Threads open
 /// it anew (each its own offset) through `disk_path`.
@@ -196,15 +249,16 @@ pub fn create_disk_file() -> Result<File> {
         .with_context(|| format!("creating {}", path.display()))?;
     let _ = std::fs::remove_file(&path);
     let block: Vec<u8> = (0..1024 * 1024).map(|i| i as u8).collect();
-    for _ in 0..8 {
+    for _ in 0..DISK_FILE_BYTES / block.len() as u64 {
         file.write_all(&block)?;
     }
+    // On the disk, so that its pages are clean: --cold-disk can drop them from the cache.
+    file.sync_all()?;
     Ok(file)
 }
 
 /// A path that opens `file` again (a new description, its own offset), unlinked as it is.
 pub fn disk_path(file: &File) -> PathBuf {
-    use std::os::fd::AsRawFd as _;
     PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 

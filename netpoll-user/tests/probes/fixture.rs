@@ -798,40 +798,78 @@ fn die_in_call() {
 
 /// The io_uring fixture's known numbers: NOPs and receives with their data already there
 /// (inline), receives whose data comes URING_WAIT_MS later (poll), reads of a file forced to an
-/// io-wq worker (IOSQE_ASYNC).
+/// io-wq worker (IOSQE_ASYNC), buffered reads of a file in the page cache (inline) and of one
+/// evicted from it before each read (io-wq: the read would block on the disk), a multishot
+/// accept of URING_ACCEPTS connections then cancelled (one request, several completions), and
+/// NOPs through a second ring whose SQPOLL thread submits them.
 pub const URING_NOPS: u64 = 5;
 pub const URING_INLINE_RECVS: u64 = 40;
 pub const URING_POLLED_RECVS: u64 = 6;
 pub const URING_WAIT_MS: u64 = 20;
 pub const URING_ASYNC_READS: u64 = 12;
+pub const URING_CACHED_READS: u64 = 8;
+pub const URING_COLD_READS: u64 = 8;
+pub const URING_ACCEPTS: u64 = 3;
+pub const URING_SQPOLL_NOPS: u64 = 5;
 
-/// One request at a time through one ring, each reaped before the next: its path is known.
+/// Submits one request and waits for its completion (`before_wait` runs in between); its result
+/// and flags.
+fn uring_one(
+    ring: &mut io_uring::IoUring,
+    entry: io_uring::squeue::Entry,
+    before_wait: &dyn Fn(),
+) -> (i32, u32) {
+    // SAFETY: the entry's buffers outlive the request: it is reaped below.
+    unsafe { ring.submission().push(&entry).expect("queue") };
+    ring.submit().expect("submit");
+    before_wait();
+    uring_reap(ring)
+}
+
+/// Waits for the next completion: its result and flags.
+fn uring_reap(ring: &mut io_uring::IoUring) -> (i32, u32) {
+    loop {
+        if let Some(cqe) = ring.completion().next() {
+            return (cqe.result(), cqe.flags());
+        }
+        ring.submit_and_wait(1).expect("wait");
+    }
+}
+
+/// One request at a time, each reaped before the next: its path is known.
 fn uring() {
     use io_uring::{IoUring, opcode, squeue, types::Fd};
     let mut ring = IoUring::new(16).expect("io_uring_setup");
+    let mut sqpoll = IoUring::builder()
+        .setup_sqpoll(1000)
+        .build(8)
+        .expect("io_uring_setup with SQPOLL");
     let mut pair = [0i32; 2];
     // SAFETY: valid out-pointer.
     unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) };
-    let file = File::open(std::env::current_exe().expect("exe")).expect("open");
-    let mut buf = [0u8; 64];
+    let exe = File::open(std::env::current_exe().expect("exe")).expect("open");
+    // A file of its own on a disk-backed filesystem, written and synced (clean pages can be
+    // evicted), then read once so that it is in the page cache.
+    let path = std::env::temp_dir().join(format!("netpoll-uring-{}", std::process::id()));
+    let mut data = File::create(&path).expect("create");
+    data.write_all(&vec![7u8; 16 * 4096]).expect("write");
+    data.sync_all().expect("fsync");
+    let data = File::open(&path).expect("open");
+    let _ = std::fs::remove_file(&path);
+    let _ = std::io::Read::read_to_end(&mut &data, &mut Vec::new());
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut buf = [0u8; 4096];
     stop_for_probes();
-    let one = |ring: &mut IoUring, entry: squeue::Entry, before_wait: &dyn Fn()| {
-        // SAFETY: the entry's buffer (buf) outlives the request: it is reaped below.
-        unsafe { ring.submission().push(&entry).expect("queue") };
-        ring.submit().expect("submit");
-        before_wait();
-        ring.submit_and_wait(1).expect("wait");
-        let cqe = ring.completion().next().expect("a completion");
-        assert!(cqe.result() >= 0, "request failed: {}", cqe.result());
-    };
+    let ok = |(res, _): (i32, u32)| assert!(res >= 0, "request failed: {res}");
     let nothing = || {};
     for _ in 0..URING_NOPS {
-        one(&mut ring, opcode::Nop::new().build(), &nothing);
+        ok(uring_one(&mut ring, opcode::Nop::new().build(), &nothing));
     }
     for _ in 0..URING_INLINE_RECVS {
         write(pair[1], b"x", 1);
         let recv = opcode::Recv::new(Fd(pair[0]), buf.as_mut_ptr(), 1).build();
-        one(&mut ring, recv, &nothing);
+        ok(uring_one(&mut ring, recv, &nothing));
     }
     for _ in 0..URING_POLLED_RECVS {
         let recv = opcode::Recv::new(Fd(pair[0]), buf.as_mut_ptr(), 1).build();
@@ -839,13 +877,53 @@ fn uring() {
             sleep_ms(URING_WAIT_MS);
             write(pair[1], b"y", 1);
         };
-        one(&mut ring, recv, &later);
+        ok(uring_one(&mut ring, recv, &later));
     }
-    for i in 0..URING_ASYNC_READS {
-        let read = opcode::Read::new(Fd(file.as_raw_fd()), buf.as_mut_ptr(), buf.len() as u32)
+    let read_at = |file: &File, i: u64, flags: squeue::Flags, buf: &mut [u8]| {
+        opcode::Read::new(Fd(file.as_raw_fd()), buf.as_mut_ptr(), buf.len() as u32)
             .offset(i * 4096)
             .build()
-            .flags(squeue::Flags::ASYNC);
-        one(&mut ring, read, &nothing);
+            .flags(flags)
+    };
+    for i in 0..URING_ASYNC_READS {
+        let read = read_at(&exe, i, squeue::Flags::ASYNC, &mut buf);
+        ok(uring_one(&mut ring, read, &nothing));
+    }
+    for i in 0..URING_CACHED_READS {
+        let read = read_at(&data, i, squeue::Flags::empty(), &mut buf);
+        ok(uring_one(&mut ring, read, &nothing));
+    }
+    for i in 0..URING_COLD_READS {
+        // SAFETY: a valid descriptor; drops the file's clean pages from the page cache.
+        unsafe { libc::posix_fadvise(data.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        let read = read_at(&data, i, squeue::Flags::empty(), &mut buf);
+        ok(uring_one(&mut ring, read, &nothing));
+    }
+    // One multishot accept: a completion per connection (flagged MORE), until cancelled.
+    const MULTISHOT: u64 = 0xacce;
+    let accept = opcode::AcceptMulti::new(Fd(listener.as_raw_fd()))
+        .build()
+        .user_data(MULTISHOT);
+    // SAFETY: no buffer.
+    unsafe { ring.submission().push(&accept).expect("queue") };
+    ring.submit().expect("submit");
+    let mut clients = Vec::new();
+    for _ in 0..URING_ACCEPTS {
+        clients.push(TcpStream::connect(addr).expect("connect"));
+        let (res, flags) = uring_reap(&mut ring);
+        assert!(
+            res >= 0 && io_uring::cqueue::more(flags),
+            "multishot accept: {res} {flags}"
+        );
+    }
+    let cancel = opcode::AsyncCancel::new(MULTISHOT).build().user_data(1);
+    // SAFETY: no buffer.
+    unsafe { ring.submission().push(&cancel).expect("queue") };
+    ring.submit().expect("submit");
+    // The cancel's completion and the accept's last (-ECANCELED), in either order.
+    uring_reap(&mut ring);
+    uring_reap(&mut ring);
+    for _ in 0..URING_SQPOLL_NOPS {
+        ok(uring_one(&mut sqpoll, opcode::Nop::new().build(), &nothing));
     }
 }

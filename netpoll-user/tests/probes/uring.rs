@@ -5,13 +5,20 @@
 
 use super::*;
 use fixture::{
-    URING_ASYNC_READS, URING_INLINE_RECVS, URING_NOPS, URING_POLLED_RECVS, URING_WAIT_MS,
+    URING_ACCEPTS, URING_ASYNC_READS, URING_CACHED_READS, URING_COLD_READS, URING_INLINE_RECVS,
+    URING_NOPS, URING_POLLED_RECVS, URING_SQPOLL_NOPS, URING_WAIT_MS,
 };
 
 /// bpftrace's counts for one process, on the tracepoints netpoll follows requests with.
 fn bpftrace_counts(pid: u32) -> (Child, BufReader<std::process::ChildStdout>) {
+    // Latency: submission to the completion that carries the request (opcode + 1 kept, so
+    // that NOP's 0 is not "absent").
     let script = format!(
-        "tracepoint:io_uring:io_uring_submit_req /pid == {pid}/ {{ @submit[args->opcode] = count(); }} \
+        "tracepoint:io_uring:io_uring_submit_req /pid == {pid}/ {{ @submit[args->opcode] = count(); \
+           @t[args->ctx, args->req] = nsecs; @o[args->ctx, args->req] = args->opcode + 1; }} \
+         tracepoint:io_uring:io_uring_complete /@o[args->ctx, args->req]/ {{ \
+           @lat[@o[args->ctx, args->req] - 1] = avg(nsecs - @t[args->ctx, args->req]); \
+           delete(@t[args->ctx, args->req]); delete(@o[args->ctx, args->req]); }} \
          tracepoint:io_uring:io_uring_poll_arm /pid == {pid}/ {{ @arm = count(); }} \
          tracepoint:io_uring:io_uring_queue_async_work /pid == {pid}/ {{ @async = count(); }}"
     );
@@ -68,18 +75,49 @@ pub fn each_request_takes_its_known_path() -> TestResult {
     };
     let count = |op: &str, path: &str| row(op, path).map_or(0, |r| r.requests);
     let recvs = URING_INLINE_RECVS + URING_POLLED_RECVS;
-    let submitted = URING_NOPS + recvs + URING_ASYNC_READS;
+    let reads = URING_ASYNC_READS + URING_CACHED_READS + URING_COLD_READS;
+    let nops = URING_NOPS + URING_SQPOLL_NOPS;
+    // The multishot accept and the request that cancelled it.
+    let submitted = nops + recvs + reads + 2;
     check(
         u.submitted == submitted
             && u.finished() == submitted
-            && count("nop", "inline") == URING_NOPS
-            && count("recv", "inline") == URING_INLINE_RECVS
-            && count("recv", "poll") == URING_POLLED_RECVS
-            && count("read", "io-wq") == URING_ASYNC_READS
-            && u.requests.len() == 4
             && u.in_flight == 0
             && u.unfollowed == 0,
         format!("{u:#?}"),
+    )?;
+    let expected = [
+        ("nop", "inline", nops),
+        ("recv", "inline", URING_INLINE_RECVS),
+        ("recv", "poll", URING_POLLED_RECVS),
+        ("read", "io-wq", URING_ASYNC_READS),
+        ("read", "inline", URING_CACHED_READS),
+        // Not in the page cache: retried when the page came, from task work (async buffered
+        // reads), not handed to io-wq.
+        ("read", "deferred", URING_COLD_READS),
+        ("accept", "poll", 1),
+        ("async_cancel", "inline", 1),
+    ];
+    for (op, path, n) in expected {
+        check(
+            count(op, path) == n,
+            format!(
+                "{op} {path}: {} requests, expected {n}: {u:#?}",
+                count(op, path)
+            ),
+        )?;
+    }
+    check(u.requests.len() == expected.len(), format!("{u:#?}"))?;
+    // The SQPOLL ring's NOPs were submitted by its kernel thread.
+    let nop = row("nop", "inline").ok_or("no nops")?;
+    check(nop.sqpoll == URING_SQPOLL_NOPS, format!("{nop:?}"))?;
+    // One multishot accept: a completion per connection (posted without their request on
+    // this kernel: counted apart), then the cancelled one's last (-ECANCELED).
+    let accept = row("accept", "poll").ok_or("no accept")?;
+    let more = accept.completions - accept.requests + u.aux_completions;
+    check(
+        more == URING_ACCEPTS && accept.errors == 1,
+        format!("{accept:?}, {} auxiliary completions", u.aux_completions),
     )?;
     // A polled receive waited its data's URING_WAIT_MS for the socket, then a little task work.
     let polled = row("recv", "poll").ok_or("no polled receives")?;
@@ -110,24 +148,43 @@ pub fn each_request_takes_its_known_path() -> TestResult {
         inline.latency_ns.max().is_some_and(|m| m.high < MS) && inline.waits == 0,
         format!("inline: {:?}", inline.latency_ns),
     )?;
-    let async_reads = row("read", "io-wq").ok_or("no io-wq reads")?;
+    let worker_reads = row("read", "io-wq").ok_or("no io-wq reads")?;
     check(
-        async_reads.waits == URING_ASYNC_READS && async_reads.errors == 0,
-        format!("io-wq: {async_reads:?}"),
+        worker_reads.waits == URING_ASYNC_READS && worker_reads.errors == 0,
+        format!("io-wq: {worker_reads:?}"),
     )?;
     // The peer: bpftrace on the same tracepoints counted the same requests.
     let peer = bpftrace_map(&text);
     let expected = [
-        ("@submit[0]", URING_NOPS),
+        ("@submit[0]", nops),
         ("@submit[27]", recvs),
-        ("@submit[22]", URING_ASYNC_READS),
-        ("@arm", URING_POLLED_RECVS),
+        ("@submit[22]", reads),
+        ("@submit[13]", 1),
+        ("@arm", URING_POLLED_RECVS + 1),
         ("@async", URING_ASYNC_READS),
     ];
     for (key, n) in expected {
         check(
             peer.get(key) == Some(&n),
             format!("bpftrace {key}: {:?}, expected {n}\n{text}", peer.get(key)),
+        )?;
+    }
+    // And the same mean latency per operation (the two programs run one after the other on
+    // each event: a few microseconds apart at most).
+    for (op, code) in [("nop", 0), ("recv", 27), ("read", 22), ("accept", 13)] {
+        let rows = u.requests.iter().filter(|r| r.op == op);
+        let (sum, n) = rows.fold((0u64, 0u64), |(s, n), r| {
+            (s + r.latency_sum_ns, n + r.completions)
+        });
+        let ours = sum as f64 / n.max(1) as f64;
+        let theirs = *peer
+            .get(&format!("@lat[{code}]"))
+            .ok_or_else(|| format!("no bpftrace latency for {op}\n{text}"))?
+            as f64;
+        eprintln!("{op}: mean latency {ours:.0} ns, bpftrace {theirs:.0} ns");
+        check(
+            (ours - theirs).abs() <= 0.05 * theirs + 3_000.0,
+            format!("{op}: mean latency {ours:.0} ns, bpftrace {theirs:.0} ns\n{text}"),
         )?;
     }
     check(

@@ -103,7 +103,62 @@ pub fn check_quick(out: &Path, repeat: usize) -> Result<()> {
         loaded
             .get("uring-paths")
             .context("no uring-paths experiment")?,
+    )?;
+    check_cold_disk(
+        loaded
+            .get("disk-io-cold")
+            .context("no disk-io-cold experiment")?,
     )
+}
+
+/// disk-io-cold: every read from the disk. epoll-lt's reactor blocks on each; io-uring's ring
+/// does not (its reads are not inline: retried when the page comes, or on io-wq) and serves
+/// more requests, beyond the noise.
+fn check_cold_disk(runs: &[Run]) -> Result<()> {
+    for r in runs
+        .iter()
+        .filter(|r| r.info().is_some_and(|i| i.workload.model == "io-uring"))
+    {
+        let u = r.results.uring.as_ref().with_context(|| {
+            format!(
+                "{}: ran with --uring but has no uring section",
+                r.path.display()
+            )
+        })?;
+        let reads: Vec<_> = u.requests.iter().filter(|q| q.op == "read").collect();
+        let all: u64 = reads.iter().map(|q| q.requests).sum();
+        let inline: u64 = reads
+            .iter()
+            .filter(|q| q.path == "inline")
+            .map(|q| q.requests)
+            .sum();
+        if all == 0 || inline * 10 > all {
+            bail!(
+                "{}: {inline} of {all} cold file reads completed inline (expected from the disk: deferred or io-wq)",
+                r.path.display()
+            );
+        }
+    }
+    let cells = report::cells(runs);
+    let rps = |model: &str| -> Result<Vec<f64>> {
+        let cell = cells
+            .iter()
+            .find(|c| c.info().is_some_and(|i| i.workload.model == model))
+            .with_context(|| format!("disk-io-cold: no {model} runs"))?;
+        Ok(cell.values(|i| i.load.throughput_rps))
+    };
+    let ratio = stats::ratio(&rps("io-uring")?, &rps("epoll-lt")?);
+    if ratio.verdict() != Verdict::Larger {
+        bail!(
+            "disk-io-cold: io-uring served {} epoll-lt's requests: not more beyond the noise",
+            ratio.display()
+        );
+    }
+    eprintln!(
+        "xtask: experiments --quick: cold disk reads: io-uring served {} epoll-lt's requests",
+        ratio.display()
+    );
+    Ok(())
 }
 
 /// uring-paths: every request of the echo service is a recv and a send through io_uring, all
@@ -129,9 +184,9 @@ fn check_uring_paths(runs: &[Run]) -> Result<()> {
                 u.finished()
             );
         }
-        let [inline, poll, io_wq] = u.path_shares().map(|(_, pct)| pct);
+        let [inline, poll, io_wq, deferred] = u.path_shares().map(|(_, pct)| pct);
         seen.push(format!(
-            "{}: {inline:.0}% inline, {poll:.0}% poll, {io_wq:.0}% io-wq",
+            "{}: {inline:.0}% inline, {poll:.0}% poll, {io_wq:.0}% io-wq, {deferred:.0}% deferred",
             info.workload.label()
         ));
     }

@@ -196,6 +196,7 @@ fn run_args(
     workload.server.think_us = e.think_us;
     workload.server.think_every = e.think_every.max(1);
     workload.server.disk_read = e.disk_read;
+    workload.server.cold_disk = e.cold_disk;
     if servers.and_then(|s| s.get(model)).is_none() {
         workload.server.threads = e.threads;
     }

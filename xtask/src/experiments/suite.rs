@@ -80,6 +80,7 @@ impl Calibration {
             think_us: 0,
             think_every: 1,
             disk_read: 0,
+            cold_disk: false,
             rate: None,
             rates: Vec::new(),
             client_threads: 1,
@@ -132,6 +133,10 @@ pub struct Experiment {
     pub think_every: u64,
     #[serde(default)]
     pub disk_read: usize,
+    /// Every `disk_read` from the disk: the file's pages dropped from the cache before each
+    /// read (`netpoll run --cold-disk`).
+    #[serde(default)]
+    pub cold_disk: bool,
     #[serde(default)]
     pub rate: Option<f64>,
     /// Open-loop rates swept (requests/s), each a configuration; instead of `rate`.
@@ -250,6 +255,9 @@ impl Experiment {
                 "experiment {}: think_us and disk_read are options of netpoll's models, not of servers",
                 self.name
             );
+        }
+        if self.cold_disk && self.disk_read == 0 {
+            bail!("experiment {}: cold_disk needs disk_read", self.name);
         }
         if !self.rates.is_empty() && self.rate.is_some() {
             bail!("experiment {}: give rate or rates, not both", self.name);
