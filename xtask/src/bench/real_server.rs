@@ -28,7 +28,7 @@ use xtask::{release_netpoll, which, workspace_root};
 
 use super::{
     overhead::watch,
-    servers::{self, GoHttp, Nginx, Redis},
+    servers::{self, GoHttp, IoUringEcho, Nginx, Redis},
 };
 use crate::setup;
 
@@ -46,14 +46,21 @@ pub enum ServerKind {
     Nginx,
     /// Go's net/http file server (GOMAXPROCS 1: pinned to one CPU), under netpoll load.
     Go,
-    /// All three.
+    /// netpoll's io-uring model (echo, 64 B), under netpoll load: what `--uring` costs.
+    IoUring,
+    /// All four.
     All,
 }
 
 impl ServerKind {
     pub fn expand(kinds: &[ServerKind]) -> Vec<ServerKind> {
         if kinds.contains(&ServerKind::All) {
-            return vec![ServerKind::Redis, ServerKind::Nginx, ServerKind::Go];
+            return vec![
+                ServerKind::Redis,
+                ServerKind::Nginx,
+                ServerKind::Go,
+                ServerKind::IoUring,
+            ];
         }
         let mut v = kinds.to_vec();
         v.dedup();
@@ -76,6 +83,8 @@ enum Setup {
     NetpollGoExact,
     /// `netpoll profile --ready`: the readiness-to-service view.
     NetpollReady,
+    /// `netpoll profile --uring`: the io_uring view.
+    NetpollUring,
     /// Go's own runtime/trace, collected through /debug/pprof/trace for the window.
     RuntimeTrace,
 }
@@ -92,6 +101,12 @@ impl Setup {
                 Setup::NetpollGo,
                 Setup::NetpollGoExact,
                 Setup::RuntimeTrace,
+            ],
+            ServerKind::IoUring => &[
+                Setup::Nothing,
+                Setup::Floor,
+                Setup::Netpoll,
+                Setup::NetpollUring,
             ],
             _ => &[
                 Setup::Nothing,
@@ -118,6 +133,7 @@ impl Setup {
             Setup::NetpollGo => "netpoll profile --go",
             Setup::NetpollGoExact => "netpoll profile --go-exact",
             Setup::NetpollReady => "netpoll profile --ready",
+            Setup::NetpollUring => "netpoll profile --uring",
             Setup::RuntimeTrace => "Go runtime/trace",
         }
     }
@@ -155,6 +171,7 @@ enum Running {
     Redis(Redis),
     Nginx(Nginx, u32),
     Go(GoHttp),
+    IoUring(IoUringEcho),
 }
 
 impl Running {
@@ -163,6 +180,7 @@ impl Running {
             Running::Redis(r) => r.pid(),
             Running::Nginx(_, worker) => *worker,
             Running::Go(go) => go.pid(),
+            Running::IoUring(echo) => echo.pid(),
         }
     }
 
@@ -172,6 +190,7 @@ impl Running {
             Running::Redis(_) => None,
             Running::Nginx(nginx, _) => Some(nginx.port),
             Running::Go(go) => Some(go.port),
+            Running::IoUring(echo) => Some(echo.port),
         }
     }
 
@@ -188,6 +207,10 @@ impl Running {
             Running::Go(..) => format!(
                 "Go net/http (CPU {SERVER_CPU}, GOMAXPROCS 1), small static file, under netpoll \
                  load -c {CONNECTIONS} -d {seconds} (CPU {CLIENT_CPU})"
+            ),
+            Running::IoUring(..) => format!(
+                "netpoll serve --model io-uring (CPU {SERVER_CPU}), 64 B echo, under netpoll load \
+                 -c {CONNECTIONS} -d {seconds} (CPU {CLIENT_CPU})"
             ),
         }
     }
@@ -226,11 +249,15 @@ impl Running {
                     .with_context(|| format!("no GET rate in redis-benchmark's output: {text}"))?;
                 Ok((requests, rps))
             }
-            Running::Nginx(..) | Running::Go(..) => {
-                let port = self.port().expect("an HTTP server");
+            Running::Nginx(..) | Running::Go(..) | Running::IoUring(..) => {
+                let port = self.port().expect("a server netpoll load drives");
+                let target = match self {
+                    Running::IoUring(..) => format!("127.0.0.1:{port}"),
+                    _ => format!("http://127.0.0.1:{port}/index.html"),
+                };
                 let load = servers::netpoll_load(
                     netpoll,
-                    &format!("http://127.0.0.1:{port}/index.html"),
+                    &target,
                     1,
                     CONNECTIONS,
                     seconds,
@@ -271,6 +298,10 @@ pub fn real_server(kinds: &[ServerKind], rounds: usize, requests: u64, seconds: 
                 Running::Nginx(nginx, worker)
             }
             ServerKind::Go => Running::Go(GoHttp::start(&dir, Some(SERVER_CPU))?),
+            ServerKind::IoUring => {
+                std::fs::create_dir_all(&dir)?;
+                Running::IoUring(IoUringEcho::start(&netpoll, Some(SERVER_CPU))?)
+            }
             ServerKind::All => unreachable!("expanded above"),
         };
         let describe = running.describe(requests, seconds);
@@ -412,6 +443,10 @@ fn attach(
         )?),
         Setup::NetpollReady => Some(watch(
             Command::new(netpoll).args(["profile", "--quiet", "--ready", "--pid", &pid]),
+            "attached",
+        )?),
+        Setup::NetpollUring => Some(watch(
+            Command::new(netpoll).args(["profile", "--quiet", "--uring", "--pid", &pid]),
             "attached",
         )?),
         Setup::NetpollGoExact => Some(watch(
@@ -567,6 +602,27 @@ fn report(describe: &str, rounds: usize, setups: &[Setup], samples: &[Vec<Sample
         Netpoll,
         &machine_added,
         "goal <= 1.15x",
+    );
+    line(
+        "server CPU per request, --uring / profile:",
+        NetpollUring,
+        Netpoll,
+        &server_cpu,
+        "stated, no goal: the view changes io_uring's batching",
+    );
+    line(
+        "CPU added per request (server + watcher), --uring / profile:",
+        NetpollUring,
+        Netpoll,
+        &machine_added,
+        "goal <= 1.15x",
+    );
+    line(
+        "throughput, --uring / profile:",
+        NetpollUring,
+        Netpoll,
+        &|i: usize| column(i, rps),
+        "stated",
     );
     line(
         "throughput loss, netpoll / bpftrace:",

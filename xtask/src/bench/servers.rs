@@ -184,6 +184,43 @@ impl Drop for GoHttp {
     }
 }
 
+/// netpoll's own io-uring model (`netpoll serve --model io-uring`): an io_uring server whose
+/// requests the io_uring view follows; stopped on drop.
+pub struct IoUringEcho {
+    child: Child,
+    pub port: u16,
+}
+
+impl IoUringEcho {
+    pub fn start(netpoll: &Path, cpu: Option<usize>) -> Result<IoUringEcho> {
+        let port = free_port()?;
+        let child = pin(
+            Command::new(netpoll)
+                .args(["serve", "--model", "io-uring", "--listen"])
+                .arg(format!("127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit()),
+            cpu,
+        )
+        .spawn()
+        .context("starting netpoll serve --model io-uring")?;
+        let mut server = IoUringEcho { child, port };
+        wait_listening(&mut server.child, port, "netpoll serve --model io-uring")?;
+        Ok(server)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for IoUringEcho {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
 /// redis-server in the foreground, in memory only; stopped on drop.
 pub struct Redis {
     child: Child,
