@@ -15,9 +15,13 @@ pub struct Uring {
     pub submitted: u64,
     /// Poll requests armed again before completing (woken with nothing to do yet).
     pub rearmed: u64,
-    /// Completions in the targets of requests submitted before netpoll attached: counted, not
-    /// timed, and without their operation.
+    /// Completions in the targets of requests submitted before netpoll attached (without their
+    /// operation), and how long after the attach they came: lower bounds of their latency.
     pub unfollowed: u64,
+    #[serde(default)]
+    pub unfollowed_sum_ns: u64,
+    #[serde(default, skip_serializing_if = "Histogram::is_empty")]
+    pub unfollowed_ns: Histogram,
     /// Requests followed and not completed when the collection ended (waiting still, or
     /// never to post a completion: IOSQE_CQE_SKIP_SUCCESS).
     pub in_flight: u64,
@@ -160,6 +164,10 @@ impl Uring {
             submitted: self.submitted.saturating_sub(earlier.submitted),
             rearmed: self.rearmed.saturating_sub(earlier.rearmed),
             unfollowed: self.unfollowed.saturating_sub(earlier.unfollowed),
+            unfollowed_sum_ns: self
+                .unfollowed_sum_ns
+                .saturating_sub(earlier.unfollowed_sum_ns),
+            unfollowed_ns: self.unfollowed_ns.since(&earlier.unfollowed_ns),
             in_flight: self.in_flight,
             aux_completions: self.aux_completions.saturating_sub(earlier.aux_completions),
         }

@@ -319,6 +319,8 @@ pub mod maps {
     pub const URING_STATS: &str = "URING_STATS";
     pub const URING_TOTALS: &str = "URING_TOTALS";
     pub const URING_RING_WAITS: &str = "URING_RING_WAITS";
+    /// When the io_uring view's programs were attached (monotonic ns), u64.
+    pub const URING_ATTACH_NS: &str = "URING_ATTACH_NS";
 }
 
 /// Names of the load-time globals (`static`s with `#[unsafe(no_mangle)]` in the programs), set
@@ -664,18 +666,21 @@ pub struct UringStats {
 
 /// The io_uring view's totals (`URING_TOTALS`, per CPU).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy)]
 pub struct UringTotals {
     /// Requests submitted by targets and followed.
     pub submitted: u64,
     /// Poll requests armed again before completing (woken, but nothing to do yet).
     pub rearmed: u64,
     /// Completions whose request was not followed from its submission (submitted before
-    /// netpoll attached, by a target's ring): counted, not timed.
+    /// netpoll attached, by a target's ring): timed from the attach, a lower bound.
     pub unfollowed: u64,
+    pub unfollowed_sum_ns: u64,
     /// Completions posted without their request (a multishot request's intermediate ones, on
     /// kernels that post them as auxiliary CQEs): counted, not timed.
     pub aux_completions: u64,
+    pub _pad: u64,
+    pub unfollowed_hist: [u64; SCHED_BUCKETS],
 }
 
 /// Ready events read per wait: beyond, they are counted as not measured. Each costs a read of
@@ -1221,7 +1226,7 @@ mod tests {
         assert_eq!(size_of::<UringReq>(), 32);
         assert_eq!(size_of::<UringStats>(), 80 + 3 * 8 * SCHED_BUCKETS);
         assert!(size_of::<UringStats>() <= 32 * 1024);
-        assert_eq!(size_of::<UringTotals>(), 32);
+        assert_eq!(size_of::<UringTotals>(), 48 + 8 * SCHED_BUCKETS);
     }
 
     #[test]

@@ -39,6 +39,9 @@ static URING_STATS: PerCpuArray<UringStats> =
     PerCpuArray::with_max_entries((URING_OP_SLOTS * uring_path::COUNT) as u32, 0);
 #[map]
 static URING_TOTALS: PerCpuArray<UringTotals> = PerCpuArray::with_max_entries(1, 0);
+/// When the programs were attached (set by the loader).
+#[map]
+static URING_ATTACH_NS: Array<u64> = Array::with_max_entries(1, 0);
 /// By ring: when a target last waited on it for completions.
 #[map]
 static URING_RING_WAITS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(MAX_URING_RINGS, 0);
@@ -184,7 +187,12 @@ pub fn uring_complete(ctx: TracePointContext) -> u32 {
             if key.req == 0 {
                 t.aux_completions += 1;
             } else {
+                // In flight when the programs were attached: at least this long.
+                let attached = URING_ATTACH_NS.get(0).copied().unwrap_or(0);
+                let lower = now().saturating_sub(attached);
                 t.unfollowed += 1;
+                t.unfollowed_sum_ns += lower;
+                record_hist(&mut t.unfollowed_hist, lower);
             }
         }
         return 0;

@@ -491,7 +491,7 @@ fn uring(results: &Results) -> String {
         .sum();
     let _ = writeln!(
         out,
-        "{} requests submitted and followed, {} finished: {}; {} submitted by SQPOLL; {} more completions of multishot requests (and {} posted without their request, not timed); {} poll re-arms; {} still in flight; {} completions of requests submitted before netpoll attached (not timed)",
+        "{} requests submitted and followed, {} finished: {}; {} submitted by SQPOLL; {} more completions of multishot requests (and {} posted without their request, not timed); {} poll re-arms; {} still in flight; {} completions of requests submitted before netpoll attached (at least {} each on average: timed from the attach, lower bounds)",
         u.submitted,
         u.finished(),
         shares.join(", "),
@@ -500,7 +500,8 @@ fn uring(results: &Results) -> String {
         u.aux_completions,
         u.rearmed,
         u.in_flight,
-        u.unfollowed
+        u.unfollowed,
+        mean(u.unfollowed_sum_ns, u.unfollowed)
     );
     out.push_str(
         "(the time an application takes to reap a completion is not seen: it reads the completion queue from shared memory)\n",

@@ -82,6 +82,8 @@ impl Probes {
             p.attach("io_uring", event)
                 .with_context(|| format!("attaching {program} to io_uring:{event}"))?;
         }
+        let mut attached: Array<_, u64> = Array::try_from(self.map_mut(maps::URING_ATTACH_NS)?)?;
+        attached.set(0, crate::system::monotonic_ns(), 0)?;
         Ok(())
     }
 
@@ -101,12 +103,17 @@ impl Probes {
             PerCpuArray::try_from(self.map(maps::URING_TOTALS)?)?;
         let mut uring = Uring {
             requests: Uring::from_rows(rows),
+            unfollowed_ns: Histogram::new(SCHED_BUCKETS),
             ..Uring::default()
         };
         for cpu in totals.get(&0, 0)?.iter() {
             uring.submitted += cpu.submitted;
             uring.rearmed += cpu.rearmed;
             uring.unfollowed += cpu.unfollowed;
+            uring.unfollowed_sum_ns += cpu.unfollowed_sum_ns;
+            uring
+                .unfollowed_ns
+                .merge(&Histogram::from_counts(&cpu.unfollowed_hist));
             uring.aux_completions += cpu.aux_completions;
         }
         let followed: HashMap<&MapData, UringKey, UringReq> =

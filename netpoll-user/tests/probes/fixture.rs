@@ -860,8 +860,17 @@ fn uring() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut buf = [0u8; 4096];
+    // A receive in flight when the probes attach: its completion is not followed (a lower
+    // bound, from the attach).
+    let early = opcode::Recv::new(Fd(pair[0]), buf.as_mut_ptr(), 1).build();
+    // SAFETY: buf outlives the request (reaped right after the stop).
+    unsafe { ring.submission().push(&early).expect("queue") };
+    ring.submit().expect("submit");
     stop_for_probes();
+    sleep_ms(URING_WAIT_MS);
+    write(pair[1], b"z", 1);
     let ok = |(res, _): (i32, u32)| assert!(res >= 0, "request failed: {res}");
+    ok(uring_reap(&mut ring));
     let nothing = || {};
     for _ in 0..URING_NOPS {
         ok(uring_one(&mut ring, opcode::Nop::new().build(), &nothing));
