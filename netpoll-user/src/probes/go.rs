@@ -8,7 +8,7 @@ use std::{num::NonZeroU32, path::Path, time::Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
-    programs::{TracePoint, UProbe, uprobe::UProbeScope},
+    programs::{UProbe, uprobe::UProbeScope},
 };
 use netpoll_ebpf::abi::{
     GO_CALIBRATION_PROGRAM, GO_POLL_PROGRAMS, GoExact, GoPollKey, GoPollStats, maps,
@@ -78,14 +78,7 @@ impl Probes {
     /// only when its entry was seen).
     pub(super) fn attach_go_polls(&mut self) -> Result<()> {
         for (program, event) in GO_POLL_PROGRAMS {
-            let p: &mut TracePoint = self
-                .ebpf
-                .program_mut(program)
-                .ok_or_else(|| anyhow!("program {program} is missing from the BPF object"))?
-                .try_into()?;
-            p.load()?;
-            p.attach("syscalls", event)
-                .with_context(|| format!("attaching {program} to syscalls:{event}"))?;
+            self.attach_tracepoints(program, "syscalls", &[event])?;
         }
         self.go_polls = true;
         Ok(())

@@ -352,6 +352,22 @@ impl Probes {
         Ok(probes)
     }
 
+    /// Loads `program` (a classic tracepoint program of the object) and attaches it to each of
+    /// `category:events`.
+    fn attach_tracepoints(&mut self, program: &str, category: &str, events: &[&str]) -> Result<()> {
+        let p: &mut TracePoint = self
+            .ebpf
+            .program_mut(program)
+            .ok_or_else(|| anyhow!("program {program} is missing from the BPF object"))?
+            .try_into()?;
+        p.load().with_context(|| format!("loading {program}"))?;
+        for event in events {
+            p.attach(category, event)
+                .with_context(|| format!("attaching {program} to {category}:{event}"))?;
+        }
+        Ok(())
+    }
+
     /// Do-nothing programs on the given hooks only, each with the first kind that attaches.
     fn attach_floor_hooks(
         &mut self,

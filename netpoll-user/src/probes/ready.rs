@@ -7,11 +7,11 @@ use analysis::{
     Histogram,
     ready::{Ready, ReadyDelays},
 };
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Result, anyhow};
 use aya::{
     Btf,
     maps::{Array, HashMap, MapData, PerCpuArray},
-    programs::{BtfTracePoint, TracePoint},
+    programs::BtfTracePoint,
 };
 use netpoll_ebpf::{
     abi::{
@@ -41,16 +41,7 @@ impl Probes {
             return Ok(());
         }
         for (program, events) in READY_WAIT_PROGRAMS {
-            let p: &mut TracePoint = self
-                .ebpf
-                .program_mut(program)
-                .ok_or_else(|| anyhow!("program {program} is missing from the BPF object"))?
-                .try_into()?;
-            p.load().with_context(|| format!("loading {program}"))?;
-            for event in events {
-                p.attach("syscalls", event)
-                    .with_context(|| format!("attaching {program} to syscalls:{event}"))?;
-            }
+            self.attach_tracepoints(program, "syscalls", events)?;
         }
         Ok(())
     }

@@ -9,10 +9,7 @@ use analysis::{
     uring::{Uring, UringRequests},
 };
 use anyhow::{Context as _, Result, anyhow};
-use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray},
-    programs::TracePoint,
-};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use netpoll_ebpf::{
     abi::{
         URING_FIELD_NAMES, URING_OP_SLOTS, URING_OPS, URING_PATHS, URING_PROGRAMS, UringKey,
@@ -73,14 +70,7 @@ impl Probes {
             ops.set(u32::from(*opcode), slot as u8, 0)?;
         }
         for (program, event) in &layout.events {
-            let p: &mut TracePoint = self
-                .ebpf
-                .program_mut(program)
-                .ok_or_else(|| anyhow!("program {program} is missing from the BPF object"))?
-                .try_into()?;
-            p.load().with_context(|| format!("loading {program}"))?;
-            p.attach("io_uring", event)
-                .with_context(|| format!("attaching {program} to io_uring:{event}"))?;
+            self.attach_tracepoints(program, "io_uring", &[event])?;
         }
         let mut attached: Array<_, u64> = Array::try_from(self.map_mut(maps::URING_ATTACH_NS)?)?;
         attached.set(0, crate::system::monotonic_ns(), 0)?;
