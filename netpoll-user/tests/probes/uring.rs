@@ -125,13 +125,15 @@ pub fn each_request_takes_its_known_path() -> TestResult {
         more == URING_ACCEPTS && accept.errors == 1,
         format!("{accept:?}, {} auxiliary completions", u.aux_completions),
     )?;
-    // A polled receive waited its data's URING_WAIT_MS for the socket, then a little task work.
+    // A polled receive waited its data's URING_WAIT_MS for the socket (plus the sleep's
+    // overshoot: up to 15 ms allowed on a busy machine), then a little task work (about 20 µs
+    // here; under 10 ms allowed): nothing like an inline request's microseconds.
     let polled = row("recv", "poll").ok_or("no polled receives")?;
     let wait = URING_WAIT_MS * MS;
     let waited = polled
         .wait_ns
         .buckets()
-        .all(|(lo, hi, _)| hi >= wait && lo < wait + 5 * MS);
+        .all(|(lo, hi, _)| hi >= wait && lo < wait + 15 * MS);
     check(
         polled.waits == URING_POLLED_RECVS && waited,
         format!("poll waits: {:?}", polled.wait_ns),
@@ -139,8 +141,8 @@ pub fn each_request_takes_its_known_path() -> TestResult {
     let latency_ok = polled
         .latency_ns
         .buckets()
-        .all(|(lo, hi, _)| hi >= wait && lo < wait + 6 * MS);
-    let task_work_ok = polled.task_work_ns.max().is_some_and(|m| m.high < 2 * MS);
+        .all(|(lo, hi, _)| hi >= wait && lo < wait + 25 * MS);
+    let task_work_ok = polled.task_work_ns.max().is_some_and(|m| m.high < 10 * MS);
     check(
         latency_ok && task_work_ok && polled.task_works == URING_POLLED_RECVS,
         format!(
