@@ -253,6 +253,12 @@ pub struct UringPerRequest {
     /// microseconds (0 without poll requests).
     pub poll_wait_us: f64,
     pub task_work_us: f64,
+    /// CPU time of io_uring's own threads per request, microseconds: io-wq workers and SQPOLL
+    /// threads (part of the server's CPU per request).
+    #[serde(default)]
+    pub io_wq_cpu_us: f64,
+    #[serde(default)]
+    pub sqpoll_cpu_us: f64,
 }
 
 impl UringPerRequest {
@@ -276,6 +282,12 @@ impl UringPerRequest {
             task_work_us: polled
                 .as_ref()
                 .map_or(0.0, |p| mean(p.task_work_sum_ns, p.task_works)),
+            io_wq_cpu_us: uring
+                .threads
+                .map_or(0.0, |t| mean(t.io_wq.on_cpu_ns, requests)),
+            sqpoll_cpu_us: uring
+                .threads
+                .map_or(0.0, |t| mean(t.sqpoll.on_cpu_ns, requests)),
         })
     }
 }

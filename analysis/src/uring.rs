@@ -30,6 +30,29 @@ pub struct Uring {
     /// timed (the request's last completion is).
     #[serde(default)]
     pub aux_completions: u64,
+    /// io_uring's own threads in the targets (io-wq workers, SQPOLL threads): their time from
+    /// /proc's per-thread scheduler statistics over the collection (process targets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<UringThreads>,
+}
+
+/// io_uring's kernel threads of the targets: what they ran and waited for a CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UringThreads {
+    /// `iou-wrk-*`: io-wq workers (requests handed to io-wq run there).
+    pub io_wq: ThreadTime,
+    /// `iou-sqp-*`: SQPOLL threads (they submit, and spin while there is work).
+    pub sqpoll: ThreadTime,
+}
+
+/// Threads of one kind over a collection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadTime {
+    /// Threads seen.
+    pub threads: u64,
+    /// Time on a CPU, and runnable but waiting for one (schedstat), ns.
+    pub on_cpu_ns: u64,
+    pub runq_ns: u64,
 }
 
 /// Requests of one operation that took one path.
@@ -170,6 +193,7 @@ impl Uring {
             unfollowed_ns: self.unfollowed_ns.since(&earlier.unfollowed_ns),
             in_flight: self.in_flight,
             aux_completions: self.aux_completions.saturating_sub(earlier.aux_completions),
+            threads: self.threads,
         }
     }
 }

@@ -42,9 +42,31 @@ fn syscall_name(nr: i64) -> &'static str {
         .unwrap_or("other")
 }
 
-/// One look at the processes `roots` and their descendants; and each thread's CPU time so far.
-pub fn sample(roots: &[u32]) -> (Observed, HashMap<u32, u64>) {
+/// io_uring's thread kinds, by the name the kernel gives them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IoThread {
+    /// `iou-wrk-PID`.
+    Worker,
+    /// `iou-sqp-PID`.
+    Sqpoll,
+}
+
+/// An io_uring thread's kind and schedstat (ns on CPU, ns waiting for a CPU) at a sample.
+type IoThreadStat = (IoThread, u64, u64);
+
+/// What one look at the targets saw.
+pub struct Sample {
+    pub observed: Observed,
+    /// Each thread's CPU time so far.
+    pub cpu: HashMap<u32, u64>,
+    /// io_uring's threads, by thread id.
+    io_threads: HashMap<u32, IoThreadStat>,
+}
+
+/// One look at the processes `roots` and their descendants.
+pub fn sample(roots: &[u32]) -> Sample {
     let mut cpu = HashMap::new();
+    let mut io_threads = HashMap::new();
     let mut o = Observed::default();
     let mut epolls = HashSet::new();
     let mut pids = roots.to_vec();
@@ -65,18 +87,29 @@ pub fn sample(roots: &[u32]) -> (Observed, HashMap<u32, u64>) {
             o.threads += 1;
             let path = task.path();
             // schedstat: ns on CPU, ns waiting, timeslices.
-            if let (Some(tid), Some(ns)) = (
-                task.file_name()
-                    .to_str()
-                    .and_then(|t| t.parse::<u32>().ok()),
-                fs::read_to_string(path.join("schedstat"))
-                    .ok()
-                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()),
-            ) {
+            let tid = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<u32>().ok());
+            let stat: Vec<u64> = fs::read_to_string(path.join("schedstat"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            if let (Some(tid), Some(&ns)) = (tid, stat.first()) {
                 cpu.insert(tid, ns);
             }
-            if fs::read_to_string(path.join("comm")).is_ok_and(|c| c.starts_with("iou-sqp")) {
+            let comm = fs::read_to_string(path.join("comm")).unwrap_or_default();
+            let kind = if comm.starts_with("iou-sqp") {
                 o.sq_poll_threads += 1;
+                Some(IoThread::Sqpoll)
+            } else if comm.starts_with("iou-wrk") {
+                Some(IoThread::Worker)
+            } else {
+                None
+            };
+            if let (Some(kind), Some(tid), [on_cpu, runq, ..]) = (kind, tid, stat.as_slice()) {
+                io_threads.insert(tid, (kind, *on_cpu, *runq));
             }
             // "NR args..." while blocked in a syscall, "running", or "-1 ..." outside one.
             let syscall = fs::read_to_string(path.join("syscall")).unwrap_or_default();
@@ -91,7 +124,11 @@ pub fn sample(roots: &[u32]) -> (Observed, HashMap<u32, u64>) {
         }
         descriptors(pid, &mut o, &mut epolls, &udp_inodes);
     }
-    (o, cpu)
+    Sample {
+        observed: o,
+        cpu,
+        io_threads,
+    }
 }
 
 /// Sockets, epoll instances and io_urings of one process. Descriptors of one epoll instance
@@ -170,6 +207,10 @@ pub struct Sampler {
     /// Each thread's CPU time at the first sample.
     first_cpu: Option<HashMap<u32, u64>>,
     pub observed: Observed,
+    /// io_uring's threads at the first sample, and at the last one each was seen in (a worker
+    /// that exits keeps its last sample).
+    io_first: Option<HashMap<u32, IoThreadStat>>,
+    io_last: HashMap<u32, IoThreadStat>,
 }
 
 impl Sampler {
@@ -180,7 +221,27 @@ impl Sampler {
             last: None,
             first_cpu: None,
             observed: Observed::default(),
+            io_first: None,
+            io_last: HashMap::new(),
         }
+    }
+
+    /// io_uring's threads between the first sample and the last: a thread already there at
+    /// the first counts from it, a later one from its start. `None` before two samples.
+    pub fn io_threads(&self) -> Option<analysis::uring::UringThreads> {
+        let first = self.io_first.as_ref()?;
+        let mut threads = analysis::uring::UringThreads::default();
+        for (tid, &(kind, on_cpu, runq)) in &self.io_last {
+            let (_, cpu0, runq0) = first.get(tid).copied().unwrap_or((kind, 0, 0));
+            let t = match kind {
+                IoThread::Worker => &mut threads.io_wq,
+                IoThread::Sqpoll => &mut threads.sqpoll,
+            };
+            t.threads += 1;
+            t.on_cpu_ns += on_cpu.saturating_sub(cpu0);
+            t.runq_ns += runq.saturating_sub(runq0);
+        }
+        Some(threads)
     }
 
     /// Takes a sample if the last is old enough.
@@ -194,11 +255,19 @@ impl Sampler {
     /// Takes a sample now (the targets may be about to stop).
     pub fn now(&mut self) {
         self.last = Some(Instant::now());
-        let (s, cpu) = sample(&self.roots);
+        let Sample {
+            observed: s,
+            cpu,
+            io_threads,
+        } = sample(&self.roots);
         if s.processes == 0 {
             return;
         }
         self.observed.add_sample(&s);
+        if self.io_first.is_none() {
+            self.io_first = Some(io_threads.clone());
+        }
+        self.io_last.extend(io_threads);
         // Busy threads: those that ran at least a tenth as much as the busiest since the first
         // sample (a server's idle helper threads, redis's bio threads say, do not count).
         match &self.first_cpu {
@@ -215,5 +284,31 @@ impl Sampler {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread at the first sample counts from it; one started later from zero; one that
+    /// exited keeps its last sample.
+    #[test]
+    fn io_threads_count_from_the_first_sample_or_their_start() {
+        let mut sampler = Sampler::new(vec![1]);
+        sampler.io_first = Some([(10, (IoThread::Worker, 100, 10))].into());
+        sampler.io_last = [
+            (10, (IoThread::Worker, 300, 30)),
+            (11, (IoThread::Worker, 50, 5)),
+            (12, (IoThread::Sqpoll, 1000, 0)),
+        ]
+        .into();
+        let t = sampler.io_threads().expect("sampled");
+        assert_eq!(
+            (t.io_wq.threads, t.io_wq.on_cpu_ns, t.io_wq.runq_ns),
+            (2, 250, 25)
+        );
+        assert_eq!((t.sqpoll.threads, t.sqpoll.on_cpu_ns), (1, 1000));
+        assert_eq!(Sampler::new(vec![1]).io_threads(), None);
     }
 }

@@ -503,6 +503,18 @@ fn uring(results: &Results) -> String {
         u.unfollowed,
         mean(u.unfollowed_sum_ns, u.unfollowed)
     );
+    if let Some(t) = u.threads {
+        let _ = writeln!(
+            out,
+            "io_uring's threads: io-wq workers {}, {} on CPU, {} waiting for a CPU; SQPOLL threads {}, {} on CPU, {} waiting for a CPU",
+            t.io_wq.threads,
+            fmt_ns(t.io_wq.on_cpu_ns),
+            fmt_ns(t.io_wq.runq_ns),
+            t.sqpoll.threads,
+            fmt_ns(t.sqpoll.on_cpu_ns),
+            fmt_ns(t.sqpoll.runq_ns)
+        );
+    }
     out.push_str(
         "(the time an application takes to reap a completion is not seen: it reads the completion queue from shared memory)\n",
     );
@@ -880,14 +892,16 @@ pub fn run_report(run: &RunInfo) -> String {
     if let Some(u) = &r.uring {
         let _ = writeln!(
             out,
-            "io_uring per request: {:.2} io_uring requests, {:.1} % inline, {:.1} % poll (waited {:.1}µs for readiness, then {:.1}µs of task work), {:.1} % io-wq, {:.1} % deferred",
+            "io_uring per request: {:.2} io_uring requests, {:.1} % inline, {:.1} % poll (waited {:.1}µs for readiness, then {:.1}µs of task work), {:.1} % io-wq, {:.1} % deferred; io_uring's own threads ran {:.2}µs (io-wq) and {:.2}µs (SQPOLL)",
             u.uring_requests,
             u.inline_pct,
             u.poll_pct,
             u.poll_wait_us,
             u.task_work_us,
             u.io_wq_pct,
-            u.deferred_pct
+            u.deferred_pct,
+            u.io_wq_cpu_us,
+            u.sqpoll_cpu_us
         );
     }
     if let Some(ready) = &r.ready {

@@ -408,6 +408,31 @@ fn server_and_client_are_pinned_where_asked() {
 
 /// The I/O-model verdict on a model's server is the family the catalogue gives that model; the
 /// verdict's name carries what the family alone does not say (`name_has`).
+/// `--uring` on io-uring+sqpoll: the SQPOLL thread submits every request, and its CPU time (it
+/// spins while there is work) is counted, per request too.
+#[test]
+fn uring_view_counts_the_sqpoll_thread() {
+    let _one = ONE_AT_A_TIME.lock();
+    let r = run(
+        "io-uring+sqpoll",
+        &["-c", "4", "-d", "0.5", "--warmup", "0.2", "--uring"],
+    );
+    let u = r.uring.as_ref().expect("uring section");
+    let sqpoll: u64 = u.requests.iter().map(|q| q.sqpoll).sum();
+    assert!(u.finished() > 100 && sqpoll == u.finished(), "{u:?}");
+    let threads = u.threads.expect("io_uring's threads sampled");
+    assert_eq!(threads.sqpoll.threads, 1, "{threads:?}");
+    assert!(threads.sqpoll.on_cpu_ns > 1_000_000, "{threads:?}");
+    let per = info(&r)
+        .per_request
+        .uring
+        .expect("per-request io_uring figures");
+    assert!(
+        per.sqpoll_cpu_us > 0.0 && (1.9..=2.1).contains(&per.uring_requests),
+        "{per:?}"
+    );
+}
+
 fn verdict_is_the_models_family(model: &str, name_has: &str) {
     let _one = ONE_AT_A_TIME.lock();
     let r = run(model, &["-c", "20", "-d", "1", "--warmup", "0.2"]);

@@ -147,6 +147,9 @@ pub fn run(args: Args) -> Result<i32> {
     if let Some(sampler) = go {
         results.go = go::finish(sampler, exact.as_ref(), &probes, &go::Baseline::default());
     }
+    if let Some(uring) = results.uring.as_mut() {
+        uring.threads = sampler.io_threads();
+    }
     // After the Go view: the verdict quotes it.
     if judged {
         results.io_model = Some(verdict::judge(&results, &sampler.observed));

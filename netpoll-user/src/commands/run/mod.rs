@@ -394,6 +394,8 @@ struct Measured {
     /// How the server died during the run, and its exit status.
     died: Option<(String, i32)>,
     observed: Observed,
+    /// io_uring's threads in the server over the window (from the samples at its edges).
+    io_threads: Option<analysis::uring::UringThreads>,
     /// `--go`: the server's runtime over the window.
     go: Option<analysis::go::GoRuntime>,
 }
@@ -514,6 +516,8 @@ fn measure(
         wants_go: c.go,
     };
     let outcome = load::run(&c.plan, &mut watcher, !c.quiet);
+    // Sampled at the window's edges, before the look with the load gone.
+    let io_threads = watcher.sampler.io_threads();
     // Once more with the load gone: idle workers show where they park.
     watcher.sampler.now();
     // Cut short before the window ended (Ctrl-C, the server died): what was sampled.
@@ -536,6 +540,7 @@ fn measure(
         peak_threads,
         died,
         observed: sampler.observed,
+        io_threads,
         go: go_view,
     })
 }
@@ -630,6 +635,9 @@ fn assemble(
     });
     if let (Some(ready), Some(run)) = (&results.ready, results.run.as_mut()) {
         run.per_request.ready = analysis::run::ReadyPerRequest::compute(ready, run.load.requests);
+    }
+    if let Some(uring) = results.uring.as_mut() {
+        uring.threads = m.io_threads;
     }
     if let (Some(uring), Some(run)) = (&results.uring, results.run.as_mut()) {
         run.per_request.uring = analysis::run::UringPerRequest::compute(uring, run.load.requests);
