@@ -503,6 +503,31 @@ fn uring(results: &Results) -> String {
         u.unfollowed,
         mean(u.unfollowed_sum_ns, u.unfollowed)
     );
+    // The inline requests ran inside the io_uring_enter calls that submitted them (not for
+    // SQPOLL submissions): those calls' time, shared out over them.
+    let inline: u64 = u
+        .requests
+        .iter()
+        .filter(|r| r.path == "inline")
+        .map(|r| r.requests - r.sqpoll.min(r.requests))
+        .sum();
+    if let Some(enter) = results
+        .syscall("io_uring_enter")
+        .filter(|e| e.calls > 0 && inline > 0)
+    {
+        let on_cpu = enter
+            .sched
+            .as_ref()
+            .map(|s| format!(", {} of it on CPU", fmt_ns(s.on_cpu_sum_ns / enter.calls)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "io_uring_enter: {} calls, {} each on average{on_cpu}; {:.1} inline requests completed per call",
+            enter.calls,
+            fmt_ns(enter.latency_sum_ns / enter.calls),
+            inline as f64 / enter.calls as f64
+        );
+    }
     if let Some(t) = u.threads {
         let _ = writeln!(
             out,
