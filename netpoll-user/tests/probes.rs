@@ -113,6 +113,7 @@ fn main() {
         ready::a_ready_socket_left_alone_is_reported_again_and_deferred,
         ready::bogus_pointers_and_reused_descriptors_give_no_wrong_delay,
         uring::each_request_takes_its_known_path,
+        uring::a_shared_ring_counts_only_the_targets_requests,
     ];
     tests.push(Trial::test("every_test_is_listed", move || {
         every_test_is_listed(&listed)

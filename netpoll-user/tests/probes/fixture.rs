@@ -117,6 +117,7 @@ scenarios! {
     ReadyIgnored = "ready-ignored",
     ReadyBadInput = "ready-bad-input",
     Uring = "uring",
+    UringShared = "uring-shared",
 }
 
 pub fn run(scenario: Scenario) -> ! {
@@ -126,6 +127,7 @@ pub fn run(scenario: Scenario) -> ! {
         Scenario::ReadyIgnored => ready_ignored(),
         Scenario::ReadyBadInput => ready_bad_input(),
         Scenario::Uring => uring(),
+        Scenario::UringShared => uring_shared(),
         Scenario::Io => io(),
         Scenario::IoNostop => io_after_stop(),
         Scenario::Accept => accept(),
@@ -935,4 +937,59 @@ fn uring() {
     for _ in 0..URING_SQPOLL_NOPS {
         ok(uring_one(&mut sqpoll, opcode::Nop::new().build(), &nothing));
     }
+}
+
+/// uring-shared: NOPs through one ring, by the fixture and by a child it forks after the
+/// probes attached (not a target with --no-follow), which shares the ring.
+pub const URING_OWN_NOPS: u64 = 5;
+pub const URING_CHILD_NOPS: u64 = 7;
+const OWN: u64 = 1;
+const CHILD: u64 = 2;
+
+fn uring_shared() {
+    use io_uring::{IoUring, opcode};
+    let mut ring = IoUring::new(32).expect("io_uring_setup");
+    stop_for_probes();
+    // SAFETY: the child submits on the inherited ring (its queues are shared memory) and
+    // _exits.
+    match unsafe { libc::fork() } {
+        0 => {
+            for _ in 0..URING_CHILD_NOPS {
+                let nop = opcode::Nop::new().build().user_data(CHILD);
+                // SAFETY: no buffer.
+                unsafe { ring.submission().push(&nop).expect("queue") };
+            }
+            ring.submit().expect("submit");
+            // SAFETY: leave without cleanup.
+            unsafe { libc::_exit(0) }
+        }
+        child => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            assert!(status == 0, "the child failed to submit: {status}");
+        }
+    }
+    for _ in 0..URING_OWN_NOPS {
+        let nop = opcode::Nop::new().build().user_data(OWN);
+        // SAFETY: no buffer.
+        unsafe { ring.submission().push(&nop).expect("queue") };
+    }
+    ring.submit().expect("submit");
+    // The completion queue holds both processes' completions: count each's.
+    let (mut own, mut theirs) = (0, 0);
+    while own < URING_OWN_NOPS {
+        ring.submit_and_wait(1).expect("wait");
+        for c in ring.completion() {
+            match c.user_data() {
+                OWN => own += 1,
+                CHILD => theirs += 1,
+                other => panic!("a completion of nobody's request: {other}"),
+            }
+        }
+    }
+    assert_eq!(
+        theirs, URING_CHILD_NOPS,
+        "the child's requests did not complete"
+    );
 }

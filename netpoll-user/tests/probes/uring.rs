@@ -5,8 +5,9 @@
 
 use super::*;
 use fixture::{
-    URING_ACCEPTS, URING_ASYNC_READS, URING_CACHED_READS, URING_COLD_READS, URING_INLINE_RECVS,
-    URING_NOPS, URING_POLLED_RECVS, URING_SQPOLL_NOPS, URING_WAIT_MS,
+    URING_ACCEPTS, URING_ASYNC_READS, URING_CACHED_READS, URING_CHILD_NOPS, URING_COLD_READS,
+    URING_INLINE_RECVS, URING_NOPS, URING_OWN_NOPS, URING_POLLED_RECVS, URING_SQPOLL_NOPS,
+    URING_WAIT_MS,
 };
 
 /// bpftrace's counts for one process, on the tracepoints netpoll follows requests with.
@@ -198,5 +199,29 @@ pub fn each_request_takes_its_known_path() -> TestResult {
     check(
         run.results().syscall("io_uring_enter").is_some(),
         "io_uring_enter not measured beside the view",
+    )
+}
+
+/// A ring shared with a process that is not a target (a child forked after the probes
+/// attached, not followed): only the target's requests are followed, and the other's
+/// completions are not counted as the target's.
+pub fn a_shared_ring_counts_only_the_targets_requests() -> TestResult {
+    let run = profile_fixture(Scenario::UringShared, &["--uring", "--no-follow"]);
+    let u = run.results().uring.as_ref().ok_or("no uring section")?;
+    let nops = u
+        .requests
+        .iter()
+        .filter(|r| r.op == "nop")
+        .map(|r| r.requests)
+        .sum::<u64>();
+    check(
+        u.submitted == URING_OWN_NOPS
+            && nops == URING_OWN_NOPS
+            && u.unfollowed == 0
+            && u.aux_completions == 0,
+        format!(
+            "the target made {URING_OWN_NOPS} of the ring's {} requests: {u:#?}",
+            URING_OWN_NOPS + URING_CHILD_NOPS
+        ),
     )
 }
