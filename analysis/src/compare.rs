@@ -669,11 +669,14 @@ fn rows(before: &[Input], after: &[Input], intervals: IntervalKind) -> Vec<Row> 
             *first = (found.order, key);
         }
     }
-    let subject_on = |side: &[Figures], key: &Key| {
+    // The subjects each side has, gathered once.
+    let subjects = |side: &[Figures]| -> BTreeSet<(u8, String)> {
         side.iter()
             .flat_map(|f| f.map.keys())
-            .any(|k| k.kind == key.kind && k.subject == key.subject)
+            .map(|k| (k.kind, k.subject.clone()))
+            .collect()
     };
+    let (subjects_b, subjects_a) = (subjects(&fb), subjects(&fa));
     let samples = |side: &[Figures], key: &Key, absent_is_zero: bool| -> Vec<Sample> {
         let zero = Sample {
             value: 0.0,
@@ -693,7 +696,8 @@ fn rows(before: &[Input], after: &[Input], intervals: IntervalKind) -> Vec<Row> 
             let b = samples(&fb, key, absent_is_zero);
             let a = samples(&fa, key, absent_is_zero);
             let all_zero = b.iter().chain(&a).all(|s| s.value == 0.0);
-            let one_sided = !subject_on(&fb, key) || !subject_on(&fa, key);
+            let subject = (key.kind, key.subject.clone());
+            let one_sided = !subjects_b.contains(&subject) || !subjects_a.contains(&subject);
             let first = first_of[&(key.kind, key.subject.as_str())].1;
             if all_zero || (one_sided && first != key) {
                 return None;
@@ -760,13 +764,16 @@ fn row(key: &Key, unit: Unit, b: &[Sample], a: &[Sample], intervals: IntervalKin
         IntervalKind::Sampling => {
             // Medians of one file each (or one side of several: its own median's sampling is
             // not known, so that side counts as its median file's).
-            let se = |s: &[Sample]| {
-                let m = Side::of(s).median;
+            let se = |s: &[Sample], median: f64| {
                 s.iter()
-                    .min_by(|x, y| (x.value - m).abs().total_cmp(&(y.value - m).abs()))
+                    .min_by(|x, y| {
+                        (x.value - median)
+                            .abs()
+                            .total_cmp(&(y.value - median).abs())
+                    })
                     .and_then(|s| s.log_se)
             };
-            match (se(b), se(a), row.ratio) {
+            match (se(b, before), se(a, after), row.ratio) {
                 (Some(sb), Some(sa), Some(r)) if r > 0.0 => {
                     let half = Z * (sb * sb + sa * sa).sqrt();
                     let (low, high) = (r * (-half).exp(), r * half.exp());
