@@ -1041,6 +1041,7 @@ mod tests {
             ready: None,
             netpoll_cpu: None,
             uring: None,
+            stacks: None,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod results;
 pub mod run;
 pub mod sched;
 pub mod servers;
+pub mod stacks;
 pub mod stats;
 pub mod uring;
 pub mod verdict;

@@ -84,6 +84,9 @@ pub struct Results {
     /// `--uring`: each io_uring request's path (inline, poll, io-wq) and phases, by operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uring: Option<crate::uring::Uring>,
+    /// `--stacks`: the measured calls by call stack and class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<crate::stacks::Stacks>,
 }
 
 /// What `--lite` measures, without hooks on every syscall: socket transfers from the socket
@@ -455,6 +458,10 @@ counters! {
     threads_full: Total, Some(counter::THREADS_FULL),
         "Threads the scheduler view could not track: its map was full.",
         Some("threads were not tracked: the scheduler view's map was full");
+    /// `--stacks`: measured calls in no stack (the stack table was full).
+    stack_stats_full: Total, Some(counter::STACK_STATS_FULL),
+        "Measured calls not counted in any call stack: the stack table was full.",
+        Some("calls are in the totals but in no call stack: the stack table was full");
 }
 
 impl Counters {

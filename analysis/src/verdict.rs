@@ -919,6 +919,7 @@ mod tests {
             ready: None,
             netpoll_cpu: None,
             uring: None,
+            stacks: None,
         }
     }
 

@@ -105,6 +105,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
         ready: None,
         netpoll_cpu: None,
         uring: None,
+        stacks: None,
         scheduler: None,
         run: Some(RunInfo {
             workload: Workload {

@@ -47,6 +47,10 @@ pub struct Parked {
     pub call: InFlight,
     pub base_blocked_ns: u64,
     pub base_runq_ns: u64,
+    /// `--kernel-stacks`: the kernel stack where the call left the CPU (an id in
+    /// `STACK_TRACES` or a negative errno), else [`stacks::NOT_TAKEN`].
+    pub kernel_stack: i32,
+    pub _pad: u32,
 }
 
 /// Where a target thread is, for the scheduler view (`THREADS`, by thread id).
@@ -270,6 +274,9 @@ pub mod counter {
     pub const FOLLOWED_TASKS: u32 = 4;
     /// The scheduler view could not track a thread: `THREADS` was full.
     pub const THREADS_FULL: u32 = 5;
+    /// `--stacks`: a measured call's stack could not be counted: `STACK_STATS` was full (the
+    /// call is still counted in the totals).
+    pub const STACK_STATS_FULL: u32 = 6;
     pub const COUNT: u32 = 8;
 }
 
@@ -321,6 +328,10 @@ pub mod maps {
     pub const URING_RING_WAITS: &str = "URING_RING_WAITS";
     /// When the io_uring view's programs were attached (monotonic ns), u64.
     pub const URING_ATTACH_NS: &str = "URING_ATTACH_NS";
+    /// `--stacks`: the stacks walked (a stack trace map: id -> return addresses).
+    pub const STACK_TRACES: &str = "STACK_TRACES";
+    /// `--stacks`: [`super::StackKey`] -> [`super::StackStats`], per CPU.
+    pub const STACK_STATS: &str = "STACK_STATS";
 }
 
 /// Names of the load-time globals (`static`s with `#[unsafe(no_mangle)]` in the programs), set
@@ -358,6 +369,10 @@ pub mod globals {
     /// `--uring`: offsets of the io_uring tracepoints' fields (from their tracefs format
     /// files), `[u32; uring_field::COUNT]`, indexed by [`super::uring_field`].
     pub const URING_FIELDS: &str = "URING_FIELDS";
+    /// `--stacks`: [`super::stacks`] mode, u8.
+    pub const STACKS: &str = "STACKS";
+    /// Byte offset in `struct pt_regs` of the user stack pointer, u32.
+    pub const REGS_SP_OFFSET: &str = "REGS_SP_OFFSET";
 }
 
 /// `--go-exact`'s uprobes: each program and the Go runtime function it is attached to, at its
@@ -1110,6 +1125,68 @@ pub const MAX_TARGETS: u32 = 65_536;
 /// and CPU, preallocated).
 pub const MAX_PID_SLOTS: u32 = 1024;
 
+/// `--stacks`: which stacks the exit hook takes of each measured call of a target (global
+/// `STACKS`).
+pub mod stacks {
+    pub const OFF: u8 = 0;
+    /// The user stack (the kernel's frame-pointer walk) and the caller of a frameless leaf.
+    pub const USER: u8 = 1;
+    /// The user stack, and the kernel stack where the call first left the CPU (taken in
+    /// `sched_switch`: where it blocked, or was preempted).
+    pub const USER_AND_KERNEL: u8 = 2;
+    /// `StackKey::kernel_stack` when the kernel stack was not asked for.
+    pub const NOT_TAKEN: i32 = i32::MIN;
+    /// `StackKey::kernel_stack` of a call that never left the CPU (no switch, no stack).
+    pub const STAYED_ON_CPU: i32 = i32::MIN + 1;
+}
+
+/// Distinct stacks kept (`STACK_TRACES`): a stack trace map hashes stacks into this many
+/// buckets, and a stack whose bucket holds another is lost (its id is -EEXIST), so it is sized
+/// well above the stacks a server shows (tens to hundreds). 127 frames of 8 bytes each: 16 MiB.
+pub const MAX_STACKS: u32 = 16_384;
+/// Distinct (process, syscall slot, user stack, kernel stack, caller) kept (`STACK_STATS`).
+pub const MAX_STACK_KEYS: u32 = 16_384;
+
+/// Where a measured call was made (`STACK_STATS`'s key).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StackKey {
+    pub tgid: u32,
+    /// The call's slot (see [`slot`]; measured calls only).
+    pub slot: u32,
+    /// Id in `STACK_TRACES` of the user stack, or a negative errno: -EFAULT (no user stack
+    /// could be read), -EEXIST (a hash collision in the stack map), -ENOMEM.
+    pub user_stack: i32,
+    /// Likewise for the kernel stack where the call first left the CPU; or
+    /// [`stacks::STAYED_ON_CPU`], or [`stacks::NOT_TAKEN`].
+    pub kernel_stack: i32,
+    /// The words just above the user stack pointer that may be return addresses (each
+    /// follows a call instruction; 0 for the others). One of them is the caller of the
+    /// syscall wrapper when the wrapper keeps no frame pointer (libc's, Go's), which the
+    /// frame-pointer walk skips: user space knows which from the wrapper's call frame
+    /// information.
+    pub return_candidates: [u64; RETURN_CANDIDATES],
+}
+
+/// Words above the stack pointer looked at for the syscall wrapper's return address: a
+/// wrapper's frame of up to 56 bytes (glibc's cancellable path keeps 40).
+pub const RETURN_CANDIDATES: usize = 8;
+
+/// The measured calls made from one [`StackKey`] (`STACK_STATS`, per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StackStats {
+    pub calls: u64,
+    /// Calls that returned an error, including EAGAIN.
+    pub errors: u64,
+    pub eagain: u64,
+    pub latency_sum_ns: u64,
+    /// With `--sched`: the latency split (on CPU is the rest); 0 without.
+    pub blocked_ns: u64,
+    pub runq_ns: u64,
+    pub _reserved: [u64; 2],
+}
+
 /// Linux errno for "try again": the non-blocking call would have blocked.
 pub const EAGAIN: i64 = 11;
 
@@ -1158,6 +1235,8 @@ mod user {
         UringReq,
         UringStats,
         UringTotals,
+        StackKey,
+        StackStats,
     );
 }
 
@@ -1174,6 +1253,8 @@ mod tests {
         assert_eq!(offset_of!(InFlight, index), 8);
         assert_eq!(size_of::<PidSlot>(), 8);
         assert_eq!(size_of::<Current>(), 48);
+        assert_eq!(size_of::<StackKey>(), 16 + 8 * RETURN_CANDIDATES);
+        assert_eq!(size_of::<StackStats>(), 64);
         assert_eq!(offset_of!(SlotStats, latency), 64);
         assert_eq!(
             size_of::<SlotStats>(),
@@ -1248,7 +1329,7 @@ mod tests {
 
     #[test]
     fn scheduler_layouts_have_no_implicit_padding() {
-        assert_eq!(size_of::<Parked>(), 32);
+        assert_eq!(size_of::<Parked>(), 40);
         assert_eq!(size_of::<ThreadSched>(), 40);
         assert_eq!(offset_of!(SlotSched, on_cpu), 8 * 10);
         assert_eq!(offset_of!(SchedTotals, runq), 8 * 8);

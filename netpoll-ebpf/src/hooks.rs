@@ -9,7 +9,9 @@
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
     macros::{btf_tracepoint, raw_tracepoint, tracepoint},
-    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
+    programs::{
+        BtfTracePointContext, RawTracePointContext, TracePointContext, tracing::StackIdContext,
+    },
 };
 
 use crate::{
@@ -43,13 +45,13 @@ fn task_tid(task: *const u8) -> u32 {
 /// unsigned int prev_state)`, as BTF and raw tracepoints pass it: the previous task was
 /// preempted (still runnable) when `preempt` is set or its state is TASK_RUNNING (0).
 #[inline(always)]
-fn switch(preempt: u64, next: *const u8, prev_state: u64) {
+fn switch<C: StackIdContext>(ctx: &C, preempt: u64, next: *const u8, prev_state: u64) {
     if lite::lite() {
         // No call is ever timed in lite mode: nothing to park.
         lite::on_switch(preempt & 1 != 0 || prev_state as u32 == 0, task_tid(next));
         return;
     }
-    probe::on_switch_out(|| preempt & 1 != 0 || prev_state as u32 == 0);
+    probe::on_switch_out(ctx, || preempt & 1 != 0 || prev_state as u32 == 0);
     if probe::sched_view() {
         sched::thread_entered_cpu(task_tid(next));
     }
@@ -121,7 +123,7 @@ pub fn btf_sys_enter(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sys_exit")]
 pub fn btf_sys_exit(ctx: BtfTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
-    probe::on_sys_exit(ctx.arg(1), || regs_nr(regs));
+    probe::on_sys_exit(&ctx, regs, ctx.arg(1), || regs_nr(regs));
     0
 }
 
@@ -158,7 +160,7 @@ pub fn btf_task_exit(_ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "sched_switch")]
 pub fn btf_switch(ctx: BtfTracePointContext) -> i32 {
-    switch(ctx.arg(0), ctx.arg(2), ctx.arg(3));
+    switch(&ctx, ctx.arg(0), ctx.arg(2), ctx.arg(3));
     0
 }
 
@@ -216,7 +218,7 @@ pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
-    probe::on_sys_exit(ctx.arg(1), || regs_nr(regs));
+    probe::on_sys_exit(&ctx, regs, ctx.arg(1), || regs_nr(regs));
     0
 }
 
@@ -240,7 +242,7 @@ pub fn raw_task_exit(_ctx: RawTracePointContext) -> i32 {
 
 #[raw_tracepoint(tracepoint = "sched_switch")]
 pub fn raw_switch(ctx: RawTracePointContext) -> i32 {
-    switch(ctx.arg(0), ctx.arg(2), ctx.arg(3));
+    switch(&ctx, ctx.arg(0), ctx.arg(2), ctx.arg(3));
     0
 }
 
@@ -301,7 +303,8 @@ pub fn tp_sys_exit(ctx: TracePointContext) -> i32 {
     // SAFETY: read_at uses bpf_probe_read_kernel.
     let ret = unsafe { ctx.read_at::<i64>(TP_SYSCALL_RET) }.unwrap_or(0);
     // SAFETY: as above.
-    probe::on_sys_exit(ret, || {
+    // No user registers in the record: `--stacks` recovers no frameless leaf's caller here.
+    probe::on_sys_exit(&ctx, core::ptr::null(), ret, || {
         unsafe { ctx.read_at::<i64>(TP_SYSCALL_ID) }.unwrap_or(-1)
     });
     0
@@ -327,8 +330,8 @@ pub fn tp_task_exit(_ctx: TracePointContext) -> i32 {
 
 /// Classic tracepoints carry no task pointers: no scheduler view (the loader refuses it).
 #[tracepoint]
-pub fn tp_switch(_ctx: TracePointContext) -> i32 {
-    probe::on_switch_out(|| false);
+pub fn tp_switch(ctx: TracePointContext) -> i32 {
+    probe::on_switch_out(&ctx, || false);
     0
 }
 

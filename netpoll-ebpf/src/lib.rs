@@ -5,3 +5,4 @@
 pub mod abi;
 pub mod histogram;
 pub mod syscalls;
+pub mod x86;

@@ -28,6 +28,9 @@ mod ready;
 mod uring;
 
 #[cfg(target_arch = "bpf")]
+mod stacks;
+
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // The verifier rejects any path that could reach here; this only satisfies `no_std`.

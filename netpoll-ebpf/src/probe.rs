@@ -17,11 +17,12 @@ use aya_ebpf::{
     },
     macros::map,
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
+    programs::tracing::StackIdContext,
 };
 use netpoll_ebpf::{
     abi::{
         Current, EAGAIN, IORING_ENTER_GETEVENTS, InFlight, MAX_PID_SLOTS, MAX_TARGETS, MAX_THREADS,
-        NUM_SLOTS, Parked, PidSlot, SlotStats, SyscallInfo, counter, filter, slot,
+        NUM_SLOTS, Parked, PidSlot, SlotStats, SyscallInfo, counter, filter, slot, stacks,
     },
     histogram::{READY_MAX, bucket_index},
     syscalls::{Kind, MAX_SYSCALL_NR, Wait},
@@ -212,7 +213,7 @@ pub fn on_sys_enter<A: SyscallArgs>(nr: i64, args: &A) {
 /// rather than put to sleep, read only by the scheduler view): park its unfinished call; with
 /// the scheduler view, note where the thread went.
 #[inline(always)]
-pub fn on_switch_out(runnable: impl FnOnce() -> bool) {
+pub fn on_switch_out<C: StackIdContext>(ctx: &C, runnable: impl FnOnce() -> bool) {
     let Some(current) = current() else { return };
     let (base_blocked_ns, base_runq_ns) = if sched_view() {
         sched::thread_left_cpu(current, runnable())
@@ -228,6 +229,8 @@ pub fn on_switch_out(runnable: impl FnOnce() -> bool) {
         call: current.call,
         base_blocked_ns,
         base_runq_ns,
+        kernel_stack: crate::stacks::kernel_stack_at_switch(ctx),
+        _pad: 0,
     };
     if IN_FLIGHT.insert(&tid, &parked, 0).is_err() {
         bump(counter::IN_FLIGHT_FULL);
@@ -235,9 +238,15 @@ pub fn on_switch_out(runnable: impl FnOnce() -> bool) {
     current.call.start_ns = 0;
 }
 
-/// `sys_exit`: account a measured call. `nr` is read only off the fast path.
+/// `sys_exit`: account a measured call. `nr` is read only off the fast path. `ctx` and `regs`
+/// (the user registers, or null) are for `--stacks`.
 #[inline(always)]
-pub fn on_sys_exit(ret: i64, nr: impl FnOnce() -> i64) {
+pub fn on_sys_exit<C: StackIdContext>(
+    ctx: &C,
+    regs: *const u8,
+    ret: i64,
+    nr: impl FnOnce() -> i64,
+) {
     let Some(current) = current() else { return };
     if current.call.start_ns != 0 {
         // Fast path: this thread's call ran on this CPU without being switched out. The clock
@@ -247,12 +256,15 @@ pub fn on_sys_exit(ret: i64, nr: impl FnOnce() -> i64) {
         let call = current.call;
         current.call.start_ns = 0;
         account(
+            ctx,
+            regs,
             current.pid_tgid,
             &call,
             false,
             now.saturating_sub(call.start_ns),
             ret,
             Split::ON_CPU,
+            stacks::STAYED_ON_CPU,
         );
         return;
     }
@@ -262,15 +274,21 @@ pub fn on_sys_exit(ret: i64, nr: impl FnOnce() -> i64) {
     if !is_target_cached(current, pid_tgid) {
         return;
     }
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    on_parked_call_exit(pid_tgid, now, ret, nr());
+    on_parked_call_exit(ctx, regs, pid_tgid, ret, nr());
 }
 
 /// Exit of a target's call that was switched out (parked in `IN_FLIGHT`), or that began before
 /// the probes attached (then its latency counts from the attach time: a lower bound).
 #[inline(never)]
-fn on_parked_call_exit(pid_tgid: u64, now: u64, ret: i64, nr: i64) {
+fn on_parked_call_exit<C: StackIdContext>(
+    ctx: &C,
+    regs: *const u8,
+    pid_tgid: u64,
+    ret: i64,
+    nr: i64,
+) {
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
     let Some(info) = lookup_syscall(nr) else {
         return;
     };
@@ -288,12 +306,15 @@ fn on_parked_call_exit(pid_tgid: u64, now: u64, ret: i64, nr: i64) {
                 Split::ON_CPU
             };
             account(
+                ctx,
+                regs,
                 pid_tgid,
                 &call,
                 false,
                 now.saturating_sub(call.start_ns),
                 ret,
                 split,
+                parked.kernel_stack,
             );
             return;
         }
@@ -312,7 +333,17 @@ fn on_parked_call_exit(pid_tgid: u64, now: u64, ret: i64, nr: i64) {
         socket,
         ..InFlight::default()
     };
-    account(pid_tgid, &call, true, now - attached, ret, Split::ON_CPU);
+    account(
+        ctx,
+        regs,
+        pid_tgid,
+        &call,
+        true,
+        now - attached,
+        ret,
+        Split::ON_CPU,
+        stacks::NOT_TAKEN,
+    );
 }
 
 /// `sock_recv_length` / `sock_send_length`: the call in flight on this thread touched a socket.
@@ -393,13 +424,17 @@ pub fn on_task_fork(child_pid: u32) {
 }
 
 #[inline(always)]
-fn account(
+#[expect(clippy::too_many_arguments, reason = "inlined into the exit hooks")]
+fn account<C: StackIdContext>(
+    ctx: &C,
+    regs: *const u8,
     pid_tgid: u64,
     call: &InFlight,
     lower_bound: bool,
     latency: u64,
     ret: i64,
     split: Split,
+    kernel_stack: i32,
 ) {
     let kind = call.kind;
     // Read, Write, and their batch forms (Kind's numbering keeps this to two compares).
@@ -407,6 +442,19 @@ fn account(
     let slot = slot(call.index as usize, call.socket != 0 && is_rw, lower_bound) as u32;
     if sched_view() && !lower_bound {
         sched::record(slot, latency, &split);
+    }
+    // Calls under way at attach are left out: their place in the scheduler split is unknown.
+    if crate::stacks::on() && !lower_bound {
+        let call = crate::stacks::Call {
+            tgid: (pid_tgid >> 32) as u32,
+            slot,
+            latency,
+            ret,
+            blocked_ns: split.blocked_ns,
+            runq_ns: split.runq_ns,
+            kernel_stack,
+        };
+        crate::stacks::record(ctx, regs, &call);
     }
     let Some(stats) = stats_for(pid_tgid, slot) else {
         return;

@@ -18,6 +18,7 @@ mod output;
 mod probes;
 mod procfs;
 mod sinks;
+mod stacks;
 mod system;
 mod workloads;
 

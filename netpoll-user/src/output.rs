@@ -276,6 +276,92 @@ pub fn report(results: &Results) -> String {
     out.push_str(&go_runtime(results));
     out.push_str(&go_polls(results));
     out.push_str(&go_exact(results));
+    out.push_str(&stacks(results));
+    out
+}
+
+/// Stacks shown per class in the terminal, and frames per stack (innermost first, as bpftrace
+/// prints `ustack`); the folded files and flame graphs have them all.
+const STACKS_PER_CLASS: usize = 3;
+const FRAMES_PER_STACK: usize = 14;
+
+/// The stacks view (`--stacks`): per class, the stacks with the most time inside the calls.
+fn stacks(results: &Results) -> String {
+    let Some(st) = &results.stacks else {
+        return String::new();
+    };
+    let mut out = format!(
+        "\nCall stacks (--stacks{}): per class, the {STACKS_PER_CLASS} with the most time inside \
+         the calls, innermost frame first\n",
+        if st.kernel {
+            ", kernel stacks where the call left the CPU"
+        } else {
+            ""
+        }
+    );
+    if st.stacks.is_empty() {
+        out.push_str("(no measured call of the targets)\n");
+    }
+    for class in st.classes() {
+        let of_class: Vec<_> = st.stacks.iter().filter(|s| s.class == class).collect();
+        let time: u64 = of_class.iter().map(|s| s.latency_sum_ns).sum();
+        let calls: u64 = of_class.iter().map(|s| s.calls).sum();
+        let _ = writeln!(
+            out,
+            "{class}: {} stack{}, {calls} calls, {} inside them",
+            of_class.len(),
+            if of_class.len() == 1 { "" } else { "s" },
+            fmt_ns(time)
+        );
+        for s in of_class.iter().take(STACKS_PER_CLASS) {
+            let errors = if s.errors > 0 {
+                format!("; {} errors ({} EAGAIN)", s.errors, s.eagain)
+            } else {
+                String::new()
+            };
+            let split = s.sched.map_or(String::new(), |x| {
+                format!(
+                    "; on CPU {}, blocked {}, waiting for a CPU {}",
+                    fmt_ns(x.on_cpu_ns),
+                    fmt_ns(x.blocked_ns),
+                    fmt_ns(x.runq_ns)
+                )
+            });
+            let _ = writeln!(
+                out,
+                "  {} in {} calls ({} each, {:.0} % of the class){errors}{split}",
+                fmt_ns(s.latency_sum_ns),
+                s.calls,
+                fmt_ns(s.latency_sum_ns / s.calls.max(1)),
+                100.0 * s.latency_sum_ns as f64 / time.max(1) as f64,
+            );
+            for frame in analysis::stacks::innermost_first(s).take(FRAMES_PER_STACK) {
+                let _ = writeln!(out, "      {frame}");
+            }
+            if s.frames.len() > FRAMES_PER_STACK {
+                let _ = writeln!(
+                    out,
+                    "      ... {} outer frames",
+                    s.frames.len() - FRAMES_PER_STACK
+                );
+            }
+        }
+    }
+    let lost = st.lost;
+    if lost.total() > 0 {
+        let _ = writeln!(
+            out,
+            "calls without a stack: {} (stack map hash collisions {}, stack not walked {}, \
+             stack table full {})",
+            lost.total(),
+            lost.collisions,
+            lost.unwalked,
+            lost.table_full
+        );
+    }
+    for note in &st.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
     out
 }
 

@@ -14,6 +14,7 @@ pub mod html;
 pub mod markdown;
 pub mod runs;
 pub mod sentence;
+pub mod stacks;
 pub mod table;
 
 use std::{
@@ -125,6 +126,7 @@ pub fn document(runs: &[Run], charts: &[Chart], heading: &Heading) -> Document {
             doc.blocks.push(Block::Table(go));
         }
     }
+    doc.blocks.extend(stacks::blocks(runs));
     doc.heading("Charts");
     for c in charts {
         doc.blocks.push(Block::Figure {
@@ -183,6 +185,7 @@ pub fn write(dir: &Path, runs: &[Run], heading: &Heading) -> Result<Vec<PathBuf>
     })?;
     let charts = charts(runs)?;
     let mut paths = write_charts(dir, &charts)?;
+    paths.extend(stacks::write(dir, runs)?);
     paths.extend(write_document(dir, &document(runs, &charts, heading))?);
     paths.push(write_file(&dir.join("results.csv"), |w| {
         csv::write(w, runs).map_err(std::io::Error::other)

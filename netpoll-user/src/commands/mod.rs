@@ -32,6 +32,30 @@ pub struct ResultsArgs {
     pub quiet: bool,
 }
 
+/// `--stacks` and `--kernel-stacks`: shared by `profile` and `run`.
+#[derive(clap::Args)]
+pub struct StackArgs {
+    /// Where the calls are made: at the exit of every measured call of the targets, the
+    /// kernel walks the caller's user stack (frame pointers), and the calls are summed by
+    /// stack and class in the kernel: counts, latency, errors and EAGAINs, with --sched the
+    /// on-CPU/blocked/run-queue split. Named in user space (ELF symbols, DWARF, demangled)
+    /// into folded stacks and flame graphs (--out DIR: DIR/stacks/), the top stacks in the
+    /// terminal and the JSON. Costs a stack walk per measured call of the targets (see
+    /// docs/stacks.md); code built without frame pointers gives short stacks.
+    #[arg(long)]
+    pub stacks: bool,
+    /// --stacks, plus the kernel stack where each call first left the CPU (where it blocked,
+    /// or was preempted): one more walk per context switch inside a call.
+    #[arg(long)]
+    pub kernel_stacks: bool,
+}
+
+impl StackArgs {
+    pub fn walk(&self) -> crate::probes::StackWalk {
+        crate::probes::StackWalk::from_flags(self.stacks, self.kernel_stacks)
+    }
+}
+
 /// `--hook`: the ABI's hook kinds by their command-line names.
 pub fn hook_kind() -> impl clap::builder::TypedValueParser<Value = HookKind> {
     PossibleValuesParser::new(HookKind::ALL.map(HookKind::cli_name)).map(|name| {

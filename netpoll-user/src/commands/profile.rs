@@ -13,7 +13,7 @@ use anyhow::Result;
 use netpoll_ebpf::abi::Hook;
 
 use super::{
-    ResultsArgs,
+    ResultsArgs, StackArgs,
     targets::{TargetArgs, Targets},
 };
 use crate::{
@@ -26,6 +26,7 @@ use crate::{
         target::{CommandState, HeldCommand},
     },
     sinks::ResultsSinks,
+    stacks::Images,
     system,
 };
 
@@ -39,6 +40,8 @@ pub struct Args {
     /// Print a class summary every SECS seconds while collecting.
     #[arg(short, long, value_name = "SECS", value_parser = parse_seconds)]
     interval: Option<Duration>,
+    #[command(flatten)]
+    stacks: StackArgs,
     #[command(flatten)]
     results: ResultsArgs,
     /// Attach do-nothing programs on the same hooks instead: the floor of the overhead benchmark;
@@ -77,6 +80,9 @@ pub fn run(args: Args) -> Result<i32> {
     // Handlers before anything starts, so that Ctrl-C at any moment is handled.
     let signals = system::Signals::install()?;
     args.targets.check()?;
+    if args.targets.lite && (args.stacks.stacks || args.stacks.kernel_stacks) {
+        anyhow::bail!("--stacks needs the exit of every measured call: not with --lite");
+    }
     system::check_privileges()?;
     let mut sinks = ResultsSinks::open(args.results.json.as_deref(), args.results.out.as_deref())?;
     let mut targets = args.targets.resolve()?;
@@ -96,6 +102,7 @@ pub fn run(args: Args) -> Result<i32> {
             pid,
             exact: exact.is_some(),
         }),
+        args.stacks.walk(),
     )?;
     if let Some(plan) = &mut exact
         && note_err(plan.attach(&mut probes)).is_none()
@@ -117,10 +124,19 @@ pub fn run(args: Args) -> Result<i32> {
     } else {
         Vec::new()
     });
-    let (end_reason, exit_code, command_exit_code) =
-        collect(&args, &targets, &probes, &signals, &mut sampler)?;
+    let mut images = Images::default();
+    let (end_reason, exit_code, command_exit_code) = collect(
+        &args,
+        &targets,
+        &probes,
+        &signals,
+        &mut sampler,
+        &mut images,
+    )?;
     sampler.now();
-    let mut results = probes.snapshot()?.into_results(Collection {
+    let mut snapshot = probes.snapshot()?;
+    let raw_stacks = snapshot.stacks.take();
+    let mut results = snapshot.into_results(Collection {
         target: targets.target,
         hook: probes.hook,
         socket_split: probes.socket_split,
@@ -132,6 +148,10 @@ pub fn run(args: Args) -> Result<i32> {
     });
     if bpf_stats.enabled {
         results.programs = probes.program_costs();
+    }
+    if let Some(raw) = &raw_stacks {
+        let full = results.counters.stack_stats_full;
+        results.stacks = Some(images.name(&probes, raw, probes.mode.sched(), full));
     }
     let (user, sys) = system::own_cpu_ns();
     let (user_ns, system_ns) = (
@@ -192,12 +212,14 @@ fn collect(
     probes: &Probes,
     signals: &system::Signals,
     sampler: &mut Sampler,
+    images: &mut Images,
 ) -> Result<(EndReason, i32, Option<i32>)> {
     let start = Instant::now();
     let mut last_interval = (Instant::now(), None::<Snapshot>);
     loop {
         std::thread::sleep(Duration::from_millis(20));
         sampler.tick();
+        images.poll(probes);
         if let Some(code) = signals.received() {
             let status = targets.command.as_ref().and_then(HeldCommand::stop);
             return Ok((EndReason::Interrupted, code, status));

@@ -9,7 +9,7 @@ use netpoll_ebpf::abi::Hook;
 
 use crate::{
     probes::{
-        Filter, Floor, GoProbes, Mode, Options, Probes,
+        Filter, Floor, GoProbes, Mode, Options, Probes, StackWalk,
         target::{self, HeldCommand},
     },
     system,
@@ -84,7 +84,7 @@ pub struct Targets {
 impl TargetArgs {
     /// The probes' mode these flags ask for; `floor`: the overhead benchmark's do-nothing
     /// programs instead (on the hooks given, or where the mode would attach its own).
-    pub fn mode(&self, floor: Option<Vec<Hook>>) -> Mode {
+    pub fn mode(&self, floor: Option<Vec<Hook>>, stacks: StackWalk) -> Mode {
         match floor {
             Some(hooks) if !hooks.is_empty() => Mode::Floor(Floor::Hooks(hooks)),
             Some(_) if self.lite => Mode::Floor(Floor::Lite),
@@ -94,6 +94,7 @@ impl TargetArgs {
                 per_pid: self.per_pid,
                 sched: self.sched,
                 ready: self.ready,
+                stacks,
             },
         }
     }
@@ -168,8 +169,9 @@ impl Targets {
         hook: Option<HookKind>,
         floor: Option<Vec<Hook>>,
         go: Option<GoProbes>,
+        stacks: StackWalk,
     ) -> Result<Probes> {
-        let attached = self.try_attach(args, hook, floor, go);
+        let attached = self.try_attach(args, hook, floor, go, stacks);
         if attached.is_err()
             && let Some(c) = &self.command
         {
@@ -184,13 +186,14 @@ impl Targets {
         hook: Option<HookKind>,
         floor: Option<Vec<Hook>>,
         go: Option<GoProbes>,
+        stacks: StackWalk,
     ) -> Result<Probes> {
         let uring = args.uring && floor.is_none();
         let mut probes = Probes::load(&Options {
             filter: self.filter.clone(),
             follow_children: !args.no_follow,
             hook,
-            mode: args.mode(floor),
+            mode: args.mode(floor, stacks),
             go,
             uring,
         })?;

@@ -5,6 +5,7 @@
 pub mod go;
 pub mod ready;
 pub mod snapshot;
+pub mod stacks;
 pub mod target;
 pub mod uring;
 
@@ -18,8 +19,9 @@ use aya::{
 use netpoll_ebpf::{
     abi::{
         GO_MAX_GOROUTINES, GO_MAX_POLL_SITES, Hook, HookKind, MAX_PID_SLOTS, MAX_READY,
-        MAX_THREADS, MAX_URING_REQS, MAX_URING_RINGS, SyscallInfo, URING_OP_SLOTS, filter, globals,
-        hook_of_program, maps, program_name, uring_field, uring_path,
+        MAX_STACK_KEYS, MAX_STACKS, MAX_THREADS, MAX_URING_REQS, MAX_URING_RINGS, SyscallInfo,
+        URING_OP_SLOTS, filter, globals, hook_of_program, maps, program_name, stacks as stack_mode,
+        uring_field, uring_path,
     },
     syscalls::{MAX_SYSCALL_NR, SYSCALLS},
 };
@@ -64,16 +66,46 @@ pub struct GoProbes {
 pub enum Mode {
     /// Every measured syscall timed and counted; `per_pid`: also broken down by process;
     /// `sched`: each call's latency split into on CPU, blocked and run-queue time; `ready`:
-    /// readiness-to-service delays and event-loop turns.
+    /// readiness-to-service delays and event-loop turns; `stacks`: each call's stacks.
     Full {
         per_pid: bool,
         sched: bool,
         ready: bool,
+        stacks: StackWalk,
     },
     /// No hooks on every syscall: socket transfers and sleeps in syscalls only (`--lite`).
     Lite,
     /// The overhead benchmark's floor: do-nothing programs instead of netpoll's.
     Floor(Floor),
+}
+
+/// `--stacks`, `--kernel-stacks`: which stacks the exit hook walks for each measured call of a
+/// target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StackWalk {
+    #[default]
+    Off,
+    User,
+    UserAndKernel,
+}
+
+impl StackWalk {
+    pub fn from_flags(stacks: bool, kernel_stacks: bool) -> StackWalk {
+        match (stacks, kernel_stacks) {
+            (_, true) => StackWalk::UserAndKernel,
+            (true, false) => StackWalk::User,
+            (false, false) => StackWalk::Off,
+        }
+    }
+
+    /// The `STACKS` global's value.
+    fn abi(self) -> u8 {
+        match self {
+            StackWalk::Off => stack_mode::OFF,
+            StackWalk::User => stack_mode::USER,
+            StackWalk::UserAndKernel => stack_mode::USER_AND_KERNEL,
+        }
+    }
 }
 
 /// Where the floor's do-nothing programs go.
@@ -108,6 +140,14 @@ impl Mode {
 
     pub fn per_pid(&self) -> bool {
         matches!(self, Mode::Full { per_pid: true, .. })
+    }
+
+    /// The stacks walked (`--stacks`).
+    pub fn stacks(&self) -> StackWalk {
+        match self {
+            Mode::Full { stacks, .. } => *stacks,
+            _ => StackWalk::Off,
+        }
     }
 
     /// The hook kinds this mode can use (the scheduler view reads task pointers; lite mode
@@ -157,6 +197,8 @@ const LITE_HOOKS: [Hook; 3] = [Hook::SockRecv, Hook::SockSend, Hook::Switch];
 /// time).
 const PT_REGS_ARGS: [u32; 6] = [112, 104, 96, 56, 72, 64];
 const PT_REGS_NR: u32 = 120;
+/// Byte offset of the user stack pointer (sp) in x86_64's `struct pt_regs`.
+const PT_REGS_SP: u32 = 152;
 
 /// The (mode, comm, cgroup id) globals of a filter.
 fn filter_globals(f: &Filter) -> (u8, [u8; 16], u64) {
@@ -259,6 +301,8 @@ impl Probes {
         let ready_sized = |n: u32| if options.mode.ready() { n } else { 1 };
         let uring_fields = uring.map_or([0; uring_field::COUNT], |u| u.fields);
         let uring_sized = |n: u32| if uring.is_some() { n } else { 1 };
+        let stack_walk = options.mode.stacks().abi();
+        let stacks_sized = |n: u32| if stack_walk != stack_mode::OFF { n } else { 1 };
         // The scheduler view and lite mode read thread ids out of task pointers: where they
         // are, from BTF.
         let task_pid_offset = if options.mode.sched() || options.mode.lite() {
@@ -309,6 +353,10 @@ impl Probes {
                 maps::URING_STATS,
                 uring_sized((URING_OP_SLOTS * uring_path::COUNT) as u32),
             )
+            .override_global(globals::STACKS, &stack_walk, true)
+            .override_global(globals::REGS_SP_OFFSET, &PT_REGS_SP, true)
+            .map_max_entries(maps::STACK_TRACES, stacks_sized(MAX_STACKS))
+            .map_max_entries(maps::STACK_STATS, stacks_sized(MAX_STACK_KEYS))
             .override_global(globals::TASK_PID_OFFSET, &task_pid_offset, true)
             .override_global(globals::GO_TGID, &go_tgid, true)
             .override_global(globals::GO_POLL_TIMEOUT_OFFSET, &poll_timeout, true)

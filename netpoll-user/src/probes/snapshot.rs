@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub ready: Option<analysis::ready::Ready>,
     /// `--uring`: io_uring requests by operation and path.
     pub uring: Option<analysis::uring::Uring>,
+    /// `--stacks`: the measured calls by stack, before naming (see [`crate::stacks`]).
+    pub stacks: Option<super::stacks::RawStacks>,
 }
 
 impl Probes {
@@ -136,6 +138,11 @@ impl Probes {
         } else {
             None
         };
+        let stacks = if self.mode.stacks() != super::StackWalk::Off {
+            Some(self.stacks_snapshot()?)
+        } else {
+            None
+        };
         Ok(Snapshot {
             slots,
             per_pid,
@@ -145,6 +152,7 @@ impl Probes {
             lite,
             ready,
             uring,
+            stacks,
         })
     }
 }
@@ -188,6 +196,10 @@ impl Snapshot {
                 (Some(now), Some(before)) => Some(now.since(before)),
                 (now, _) => now.clone(),
             },
+            stacks: match (&self.stacks, &earlier.stacks) {
+                (Some(now), Some(before)) => Some(super::stacks::since(now, before)),
+                (now, _) => now.clone(),
+            },
         }
     }
 
@@ -204,7 +216,8 @@ impl Snapshot {
 
     /// The results file of a collection whose counts are this snapshot (a whole collection, or
     /// a window). With --per-pid the totals are the processes' sums plus what could not be
-    /// attributed to a process.
+    /// attributed to a process. The stacks are named apart ([`crate::stacks::Images::name`]):
+    /// take them first.
     pub fn into_results(self, collection: Collection) -> Results {
         let (mut syscalls, mut lower_bound) = split_slots(&self.slots);
         let mut processes = BTreeMap::new();
@@ -255,6 +268,7 @@ impl Snapshot {
             ready: self.ready,
             netpoll_cpu: None,
             uring: self.uring,
+            stacks: None,
         }
     }
 }

@@ -22,7 +22,7 @@ use analysis::{
 use anyhow::{Context as _, Result, anyhow, bail};
 
 use self::server::{Server, Spec};
-use super::ResultsArgs;
+use super::{ResultsArgs, StackArgs};
 use crate::{
     go,
     load::{self, Outcome, Plan, Protocol, StopReason, Watcher},
@@ -30,12 +30,13 @@ use crate::{
     observe::Sampler,
     output,
     probes::{
-        Filter, GoProbes, Mode, Options, Probes,
+        Filter, GoProbes, Mode, Options, Probes, StackWalk,
         snapshot::{Collection, Snapshot},
         target::CommandState,
     },
     procfs::{self, MachineSample, ProcessSample},
     sinks::ResultsSinks,
+    stacks::Images,
     system, workloads,
 };
 
@@ -95,6 +96,8 @@ pub struct Args {
     /// per hit, a few hits per request: the server slows down). See `netpoll profile --go-exact`.
     #[arg(long)]
     go_exact: bool,
+    #[command(flatten)]
+    stacks: StackArgs,
     #[command(flatten)]
     results: ResultsArgs,
 }
@@ -185,6 +188,7 @@ struct Checked {
     uring: bool,
     go: bool,
     go_exact: bool,
+    stacks: StackWalk,
 }
 
 /// Everything a user can get wrong is checked before the server starts.
@@ -229,6 +233,7 @@ fn check(args: Args) -> Result<Checked> {
         uring: args.uring,
         go: args.go || args.go_exact,
         go_exact: args.go_exact,
+        stacks: args.stacks.walk(),
     })
 }
 
@@ -350,6 +355,7 @@ fn attach(c: &Checked, server: &mut Server) -> Result<Probes> {
             per_pid: false,
             sched: c.sched,
             ready: c.ready,
+            stacks: c.stacks,
         },
         // --go: the server's network polls attributed to their callers.
         go: c.go.then(|| GoProbes {
@@ -398,6 +404,8 @@ struct Measured {
     io_threads: Option<analysis::uring::UringThreads>,
     /// `--go`: the server's runtime over the window.
     go: Option<analysis::go::GoRuntime>,
+    /// `--stacks`: the server's mappings.
+    images: Images,
 }
 
 /// Snapshots the probes and the server process at the window's edges, and watches for the
@@ -424,6 +432,8 @@ struct RunWatcher<'a> {
     /// The Go programs' counts when the window opened (subtracted at its end).
     go_before: go::Baseline,
     wants_go: bool,
+    /// `--stacks`: the server's mappings, kept from its first stack.
+    images: Images,
 }
 
 impl RunWatcher<'_> {
@@ -480,6 +490,7 @@ impl Watcher for RunWatcher<'_> {
             self.peak_threads = self.peak_threads.max(stat.threads);
             self.last_stat = Some(stat);
         }
+        self.images.poll(self.probes);
         None
     }
 }
@@ -514,6 +525,7 @@ fn measure(
         exact,
         go_before: go::Baseline::default(),
         wants_go: c.go,
+        images: Images::default(),
     };
     let outcome = load::run(&c.plan, &mut watcher, !c.quiet);
     // Sampled at the window's edges, before the look with the load gone.
@@ -531,6 +543,7 @@ fn measure(
         died,
         sampler,
         go_view,
+        images,
         ..
     } = watcher;
     Ok(Measured {
@@ -542,6 +555,7 @@ fn measure(
         observed: sampler.observed,
         io_threads,
         go: go_view,
+        images,
     })
 }
 
@@ -565,7 +579,8 @@ fn assemble(
     };
     // Ended before the measurement began: an empty window.
     let before = m.before.unwrap_or_else(|| after.clone());
-    let window = after.probes.since(&before.probes);
+    let mut window = after.probes.since(&before.probes);
+    let raw_stacks = window.stacks.take();
     let server_process = server_process(
         server.pid(),
         &before.server,
@@ -646,6 +661,11 @@ fn assemble(
         run.per_request.go = analysis::run::GoPerRequest::compute(go, run.load.requests);
     }
     results.go = m.go;
+    if let Some(raw) = &raw_stacks {
+        let mut images = m.images;
+        let full = results.counters.stack_stats_full;
+        results.stacks = Some(images.name(probes, raw, c.sched, full));
+    }
     // After the Go view: the verdict quotes it.
     results.io_model = Some(verdict::judge(&results, &observed));
     Ok(results)
