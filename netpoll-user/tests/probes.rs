@@ -35,6 +35,8 @@ mod ready;
 mod redis;
 #[path = "probes/sched.rs"]
 mod sched;
+#[path = "probes/stacks.rs"]
+mod stacks;
 #[path = "probes/targets.rs"]
 mod targets;
 #[path = "probes/uring.rs"]
@@ -114,6 +116,10 @@ fn main() {
         ready::bogus_pointers_and_reused_descriptors_give_no_wrong_delay,
         uring::each_request_takes_its_known_path,
         uring::a_shared_ring_counts_only_the_targets_requests,
+        stacks::two_call_sites_found_with_their_calls_and_latency,
+        stacks::a_target_without_frame_pointers_still_names_its_callers,
+        stacks::a_deleted_binary_that_exits_mid_profile_loses_nothing,
+        stacks::a_full_stack_table_is_counted_never_silent,
     ];
     tests.push(Trial::test("every_test_is_listed", move || {
         every_test_is_listed(&listed)
@@ -133,6 +139,7 @@ fn every_test_is_listed(listed: &[&str]) -> TestResult {
         include_str!("probes/ready.rs"),
         include_str!("probes/redis.rs"),
         include_str!("probes/sched.rs"),
+        include_str!("probes/stacks.rs"),
         include_str!("probes/targets.rs"),
         include_str!("probes/uring.rs"),
     ];

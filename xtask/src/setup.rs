@@ -19,7 +19,8 @@ const BUILD_PACKAGES: &[&str] = &["llvm-22-dev"];
 /// Prometheus (with promtool) to scrape the exporter, Go to build the go-netpoller model, and
 /// memcached for the load generator's memcached mode; and every third-party server declared in
 /// xtask/experiments.toml (apache2-bin: the binary and modules, without a service that would
-/// listen on port 80; python3 for http.server), which the tests run too.
+/// listen on port 80; python3 for http.server), which the tests run too; gcc builds the stacks
+/// view's C fixture (with and without frame pointers).
 pub const TEST_PACKAGES: &[&str] = &[
     "apache2-bin",
     "python3",
@@ -34,6 +35,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "golang-go",
     "memcached",
+    "gcc",
 ];
 
 fn have_package(name: &str) -> bool {

@@ -17,7 +17,7 @@ use super::targets::{TargetArgs, Targets};
 use crate::{
     go,
     metrics::{self, Naming},
-    probes::{BpfStats, GoProbes, Probes, StackWalk, target::CommandState},
+    probes::{BpfStats, GoProbes, Probes, target::CommandState},
     system,
 };
 
@@ -75,7 +75,7 @@ pub fn run(args: Args) -> Result<i32> {
         args.hook,
         None,
         go_pid.map(|pid| GoProbes { pid, exact: false }),
-        StackWalk::Off,
+        None,
     )?;
     let stats = BpfStats::enable(args.targets.bpf_stats);
     eprintln!(

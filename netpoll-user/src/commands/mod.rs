@@ -48,11 +48,14 @@ pub struct StackArgs {
     /// or was preempted): one more walk per context switch inside a call.
     #[arg(long)]
     pub kernel_stacks: bool,
+    /// The kernel's table of (process, syscall, stacks) entries: for tests of a full table.
+    #[arg(long, hide = true, value_name = "ENTRIES", default_value_t = netpoll_ebpf::abi::MAX_STACK_KEYS)]
+    pub stack_table: u32,
 }
 
 impl StackArgs {
-    pub fn walk(&self) -> crate::probes::StackWalk {
-        crate::probes::StackWalk::from_flags(self.stacks, self.kernel_stacks)
+    pub fn walk(&self) -> Option<crate::probes::StackWalk> {
+        crate::probes::StackWalk::from_flags(self.stacks, self.kernel_stacks, self.stack_table)
     }
 }
 

@@ -114,6 +114,9 @@ pub fn run(args: Args) -> Result<i32> {
     let cpu_at_start = system::own_cpu_ns();
     announce(&args, &targets, &probes);
     targets.release()?;
+    // After the release: a command has run its exec by then.
+    let mut images = Images::default();
+    images.watch(&probes, &targets.target.pids);
     let go = go_pid.map(go::Sampler::start);
     // Processes (not names, cgroups or the whole machine) get an I/O-model verdict, from the
     // probes and from their state in /proc, sampled while collecting.
@@ -124,7 +127,6 @@ pub fn run(args: Args) -> Result<i32> {
     } else {
         Vec::new()
     });
-    let mut images = Images::default();
     let (end_reason, exit_code, command_exit_code) = collect(
         &args,
         &targets,

@@ -84,7 +84,7 @@ pub struct Targets {
 impl TargetArgs {
     /// The probes' mode these flags ask for; `floor`: the overhead benchmark's do-nothing
     /// programs instead (on the hooks given, or where the mode would attach its own).
-    pub fn mode(&self, floor: Option<Vec<Hook>>, stacks: StackWalk) -> Mode {
+    pub fn mode(&self, floor: Option<Vec<Hook>>, stacks: Option<StackWalk>) -> Mode {
         match floor {
             Some(hooks) if !hooks.is_empty() => Mode::Floor(Floor::Hooks(hooks)),
             Some(_) if self.lite => Mode::Floor(Floor::Lite),
@@ -169,7 +169,7 @@ impl Targets {
         hook: Option<HookKind>,
         floor: Option<Vec<Hook>>,
         go: Option<GoProbes>,
-        stacks: StackWalk,
+        stacks: Option<StackWalk>,
     ) -> Result<Probes> {
         let attached = self.try_attach(args, hook, floor, go, stacks);
         if attached.is_err()
@@ -186,7 +186,7 @@ impl Targets {
         hook: Option<HookKind>,
         floor: Option<Vec<Hook>>,
         go: Option<GoProbes>,
-        stacks: StackWalk,
+        stacks: Option<StackWalk>,
     ) -> Result<Probes> {
         let uring = args.uring && floor.is_none();
         let mut probes = Probes::load(&Options {

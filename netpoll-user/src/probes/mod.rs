@@ -18,10 +18,9 @@ use aya::{
 };
 use netpoll_ebpf::{
     abi::{
-        GO_MAX_GOROUTINES, GO_MAX_POLL_SITES, Hook, HookKind, MAX_PID_SLOTS, MAX_READY,
-        MAX_STACK_KEYS, MAX_STACKS, MAX_THREADS, MAX_URING_REQS, MAX_URING_RINGS, SyscallInfo,
-        URING_OP_SLOTS, filter, globals, hook_of_program, maps, program_name, stacks as stack_mode,
-        uring_field, uring_path,
+        GO_MAX_GOROUTINES, GO_MAX_POLL_SITES, Hook, HookKind, MAX_PID_SLOTS, MAX_READY, MAX_STACKS,
+        MAX_THREADS, MAX_URING_REQS, MAX_URING_RINGS, SyscallInfo, URING_OP_SLOTS, filter, globals,
+        hook_of_program, maps, program_name, stacks as stack_mode, uring_field, uring_path,
     },
     syscalls::{MAX_SYSCALL_NR, SYSCALLS},
 };
@@ -71,7 +70,7 @@ pub enum Mode {
         per_pid: bool,
         sched: bool,
         ready: bool,
-        stacks: StackWalk,
+        stacks: Option<StackWalk>,
     },
     /// No hooks on every syscall: socket transfers and sleeps in syscalls only (`--lite`).
     Lite,
@@ -79,31 +78,30 @@ pub enum Mode {
     Floor(Floor),
 }
 
-/// `--stacks`, `--kernel-stacks`: which stacks the exit hook walks for each measured call of a
-/// target.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum StackWalk {
-    #[default]
-    Off,
-    User,
-    UserAndKernel,
+/// `--stacks`, `--kernel-stacks`: the stacks the exit hook walks for each measured call of a
+/// target, and how many (process, syscall, stacks) it keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackWalk {
+    /// The kernel stack too, where the call first left the CPU.
+    pub kernel: bool,
+    /// Entries of `STACK_STATS` (its default, `MAX_STACK_KEYS`, unless a test asks for less).
+    pub table: u32,
 }
 
 impl StackWalk {
-    pub fn from_flags(stacks: bool, kernel_stacks: bool) -> StackWalk {
-        match (stacks, kernel_stacks) {
-            (_, true) => StackWalk::UserAndKernel,
-            (true, false) => StackWalk::User,
-            (false, false) => StackWalk::Off,
-        }
+    pub fn from_flags(stacks: bool, kernel_stacks: bool, table: u32) -> Option<StackWalk> {
+        (stacks || kernel_stacks).then_some(StackWalk {
+            kernel: kernel_stacks,
+            table,
+        })
     }
 
     /// The `STACKS` global's value.
-    fn abi(self) -> u8 {
-        match self {
-            StackWalk::Off => stack_mode::OFF,
-            StackWalk::User => stack_mode::USER,
-            StackWalk::UserAndKernel => stack_mode::USER_AND_KERNEL,
+    fn abi(walk: Option<StackWalk>) -> u8 {
+        match walk {
+            None => stack_mode::OFF,
+            Some(StackWalk { kernel: false, .. }) => stack_mode::USER,
+            Some(StackWalk { kernel: true, .. }) => stack_mode::USER_AND_KERNEL,
         }
     }
 }
@@ -143,10 +141,10 @@ impl Mode {
     }
 
     /// The stacks walked (`--stacks`).
-    pub fn stacks(&self) -> StackWalk {
+    pub fn stacks(&self) -> Option<StackWalk> {
         match self {
             Mode::Full { stacks, .. } => *stacks,
-            _ => StackWalk::Off,
+            _ => None,
         }
     }
 
@@ -301,7 +299,8 @@ impl Probes {
         let ready_sized = |n: u32| if options.mode.ready() { n } else { 1 };
         let uring_fields = uring.map_or([0; uring_field::COUNT], |u| u.fields);
         let uring_sized = |n: u32| if uring.is_some() { n } else { 1 };
-        let stack_walk = options.mode.stacks().abi();
+        let stack_walk = StackWalk::abi(options.mode.stacks());
+        let stack_table = options.mode.stacks().map_or(1, |s| s.table.max(1));
         let stacks_sized = |n: u32| if stack_walk != stack_mode::OFF { n } else { 1 };
         // The scheduler view and lite mode read thread ids out of task pointers: where they
         // are, from BTF.
@@ -356,7 +355,7 @@ impl Probes {
             .override_global(globals::STACKS, &stack_walk, true)
             .override_global(globals::REGS_SP_OFFSET, &PT_REGS_SP, true)
             .map_max_entries(maps::STACK_TRACES, stacks_sized(MAX_STACKS))
-            .map_max_entries(maps::STACK_STATS, stacks_sized(MAX_STACK_KEYS))
+            .map_max_entries(maps::STACK_STATS, stack_table)
             .override_global(globals::TASK_PID_OFFSET, &task_pid_offset, true)
             .override_global(globals::GO_TGID, &go_tgid, true)
             .override_global(globals::GO_POLL_TIMEOUT_OFFSET, &poll_timeout, true)

@@ -138,7 +138,7 @@ impl Probes {
         } else {
             None
         };
-        let stacks = if self.mode.stacks() != super::StackWalk::Off {
+        let stacks = if self.mode.stacks().is_some() {
             Some(self.stacks_snapshot()?)
         } else {
             None

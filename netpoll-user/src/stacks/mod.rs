@@ -33,11 +33,13 @@ use netpoll_ebpf::{
 };
 
 use self::cfa::{FrameInfo, ReturnAddress};
-use crate::probes::{Probes, StackWalk, snapshot::slot_parts, stacks::RawStacks};
+use crate::probes::{Probes, snapshot::slot_parts, stacks::RawStacks};
 
 /// How often the collection loops look for processes with new stacks, and re-read the mappings
-/// of those already kept (a library loaded later).
+/// of those already kept: at every look for a process seen in its first seconds (the dynamic
+/// loader maps its libraries after the exec), then less often (a library loaded later).
 const POLL_EVERY: Duration = Duration::from_millis(200);
+const YOUNG: Duration = Duration::from_secs(2);
 const REREAD_EVERY: Duration = Duration::from_secs(2);
 const EEXIST: i32 = 17;
 /// The outermost frame of a stack whose walk did not reach a thread's first function.
@@ -108,6 +110,7 @@ struct Mapping {
 struct Image {
     /// Sorted by start, not overlapping.
     mappings: Vec<Mapping>,
+    first_read: Option<Instant>,
     read_at: Option<Instant>,
 }
 
@@ -172,20 +175,35 @@ impl Images {
     /// Called by the collection loops: every [`POLL_EVERY`], keeps the mappings of processes
     /// with new stacks, and reads again those of the others every [`REREAD_EVERY`].
     pub fn poll(&mut self, probes: &Probes) {
-        if probes.mode.stacks() == StackWalk::Off
+        if probes.mode.stacks().is_none()
             || self.last_poll.is_some_and(|t| t.elapsed() < POLL_EVERY)
         {
             return;
         }
         self.last_poll = Some(Instant::now());
-        for pid in probes.stack_processes().unwrap_or_default() {
-            let stale = self
-                .processes
-                .get(&pid)
-                .is_none_or(|i| i.read_at.is_none_or(|t| t.elapsed() >= REREAD_EVERY));
+        let mut pids = probes.stack_processes().unwrap_or_default();
+        pids.extend(self.processes.keys());
+        for pid in pids {
+            let stale = self.processes.get(&pid).is_none_or(|i| {
+                let young = i.first_read.is_none_or(|t| t.elapsed() < YOUNG);
+                let every = if young { POLL_EVERY } else { REREAD_EVERY };
+                i.read_at.is_none_or(|t| t.elapsed() >= every)
+            });
             if stale && !self.unread.contains(&pid) {
                 self.read(pid);
             }
+        }
+    }
+
+    /// Keeps the mappings of these processes from now on (the targets given, once they run
+    /// their own program), before their first stack is seen: a target that exits quickly is
+    /// named too.
+    pub fn watch(&mut self, probes: &Probes, pids: &[u32]) {
+        if probes.mode.stacks().is_none() {
+            return;
+        }
+        for &pid in pids {
+            self.read(pid);
         }
     }
 
@@ -225,6 +243,7 @@ impl Images {
         }
         image.merge(new);
         image.read_at = Some(Instant::now());
+        image.first_read.get_or_insert(Instant::now());
     }
 
     /// Names the stacks of a collection (or window): `raw` from the probes' snapshots, the
@@ -240,7 +259,7 @@ impl Images {
         for &pid in &pids {
             self.read(pid);
         }
-        let kernel = probes.mode.stacks() == StackWalk::UserAndKernel;
+        let kernel = probes.mode.stacks().is_some_and(|s| s.kernel);
         let mut namer = Namer::new(self);
         let mut traces: HashMap<i32, Option<Vec<u64>>> = HashMap::new();
         let mut trace = |id: i32| {

@@ -2,7 +2,8 @@
  * FAST_READS reads that find their byte already there; slow_reader makes SLOW_READS reads that
  * each wait about SLOW_MS for the byte a writer thread sends. The process stops itself first
  * (SIGSTOP) so that the probes attach before any of it. Built by the test with and without
- * frame pointers. */
+ * frame pointers. It stops itself again when done, so that peers can read its maps (bpftrace names
+ * a stack's addresses only while the process lives). */
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -53,5 +54,6 @@ int main(void) {
     raise(SIGSTOP);
     fast_reader();
     slow_reader();
+    raise(SIGSTOP);
     return 0;
 }

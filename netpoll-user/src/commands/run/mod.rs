@@ -188,7 +188,7 @@ struct Checked {
     uring: bool,
     go: bool,
     go_exact: bool,
-    stacks: StackWalk,
+    stacks: Option<StackWalk>,
 }
 
 /// Everything a user can get wrong is checked before the server starts.
@@ -527,6 +527,7 @@ fn measure(
         wants_go: c.go,
         images: Images::default(),
     };
+    watcher.images.watch(probes, &[server.pid()]);
     let outcome = load::run(&c.plan, &mut watcher, !c.quiet);
     // Sampled at the window's edges, before the look with the load gone.
     let io_threads = watcher.sampler.io_threads();
