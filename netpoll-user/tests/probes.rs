@@ -120,6 +120,7 @@ fn main() {
         stacks::a_target_without_frame_pointers_still_names_its_callers,
         stacks::a_deleted_binary_that_exits_mid_profile_loses_nothing,
         stacks::a_full_stack_table_is_counted_never_silent,
+        stacks::redis_stacks_agree_with_bpftrace,
     ];
     tests.push(Trial::test("every_test_is_listed", move || {
         every_test_is_listed(&listed)

@@ -276,6 +276,79 @@ fn out_writes_results_charts_and_report() {
     assert_nothing_attached();
 }
 
+/// `run --stacks` on Go's model (Go keeps frame pointers: whole stacks, from each goroutine's
+/// first function), with the kernel stacks where the calls left the CPU: the report shows
+/// them and links the flame graphs.
+#[test]
+fn stacks_of_a_go_server_run_whole_into_the_report() {
+    let _one = ONE_AT_A_TIME.lock();
+    let dir = std::env::temp_dir().join(format!("netpoll-run-{}-stacks", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let dir_arg = dir.display().to_string();
+    let out = netpoll(
+        &[
+            "run",
+            "--model",
+            "go-netpoller",
+            "--quiet",
+            "--kernel-stacks",
+            "--sched",
+            "--out",
+            &dir_arg,
+        ]
+        .into_iter()
+        .chain(SHORT)
+        .collect::<Vec<_>>(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = Results::load(&dir.join("results.json")).expect("results.json");
+    let st = r.stacks.as_ref().expect("stacks section");
+    assert!(st.kernel && st.sched, "{st:?}");
+    let read = st
+        .stacks
+        .iter()
+        .filter(|s| s.class == "socket_read")
+        .max_by_key(|s| s.calls)
+        .expect("socket reads");
+    // The handler's goroutine, from its first function to the read, then the kernel.
+    let pos = |f: &str| read.frames.iter().position(|x| x == f);
+    assert!(
+        read.complete
+            && pos("runtime.goexit") == Some(0)
+            && pos("main.serve") < pos("net.(*conn).Read")
+            && pos("[read]").is_some(),
+        "{:?}",
+        read.frames
+    );
+    // Go's scheduler polls the network from its own stack: the netpoller, in the kernel's
+    // epoll wait when it blocked.
+    let polls: Vec<_> = st.stacks.iter().filter(|s| s.class == "epoll").collect();
+    assert!(
+        polls
+            .iter()
+            .any(|s| s.frames.iter().any(|f| f == "runtime.netpoll")
+                && s.frames
+                    .iter()
+                    .any(|f| f.contains("ep_poll") || f.contains("epoll_wait"))),
+        "{polls:#?}"
+    );
+    let html = fs::read_to_string(dir.join("index.html")).expect("index.html");
+    assert!(
+        html.contains("Call stacks") && html.contains("stacks/socket_read.latency_ns.svg"),
+        "the report shows the stacks"
+    );
+    let svg = fs::read_to_string(dir.join("stacks/socket_read.blocked_ns.svg"))
+        .or_else(|_| fs::read_to_string(dir.join("stacks/epoll.blocked_ns.svg")))
+        .expect("a flame graph of blocked time");
+    assert!(svg.contains("runtime."));
+    let _ = fs::remove_dir_all(&dir);
+    assert_nothing_attached();
+}
+
 #[test]
 fn bad_input_is_refused_before_anything_starts() {
     let _one = ONE_AT_A_TIME.lock();

@@ -76,6 +76,10 @@ pub fn bad_inputs_fail_with_one_line_and_attach_nothing() -> TestResult {
         &["profile", "--all", "--pid", "1"],
         "give one kind of target",
     )?;
+    expect_error(
+        &["profile", "--all", "--lite", "--stacks"],
+        "--stacks needs the exit of every measured call: not with --lite",
+    )?;
     // Not root: drop to nobody with no capabilities.
     let out = Command::new("setpriv")
         .args([

@@ -382,3 +382,95 @@ pub fn a_full_stack_table_is_counted_never_silent() -> TestResult {
         ),
     )
 }
+
+/// bpftrace's name for an address it could not name (`0x55e0...`, in a stripped binary) as
+/// netpoll names it: the file and the offset of the byte before the return address.
+fn as_netpoll_names(pid: u32, caller: &str) -> String {
+    let Some(addr) = caller
+        .strip_prefix("0x")
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+    else {
+        return caller.to_string();
+    };
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    for line in maps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let Some((start, end)) = f.first().and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let (start, end) = (
+            u64::from_str_radix(start, 16).unwrap_or(0),
+            u64::from_str_radix(end, 16).unwrap_or(0),
+        );
+        if (start..end).contains(&addr) && f.len() >= 6 {
+            let offset = u64::from_str_radix(f[2], 16).unwrap_or(0) + addr - start;
+            let file = f[5].rsplit('/').next().unwrap_or(f[5]);
+            return format!("{file}+0x{:x}", offset - 1);
+        }
+    }
+    caller.to_string()
+}
+
+pub fn redis_stacks_agree_with_bpftrace() -> TestResult {
+    const N: u64 = 2000;
+    const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+    let (mut redis, port) = super::redis::start_redis();
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = redis.id();
+    let (mut bpftrace, mut bpftrace_out) = bpftrace_stacks(pid);
+    let pid_arg = pid.to_string();
+    let profile = Profile::start(&["--pid", &pid_arg, "--stacks"]);
+    let mut reply = [0u8; 7];
+    for _ in 0..N {
+        conn.write_all(PING).expect("send");
+        conn.read_exact(&mut reply).expect("reply");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    profile.interrupt();
+    let run = profile.finish();
+    let _ = kill(Pid::from_raw(bpftrace.id() as i32), Signal::SIGINT);
+    let mut text = String::new();
+    bpftrace_out
+        .read_to_string(&mut text)
+        .expect("bpftrace's maps");
+    let _ = bpftrace.wait();
+    let (callers, peer_stacks) = parse_bpftrace(&text);
+    let peer_callers: BTreeMap<String, u64> = callers
+        .iter()
+        .map(|(c, n)| (as_netpoll_names(pid, c), *n))
+        .collect();
+    let _ = redis.kill();
+    let _ = redis.wait();
+    let r = interrupted(&run)?;
+    let st = r.stacks.as_ref().ok_or("no stacks")?;
+    // Every socket read is one request's, made from one caller of libc's read (redis's
+    // connection layer: static, so named by file and offset in Debian's stripped binary).
+    let reads: Vec<&CallStack> = st
+        .stacks
+        .iter()
+        .filter(|s| s.class == "socket_read")
+        .collect();
+    let mut by_caller: BTreeMap<String, u64> = BTreeMap::new();
+    for s in &reads {
+        let caller = user_frames(s).get(1).map_or("-".into(), |f| f.to_string());
+        *by_caller.entry(caller).or_default() += s.calls;
+    }
+    check(
+        reads.iter().map(|s| s.calls).sum::<u64>() == N && by_caller.len() == 1,
+        format!("socket reads: {by_caller:?}"),
+    )?;
+    // The peer: the uprobe saw the same calls from the same caller, and the kernel's walk
+    // gave bpftrace a stack with as many (its frames beyond the wrapper are the walk's
+    // garbage in code without frame pointers, which netpoll cuts off).
+    for (caller, n) in &by_caller {
+        check(
+            peer_callers.get(caller) == Some(n),
+            format!("bpftrace's callers {peer_callers:?}, netpoll's {by_caller:?}\n{text}"),
+        )?;
+    }
+    check(
+        peer_stacks.iter().any(|(_, count)| *count == N),
+        format!("no bpftrace stack with {N} reads\n{text}"),
+    )
+}
