@@ -345,11 +345,21 @@ impl Images {
                 .then(b.calls.cmp(&a.calls))
         });
         let mut notes = namer.notes(&stacks);
-        if !self.unread.is_empty() {
-            let list: Vec<String> = self.unread.iter().map(u32::to_string).collect();
+        // Only those with calls in these stacks (a window leaves out processes gone before it).
+        let gone: Vec<String> = self
+            .unread
+            .iter()
+            .filter(|pid| pids.contains(pid))
+            .map(u32::to_string)
+            .collect();
+        if !gone.is_empty() {
+            let shown = gone.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
             notes.push(format!(
-                "PID {}: exited before its mappings could be read; its frames are [unknown]",
-                list.join(", ")
+                "{} process(es) (PID {shown}{}) exited within {} ms of their first call, before \
+                 their mappings could be read: their frames are [unknown]",
+                gone.len(),
+                if gone.len() > 5 { ", ..." } else { "" },
+                POLL_EVERY.as_millis()
             ));
         }
         Stacks {

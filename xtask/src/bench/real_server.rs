@@ -37,6 +37,8 @@ const SERVER_CPU: usize = 1;
 const CLIENT_CPU: usize = 0;
 /// Client connections, as in the redis-benchmark runs.
 const CONNECTIONS: usize = 50;
+/// Where `--stacks`' results go, for the stacks taken per request.
+const STACKS_JSON: &str = "stacks.json";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum ServerKind {
@@ -85,6 +87,8 @@ enum Setup {
     NetpollReady,
     /// `netpoll profile --uring`: the io_uring view.
     NetpollUring,
+    /// `netpoll profile --stacks`: a user stack walked per measured call.
+    NetpollStacks,
     /// Go's own runtime/trace, collected through /debug/pprof/trace for the window.
     RuntimeTrace,
 }
@@ -98,6 +102,7 @@ impl Setup {
                 Setup::Nothing,
                 Setup::Floor,
                 Setup::Netpoll,
+                Setup::NetpollStacks,
                 Setup::NetpollGo,
                 Setup::NetpollGoExact,
                 Setup::RuntimeTrace,
@@ -112,6 +117,7 @@ impl Setup {
                 Setup::Nothing,
                 Setup::Floor,
                 Setup::Netpoll,
+                Setup::NetpollStacks,
                 Setup::NetpollReady,
                 Setup::Lite,
                 Setup::Bpftrace,
@@ -134,6 +140,7 @@ impl Setup {
             Setup::NetpollGoExact => "netpoll profile --go-exact",
             Setup::NetpollReady => "netpoll profile --ready",
             Setup::NetpollUring => "netpoll profile --uring",
+            Setup::NetpollStacks => "netpoll profile --stacks",
             Setup::RuntimeTrace => "Go runtime/trace",
         }
     }
@@ -164,6 +171,10 @@ struct Sample {
     /// watching costs outside the server (0 when nothing watches, or Go's tracer, which runs
     /// inside the server).
     watcher_ns_per_request: f64,
+    /// `--stacks`: the stacks taken (measured calls) per request, from the profile's results.
+    stacks_per_request: f64,
+    /// Requests answered.
+    answered: u64,
 }
 
 /// The server being measured and how to drive it.
@@ -367,12 +378,27 @@ fn measure(
             server_ns_per_request: (server1 - server0) as f64 / answered as f64,
             client_ns_per_request: (client1 - client0) as f64 / answered as f64,
             watcher_ns_per_request: watcher1.saturating_sub(watcher0) as f64 / answered as f64,
+            stacks_per_request: 0.0,
+            answered,
         })
     })();
+    let mut result = result;
     match watcher {
         Some(Watcher::Process(mut w)) => {
             let _ = kill(Pid::from_raw(w.id() as i32), Signal::SIGINT);
             let _ = w.wait();
+            if setup == Setup::NetpollStacks
+                && let Ok(sample) = result.as_mut()
+            {
+                let stacks = analysis::Results::load(&dir.join(STACKS_JSON))
+                    .context("--stacks results")?
+                    .stacks
+                    .context("no stacks section")?;
+                let calls: u64 = stacks.stacks.iter().map(|s| s.calls).sum();
+                // The profile also ran before the client started and after it stopped: the
+                // server idles then (a few timer wakeups).
+                sample.stacks_per_request = calls as f64 / sample.answered.max(1) as f64;
+            }
         }
         Some(Watcher::Trace(t)) => {
             let bytes = t
@@ -447,6 +473,12 @@ fn attach(
         )?),
         Setup::NetpollUring => Some(watch(
             Command::new(netpoll).args(["profile", "--quiet", "--uring", "--pid", &pid]),
+            "attached",
+        )?),
+        Setup::NetpollStacks => Some(watch(
+            Command::new(netpoll)
+                .args(["profile", "--quiet", "--stacks", "--pid", &pid, "--json"])
+                .arg(dir.join(STACKS_JSON)),
             "attached",
         )?),
         Setup::NetpollGoExact => Some(watch(
@@ -624,6 +656,33 @@ fn report(describe: &str, rounds: usize, setups: &[Setup], samples: &[Vec<Sample
         &|i: usize| column(i, rps),
         "stated",
     );
+    line(
+        "server CPU per request, --stacks / profile:",
+        NetpollStacks,
+        Netpoll,
+        &server_cpu,
+        "stated: a user stack walked per measured call",
+    );
+    line(
+        "CPU added per request (server + watcher), --stacks / profile:",
+        NetpollStacks,
+        Netpoll,
+        &machine_added,
+        "stated",
+    );
+    if let (Some(st), Some(np)) = (at(NetpollStacks), at(Netpoll)) {
+        // Per round: the server CPU --stacks adds over profile, per stack taken.
+        let per_stack = super::paired(&samples[st], &samples[np], |s, p| {
+            (s.server_ns_per_request - p.server_ns_per_request) / s.stacks_per_request.max(1e-9)
+        });
+        let per_request = stats::estimate(&column(st, |s| s.stacks_per_request));
+        println!(
+            "{:<58} {} ns ({:.2} stacks per request)",
+            "server CPU per stack taken, --stacks over profile:",
+            stats::estimate(&per_stack).display(|v| format!("{v:.0}")),
+            per_request.median
+        );
+    }
     line(
         "throughput loss, netpoll / bpftrace:",
         Netpoll,
