@@ -332,6 +332,8 @@ pub mod maps {
     pub const STACK_TRACES: &str = "STACK_TRACES";
     /// `--stacks`: [`super::StackKey`] -> [`super::StackStats`], per CPU.
     pub const STACK_STATS: &str = "STACK_STATS";
+    /// `--stacks`: [`super::LeafKey`] -> u32 ([`super::leaf_slot`]), written by user space.
+    pub const LEAF_SLOTS: &str = "LEAF_SLOTS";
 }
 
 /// Names of the load-time globals (`static`s with `#[unsafe(no_mangle)]` in the programs), set
@@ -371,8 +373,9 @@ pub mod globals {
     pub const URING_FIELDS: &str = "URING_FIELDS";
     /// `--stacks`: [`super::stacks`] mode, u8.
     pub const STACKS: &str = "STACKS";
-    /// Byte offset in `struct pt_regs` of the user stack pointer, u32.
+    /// Byte offsets in `struct pt_regs` of the user stack pointer and instruction pointer, u32.
     pub const REGS_SP_OFFSET: &str = "REGS_SP_OFFSET";
+    pub const REGS_IP_OFFSET: &str = "REGS_IP_OFFSET";
 }
 
 /// `--go-exact`'s uprobes: each program and the Go runtime function it is attached to, at its
@@ -1172,6 +1175,27 @@ pub struct StackKey {
 /// wrapper's frame of up to 56 bytes (glibc's cancellable path keeps 40).
 pub const RETURN_CANDIDATES: usize = 8;
 
+/// A syscall instruction of a process (`LEAF_SLOTS`' key): the user instruction pointer after
+/// it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LeafKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub ip: u64,
+}
+
+/// `LEAF_SLOTS`' values: where the wrapper's return address is, learnt by user space from the
+/// wrapper's call frame information. Below [`RETURN_CANDIDATES`]: the word at that index above
+/// the stack pointer (the only one read then).
+pub mod leaf_slot {
+    /// The wrapper keeps a frame pointer: the walk has its caller, nothing to read.
+    pub const FRAME_POINTER: u32 = 0xff;
+}
+
+/// Syscall instructions whose return-address slot is known (`LEAF_SLOTS`).
+pub const MAX_LEAVES: u32 = 4096;
+
 /// The measured calls made from one [`StackKey`] (`STACK_STATS`, per CPU).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -1237,6 +1261,7 @@ mod user {
         UringTotals,
         StackKey,
         StackStats,
+        LeafKey,
     );
 }
 

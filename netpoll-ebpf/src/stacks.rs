@@ -17,13 +17,13 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{bpf_probe_read_kernel, generated},
     macros::map,
-    maps::{PerCpuHashMap, StackTrace},
+    maps::{HashMap, PerCpuHashMap, StackTrace},
     programs::tracing::StackIdContext,
 };
 use netpoll_ebpf::{
     abi::{
-        EAGAIN, MAX_STACK_KEYS, MAX_STACKS, RETURN_CANDIDATES, StackKey, StackStats, counter,
-        stacks,
+        EAGAIN, LeafKey, MAX_LEAVES, MAX_STACK_KEYS, MAX_STACKS, RETURN_CANDIDATES, StackKey,
+        StackStats, counter, stacks,
     },
     x86::{call_ends, zero},
 };
@@ -33,15 +33,22 @@ use crate::probe::bump;
 /// [`stacks`] mode, set by the loader.
 #[unsafe(no_mangle)]
 static STACKS: u8 = stacks::OFF;
-/// Offset of the user stack pointer in `struct pt_regs`, set by the loader.
+/// Offsets of the user stack pointer and instruction pointer in `struct pt_regs`, set by the
+/// loader.
 #[unsafe(no_mangle)]
 static REGS_SP_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static REGS_IP_OFFSET: u32 = 0;
 
 #[map]
 static STACK_TRACES: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
 #[map]
 static STACK_STATS: PerCpuHashMap<StackKey, StackStats> =
     PerCpuHashMap::with_max_entries(MAX_STACK_KEYS, 0);
+/// Where each known syscall instruction's wrapper keeps its return address (written by user
+/// space as it learns them, from the wrapper's call frame information).
+#[map]
+static LEAF_SLOTS: HashMap<LeafKey, u32> = HashMap::with_max_entries(MAX_LEAVES, 0);
 
 #[inline(always)]
 fn mode() -> u8 {
@@ -100,7 +107,7 @@ pub fn record<C: StackIdContext>(ctx: &C, regs: *const u8, call: &Call) {
         slot: call.slot,
         user_stack,
         kernel_stack,
-        return_candidates: return_candidates(regs),
+        return_candidates: return_candidates(regs, call.tgid),
     };
     if STACK_STATS.get_ptr_mut(&key).is_none()
         && STACK_STATS.insert(&key, &StackStats::default(), 0).is_err()
@@ -125,20 +132,42 @@ pub fn record<C: StackIdContext>(ctx: &C, regs: *const u8, call: &Call) {
     }
 }
 
-/// The words above the user stack pointer that follow a call instruction (the others 0): the
-/// syscall wrapper's return address is one of them (see the module comment). Without a
-/// branch per word (see [`call_ends`]): a failed read leaves zeros, which are no call.
+/// The words above the user stack pointer that may be the syscall wrapper's return address
+/// (see the module comment). Once user space has learnt where this syscall instruction's
+/// wrapper keeps it (`LEAF_SLOTS`), that one word, unchecked (user space checks it); before,
+/// every word that follows a call instruction (the others 0), each checked without a branch
+/// on what it holds (see [`call_ends`]).
 #[inline(always)]
-fn return_candidates(regs: *const u8) -> [u64; RETURN_CANDIDATES] {
+fn return_candidates(regs: *const u8, tgid: u32) -> [u64; RETURN_CANDIDATES] {
     let mut found = [0u64; RETURN_CANDIDATES];
     if regs.is_null() {
         return found;
     }
-    // SAFETY: a plain read of a load-time constant; bpf_probe_read_kernel checks the address.
-    let offset = unsafe { core::ptr::read_volatile(&REGS_SP_OFFSET) } as usize;
-    let Ok(sp) = (unsafe { bpf_probe_read_kernel(regs.add(offset) as *const u64) }) else {
+    let read_reg = |offset: &u32| {
+        // SAFETY: a plain read of a load-time constant; bpf_probe_read_kernel checks the
+        // address.
+        let offset = unsafe { core::ptr::read_volatile(offset) } as usize;
+        unsafe { bpf_probe_read_kernel(regs.add(offset) as *const u64) }.ok()
+    };
+    let (Some(sp), Some(ip)) = (read_reg(&REGS_SP_OFFSET), read_reg(&REGS_IP_OFFSET)) else {
         return found;
     };
+    let leaf = LeafKey { tgid, _pad: 0, ip };
+    // SAFETY: the value is copied out at once.
+    if let Some(&slot) = unsafe { LEAF_SLOTS.get(&leaf) } {
+        if (slot as usize) < RETURN_CANDIDATES {
+            let index = slot as usize & (RETURN_CANDIDATES - 1);
+            // SAFETY: the helper checks the address, and zeroes the word if it cannot read it.
+            unsafe {
+                generated::bpf_probe_read_user(
+                    (&mut found[index] as *mut u64).cast(),
+                    8,
+                    (sp + 8 * index as u64) as *const c_void,
+                )
+            };
+        }
+        return found;
+    }
     // SAFETY: the helper checks the address, and zeroes the buffer if it cannot read it.
     unsafe {
         generated::bpf_probe_read_user(

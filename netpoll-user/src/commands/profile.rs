@@ -115,7 +115,7 @@ pub fn run(args: Args) -> Result<i32> {
     announce(&args, &targets, &probes);
     targets.release()?;
     // After the release: a command has run its exec by then.
-    let mut images = Images::default();
+    let mut images = Images::new(&mut probes);
     images.watch(&probes, &targets.target.pids);
     let go = go_pid.map(go::Sampler::start);
     // Processes (not names, cgroups or the whole machine) get an I/O-model verdict, from the

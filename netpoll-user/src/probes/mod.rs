@@ -18,9 +18,10 @@ use aya::{
 };
 use netpoll_ebpf::{
     abi::{
-        GO_MAX_GOROUTINES, GO_MAX_POLL_SITES, Hook, HookKind, MAX_PID_SLOTS, MAX_READY, MAX_STACKS,
-        MAX_THREADS, MAX_URING_REQS, MAX_URING_RINGS, SyscallInfo, URING_OP_SLOTS, filter, globals,
-        hook_of_program, maps, program_name, stacks as stack_mode, uring_field, uring_path,
+        GO_MAX_GOROUTINES, GO_MAX_POLL_SITES, Hook, HookKind, MAX_LEAVES, MAX_PID_SLOTS, MAX_READY,
+        MAX_STACKS, MAX_THREADS, MAX_URING_REQS, MAX_URING_RINGS, SyscallInfo, URING_OP_SLOTS,
+        filter, globals, hook_of_program, maps, program_name, stacks as stack_mode, uring_field,
+        uring_path,
     },
     syscalls::{MAX_SYSCALL_NR, SYSCALLS},
 };
@@ -195,8 +196,10 @@ const LITE_HOOKS: [Hook; 3] = [Hook::SockRecv, Hook::SockSend, Hook::Switch];
 /// time).
 const PT_REGS_ARGS: [u32; 6] = [112, 104, 96, 56, 72, 64];
 const PT_REGS_NR: u32 = 120;
-/// Byte offset of the user stack pointer (sp) in x86_64's `struct pt_regs`.
+/// Byte offsets of the user stack pointer (sp) and instruction pointer (ip) in x86_64's
+/// `struct pt_regs`.
 const PT_REGS_SP: u32 = 152;
+const PT_REGS_IP: u32 = 128;
 
 /// The (mode, comm, cgroup id) globals of a filter.
 fn filter_globals(f: &Filter) -> (u8, [u8; 16], u64) {
@@ -354,6 +357,8 @@ impl Probes {
             )
             .override_global(globals::STACKS, &stack_walk, true)
             .override_global(globals::REGS_SP_OFFSET, &PT_REGS_SP, true)
+            .override_global(globals::REGS_IP_OFFSET, &PT_REGS_IP, true)
+            .map_max_entries(maps::LEAF_SLOTS, stacks_sized(MAX_LEAVES))
             .map_max_entries(maps::STACK_TRACES, stacks_sized(MAX_STACKS))
             .map_max_entries(maps::STACK_STATS, stack_table)
             .override_global(globals::TASK_PID_OFFSET, &task_pid_offset, true)

@@ -1,16 +1,16 @@
 //! The stacks view's maps (`--stacks`): the measured calls by (process, slot, stacks, caller),
 //! and the stacks themselves. Named and assembled in [`crate::stacks`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap as StdHashMap};
 
 use anyhow::Result;
-use aya::maps::{MapData, PerCpuHashMap, StackTraceMap};
-use netpoll_ebpf::abi::{StackKey, StackStats, maps};
+use aya::maps::{HashMap, MapData, PerCpuHashMap, StackTraceMap};
+use netpoll_ebpf::abi::{LeafKey, StackKey, StackStats, maps};
 
 use super::Probes;
 
 /// `STACK_STATS` summed over CPUs.
-pub type RawStacks = HashMap<StackKey, StackStats>;
+pub type RawStacks = StdHashMap<StackKey, StackStats>;
 
 /// What happened between two reads of `STACK_STATS` (entries are never removed, so each of
 /// `earlier`'s is in `now`).
@@ -53,11 +53,24 @@ impl Probes {
         Ok(raw)
     }
 
-    /// The processes with calls in `STACK_STATS` (keys only: cheap enough to poll).
-    pub fn stack_processes(&self) -> Result<BTreeSet<u32>> {
+    /// The (process, user stack) pairs with calls in `STACK_STATS` (keys only: cheap enough to
+    /// poll).
+    pub fn stack_keys(&self) -> Result<BTreeSet<(u32, i32)>> {
         let map: PerCpuHashMap<&MapData, StackKey, StackStats> =
             PerCpuHashMap::try_from(self.map(maps::STACK_STATS)?)?;
-        Ok(map.keys().filter_map(Result::ok).map(|k| k.tgid).collect())
+        Ok(map
+            .keys()
+            .filter_map(Result::ok)
+            .map(|k| (k.tgid, k.user_stack))
+            .collect())
+    }
+
+    /// `LEAF_SLOTS`, for user space to fill as it learns where wrappers keep their return
+    /// address (`None` without `--stacks`).
+    pub fn take_leaf_slots(&mut self) -> Option<HashMap<MapData, LeafKey, u32>> {
+        self.mode.stacks()?;
+        let map = self.ebpf.take_map(maps::LEAF_SLOTS)?;
+        aya::maps::HashMap::try_from(map).ok()
     }
 
     /// The addresses of a stack in `STACK_TRACES`, innermost first; `None` if it is not there.

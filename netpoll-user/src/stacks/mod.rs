@@ -10,7 +10,7 @@
 mod cfa;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     fs::File,
     os::{
         fd::AsRawFd as _,
@@ -27,7 +27,9 @@ use blazesym::symbolize::{
     source::{Elf, Kernel, Source},
 };
 use netpoll_ebpf::{
-    abi::{RETURN_CANDIDATES, StackStats, stacks::NOT_TAKEN, stacks::STAYED_ON_CPU},
+    abi::{
+        LeafKey, RETURN_CANDIDATES, StackStats, leaf_slot, stacks::NOT_TAKEN, stacks::STAYED_ON_CPU,
+    },
     syscalls::{Class, SYSCALLS},
     x86::ends_with_call,
 };
@@ -160,7 +162,8 @@ fn parse_maps(text: &str) -> Vec<MapsLine<'_>> {
         .collect()
 }
 
-/// The target processes' executable mappings, kept from their first stack to the end.
+/// The target processes' executable mappings, kept from their first stack to the end; and
+/// where each syscall instruction's wrapper keeps its return address, told to the kernel.
 #[derive(Default)]
 pub struct Images {
     processes: HashMap<u32, Image>,
@@ -169,9 +172,26 @@ pub struct Images {
     last_poll: Option<Instant>,
     /// Processes gone before their mappings could be read.
     unread: BTreeSet<u32>,
+    /// Call frame information, by file (`None`: unreadable).
+    frame_info: HashMap<*const MappedFile, Option<FrameInfo>>,
+    /// Where the return address is, by (process, instruction after the syscall).
+    slots: HashMap<(u32, u64), ReturnAddress>,
+    /// `LEAF_SLOTS`, taken from the probes: the slots learnt, for the kernel to read only that
+    /// word (one read instead of nine per call).
+    leaf_slots: Option<aya::maps::HashMap<aya::maps::MapData, LeafKey, u32>>,
+    /// User stacks whose leaf was looked at, by process.
+    leaves_seen: HashSet<(u32, i32)>,
 }
 
 impl Images {
+    /// For `probes` (taking the map of learnt return-address slots from them).
+    pub fn new(probes: &mut Probes) -> Images {
+        Images {
+            leaf_slots: probes.take_leaf_slots(),
+            ..Images::default()
+        }
+    }
+
     /// Called by the collection loops: every [`POLL_EVERY`], keeps the mappings of processes
     /// with new stacks, and reads again those of the others every [`REREAD_EVERY`].
     pub fn poll(&mut self, probes: &Probes) {
@@ -181,7 +201,8 @@ impl Images {
             return;
         }
         self.last_poll = Some(Instant::now());
-        let mut pids = probes.stack_processes().unwrap_or_default();
+        let stacks = probes.stack_keys().unwrap_or_default();
+        let mut pids: BTreeSet<u32> = stacks.iter().map(|&(pid, _)| pid).collect();
         pids.extend(self.processes.keys());
         for pid in pids {
             let stale = self.processes.get(&pid).is_none_or(|i| {
@@ -193,6 +214,62 @@ impl Images {
                 self.read(pid);
             }
         }
+        // New stacks' syscall instructions: where their wrapper's return address is, for the
+        // kernel (a stack whose process is not read yet is looked at again next time).
+        for (pid, id) in stacks {
+            if self.leaves_seen.contains(&(pid, id)) || !self.processes.contains_key(&pid) {
+                continue;
+            }
+            self.leaves_seen.insert((pid, id));
+            let Some(&leaf) = probes.stack_trace(id).as_ref().and_then(|t| t.first()) else {
+                continue;
+            };
+            let slot = match self.return_slot(pid, leaf) {
+                ReturnAddress::AboveSp(n) if n % 8 == 0 && n / 8 < RETURN_CANDIDATES as u64 => {
+                    n as u32 / 8
+                }
+                ReturnAddress::AboveSp(_) => continue,
+                ReturnAddress::FramePointer => leaf_slot::FRAME_POINTER,
+                ReturnAddress::Unknown => 0,
+            };
+            if let Some(map) = self.leaf_slots.as_mut() {
+                let key = LeafKey {
+                    tgid: pid,
+                    _pad: 0,
+                    ip: leaf,
+                };
+                // Full: the kernel reads every candidate for the others, as before.
+                let _ = map.insert(key, slot, 0);
+            }
+        }
+    }
+
+    /// Where the return address is at `leaf` (an instruction after a syscall) in `pid`, from
+    /// its file's call frame information.
+    fn return_slot(&mut self, pid: u32, leaf: u64) -> ReturnAddress {
+        if let Some(&slot) = self.slots.get(&(pid, leaf)) {
+            return slot;
+        }
+        let place = self
+            .processes
+            .get(&pid)
+            .and_then(|i| i.find(leaf))
+            .map(|m| (m.backing.clone(), leaf - m.start + m.offset));
+        let slot = match place {
+            Some((Backing::File(f), offset)) => {
+                let info = self
+                    .frame_info
+                    .entry(Arc::as_ptr(&f))
+                    .or_insert_with(|| FrameInfo::load(&f.source));
+                match info.as_ref().and_then(|i| Some((i, i.address_of(offset)?))) {
+                    Some((info, address)) => info.return_address(address),
+                    None => ReturnAddress::Unknown,
+                }
+            }
+            _ => ReturnAddress::Unknown,
+        };
+        self.slots.insert((pid, leaf), slot);
+        slot
     }
 
     /// Keeps the mappings of these processes from now on (the targets given, once they run
@@ -260,7 +337,6 @@ impl Images {
             self.read(pid);
         }
         let kernel = probes.mode.stacks().is_some_and(|s| s.kernel);
-        let mut namer = Namer::new(self);
         let mut traces: HashMap<i32, Option<Vec<u64>>> = HashMap::new();
         let mut trace = |id: i32| {
             traces
@@ -268,6 +344,12 @@ impl Images {
                 .or_insert_with(|| probes.stack_trace(id))
                 .clone()
         };
+        for key in raw.keys().filter(|k| k.user_stack >= 0) {
+            if let Some(&leaf) = trace(key.user_stack).as_ref().and_then(|t| t.first()) {
+                self.return_slot(key.tgid, leaf);
+            }
+        }
+        let mut namer = Namer::new(self);
         let mut lost = Lost {
             table_full,
             ..Lost::default()
@@ -463,8 +545,6 @@ struct Namer<'a> {
     kernel_wanted: BTreeSet<u64>,
     /// Files with addresses that have no symbol.
     unnamed: BTreeSet<String>,
-    /// Call frame information, by file (`None`: unreadable).
-    frame_info: HashMap<*const MappedFile, Option<FrameInfo>>,
     symbolizer: Symbolizer,
 }
 
@@ -477,7 +557,6 @@ impl<'a> Namer<'a> {
             kernel: HashMap::new(),
             kernel_wanted: BTreeSet::new(),
             unnamed: BTreeSet::new(),
-            frame_info: HashMap::new(),
             symbolizer: Symbolizer::new(),
         }
     }
@@ -533,29 +612,29 @@ impl<'a> Namer<'a> {
     }
 
     /// The syscall wrapper's caller, if the walk skipped it: the candidate where the wrapper's
-    /// call frame information puts its return address (the kernel checked it follows a call).
-    fn caller(&mut self, pid: u32, w: &Walk) -> Option<u64> {
+    /// call frame information puts its return address, if it follows a call instruction (the
+    /// kernel checks the candidates it reads before it knows the slot; not the one it reads
+    /// after).
+    fn caller(&self, pid: u32, w: &Walk) -> Option<u64> {
         let &leaf = w.ips.first()?;
-        let slot = match self.place(pid, leaf) {
-            Place::File(f, offset) => {
-                let info = self
-                    .frame_info
-                    .entry(Arc::as_ptr(&f))
-                    .or_insert_with(|| FrameInfo::load(&f.source));
-                match info.as_ref().and_then(|i| Some((i, i.address_of(offset)?))) {
-                    Some((info, address)) => info.return_address(address),
-                    None => ReturnAddress::Unknown,
-                }
-            }
-            _ => ReturnAddress::Unknown,
-        };
+        let slot = self
+            .images
+            .slots
+            .get(&(pid, leaf))
+            .copied()
+            .unwrap_or(ReturnAddress::Unknown);
         let caller = match slot {
             ReturnAddress::AboveSp(n) if n % 8 == 0 => *w.candidates.get(n as usize / 8)?,
             ReturnAddress::AboveSp(_) | ReturnAddress::FramePointer => 0,
             ReturnAddress::Unknown => w.candidates[0],
         };
+        let follows_call = match self.place(pid, caller) {
+            Place::File(f, offset) => f.bytes_before(offset).is_some_and(|b| ends_with_call(&b)),
+            Place::Anon | Place::Named(_) => true,
+            Place::Unmapped => false,
+        };
         // Already in the walk: the wrapper kept a frame after all.
-        (caller != 0 && w.ips.get(1) != Some(&caller)).then_some(caller)
+        (caller != 0 && follows_call && w.ips.get(1) != Some(&caller)).then_some(caller)
     }
 
     /// Return addresses are named by the byte before them: a call that ends its function

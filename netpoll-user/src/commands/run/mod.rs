@@ -139,7 +139,8 @@ pub fn run(args: Args) -> Result<i32> {
         .then(|| go_exact(&mut probes, server.pid()))
         .flatten();
     let started_at = system::utc_now_rfc3339();
-    let measured = measure(&checked, &probes, exact.as_ref(), &server, &signals);
+    let images = Images::new(&mut probes);
+    let measured = measure(&checked, &probes, exact.as_ref(), &server, &signals, images);
     // The server is stopped whatever happened (a dead model's server is already reaped; a
     // third-party server's group may still hold children); the probes stay until the last
     // snapshot.
@@ -502,6 +503,7 @@ fn measure(
     exact: Option<&go::exact::Plan>,
     server: &Server,
     signals: &system::Signals,
+    images: Images,
 ) -> Result<Measured> {
     // The load generator's threads inherit this thread's CPUs.
     if let Some(cpus) = &c.client_cpus {
@@ -525,7 +527,7 @@ fn measure(
         exact,
         go_before: go::Baseline::default(),
         wants_go: c.go,
-        images: Images::default(),
+        images,
     };
     watcher.images.watch(probes, &[server.pid()]);
     let outcome = load::run(&c.plan, &mut watcher, !c.quiet);
