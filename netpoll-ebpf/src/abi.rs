@@ -332,8 +332,8 @@ pub mod maps {
     pub const STACK_TRACES: &str = "STACK_TRACES";
     /// `--stacks`: [`super::StackKey`] -> [`super::StackStats`], per CPU.
     pub const STACK_STATS: &str = "STACK_STATS";
-    /// `--stacks`: [`super::LeafKey`] -> u32 ([`super::leaf_slot`]), written by user space.
-    pub const LEAF_SLOTS: &str = "LEAF_SLOTS";
+    /// `--stacks`: [`super::CodeKey`] -> u32 ([`super::frame_rule`]), written by user space.
+    pub const FRAME_RULES: &str = "FRAME_RULES";
 }
 
 /// Names of the load-time globals (`static`s with `#[unsafe(no_mangle)]` in the programs), set
@@ -1163,38 +1163,43 @@ pub struct StackKey {
     /// Likewise for the kernel stack where the call first left the CPU; or
     /// [`stacks::STAYED_ON_CPU`], or [`stacks::NOT_TAKEN`].
     pub kernel_stack: i32,
-    /// The words just above the user stack pointer that may be return addresses (each
-    /// follows a call instruction; 0 for the others). One of them is the caller of the
-    /// syscall wrapper when the wrapper keeps no frame pointer (libc's, Go's), which the
-    /// frame-pointer walk skips: user space knows which from the wrapper's call frame
-    /// information.
-    pub return_candidates: [u64; RETURN_CANDIDATES],
+    /// `unwound == 0`: the words just above the user stack pointer that may be return
+    /// addresses (each follows a call instruction; 0 for the others). One of them is the
+    /// caller of the syscall wrapper when the wrapper keeps no frame pointer (libc's, Go's),
+    /// which the frame-pointer walk skips: user space knows which from the wrapper's call
+    /// frame information. `unwound == 1`: the return addresses unwound with the rules user
+    /// space has learnt (`FRAME_RULES`), the wrapper's caller first, 0 after the last.
+    pub callers: [u64; RETURN_CANDIDATES],
+    pub unwound: u32,
+    pub _pad: u32,
 }
 
 /// Words above the stack pointer looked at for the syscall wrapper's return address: a
 /// wrapper's frame of up to 56 bytes (glibc's cancellable path keeps 40).
 pub const RETURN_CANDIDATES: usize = 8;
 
-/// A syscall instruction of a process (`LEAF_SLOTS`' key): the user instruction pointer after
-/// it.
+/// An instruction of a process (`FRAME_RULES`' key): one after a syscall, or a return address.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct LeafKey {
+pub struct CodeKey {
     pub tgid: u32,
     pub _pad: u32,
     pub ip: u64,
 }
 
-/// `LEAF_SLOTS`' values: where the wrapper's return address is, learnt by user space from the
-/// wrapper's call frame information. Below [`RETURN_CANDIDATES`]: the word at that index above
-/// the stack pointer (the only one read then).
-pub mod leaf_slot {
-    /// The wrapper keeps a frame pointer: the walk has its caller, nothing to read.
-    pub const FRAME_POINTER: u32 = 0xff;
+/// `FRAME_RULES`' values, learnt by user space from the code's call frame information
+/// (`.eh_frame`): at that instruction the canonical frame address (CFA) is the stack pointer
+/// plus this many bytes, and the return address is just below it. So from the syscall's stack
+/// pointer the kernel unwinds code without frame pointers: the wrapper's CFA, its return
+/// address, the caller's rule at it, the caller's CFA, and so on.
+pub mod frame_rule {
+    /// The function keeps a frame pointer (its CFA is rbp + 16): the frame-pointer walk is
+    /// right from there; the unwinding stops.
+    pub const FRAME_POINTER: u32 = u32::MAX;
 }
 
-/// Syscall instructions whose return-address slot is known (`LEAF_SLOTS`).
-pub const MAX_LEAVES: u32 = 4096;
+/// Instructions whose frame rule is known (`FRAME_RULES`).
+pub const MAX_FRAME_RULES: u32 = 65_536;
 
 /// The measured calls made from one [`StackKey`] (`STACK_STATS`, per CPU).
 #[repr(C)]
@@ -1261,7 +1266,7 @@ mod user {
         UringTotals,
         StackKey,
         StackStats,
-        LeafKey,
+        CodeKey,
     );
 }
 
@@ -1278,7 +1283,7 @@ mod tests {
         assert_eq!(offset_of!(InFlight, index), 8);
         assert_eq!(size_of::<PidSlot>(), 8);
         assert_eq!(size_of::<Current>(), 48);
-        assert_eq!(size_of::<StackKey>(), 16 + 8 * RETURN_CANDIDATES);
+        assert_eq!(size_of::<StackKey>(), 24 + 8 * RETURN_CANDIDATES);
         assert_eq!(size_of::<StackStats>(), 64);
         assert_eq!(offset_of!(SlotStats, latency), 64);
         assert_eq!(

@@ -7,10 +7,16 @@
 //! The kernel's walk follows frame pointers, from the instruction pointer at the syscall. A leaf
 //! function that keeps no frame (libc's `read`, Go's `Syscall6`: nearly every syscall wrapper)
 //! leaves the frame pointer on its caller's frame, so the walk goes from the wrapper straight to
-//! its caller's caller. The wrapper's return address is then just above the stack pointer (at
-//! it, or past the wrapper's own few locals): the words there that follow a call instruction are
-//! kept in the key, and user space, which can read the wrapper's call frame information, puts
-//! the right one back in the stack.
+//! its caller's caller; and in code built without frame pointers (most distribution binaries)
+//! the walk follows garbage. So the exit hook also unwinds by the code's call frame
+//! information: user space reads each syscall instruction's and each return address's rule
+//! from `.eh_frame` (the canonical frame address is the stack pointer plus N there) and writes
+//! it into `FRAME_RULES`; with it, the kernel goes from the syscall's stack pointer to the
+//! wrapper's return address, the caller's frame, its return address, and so on, one read and
+//! one lookup a frame, until a function that keeps a frame pointer (from there the walk is
+//! right) or one whose rule it does not have yet. Until it has the syscall instruction's rule,
+//! it keeps the words just above the stack pointer that follow a call instruction: user space
+//! picks the wrapper's return address among them.
 
 use aya_ebpf::{
     bindings::BPF_F_USER_STACK,
@@ -22,8 +28,8 @@ use aya_ebpf::{
 };
 use netpoll_ebpf::{
     abi::{
-        EAGAIN, LeafKey, MAX_LEAVES, MAX_STACK_KEYS, MAX_STACKS, RETURN_CANDIDATES, StackKey,
-        StackStats, counter, stacks,
+        CodeKey, EAGAIN, MAX_FRAME_RULES, MAX_STACK_KEYS, MAX_STACKS, RETURN_CANDIDATES, StackKey,
+        StackStats, counter, frame_rule, stacks,
     },
     x86::{call_ends, zero},
 };
@@ -45,10 +51,10 @@ static STACK_TRACES: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
 #[map]
 static STACK_STATS: PerCpuHashMap<StackKey, StackStats> =
     PerCpuHashMap::with_max_entries(MAX_STACK_KEYS, 0);
-/// Where each known syscall instruction's wrapper keeps its return address (written by user
-/// space as it learns them, from the wrapper's call frame information).
+/// The frame rules user space has learnt for the targets' syscall instructions and return
+/// addresses (see [`frame_rule`]).
 #[map]
-static LEAF_SLOTS: HashMap<LeafKey, u32> = HashMap::with_max_entries(MAX_LEAVES, 0);
+static FRAME_RULES: HashMap<CodeKey, u32> = HashMap::with_max_entries(MAX_FRAME_RULES, 0);
 
 #[inline(always)]
 fn mode() -> u8 {
@@ -102,12 +108,15 @@ pub fn record<C: StackIdContext>(ctx: &C, regs: *const u8, call: &Call) {
     } else {
         stacks::NOT_TAKEN
     };
+    let (callers, unwound) = callers(regs, call.tgid);
     let key = StackKey {
         tgid: call.tgid,
         slot: call.slot,
         user_stack,
         kernel_stack,
-        return_candidates: return_candidates(regs, call.tgid),
+        callers,
+        unwound,
+        _pad: 0,
     };
     if STACK_STATS.get_ptr_mut(&key).is_none()
         && STACK_STATS.insert(&key, &StackStats::default(), 0).is_err()
@@ -132,16 +141,17 @@ pub fn record<C: StackIdContext>(ctx: &C, regs: *const u8, call: &Call) {
     }
 }
 
-/// The words above the user stack pointer that may be the syscall wrapper's return address
-/// (see the module comment). Once user space has learnt where this syscall instruction's
-/// wrapper keeps it (`LEAF_SLOTS`), that one word, unchecked (user space checks it); before,
-/// every word that follows a call instruction (the others 0), each checked without a branch
-/// on what it holds (see [`call_ends`]).
+/// The callers the frame-pointer walk may lack (see the module comment), and whether they were
+/// unwound. Once user space has learnt the frame rule of this syscall instruction
+/// (`FRAME_RULES`): the return addresses unwound with the rules learnt, up to
+/// [`RETURN_CANDIDATES`] of them, a read and a lookup each (user space checks them). Before:
+/// every word above the stack pointer that follows a call instruction (the others 0), each
+/// checked without a branch on what it holds (see [`call_ends`]).
 #[inline(always)]
-fn return_candidates(regs: *const u8, tgid: u32) -> [u64; RETURN_CANDIDATES] {
+fn callers(regs: *const u8, tgid: u32) -> ([u64; RETURN_CANDIDATES], u32) {
     let mut found = [0u64; RETURN_CANDIDATES];
     if regs.is_null() {
-        return found;
+        return (found, 0);
     }
     let read_reg = |offset: &u32| {
         // SAFETY: a plain read of a load-time constant; bpf_probe_read_kernel checks the
@@ -150,24 +160,53 @@ fn return_candidates(regs: *const u8, tgid: u32) -> [u64; RETURN_CANDIDATES] {
         unsafe { bpf_probe_read_kernel(regs.add(offset) as *const u64) }.ok()
     };
     let (Some(sp), Some(ip)) = (read_reg(&REGS_SP_OFFSET), read_reg(&REGS_IP_OFFSET)) else {
-        return found;
+        return (found, 0);
     };
-    let leaf = LeafKey { tgid, _pad: 0, ip };
     // SAFETY: the value is copied out at once.
-    if let Some(&slot) = unsafe { LEAF_SLOTS.get(&leaf) } {
-        if (slot as usize) < RETURN_CANDIDATES {
-            let index = slot as usize & (RETURN_CANDIDATES - 1);
-            // SAFETY: the helper checks the address, and zeroes the word if it cannot read it.
-            unsafe {
-                generated::bpf_probe_read_user(
-                    (&mut found[index] as *mut u64).cast(),
-                    8,
-                    (sp + 8 * index as u64) as *const c_void,
-                )
-            };
+    if let Some(&rule) = unsafe { FRAME_RULES.get(&CodeKey { tgid, _pad: 0, ip }) } {
+        if rule != frame_rule::FRAME_POINTER {
+            unwind(tgid, sp + u64::from(rule), &mut found);
         }
-        return found;
+        return (found, 1);
     }
+    (return_candidates(sp), 0)
+}
+
+/// From the syscall wrapper's canonical frame address: each return address, then its caller's
+/// CFA by the rule learnt for it, while there is one.
+#[inline(always)]
+fn unwind(tgid: u32, mut cfa: u64, found: &mut [u64; RETURN_CANDIDATES]) {
+    for slot in found.iter_mut() {
+        let mut ra = 0u64;
+        // SAFETY: the helper checks the address, and zeroes the word if it cannot read it.
+        unsafe {
+            generated::bpf_probe_read_user(
+                (&mut ra as *mut u64).cast(),
+                8,
+                cfa.wrapping_sub(8) as *const c_void,
+            )
+        };
+        *slot = ra;
+        // SAFETY: the value is copied out at once.
+        match unsafe {
+            FRAME_RULES.get(&CodeKey {
+                tgid,
+                _pad: 0,
+                ip: ra,
+            })
+        } {
+            Some(&rule) if rule != frame_rule::FRAME_POINTER && ra != 0 => {
+                cfa = cfa.wrapping_add(u64::from(rule));
+            }
+            _ => break,
+        }
+    }
+}
+
+/// Every word just above the stack pointer that follows a call instruction.
+#[inline(always)]
+fn return_candidates(sp: u64) -> [u64; RETURN_CANDIDATES] {
+    let mut found = [0u64; RETURN_CANDIDATES];
     // SAFETY: the helper checks the address, and zeroes the buffer if it cannot read it.
     unsafe {
         generated::bpf_probe_read_user(

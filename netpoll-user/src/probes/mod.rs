@@ -18,10 +18,10 @@ use aya::{
 };
 use netpoll_ebpf::{
     abi::{
-        GO_MAX_GOROUTINES, GO_MAX_POLL_SITES, Hook, HookKind, MAX_LEAVES, MAX_PID_SLOTS, MAX_READY,
-        MAX_STACKS, MAX_THREADS, MAX_URING_REQS, MAX_URING_RINGS, SyscallInfo, URING_OP_SLOTS,
-        filter, globals, hook_of_program, maps, program_name, stacks as stack_mode, uring_field,
-        uring_path,
+        GO_MAX_GOROUTINES, GO_MAX_POLL_SITES, Hook, HookKind, MAX_FRAME_RULES, MAX_PID_SLOTS,
+        MAX_READY, MAX_STACKS, MAX_THREADS, MAX_URING_REQS, MAX_URING_RINGS, SyscallInfo,
+        URING_OP_SLOTS, filter, globals, hook_of_program, maps, program_name, stacks as stack_mode,
+        uring_field, uring_path,
     },
     syscalls::{MAX_SYSCALL_NR, SYSCALLS},
 };
@@ -358,7 +358,7 @@ impl Probes {
             .override_global(globals::STACKS, &stack_walk, true)
             .override_global(globals::REGS_SP_OFFSET, &PT_REGS_SP, true)
             .override_global(globals::REGS_IP_OFFSET, &PT_REGS_IP, true)
-            .map_max_entries(maps::LEAF_SLOTS, stacks_sized(MAX_LEAVES))
+            .map_max_entries(maps::FRAME_RULES, stacks_sized(MAX_FRAME_RULES))
             .map_max_entries(maps::STACK_TRACES, stacks_sized(MAX_STACKS))
             .map_max_entries(maps::STACK_STATS, stack_table)
             .override_global(globals::TASK_PID_OFFSET, &task_pid_offset, true)

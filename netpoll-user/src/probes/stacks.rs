@@ -1,11 +1,11 @@
 //! The stacks view's maps (`--stacks`): the measured calls by (process, slot, stacks, caller),
 //! and the stacks themselves. Named and assembled in [`crate::stacks`].
 
-use std::collections::{BTreeSet, HashMap as StdHashMap};
+use std::collections::HashMap as StdHashMap;
 
 use anyhow::Result;
 use aya::maps::{HashMap, MapData, PerCpuHashMap, StackTraceMap};
-use netpoll_ebpf::abi::{LeafKey, StackKey, StackStats, maps};
+use netpoll_ebpf::abi::{CodeKey, StackKey, StackStats, maps};
 
 use super::Probes;
 
@@ -53,23 +53,18 @@ impl Probes {
         Ok(raw)
     }
 
-    /// The (process, user stack) pairs with calls in `STACK_STATS` (keys only: cheap enough to
-    /// poll).
-    pub fn stack_keys(&self) -> Result<BTreeSet<(u32, i32)>> {
+    /// The keys of `STACK_STATS` (keys only: cheap enough to poll).
+    pub fn stack_keys(&self) -> Result<Vec<StackKey>> {
         let map: PerCpuHashMap<&MapData, StackKey, StackStats> =
             PerCpuHashMap::try_from(self.map(maps::STACK_STATS)?)?;
-        Ok(map
-            .keys()
-            .filter_map(Result::ok)
-            .map(|k| (k.tgid, k.user_stack))
-            .collect())
+        Ok(map.keys().filter_map(Result::ok).collect())
     }
 
-    /// `LEAF_SLOTS`, for user space to fill as it learns where wrappers keep their return
-    /// address (`None` without `--stacks`).
-    pub fn take_leaf_slots(&mut self) -> Option<HashMap<MapData, LeafKey, u32>> {
+    /// `FRAME_RULES`, for user space to fill as it learns the targets' frame rules (`None`
+    /// without `--stacks`).
+    pub fn take_frame_rules(&mut self) -> Option<HashMap<MapData, CodeKey, u32>> {
         self.mode.stacks()?;
-        let map = self.ebpf.take_map(maps::LEAF_SLOTS)?;
+        let map = self.ebpf.take_map(maps::FRAME_RULES)?;
         aya::maps::HashMap::try_from(map).ok()
     }
 

@@ -58,6 +58,12 @@ impl FrameInfo {
         })
     }
 
+    /// Whether the file has call frame information at all (Go binaries have none: they keep
+    /// frame pointers instead).
+    pub fn has_cfi(&self) -> bool {
+        self.eh_frame.is_some()
+    }
+
     /// The address (as in the file) of a file offset.
     pub fn address_of(&self, offset: u64) -> Option<u64> {
         self.segments

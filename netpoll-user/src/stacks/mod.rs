@@ -27,9 +27,7 @@ use blazesym::symbolize::{
     source::{Elf, Kernel, Source},
 };
 use netpoll_ebpf::{
-    abi::{
-        LeafKey, RETURN_CANDIDATES, StackStats, leaf_slot, stacks::NOT_TAKEN, stacks::STAYED_ON_CPU,
-    },
+    abi::{CodeKey, StackKey, StackStats, frame_rule, stacks::NOT_TAKEN, stacks::STAYED_ON_CPU},
     syscalls::{Class, SYSCALLS},
     x86::ends_with_call,
 };
@@ -41,6 +39,9 @@ use crate::probes::{Probes, snapshot::slot_parts, stacks::RawStacks};
 /// of those already kept: at every look for a process seen in its first seconds (the dynamic
 /// loader maps its libraries after the exec), then less often (a library loaded later).
 const POLL_EVERY: Duration = Duration::from_millis(200);
+/// While it learns new frame rules (each look lets the kernel unwind one frame further), it
+/// looks again sooner.
+const POLL_LEARNING: Duration = Duration::from_millis(50);
 const YOUNG: Duration = Duration::from_secs(2);
 const REREAD_EVERY: Duration = Duration::from_secs(2);
 const EEXIST: i32 = 17;
@@ -49,9 +50,10 @@ const INCOMPLETE: &str = "[incomplete]";
 
 /// Where a thread's stack begins: the walk reached one of these as its outermost frame (C
 /// programs, threads, Go's goroutines and its threads' system stacks).
-const THREAD_ROOTS: [&str; 13] = [
+const THREAD_ROOTS: [&str; 14] = [
     "_start",
     "__libc_start_main",
+    "__libc_start_main_impl",
     "__libc_start_call_main",
     "start_thread",
     "clone",
@@ -174,20 +176,23 @@ pub struct Images {
     unread: BTreeSet<u32>,
     /// Call frame information, by file (`None`: unreadable).
     frame_info: HashMap<*const MappedFile, Option<FrameInfo>>,
-    /// Where the return address is, by (process, instruction after the syscall).
-    slots: HashMap<(u32, u64), ReturnAddress>,
-    /// `LEAF_SLOTS`, taken from the probes: the slots learnt, for the kernel to read only that
-    /// word (one read instead of nine per call).
-    leaf_slots: Option<aya::maps::HashMap<aya::maps::MapData, LeafKey, u32>>,
-    /// User stacks whose leaf was looked at, by process.
+    /// Frame rules, by (process, instruction, whether it is after a syscall).
+    rules: HashMap<(u32, u64, bool), ReturnAddress>,
+    /// `FRAME_RULES`, taken from the probes: the rules learnt, for the kernel to unwind with.
+    frame_rules: Option<aya::maps::HashMap<aya::maps::MapData, CodeKey, u32>>,
+    /// Instructions whose rule was looked at (told to the kernel, or none to tell).
+    learnt: HashSet<(u32, u64)>,
+    /// User stacks whose syscall instruction was looked at.
     leaves_seen: HashSet<(u32, i32)>,
+    /// The last look told the kernel new rules.
+    learning: bool,
 }
 
 impl Images {
-    /// For `probes` (taking the map of learnt return-address slots from them).
+    /// For `probes` (taking the map of learnt frame rules from them).
     pub fn new(probes: &mut Probes) -> Images {
         Images {
-            leaf_slots: probes.take_leaf_slots(),
+            frame_rules: probes.take_frame_rules(),
             ..Images::default()
         }
     }
@@ -195,14 +200,18 @@ impl Images {
     /// Called by the collection loops: every [`POLL_EVERY`], keeps the mappings of processes
     /// with new stacks, and reads again those of the others every [`REREAD_EVERY`].
     pub fn poll(&mut self, probes: &Probes) {
-        if probes.mode.stacks().is_none()
-            || self.last_poll.is_some_and(|t| t.elapsed() < POLL_EVERY)
-        {
+        let every = if self.learning {
+            POLL_LEARNING
+        } else {
+            POLL_EVERY
+        };
+        if probes.mode.stacks().is_none() || self.last_poll.is_some_and(|t| t.elapsed() < every) {
             return;
         }
+        self.learning = false;
         self.last_poll = Some(Instant::now());
-        let stacks = probes.stack_keys().unwrap_or_default();
-        let mut pids: BTreeSet<u32> = stacks.iter().map(|&(pid, _)| pid).collect();
+        let keys = probes.stack_keys().unwrap_or_default();
+        let mut pids: BTreeSet<u32> = keys.iter().map(|k| k.tgid).collect();
         pids.extend(self.processes.keys());
         for pid in pids {
             let stale = self.processes.get(&pid).is_none_or(|i| {
@@ -214,62 +223,96 @@ impl Images {
                 self.read(pid);
             }
         }
-        // New stacks' syscall instructions: where their wrapper's return address is, for the
-        // kernel (a stack whose process is not read yet is looked at again next time).
-        for (pid, id) in stacks {
-            if self.leaves_seen.contains(&(pid, id)) || !self.processes.contains_key(&pid) {
+        // The frame rules of the new stacks' syscall instructions and of the return addresses
+        // unwound so far, for the kernel: each look lets it unwind further (a stack whose
+        // process is not read yet is looked at again next time).
+        for key in keys {
+            let pid = key.tgid;
+            if !self.processes.contains_key(&pid) {
                 continue;
             }
-            self.leaves_seen.insert((pid, id));
-            let Some(&leaf) = probes.stack_trace(id).as_ref().and_then(|t| t.first()) else {
-                continue;
-            };
-            let slot = match self.return_slot(pid, leaf) {
-                ReturnAddress::AboveSp(n) if n % 8 == 0 && n / 8 < RETURN_CANDIDATES as u64 => {
-                    n as u32 / 8
+            if key.user_stack >= 0
+                && self.leaves_seen.insert((pid, key.user_stack))
+                && let Some(&leaf) = probes
+                    .stack_trace(key.user_stack)
+                    .as_ref()
+                    .and_then(|t| t.first())
+            {
+                self.learn(pid, leaf, true);
+            }
+            if key.unwound != 0 {
+                for &ra in key.callers.iter().take_while(|&&ra| ra != 0) {
+                    self.learn(pid, ra, false);
                 }
-                ReturnAddress::AboveSp(_) => continue,
-                ReturnAddress::FramePointer => leaf_slot::FRAME_POINTER,
-                ReturnAddress::Unknown => 0,
-            };
-            if let Some(map) = self.leaf_slots.as_mut() {
-                let key = LeafKey {
-                    tgid: pid,
-                    _pad: 0,
-                    ip: leaf,
-                };
-                // Full: the kernel reads every candidate for the others, as before.
-                let _ = map.insert(key, slot, 0);
             }
         }
     }
 
-    /// Where the return address is at `leaf` (an instruction after a syscall) in `pid`, from
-    /// its file's call frame information.
-    fn return_slot(&mut self, pid: u32, leaf: u64) -> ReturnAddress {
-        if let Some(&slot) = self.slots.get(&(pid, leaf)) {
-            return slot;
+    /// Tells the kernel the frame rule of an instruction (once; again later if its mapping
+    /// was not read yet).
+    fn learn(&mut self, pid: u32, ip: u64, leaf: bool) {
+        if self.learnt.contains(&(pid, ip)) {
+            return;
+        }
+        let rule = self.rule(pid, ip, leaf);
+        if !self.rules.contains_key(&(pid, ip, leaf)) {
+            return;
+        }
+        self.learnt.insert((pid, ip));
+        let rule = match rule {
+            ReturnAddress::AboveSp(n) => n as u32 + 8,
+            ReturnAddress::FramePointer => frame_rule::FRAME_POINTER,
+            ReturnAddress::Unknown => return,
+        };
+        if let Some(map) = self.frame_rules.as_mut() {
+            // Full: the kernel stops unwinding where it finds no rule.
+            self.learning |= map
+                .insert(
+                    CodeKey {
+                        tgid: pid,
+                        _pad: 0,
+                        ip,
+                    },
+                    rule,
+                    0,
+                )
+                .is_ok();
+        }
+    }
+
+    /// The frame rule at `ip` in `pid`, from its file's call frame information. A file without
+    /// any (Go's) keeps frame pointers: at a return address the frame-pointer walk is right;
+    /// after a syscall, the wrapper keeps no frame (Go's `Syscall6`). Kept once known; not while
+    /// the address is in no mapping read yet (a library the loader maps after the exec).
+    fn rule(&mut self, pid: u32, ip: u64, leaf: bool) -> ReturnAddress {
+        if let Some(&rule) = self.rules.get(&(pid, ip, leaf)) {
+            return rule;
         }
         let place = self
             .processes
             .get(&pid)
-            .and_then(|i| i.find(leaf))
-            .map(|m| (m.backing.clone(), leaf - m.start + m.offset));
-        let slot = match place {
+            .and_then(|i| i.find(ip))
+            .map(|m| (m.backing.clone(), ip - m.start + m.offset));
+        let rule = match place {
             Some((Backing::File(f), offset)) => {
                 let info = self
                     .frame_info
                     .entry(Arc::as_ptr(&f))
                     .or_insert_with(|| FrameInfo::load(&f.source));
-                match info.as_ref().and_then(|i| Some((i, i.address_of(offset)?))) {
-                    Some((info, address)) => info.return_address(address),
+                match info {
+                    Some(info) if !info.has_cfi() && leaf => ReturnAddress::AboveSp(0),
+                    Some(info) if !info.has_cfi() => ReturnAddress::FramePointer,
+                    Some(info) => info
+                        .address_of(offset)
+                        .map_or(ReturnAddress::Unknown, |a| info.return_address(a)),
                     None => ReturnAddress::Unknown,
                 }
             }
-            _ => ReturnAddress::Unknown,
+            Some(_) => ReturnAddress::Unknown,
+            None => return ReturnAddress::Unknown,
         };
-        self.slots.insert((pid, leaf), slot);
-        slot
+        self.rules.insert((pid, ip, leaf), rule);
+        rule
     }
 
     /// Keeps the mappings of these processes from now on (the targets given, once they run
@@ -345,8 +388,14 @@ impl Images {
                 .clone()
         };
         for key in raw.keys().filter(|k| k.user_stack >= 0) {
-            if let Some(&leaf) = trace(key.user_stack).as_ref().and_then(|t| t.first()) {
-                self.return_slot(key.tgid, leaf);
+            if let Some(ips) = trace(key.user_stack) {
+                if let Some(&leaf) = ips.first() {
+                    self.rule(key.tgid, leaf, true);
+                }
+                let callers = key.callers.iter().take_while(|&&ra| ra != 0);
+                for &ra in ips.iter().skip(1).chain(callers) {
+                    self.rule(key.tgid, ra, false);
+                }
             }
         }
         let mut namer = Namer::new(self);
@@ -366,7 +415,7 @@ impl Images {
                     lost.unwalked += stats.calls;
                 }
             }
-            let walk = user.map(|ips| namer.check(key.tgid, &ips, &key.return_candidates));
+            let walk = user.map(|ips| namer.walk(key, &ips));
             let kernel_ips = (key.kernel_stack >= 0)
                 .then(|| trace(key.kernel_stack))
                 .flatten();
@@ -377,14 +426,12 @@ impl Images {
         }
         namer.symbolize();
         for (key, _, walk, _) in walks.iter_mut() {
-            if let Some(w) = walk {
-                w.caller = namer.caller(key.tgid, w);
-                if let Some(at) = w.cut_at
-                    && namer.is_root(key.tgid, at)
-                {
-                    w.ips.push(at);
-                    w.cut = false;
-                }
+            if let Some(w) = walk
+                && let Some(at) = w.cut_at
+                && namer.is_root(key.tgid, at)
+            {
+                w.ips.push(at);
+                w.cut = false;
             }
         }
         let mut merged: BTreeMap<(String, String, Vec<String>), CallStack> = BTreeMap::new();
@@ -405,7 +452,7 @@ impl Images {
                     syscall,
                     frames,
                     complete: walk.as_ref().is_some_and(|w| namer.complete(key.tgid, w)),
-                    recovered_caller: walk.as_ref().is_some_and(|w| w.caller.is_some()),
+                    recovered_caller: walk.as_ref().is_some_and(|w| w.recovered),
                     sched: sched.then(StackSched::default),
                     ..CallStack::default()
                 });
@@ -503,7 +550,8 @@ fn add_split(s: &mut StackSched, stats: &StackStats) {
 
 /// A user stack checked: the addresses kept (innermost first), and why it stops.
 struct Walk {
-    /// Innermost first: the instruction after the syscall, then return addresses.
+    /// Innermost first: the instruction after the syscall, then return addresses (the
+    /// callers the kernel unwound or kept, then its frame-pointer walk where that is right).
     ips: Vec<u64>,
     /// The walk left the code (a return address not after a call, or outside every mapping):
     /// the frames from there on were dropped.
@@ -512,11 +560,9 @@ struct Walk {
     /// first function (Go's `goexit` is entered through a made-up return address that
     /// follows no call).
     cut_at: Option<u64>,
-    /// Words above the stack pointer that may be the wrapper's return address.
-    candidates: [u64; RETURN_CANDIDATES],
-    /// The return address of a frameless syscall wrapper (one of the candidates), when the
-    /// walk lacks it: set once the files' frame information is read ([`Namer::caller`]).
-    caller: Option<u64>,
+    /// Frames the kernel's frame-pointer walk lacks were put in: the syscall wrapper's caller,
+    /// and with the rules learnt, the callers of code without frame pointers.
+    recovered: bool,
 }
 
 /// Where an address is in a process, as far as naming it goes.
@@ -572,69 +618,100 @@ impl<'a> Namer<'a> {
         }
     }
 
-    /// Checks a stack's return addresses (each must follow a call instruction in its file),
-    /// cuts it where the walk left the code, and notes the frames to name.
-    fn check(&mut self, pid: u32, ips: &[u64], candidates: &[u64; RETURN_CANDIDATES]) -> Walk {
-        let mut kept = Vec::with_capacity(ips.len());
-        let mut cut = false;
-        let mut cut_at = None;
-        for (i, &ip) in ips.iter().enumerate() {
-            let place = self.place(pid, ip);
-            let plausible = match &place {
-                _ if i == 0 => true,
-                Place::File(f, offset) => {
-                    f.bytes_before(*offset).is_some_and(|b| ends_with_call(&b))
-                }
-                // JIT code and the vDSO cannot be read back here: taken as they are.
-                Place::Anon | Place::Named(_) => true,
-                Place::Unmapped => false,
-            };
-            if !plausible {
-                cut = true;
-                cut_at = Some(ip);
-                self.want(&place, true);
-                break;
-            }
-            self.want(&place, i > 0);
-            kept.push(ip);
+    /// Whether a return address follows a call instruction in its file (JIT code and the vDSO
+    /// cannot be read back here: taken as they are).
+    fn follows_call(&self, pid: u32, ra: u64) -> bool {
+        match self.place(pid, ra) {
+            Place::File(f, offset) => f.bytes_before(offset).is_some_and(|b| ends_with_call(&b)),
+            Place::Anon | Place::Named(_) => true,
+            Place::Unmapped => false,
         }
-        for &c in candidates.iter().filter(|&&c| c != 0) {
-            let place = self.place(pid, c);
-            self.want(&place, true);
+    }
+
+    fn rule(&self, pid: u32, ip: u64, leaf: bool) -> ReturnAddress {
+        self.images
+            .rules
+            .get(&(pid, ip, leaf))
+            .copied()
+            .unwrap_or(ReturnAddress::Unknown)
+    }
+
+    /// A stack's addresses, innermost first: the syscall instruction; the callers the kernel
+    /// unwound with the rules learnt (before it had them: the candidate the wrapper's rule
+    /// points at); then, from the first function that keeps a frame pointer, the kernel's
+    /// frame-pointer walk (in code without frame pointers it is garbage). Each return address
+    /// must follow a call instruction: the stack is cut at the first that does not. Notes the
+    /// frames to name.
+    fn walk(&mut self, key: &StackKey, ips: &[u64]) -> Walk {
+        let pid = key.tgid;
+        let Some(&leaf) = ips.first() else {
+            return Walk {
+                ips: Vec::new(),
+                cut: true,
+                cut_at: None,
+                recovered: false,
+            };
+        };
+        let mut kept = vec![leaf];
+        let mut recovered = false;
+        let leaf_rule = self.rule(pid, leaf, true);
+        // Whether the frame-pointer walk is right from its second address on.
+        let mut then_walk = leaf_rule == ReturnAddress::FramePointer;
+        if key.unwound != 0 {
+            for &ra in key.callers.iter().take_while(|&&ra| ra != 0) {
+                if !self.follows_call(pid, ra) {
+                    break;
+                }
+                kept.push(ra);
+                recovered = true;
+                match self.rule(pid, ra, false) {
+                    ReturnAddress::AboveSp(_) => {}
+                    ReturnAddress::FramePointer => {
+                        then_walk = true;
+                        break;
+                    }
+                    ReturnAddress::Unknown => break,
+                }
+            }
+        } else {
+            let caller = match leaf_rule {
+                ReturnAddress::AboveSp(n) if n % 8 == 0 => {
+                    key.callers.get(n as usize / 8).copied().unwrap_or(0)
+                }
+                ReturnAddress::AboveSp(_) | ReturnAddress::FramePointer => 0,
+                ReturnAddress::Unknown => key.callers[0],
+            };
+            // Already in the walk: the wrapper kept a frame after all.
+            if caller != 0 && self.follows_call(pid, caller) && ips.get(1) != Some(&caller) {
+                kept.push(caller);
+                recovered = true;
+            }
+            then_walk = true;
+        }
+        let mut cut = !then_walk;
+        let mut cut_at = None;
+        if then_walk {
+            for &ra in &ips[1..] {
+                if !self.follows_call(pid, ra) {
+                    cut = true;
+                    cut_at = Some(ra);
+                    let place = self.place(pid, ra);
+                    self.want(&place, true);
+                    break;
+                }
+                kept.push(ra);
+            }
+        }
+        for (i, &ip) in kept.iter().enumerate() {
+            let place = self.place(pid, ip);
+            self.want(&place, i > 0);
         }
         Walk {
             ips: kept,
             cut,
             cut_at,
-            candidates: *candidates,
-            caller: None,
+            recovered,
         }
-    }
-
-    /// The syscall wrapper's caller, if the walk skipped it: the candidate where the wrapper's
-    /// call frame information puts its return address, if it follows a call instruction (the
-    /// kernel checks the candidates it reads before it knows the slot; not the one it reads
-    /// after).
-    fn caller(&self, pid: u32, w: &Walk) -> Option<u64> {
-        let &leaf = w.ips.first()?;
-        let slot = self
-            .images
-            .slots
-            .get(&(pid, leaf))
-            .copied()
-            .unwrap_or(ReturnAddress::Unknown);
-        let caller = match slot {
-            ReturnAddress::AboveSp(n) if n % 8 == 0 => *w.candidates.get(n as usize / 8)?,
-            ReturnAddress::AboveSp(_) | ReturnAddress::FramePointer => 0,
-            ReturnAddress::Unknown => w.candidates[0],
-        };
-        let follows_call = match self.place(pid, caller) {
-            Place::File(f, offset) => f.bytes_before(offset).is_some_and(|b| ends_with_call(&b)),
-            Place::Anon | Place::Named(_) => true,
-            Place::Unmapped => false,
-        };
-        // Already in the walk: the wrapper kept a frame after all.
-        (caller != 0 && follows_call && w.ips.get(1) != Some(&caller)).then_some(caller)
     }
 
     /// Return addresses are named by the byte before them: a call that ends its function
@@ -710,17 +787,12 @@ impl<'a> Namer<'a> {
 
     /// A stack's frames, outermost first.
     fn frames(&self, pid: u32, w: &Walk) -> Vec<String> {
-        let mut ips: Vec<(u64, bool)> = w
+        let ips: Vec<(u64, bool)> = w
             .ips
             .iter()
             .enumerate()
             .map(|(i, &ip)| (ip, i > 0))
             .collect();
-        if let Some(caller) = w.caller
-            && !ips.is_empty()
-        {
-            ips.insert(1, (caller, true));
-        }
         let mut frames = Vec::new();
         if !self.complete(pid, w) {
             frames.push(INCOMPLETE.to_string());
@@ -736,7 +808,7 @@ impl<'a> Namer<'a> {
 
     /// Whether the walk reached a thread's first function.
     fn complete(&self, pid: u32, w: &Walk) -> bool {
-        !w.cut && w.ips.len() > 1 && w.ips.last().is_some_and(|&ip| self.is_root(pid, ip))
+        w.ips.len() > 1 && w.ips.last().is_some_and(|&ip| self.is_root(pid, ip))
     }
 
     /// Whether a return address is in a thread's first function.
@@ -757,10 +829,11 @@ impl<'a> Namer<'a> {
             .sum();
         if cut > 0 {
             notes.push(format!(
-                "{:.0} % of the calls have stacks cut short ([incomplete]): the frame-pointer walk \
-                 stops where a function keeps no frame pointer (code built without \
-                 -fno-omit-frame-pointer: most distribution binaries); the frames shown, the \
-                 syscall wrapper's caller among them, are right",
+                "{:.0} % of the calls have stacks cut short ([incomplete]): where code keeps no \
+                 frame pointer (built without -fno-omit-frame-pointer: most distribution \
+                 binaries), the kernel unwinds by the frame rules netpoll learns from .eh_frame \
+                 as the stacks show up (a code path's first calls stop short), at most 8 callers \
+                 deep; the frames shown are right",
                 100.0 * cut as f64 / calls.max(1) as f64
             ));
         }
