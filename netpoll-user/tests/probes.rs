@@ -350,6 +350,43 @@ fn check(cond: bool, what: impl std::fmt::Display) -> TestResult {
     }
 }
 
+/// bpftrace running a script beside netpoll: the peer instrument of the views' tests.
+struct Bpftrace {
+    child: Child,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Bpftrace {
+    /// Starts `script` and waits until bpftrace says it attaches.
+    fn start(script: &str) -> Bpftrace {
+        let mut child = Command::new("bpftrace")
+            .args(["-e", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bpftrace starts (cargo xtask test installs it)");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        while !line.contains("Attaching") {
+            line.clear();
+            let n = stdout.read_line(&mut line).expect("bpftrace output");
+            assert!(n > 0, "bpftrace exited before attaching");
+        }
+        Bpftrace { child, stdout }
+    }
+
+    /// Stops it (SIGINT: it prints its maps) and returns what it printed.
+    fn stop(mut self) -> String {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
+        let mut text = String::new();
+        self.stdout
+            .read_to_string(&mut text)
+            .expect("bpftrace's maps");
+        let _ = self.child.wait();
+        text
+    }
+}
+
 /// Profiles a stopped fixture by PID until it exits.
 fn profile_fixture(scenario: Scenario, extra: &[&str]) -> Finished {
     let fixture = Fixture::start(scenario);

@@ -121,7 +121,7 @@ fn user_frames(s: &CallStack) -> Vec<&str> {
 /// bpftrace on the fixture: each read's user stack at its exit (what the kernel's walk gives,
 /// as netpoll's), and the caller of libc's `read` from a uprobe at its entry (the return
 /// address at the stack pointer there: the frame the walk skips).
-fn bpftrace_stacks(pid: u32) -> (Child, BufReader<std::process::ChildStdout>) {
+fn bpftrace_stacks(pid: u32) -> Bpftrace {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
     let libc = maps
         .lines()
@@ -133,22 +133,10 @@ fn bpftrace_stacks(pid: u32) -> (Child, BufReader<std::process::ChildStdout>) {
         "tracepoint:syscalls:sys_exit_read /pid == {pid}/ {{ @stack[ustack] = count(); }} \
          uprobe:{libc}:read /pid == {pid}/ {{ @caller[usym(*(uint64 *)reg(\"sp\"))] = count(); }}"
     );
-    let mut bpftrace = Command::new("bpftrace")
-        .args(["-e", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bpftrace starts (cargo xtask test installs it)");
-    let mut stdout = BufReader::new(bpftrace.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    while !line.contains("Attaching") {
-        line.clear();
-        let n = stdout.read_line(&mut line).expect("bpftrace output");
-        assert!(n > 0, "bpftrace exited before attaching");
-    }
+    let bpftrace = Bpftrace::start(&script);
     // "Attaching 2 probes..." comes before the uprobe is in place: give it a moment.
     std::thread::sleep(Duration::from_millis(300));
-    (bpftrace, stdout)
+    bpftrace
 }
 
 /// bpftrace's stacks: frames (names, innermost first) and count.
@@ -184,19 +172,14 @@ fn parse_bpftrace(text: &str) -> (BTreeMap<String, u64>, PeerStacks) {
 pub fn two_call_sites_found_with_their_calls_and_latency() -> TestResult {
     let fixture = CFixture::start(&fixture_binary(true));
     let pid = fixture.pid();
-    let (mut bpftrace, mut bpftrace_out) = bpftrace_stacks(pid);
+    let bpftrace = bpftrace_stacks(pid);
     let pid_arg = pid.to_string();
     let profile = Profile::start(&["--pid", &pid_arg, "--stacks", "--sched"]);
     fixture.run_calls();
     // Both peers stop while the fixture lives (bpftrace names addresses from its maps).
     profile.interrupt();
     let run = profile.finish();
-    let _ = kill(Pid::from_raw(bpftrace.id() as i32), Signal::SIGINT);
-    let mut text = String::new();
-    bpftrace_out
-        .read_to_string(&mut text)
-        .expect("bpftrace's maps");
-    let _ = bpftrace.wait();
+    let text = bpftrace.stop();
     let status = fixture.finish();
     check(status.success(), format!("fixture failed: {status}"))?;
     let r = interrupted(&run)?;
@@ -429,7 +412,7 @@ pub fn redis_stacks_agree_with_bpftrace() -> TestResult {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     std::thread::sleep(Duration::from_millis(200));
     let pid = redis.id();
-    let (mut bpftrace, mut bpftrace_out) = bpftrace_stacks(pid);
+    let bpftrace = bpftrace_stacks(pid);
     let pid_arg = pid.to_string();
     let profile = Profile::start(&["--pid", &pid_arg, "--stacks"]);
     let mut reply = [0u8; 7];
@@ -446,12 +429,7 @@ pub fn redis_stacks_agree_with_bpftrace() -> TestResult {
     std::thread::sleep(Duration::from_millis(100));
     profile.interrupt();
     let run = profile.finish();
-    let _ = kill(Pid::from_raw(bpftrace.id() as i32), Signal::SIGINT);
-    let mut text = String::new();
-    bpftrace_out
-        .read_to_string(&mut text)
-        .expect("bpftrace's maps");
-    let _ = bpftrace.wait();
+    let text = bpftrace.stop();
     let (callers, peer_stacks) = parse_bpftrace(&text);
     let peer_callers: BTreeMap<String, u64> = callers
         .iter()

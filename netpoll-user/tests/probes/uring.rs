@@ -11,7 +11,7 @@ use fixture::{
 };
 
 /// bpftrace's counts for one process, on the tracepoints netpoll follows requests with.
-fn bpftrace_counts(pid: u32) -> (Child, BufReader<std::process::ChildStdout>) {
+fn bpftrace_counts(pid: u32) -> Bpftrace {
     // Latency: submission to the completion that carries the request (opcode + 1 kept, so
     // that NOP's 0 is not "absent").
     let script = format!(
@@ -23,20 +23,7 @@ fn bpftrace_counts(pid: u32) -> (Child, BufReader<std::process::ChildStdout>) {
          tracepoint:io_uring:io_uring_poll_arm /pid == {pid}/ {{ @arm = count(); }} \
          tracepoint:io_uring:io_uring_queue_async_work /pid == {pid}/ {{ @async = count(); }}"
     );
-    let mut bpftrace = Command::new("bpftrace")
-        .args(["-e", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bpftrace starts (cargo xtask test installs it)");
-    let mut stdout = BufReader::new(bpftrace.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    while !line.contains("Attaching") {
-        line.clear();
-        let n = stdout.read_line(&mut line).expect("bpftrace output");
-        assert!(n > 0, "bpftrace exited before attaching");
-    }
-    (bpftrace, stdout)
+    Bpftrace::start(&script)
 }
 
 /// `@name[key]: count` and `@name: count` lines.
@@ -52,19 +39,13 @@ fn bpftrace_map(text: &str) -> std::collections::BTreeMap<String, u64> {
 pub fn each_request_takes_its_known_path() -> TestResult {
     let fixture = Fixture::start(Scenario::Uring);
     let pid = fixture.child.id();
-    let (bpftrace, mut bpftrace_out) = bpftrace_counts(pid);
+    let bpftrace = bpftrace_counts(pid);
     let pid_arg = pid.to_string();
     let profile = Profile::start(&["--pid", &pid_arg, "--uring"]);
     fixture.go();
     let status = fixture.wait();
     let run = profile.finish();
-    let _ = kill(Pid::from_raw(bpftrace.id() as i32), Signal::SIGINT);
-    let mut text = String::new();
-    bpftrace_out
-        .read_to_string(&mut text)
-        .expect("bpftrace's maps");
-    let mut bpftrace = bpftrace;
-    let _ = bpftrace.wait();
+    let text = bpftrace.stop();
     check(status.success(), format!("fixture failed: {status}"))?;
     let r = run.results();
     let u = r.uring.as_ref().ok_or("no uring section")?;
