@@ -424,6 +424,51 @@ fn the_report_has_every_file_and_table() {
     );
 }
 
+/// Stacks of two runs (`--stacks`): each run's flame graphs and folded stacks in a directory of
+/// its own, and per run and class a table of the top stacks linking its flame graph.
+#[test]
+fn stacks_of_several_runs_are_drawn_and_linked_per_run() {
+    use analysis::stacks::{CallStack, Stacks};
+    let dir = temp_dir("stacks");
+    let with_stacks = |model: &str, caller: &str| {
+        let mut r = run_results(model, 8, 64);
+        r.stacks = Some(Stacks {
+            stacks: vec![CallStack {
+                class: "socket_read".into(),
+                syscall: "read".into(),
+                frames: vec!["main".into(), caller.into(), "read".into(), "[read]".into()],
+                complete: true,
+                calls: 42,
+                latency_sum_ns: 42_000,
+                ..CallStack::default()
+            }],
+            ..Stacks::default()
+        });
+        r
+    };
+    let runs = runs(
+        &dir,
+        &[
+            with_stacks("epoll-lt", "reactor"),
+            with_stacks("blocking-threads", "handler"),
+        ],
+    );
+    let out = dir.join("report");
+    let written = report::write(&out, &runs, &report::Heading::default()).expect("report");
+    for n in [1, 2] {
+        let graph = out.join(format!("stacks/{n}/socket_read.latency_ns.svg"));
+        assert!(written.contains(&graph), "{graph:?} in {written:?}");
+        let folded = fs::read_to_string(out.join(format!("stacks/{n}/socket_read.calls.folded")))
+            .expect("folded");
+        assert!(folded.ends_with(";read;[read] 42\n"), "{folded}");
+    }
+    let html = fs::read_to_string(out.join("index.html")).expect("html");
+    assert_eq!(html.matches("Call stacks: ").count(), 2);
+    assert!(html.contains("stacks/1/socket_read.latency_ns.svg"));
+    assert!(html.contains("stacks/2/socket_read.latency_ns.svg"));
+    assert!(html.contains("read ← reactor ← main") && html.contains("read ← handler ← main"));
+}
+
 /// Headless Chromium (Debian `chromium`, installed by `cargo xtask test`) opens the report from
 /// disk without errors, finds every chart in the page, and renders a non-blank screenshot.
 #[test]
