@@ -39,9 +39,10 @@ use crate::probes::{Probes, snapshot::slot_parts, stacks::RawStacks};
 /// of those already kept: at every look for a process seen in its first seconds (the dynamic
 /// loader maps its libraries after the exec), then less often (a library loaded later).
 const POLL_EVERY: Duration = Duration::from_millis(200);
-/// While it learns new frame rules (each look lets the kernel unwind one frame further), it
-/// looks again sooner.
+/// While it learns new frame rules (each look lets the kernel unwind one frame further), and
+/// for a second after, it looks again sooner.
 const POLL_LEARNING: Duration = Duration::from_millis(50);
+const LEARNING_FOR: Duration = Duration::from_secs(1);
 const YOUNG: Duration = Duration::from_secs(2);
 const REREAD_EVERY: Duration = Duration::from_secs(2);
 const EEXIST: i32 = 17;
@@ -184,8 +185,8 @@ pub struct Images {
     learnt: HashSet<(u32, u64)>,
     /// User stacks whose syscall instruction was looked at.
     leaves_seen: HashSet<(u32, i32)>,
-    /// The last look told the kernel new rules.
-    learning: bool,
+    /// When a look last told the kernel new rules.
+    learnt_at: Option<Instant>,
 }
 
 impl Images {
@@ -200,7 +201,7 @@ impl Images {
     /// Called by the collection loops: every [`POLL_EVERY`], keeps the mappings of processes
     /// with new stacks, and reads again those of the others every [`REREAD_EVERY`].
     pub fn poll(&mut self, probes: &Probes) {
-        let every = if self.learning {
+        let every = if self.learnt_at.is_some_and(|t| t.elapsed() < LEARNING_FOR) {
             POLL_LEARNING
         } else {
             POLL_EVERY
@@ -208,7 +209,6 @@ impl Images {
         if probes.mode.stacks().is_none() || self.last_poll.is_some_and(|t| t.elapsed() < every) {
             return;
         }
-        self.learning = false;
         self.last_poll = Some(Instant::now());
         let keys = probes.stack_keys().unwrap_or_default();
         let mut pids: BTreeSet<u32> = keys.iter().map(|k| k.tgid).collect();
@@ -266,17 +266,14 @@ impl Images {
         };
         if let Some(map) = self.frame_rules.as_mut() {
             // Full: the kernel stops unwinding where it finds no rule.
-            self.learning |= map
-                .insert(
-                    CodeKey {
-                        tgid: pid,
-                        _pad: 0,
-                        ip,
-                    },
-                    rule,
-                    0,
-                )
-                .is_ok();
+            let key = CodeKey {
+                tgid: pid,
+                _pad: 0,
+                ip,
+            };
+            if map.insert(key, rule, 0).is_ok() {
+                self.learnt_at = Some(Instant::now());
+            }
         }
     }
 
