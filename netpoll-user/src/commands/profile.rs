@@ -153,7 +153,7 @@ pub fn run(args: Args) -> Result<i32> {
     }
     if let Some(raw) = &raw_stacks {
         let full = results.counters.stack_stats_full;
-        results.stacks = Some(images.name(&probes, raw, probes.mode.sched(), full));
+        results.stacks = Some(images.name(&probes, raw, full));
     }
     let (user, sys) = system::own_cpu_ns();
     let (user_ns, system_ns) = (

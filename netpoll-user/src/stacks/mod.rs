@@ -254,10 +254,9 @@ impl Images {
         if self.learnt.contains(&(pid, ip)) {
             return;
         }
-        let rule = self.rule(pid, ip, leaf);
-        if !self.rules.contains_key(&(pid, ip, leaf)) {
+        let Some(rule) = self.rule(pid, ip, leaf) else {
             return;
-        }
+        };
         self.learnt.insert((pid, ip));
         let rule = match rule {
             ReturnAddress::AboveSp(n) => n as u32 + 8,
@@ -279,19 +278,14 @@ impl Images {
 
     /// The frame rule at `ip` in `pid`, from its file's call frame information. A file without
     /// any (Go's) keeps frame pointers: at a return address the frame-pointer walk is right;
-    /// after a syscall, the wrapper keeps no frame (Go's `Syscall6`). Kept once known; not while
-    /// the address is in no mapping read yet (a library the loader maps after the exec).
-    fn rule(&mut self, pid: u32, ip: u64, leaf: bool) -> ReturnAddress {
+    /// after a syscall, the wrapper keeps no frame (Go's `Syscall6`). Kept once known; `None`
+    /// while the address is in no mapping read yet (a library the loader maps after the exec).
+    fn rule(&mut self, pid: u32, ip: u64, leaf: bool) -> Option<ReturnAddress> {
         if let Some(&rule) = self.rules.get(&(pid, ip, leaf)) {
-            return rule;
+            return Some(rule);
         }
-        let place = self
-            .processes
-            .get(&pid)
-            .and_then(|i| i.find(ip))
-            .map(|m| (m.backing.clone(), ip - m.start + m.offset));
-        let rule = match place {
-            Some((Backing::File(f), offset)) => {
+        let rule = match self.place(pid, ip) {
+            Place::File(f, offset) => {
                 let info = self
                     .frame_info
                     .entry(Arc::as_ptr(&f))
@@ -305,11 +299,23 @@ impl Images {
                     None => ReturnAddress::Unknown,
                 }
             }
-            Some(_) => ReturnAddress::Unknown,
-            None => return ReturnAddress::Unknown,
+            Place::Anon | Place::Named(_) => ReturnAddress::Unknown,
+            Place::Unmapped => return None,
         };
         self.rules.insert((pid, ip, leaf), rule);
-        rule
+        Some(rule)
+    }
+
+    /// Where an address is in a process, as far as naming and unwinding it go.
+    fn place(&self, pid: u32, addr: u64) -> Place {
+        let Some(m) = self.processes.get(&pid).and_then(|i| i.find(addr)) else {
+            return Place::Unmapped;
+        };
+        match &m.backing {
+            Backing::File(f) => Place::File(f.clone(), addr - m.start + m.offset),
+            Backing::Anon => Place::Anon,
+            Backing::Named(n) => Place::Named(n.clone()),
+        }
     }
 
     /// Keeps the mappings of these processes from now on (the targets given, once they run
@@ -365,13 +371,8 @@ impl Images {
 
     /// Names the stacks of a collection (or window): `raw` from the probes' snapshots, the
     /// addresses from the probes' stack map. Processes still alive are read once more first.
-    pub fn name(
-        &mut self,
-        probes: &Probes,
-        raw: &RawStacks,
-        sched: bool,
-        table_full: u64,
-    ) -> Stacks {
+    pub fn name(&mut self, probes: &Probes, raw: &RawStacks, table_full: u64) -> Stacks {
+        let sched = probes.mode.sched();
         let pids: BTreeSet<u32> = raw.keys().map(|k| k.tgid).collect();
         for &pid in &pids {
             self.read(pid);
@@ -605,14 +606,7 @@ impl<'a> Namer<'a> {
     }
 
     fn place(&self, pid: u32, addr: u64) -> Place {
-        let Some(m) = self.images.processes.get(&pid).and_then(|i| i.find(addr)) else {
-            return Place::Unmapped;
-        };
-        match &m.backing {
-            Backing::File(f) => Place::File(f.clone(), addr - m.start + m.offset),
-            Backing::Anon => Place::Anon,
-            Backing::Named(n) => Place::Named(n.clone()),
-        }
+        self.images.place(pid, addr)
     }
 
     /// Whether a return address follows a call instruction in its file (JIT code and the vDSO

@@ -667,7 +667,7 @@ fn assemble(
     if let Some(raw) = &raw_stacks {
         let mut images = m.images;
         let full = results.counters.stack_stats_full;
-        results.stacks = Some(images.name(probes, raw, c.sched, full));
+        results.stacks = Some(images.name(probes, raw, full));
     }
     // After the Go view: the verdict quotes it.
     results.io_model = Some(verdict::judge(&results, &observed));
