@@ -232,15 +232,23 @@ impl LiteStats {
     };
 }
 
-/// `--lite`: a target thread asleep inside a measured syscall (`LITE_ASLEEP`, by thread id).
+/// `--lite`: a target thread asleep inside a measured syscall, in slot `tid % LITE_SLOTS` of
+/// `LITE_ASLEEP` (a direct-mapped array: `sched_switch` checks the task coming in with one
+/// array read instead of a hash lookup).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LiteAsleep {
     pub since_ns: u64,
     /// Index of the syscall in the syscall table.
     pub index: u32,
-    pub _pad: u32,
+    /// The thread asleep in this slot; 0 (the idle task, never a target) when the slot is free.
+    pub tid: u32,
 }
+
+/// Slots of `LITE_ASLEEP`, a power of two. Thread ids below it never share a slot (this
+/// machine kind's `kernel.pid_max` is 32,768); above it, a target thread falling asleep while
+/// another one holds its slot loses that sleep, counted as `counter::IN_FLIGHT_FULL`.
+pub const LITE_SLOTS: u32 = 65_536;
 
 /// Key of `PID_STATS` (used with `--per-pid`).
 #[repr(C)]

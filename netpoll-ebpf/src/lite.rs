@@ -8,18 +8,18 @@
 //!   `LITE_ASLEEP`; when it runs again, its time off CPU is added to that syscall.
 //!
 //! Calls that neither touch a socket nor sleep are not seen, and nothing is timed on CPU: the
-//! price of a mode whose cost for other processes is one per-CPU lookup per context switch and
-//! per socket transfer.
+//! price of a mode whose cost for other processes is one per-CPU lookup per socket transfer and
+//! one array read per context switch.
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_task_pt_regs,
     },
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, PerCpuArray},
 };
 use netpoll_ebpf::{
-    abi::{EAGAIN, LiteAsleep, LiteStats, MAX_THREADS, counter},
+    abi::{EAGAIN, LITE_SLOTS, LiteAsleep, LiteStats, counter},
     histogram::{SCHED_BUCKETS, bucket_index},
     syscalls::NUM_SYSCALLS,
 };
@@ -32,9 +32,12 @@ static LITE: u8 = 0;
 
 #[map]
 static LITE_STATS: PerCpuArray<LiteStats> = PerCpuArray::with_max_entries(NUM_SYSCALLS as u32, 0);
-/// Target threads asleep inside a measured syscall, by thread id.
+/// Target threads asleep inside a measured syscall, in slot `tid % LITE_SLOTS`. An array, not
+/// a hash map: every context switch of the machine asks it about the task coming in, and an
+/// array read is an address computation where a hash lookup hashes, walks a bucket, and
+/// (insert, delete) takes the bucket's lock and the free list's.
 #[map]
-static LITE_ASLEEP: HashMap<u32, LiteAsleep> = HashMap::with_max_entries(MAX_THREADS, 0);
+static LITE_ASLEEP: Array<LiteAsleep> = Array::with_max_entries(LITE_SLOTS, 0);
 
 /// Whether lite mode is on (a load-time constant).
 #[inline(always)]
@@ -81,6 +84,16 @@ pub fn on_transfer(ret: i64) {
     }
 }
 
+/// The slot of thread `tid` in `LITE_ASLEEP`.
+#[inline(always)]
+fn asleep_slot(tid: u32) -> Option<&'static mut LiteAsleep> {
+    // SAFETY: array values live as long as the map; a slot is written only by the CPU switching
+    // its thread out and read by the one switching it in, which the scheduler orders.
+    LITE_ASLEEP
+        .get_ptr_mut(tid & (LITE_SLOTS - 1))
+        .map(|s| unsafe { &mut *s })
+}
+
 /// `sched_switch`: the thread leaving (the current task) may go to sleep in a syscall; the one
 /// coming in (`next_tid`) may wake from one.
 #[inline(always)]
@@ -89,25 +102,30 @@ pub fn on_switch(runnable: bool, next_tid: u32) {
         let pid_tgid = bpf_get_current_pid_tgid();
         if is_target_cached(current, pid_tgid)
             && let Some(info) = lookup_syscall(current_syscall_nr())
+            && let Some(slot) = asleep_slot(pid_tgid as u32)
         {
-            let asleep = LiteAsleep {
+            let tid = pid_tgid as u32;
+            if slot.tid == 0 || slot.tid == tid {
                 // SAFETY: helper without arguments.
-                since_ns: unsafe { bpf_ktime_get_ns() },
-                index: (info.index_plus_one - 1) as u32,
-                _pad: 0,
-            };
-            // A full map loses this sleep; it is counted with the full mode's lost calls (the
-            // two modes never run together).
-            if LITE_ASLEEP.insert(&(pid_tgid as u32), &asleep, 0).is_err() {
+                slot.since_ns = unsafe { bpf_ktime_get_ns() };
+                slot.index = (info.index_plus_one - 1) as u32;
+                slot.tid = tid;
+            } else {
+                // Another target thread, with the same id modulo LITE_SLOTS, is asleep there:
+                // this sleep is lost, counted with the full mode's lost calls (the two modes
+                // never run together).
                 bump(counter::IN_FLIGHT_FULL);
             }
         }
     }
-    // SAFETY: the entry of the thread being switched in, copied at once.
-    let Some(asleep) = (unsafe { LITE_ASLEEP.get(&next_tid) }).copied() else {
+    let Some(slot) = asleep_slot(next_tid) else {
         return;
     };
-    let _ = LITE_ASLEEP.remove(&next_tid);
+    if next_tid == 0 || slot.tid != next_tid {
+        return;
+    }
+    let asleep = *slot;
+    slot.tid = 0;
     let Some(s) = stats(asleep.index) else { return };
     // SAFETY: helper without arguments.
     let off = unsafe { bpf_ktime_get_ns() }.saturating_sub(asleep.since_ns);
@@ -119,8 +137,12 @@ pub fn on_switch(runnable: bool, next_tid: u32) {
     }
 }
 
-/// A thread exits: drop its entry.
+/// A thread exits: free its slot.
 #[inline(always)]
 pub fn forget_thread(tid: u32) {
-    let _ = LITE_ASLEEP.remove(&tid);
+    if let Some(slot) = asleep_slot(tid)
+        && slot.tid == tid
+    {
+        slot.tid = 0;
+    }
 }
