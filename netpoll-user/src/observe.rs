@@ -91,7 +91,7 @@ pub fn sample(roots: &[u32]) -> Sample {
                 .file_name()
                 .to_str()
                 .and_then(|t| t.parse::<u32>().ok());
-            let stat: Vec<u64> = fs::read_to_string(path.join("schedstat"))
+            let stat: Vec<u64> = procfs::read(path.join("schedstat"))
                 .unwrap_or_default()
                 .split_whitespace()
                 .filter_map(|v| v.parse().ok())
@@ -99,7 +99,7 @@ pub fn sample(roots: &[u32]) -> Sample {
             if let (Some(tid), Some(&ns)) = (tid, stat.first()) {
                 cpu.insert(tid, ns);
             }
-            let comm = fs::read_to_string(path.join("comm")).unwrap_or_default();
+            let comm = procfs::read(path.join("comm")).unwrap_or_default();
             let kind = if comm.starts_with("iou-sqp") {
                 o.sq_poll_threads += 1;
                 Some(IoThread::Sqpoll)
@@ -112,7 +112,7 @@ pub fn sample(roots: &[u32]) -> Sample {
                 io_threads.insert(tid, (kind, *on_cpu, *runq));
             }
             // "NR args..." while blocked in a syscall, "running", or "-1 ..." outside one.
-            let syscall = fs::read_to_string(path.join("syscall")).unwrap_or_default();
+            let syscall = procfs::read(path.join("syscall")).unwrap_or_default();
             if let Some(nr) = syscall
                 .split_whitespace()
                 .next()
@@ -149,7 +149,7 @@ fn descriptors(
         };
         let link = link.to_string_lossy();
         let info = || {
-            fs::read_to_string(format!(
+            procfs::read(format!(
                 "/proc/{pid}/fdinfo/{}",
                 fd.file_name().to_string_lossy()
             ))

@@ -2,11 +2,32 @@
 //! CPU time, and sockets (a descriptor's socket inode, the listening and UDP sockets of the
 //! network tables). Read-only and best-effort: a process that exits mid-read reads as gone.
 
-use std::{collections::HashSet, fs};
+use std::{collections::HashSet, fs, io::Read as _, path::Path};
+
+/// A small /proc file, read in one `read` (two with the end): procfs reports a size of 0, on
+/// which `fs::read_to_string` starts with 32-byte reads and doubles (six reads for a 500-byte
+/// `stat`). netpoll reads these files many times a second while it collects, on the machine
+/// it measures.
+pub fn read(path: impl AsRef<Path>) -> std::io::Result<String> {
+    let mut file = fs::File::open(path)?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(2 * len, 0);
+        }
+        match file.read(&mut buf[len..])? {
+            0 => break,
+            n => len += n,
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
 
 /// A process is alive while /proc has it and it is not a zombie.
 pub fn process_alive(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+    match read(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised comm, which may itself contain ')'.
         Ok(stat) => stat
             .rsplit_once(')')
@@ -24,7 +45,7 @@ pub fn descendants(roots: &[u32]) -> Vec<u32> {
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| {
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let stat = read(format!("/proc/{pid}/stat")).ok()?;
             // After the parenthesised comm: state, then the parent's pid.
             let ppid = stat
                 .rsplit_once(')')?
@@ -50,7 +71,7 @@ pub fn descendants(roots: &[u32]) -> Vec<u32> {
 }
 
 pub fn process_comm(pid: u32) -> String {
-    fs::read_to_string(format!("/proc/{pid}/comm"))
+    read(format!("/proc/{pid}/comm"))
         .map(|s| s.trim_end().to_string())
         .unwrap_or_default()
 }
@@ -133,7 +154,7 @@ pub struct ProcessSample {
 impl ProcessSample {
     /// CPU time and thread count only (one small read); None when the process is gone.
     pub fn read_stat(pid: u32) -> Option<ProcessSample> {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let stat = read(format!("/proc/{pid}/stat")).ok()?;
         let field = |n| stat_field(&stat, n);
         let ticks = clock_ticks();
         Some(ProcessSample {
@@ -149,7 +170,7 @@ impl ProcessSample {
         let mut sample = Self::read_stat(pid)?;
         sample.switches_read = true;
         for task in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
-            let Ok(status) = fs::read_to_string(task.path().join("status")) else {
+            let Ok(status) = read(task.path().join("status")) else {
                 continue; // the thread exited meanwhile
             };
             for line in status.lines() {
@@ -196,7 +217,7 @@ pub struct MachineSample {
 
 impl MachineSample {
     pub fn read() -> Option<MachineSample> {
-        let stat = fs::read_to_string("/proc/stat").ok()?;
+        let stat = read("/proc/stat").ok()?;
         let line = stat.lines().find(|l| l.starts_with("cpu "))?;
         // cpu user nice system idle iowait irq softirq steal guest guest_nice (in USER_HZ).
         let f: Vec<u64> = line
@@ -246,7 +267,7 @@ pub fn socket_inodes(pid: u32) -> HashSet<u64> {
 pub fn net_table_inodes(pid: u32, tables: &[&str]) -> HashSet<u64> {
     tables
         .iter()
-        .filter_map(|t| fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
+        .filter_map(|t| read(format!("/proc/{pid}/net/{t}")).ok())
         .flat_map(|text| {
             text.lines()
                 .skip(1)
