@@ -148,7 +148,8 @@ pub struct SchedTotals {
 }
 
 /// Per-CPU state (`CURRENT`): the measured call of the thread running on this CPU, and the
-/// last target verdict (PID mode), valid while `verdict_generation` matches `TARGETS_GEN`.
+/// last target verdict (any mode but `--all`, when `VERDICT_CACHE` is set), valid while
+/// `verdict_generation` matches `TARGETS_GEN`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Current {
@@ -354,6 +355,9 @@ pub mod globals {
     pub const FILTER_COMM: &str = "FILTER_COMM";
     /// `--cgroup`: the cgroup v2 id, u64.
     pub const FILTER_CGROUP: &str = "FILTER_CGROUP";
+    /// 1 to cache each CPU's last target verdict (`--pid`, and `--comm`/`--cgroup` when the
+    /// hook that expires it on renames/moves is there), u8.
+    pub const VERDICT_CACHE: &str = "VERDICT_CACHE";
     /// `--per-pid`: 1 to break results down by process, u8.
     pub const PER_PID: &str = "PER_PID";
     /// Byte offsets in `struct pt_regs` of the 6 syscall arguments, `[u32; 6]`.
@@ -937,6 +941,10 @@ pub enum Hook {
     TaskExit,
     Switch,
     TaskFork,
+    /// `--comm`: a task renamed (exec, prctl, /proc/PID/comm): the cached verdicts expire.
+    TaskRename,
+    /// `--cgroup`: a task moved to another cgroup: the cached verdicts expire.
+    CgroupAttach,
     /// The scheduler view: a thread woken.
     Wakeup,
     /// The scheduler view: interrupt, softirq and timer contexts (who woke a thread).
@@ -949,7 +957,7 @@ pub enum Hook {
 }
 
 impl Hook {
-    pub const ALL: [Hook; 14] = [
+    pub const ALL: [Hook; 16] = [
         Hook::SysEnter,
         Hook::SysExit,
         Hook::SockRecv,
@@ -957,6 +965,8 @@ impl Hook {
         Hook::TaskExit,
         Hook::Switch,
         Hook::TaskFork,
+        Hook::TaskRename,
+        Hook::CgroupAttach,
         Hook::Wakeup,
         Hook::IrqEntry,
         Hook::IrqExit,
@@ -989,6 +999,8 @@ impl Hook {
             Hook::TaskExit => "task_exit",
             Hook::Switch => "switch",
             Hook::TaskFork => "task_fork",
+            Hook::TaskRename => "task_rename",
+            Hook::CgroupAttach => "cgroup_attach",
             Hook::Wakeup => "wakeup",
             Hook::IrqEntry => "irq_entry",
             Hook::IrqExit => "irq_exit",
@@ -1010,6 +1022,8 @@ impl Hook {
             Hook::TaskExit => ("sched", "sched_process_exit"),
             Hook::Switch => ("sched", "sched_switch"),
             Hook::TaskFork => ("sched", "sched_process_fork"),
+            Hook::TaskRename => ("task", "task_rename"),
+            Hook::CgroupAttach => ("cgroup", "cgroup_attach_task"),
             Hook::Wakeup => ("sched", "sched_wakeup"),
             Hook::IrqEntry => ("irq", "irq_handler_entry"),
             Hook::IrqExit => ("irq", "irq_handler_exit"),
@@ -1020,12 +1034,13 @@ impl Hook {
         }
     }
 
-    /// Kinds this hook has a program for: fork is rare, so only its classic tracepoint exists
-    /// (its record names the child without reading `struct task_struct`); the scheduler view
-    /// reads task pointers, which only BTF and raw tracepoints pass.
+    /// Kinds this hook has a program for: fork, renames and cgroup moves are rare, so only
+    /// their classic tracepoints exist (fork's record names the child without reading `struct
+    /// task_struct`); the scheduler view reads task pointers, which only BTF and raw
+    /// tracepoints pass.
     pub const fn kinds(self) -> &'static [HookKind] {
         match self {
-            Hook::TaskFork => &[HookKind::Tracepoint],
+            Hook::TaskFork | Hook::TaskRename | Hook::CgroupAttach => &[HookKind::Tracepoint],
             Hook::Wakeup
             | Hook::IrqEntry
             | Hook::IrqExit
@@ -1039,7 +1054,10 @@ impl Hook {
 
     /// Whether the overhead benchmark's floor has a do-nothing program on this hook.
     pub const fn has_floor(self) -> bool {
-        !matches!(self, Hook::TaskExit | Hook::TaskFork)
+        !matches!(
+            self,
+            Hook::TaskExit | Hook::TaskFork | Hook::TaskRename | Hook::CgroupAttach
+        )
     }
 }
 

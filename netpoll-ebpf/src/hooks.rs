@@ -347,6 +347,21 @@ pub fn tp_task_fork(ctx: TracePointContext) -> i32 {
     0
 }
 
+/// `task:task_rename` (an exec, prctl(PR_SET_NAME), a write to /proc/PID/comm), with `--comm`:
+/// the renamed task may have become a target or stopped being one.
+#[tracepoint]
+pub fn tp_task_rename(_ctx: TracePointContext) -> i32 {
+    probe::expire_verdicts();
+    0
+}
+
+/// `cgroup:cgroup_attach_task`, with `--cgroup`: a task moved into or out of the cgroup.
+#[tracepoint]
+pub fn tp_cgroup_attach(_ctx: TracePointContext) -> i32 {
+    probe::expire_verdicts();
+    0
+}
+
 // The floor: empty programs on the hooks above, for `cargo xtask bench overhead`.
 
 #[btf_tracepoint(function = "sys_enter")]

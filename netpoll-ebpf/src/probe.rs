@@ -39,6 +39,8 @@ static FILTER_COMM: [u8; 16] = [0; 16];
 #[unsafe(no_mangle)]
 static FILTER_CGROUP: u64 = 0;
 #[unsafe(no_mangle)]
+static VERDICT_CACHE: u8 = 0;
+#[unsafe(no_mangle)]
 static PER_PID: u8 = 0;
 /// The scheduler view is on: every `if sched_view()` block is pruned by the verifier otherwise.
 #[unsafe(no_mangle)]
@@ -157,11 +159,14 @@ fn is_nonblocking<A: SyscallArgs>(info: &SyscallInfo, args: &A) -> bool {
     }
 }
 
-/// `is_target`, cached per CPU in PID mode (where it costs a hash lookup): the thread on a CPU
-/// changes far less often than it makes syscalls.
+/// `is_target`, cached per CPU: the thread on a CPU changes far less often than it makes
+/// syscalls, and an uncached verdict costs a hash lookup (`--pid`), a copy of the task's name
+/// (`--comm`) or a walk to its cgroup (`--cgroup`) at every hook. The cache is keyed by thread
+/// and expires when `TARGETS_GEN` moves: a target added, a task renamed (`--comm`) or moved to
+/// another cgroup (`--cgroup`), so a task that becomes a target is counted from its next call.
 #[inline(always)]
 pub fn is_target_cached(current: &mut Current, pid_tgid: u64) -> bool {
-    if global(&FILTER_MODE) != filter::PIDS {
+    if global(&VERDICT_CACHE) == 0 {
         return is_target(pid_tgid);
     }
     let generation = TARGETS_GEN.get(0).copied().unwrap_or(0);
@@ -173,6 +178,15 @@ pub fn is_target_cached(current: &mut Current, pid_tgid: u64) -> bool {
     current.verdict_generation = generation;
     current.verdict = verdict as u64;
     verdict
+}
+
+/// Expires every CPU's cached verdict (the targets may have changed).
+#[inline(always)]
+pub fn expire_verdicts() {
+    if let Some(generation) = TARGETS_GEN.get_ptr_mut(0) {
+        // SAFETY: any change invalidates the cached verdicts; a lost race still changes it.
+        unsafe { *generation += 1 };
+    }
 }
 
 #[inline(always)]
@@ -414,10 +428,7 @@ pub fn on_task_fork(child_pid: u32) {
     }
     if TARGETS.insert(&child_pid, &1, 0).is_ok() {
         bump(counter::FOLLOWED_TASKS);
-        if let Some(generation) = TARGETS_GEN.get_ptr_mut(0) {
-            // SAFETY: any change invalidates the cached verdicts; a lost race still changes it.
-            unsafe { *generation += 1 };
-        }
+        expire_verdicts();
     } else {
         bump(counter::TARGETS_FULL);
     }

@@ -180,6 +180,8 @@ pub struct Probes {
     pub seeded_registrations: u64,
     /// `--uring`: the io_uring view's programs are attached, to these events.
     pub uring: Option<uring::UringLayout>,
+    /// The hook that expires `--comm`'s or `--cgroup`'s cached verdicts, when they are cached.
+    verdict_expiry: Option<Hook>,
 }
 
 /// Hooks that must all attach with one hook kind, in attach order: sched_switch parks the calls
@@ -215,6 +217,28 @@ fn filter_globals(f: &Filter) -> (u8, [u8; 16], u64) {
         }
         Filter::Cgroup(id) => (filter::CGROUP, [0u8; 16], *id),
     }
+}
+
+/// The hook that expires the cached target verdicts when a task may have become a target or
+/// stopped being one without a new process: a rename (`--comm`), a cgroup move (`--cgroup`).
+/// `--pid` needs none (targets are added by netpoll and the fork hook, which expire it), and
+/// `--all` caches nothing.
+fn verdict_expiry_hook(f: &Filter) -> Option<Hook> {
+    match f {
+        Filter::Comm(_) => Some(Hook::TaskRename),
+        Filter::Cgroup(_) => Some(Hook::CgroupAttach),
+        Filter::All | Filter::Pids(_) => None,
+    }
+}
+
+/// Whether the kernel has this hook's tracepoint.
+fn tracepoint_exists(hook: Hook) -> bool {
+    let (category, event) = hook.tracepoint();
+    std::path::Path::new(system::TRACEFS)
+        .join("events")
+        .join(category)
+        .join(event)
+        .exists()
 }
 
 impl Probes {
@@ -266,7 +290,7 @@ impl Probes {
         };
         probes.attach_socket_split(&kinds, floor, btf.as_ref());
         if !floor {
-            probes.attach_task_hooks(&kinds, options, btf.as_ref());
+            probes.attach_task_hooks(&kinds, options, btf.as_ref())?;
         }
         if options.mode.sched() {
             probes.attach_sched_hooks(&kinds, floor, btf.as_ref())?;
@@ -295,6 +319,14 @@ impl Probes {
             system::tracepoint_field_offset("sched", "sched_process_fork", "child_pid");
         let fork_child_pid_offset = *fork_offset.as_ref().unwrap_or(&0);
         let (mode, comm, cgroup) = filter_globals(&options.filter);
+        // Each CPU caches its last verdict where something expires it exactly; without the
+        // expiry hook (an older kernel), --comm and --cgroup decide at every hook.
+        let verdict_expiry = verdict_expiry_hook(&options.filter).filter(|&h| tracepoint_exists(h));
+        let verdict_cache = match &options.filter {
+            Filter::All => 0u8,
+            Filter::Pids(_) => 1,
+            _ => verdict_expiry.is_some() as u8,
+        };
         let per_pid = options.mode.per_pid() as u8;
         let sched = options.mode.sched() as u8;
         let lite = options.mode.lite() as u8;
@@ -335,6 +367,7 @@ impl Probes {
             .override_global(globals::FILTER_MODE, &mode, true)
             .override_global(globals::FILTER_COMM, &comm, true)
             .override_global(globals::FILTER_CGROUP, &cgroup, true)
+            .override_global(globals::VERDICT_CACHE, &verdict_cache, true)
             .override_global(globals::PER_PID, &per_pid, true)
             .override_global(globals::REGS_ARG_OFFSETS, &arg_offsets, true)
             .override_global(globals::REGS_NR_OFFSET, &nr_offset, true)
@@ -391,6 +424,7 @@ impl Probes {
             go_polls: false,
             seeded_registrations: 0,
             uring: None,
+            verdict_expiry,
         };
         probes.fill_syscall_table()?;
         if options.mode.ready() {
@@ -465,8 +499,7 @@ impl Probes {
         }
         self.hook = HookKind::TpBtf;
         self.socket_split = true;
-        self.attach_task_hooks(&[HookKind::TpBtf], options, btf);
-        Ok(())
+        self.attach_task_hooks(&[HookKind::TpBtf], options, btf)
     }
 
     /// Socket tracepoints first: a socket call must never exit before its classifier is there.
@@ -482,8 +515,22 @@ impl Probes {
         }
     }
 
-    /// Thread exits (to drop dead threads' calls) and forks (to follow children).
-    fn attach_task_hooks(&mut self, kinds: &[HookKind], options: &Options, btf: Option<&Btf>) {
+    /// Thread exits (to drop dead threads' calls), forks (to follow children), and what
+    /// expires the cached verdicts of `--comm` and `--cgroup` (without it they would be wrong:
+    /// an error).
+    fn attach_task_hooks(
+        &mut self,
+        kinds: &[HookKind],
+        options: &Options,
+        btf: Option<&Btf>,
+    ) -> Result<()> {
+        if let Some(hook) = self.verdict_expiry {
+            let (category, event) = hook.tracepoint();
+            self.attach(HookKind::Tracepoint, hook, false, btf)
+                .with_context(|| {
+                    format!("attaching to {category}:{event}, which tells which tasks are targets")
+                })?;
+        }
         if !kinds
             .iter()
             .any(|&k| self.attach(k, Hook::TaskExit, false, btf).is_ok())
@@ -503,6 +550,7 @@ impl Probes {
                     .push(format!("not following children of the targets: {e:#}")),
             }
         }
+        Ok(())
     }
 
     /// The scheduler view's hooks (interrupt contexts, then wakeups), of the first kind that

@@ -98,6 +98,8 @@ scenarios! {
     BlockedAccept = "blocked-accept",
     Fork = "fork",
     Comm = "comm",
+    RenamedMidway = "renamed-midway",
+    MovedMidway = "moved-midway",
     DieInCall = "die-in-call",
     Migrate = "migrate",
     Tree = "tree",
@@ -138,6 +140,41 @@ pub fn run(scenario: Scenario) -> ! {
             // SAFETY: PR_SET_NAME with a NUL-terminated name.
             unsafe { libc::prctl(libc::PR_SET_NAME, c"npfixture".as_ptr()) };
             io();
+        }
+        Scenario::RenamedMidway => becomes_target_midway(|| {
+            // SAFETY: PR_SET_NAME with a NUL-terminated name.
+            unsafe { libc::prctl(libc::PR_SET_NAME, c"npfixture".as_ptr()) };
+        }),
+        // Moved into the cgroup by the test (another task, on another CPU, as service
+        // managers do) while it spins without a syscall, until the test sets the byte of
+        // NETPOLL_FIXTURE_FLAG that it maps: its CPU's cached verdict stays as it was, unless
+        // the move expires it.
+        Scenario::MovedMidway => {
+            let flag = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(std::env::var("NETPOLL_FIXTURE_FLAG").expect("NETPOLL_FIXTURE_FLAG"))
+                .expect("flag file");
+            // SAFETY: a one-page shared mapping of our own file, read as bytes.
+            let byte = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    std::os::fd::AsRawFd::as_raw_fd(&flag),
+                    0,
+                )
+            } as *const u8;
+            assert!(byte as isize != -1, "mmap of the flag file");
+            becomes_target_midway(|| {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                // SAFETY: the mapping lives until we exit; volatile: the test writes it.
+                while unsafe { std::ptr::read_volatile(byte) } == 0 {
+                    assert!(std::time::Instant::now() < deadline, "never moved");
+                    std::hint::spin_loop();
+                }
+            })
         }
         Scenario::DieInCall => die_in_call(),
         Scenario::Migrate => migrate(),
@@ -597,6 +634,22 @@ fn io_setup() -> IoFds {
 fn io() {
     let fds = io_setup();
     stop_for_probes();
+    io_calls(&fds);
+}
+
+/// Pinned to CPU 0 (where a cached "not a target" verdict would stay), 20 pipe write+read
+/// pairs of 1 byte as a process that is not a target, then `become` makes it one (a new name,
+/// another cgroup), then `io_calls`: the probes must count exactly those.
+fn becomes_target_midway(become_target: impl FnOnce()) {
+    pin_to(0);
+    let fds = io_setup();
+    stop_for_probes();
+    let mut buf = [0u8; 1];
+    for _ in 0..20 {
+        write(fds.pipe[1], &buf, 1);
+        read(fds.pipe[0], &mut buf, 1);
+    }
+    become_target();
     io_calls(&fds);
 }
 
