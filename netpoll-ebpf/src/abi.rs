@@ -1112,6 +1112,40 @@ pub fn program_name(kind: HookKind, hook: Hook, floor: bool) -> String {
     format!("{floor}{}_{}", kind.prefix(), hook.stem())
 }
 
+/// The hot path's parts, micro-benchmarked by `netpoll primitive-costs` (socket filters run by
+/// `BPF_PROG_TEST_RUN`, never attached): program, what one run does beyond `micro_empty`.
+pub const MICRO_PROGRAMS: &[(&str, &str)] = &[
+    (
+        "micro_empty",
+        "nothing (the test run's own cost, subtracted from the others)",
+    ),
+    ("micro_clock", "a clock read (bpf_ktime_get_ns)"),
+    (
+        "micro_pid_tgid",
+        "who is calling (bpf_get_current_pid_tgid)",
+    ),
+    (
+        "micro_syscall_table",
+        "the syscall table's entry (array lookup and check)",
+    ),
+    (
+        "micro_current",
+        "this CPU's call slot (per-CPU array lookup)",
+    ),
+    (
+        "micro_verdict",
+        "the cached target verdict (slot lookup, generation, compare)",
+    ),
+    (
+        "micro_targets_hash",
+        "a TARGETS hash lookup (an uncached verdict)",
+    ),
+    (
+        "micro_account",
+        "a call into its slot (per-CPU stats lookup, count, sum, histogram)",
+    ),
+];
+
 /// Every program in the BPF object, by name.
 #[cfg(not(target_arch = "bpf"))]
 pub fn program_names() -> Vec<String> {
@@ -1122,6 +1156,7 @@ pub fn program_names() -> Vec<String> {
         .chain(GO_POLL_PROGRAMS.iter().map(|(program, _)| *program))
         .chain(READY_WAIT_PROGRAMS.iter().map(|(program, _)| *program))
         .chain(URING_PROGRAMS.iter().map(|(program, _)| *program))
+        .chain(MICRO_PROGRAMS.iter().map(|(program, _)| *program))
         .chain([READY_EXIT_PROGRAM]);
     names.extend(others.map(str::to_string));
     for hook in Hook::ALL {

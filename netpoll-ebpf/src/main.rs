@@ -31,6 +31,9 @@ mod uring;
 mod stacks;
 
 #[cfg(target_arch = "bpf")]
+mod micro;
+
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // The verifier rejects any path that could reach here; this only satisfies `no_std`.

@@ -472,11 +472,7 @@ fn account<C: StackIdContext>(
     };
     // SAFETY: a per-CPU map value: only this CPU writes it, and the program is not re-entered.
     let stats = unsafe { &mut *stats };
-    stats.calls += 1;
-    stats.latency_sum_ns += latency;
-    if let Some(bucket) = stats.latency.get_mut(bucket_index(latency)) {
-        *bucket += 1;
-    }
+    add_latency(stats, latency);
     if ret < 0 {
         stats.errors += 1;
         if ret == -EAGAIN {
@@ -505,8 +501,18 @@ fn account<C: StackIdContext>(
     }
 }
 
+/// A call and its latency into a slot's count, sum and histogram.
 #[inline(always)]
-fn stats_for(pid_tgid: u64, slot: u32) -> Option<*mut SlotStats> {
+pub fn add_latency(stats: &mut SlotStats, latency: u64) {
+    stats.calls += 1;
+    stats.latency_sum_ns += latency;
+    if let Some(bucket) = stats.latency.get_mut(bucket_index(latency)) {
+        *bucket += 1;
+    }
+}
+
+#[inline(always)]
+pub fn stats_for(pid_tgid: u64, slot: u32) -> Option<*mut SlotStats> {
     if global(&PER_PID) == 0 {
         return STATS.get_ptr_mut(slot);
     }

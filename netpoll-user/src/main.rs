@@ -137,6 +137,10 @@ enum Command {
         Needs root (or CAP_BPF and CAP_PERFMON). SIGINT or SIGTERM detaches the probes and exits."
     )]
     Export(commands::export::Args),
+    /// What each part of a measured call costs in the kernel (micro programs run by
+    /// BPF_PROG_TEST_RUN), for `cargo xtask bench overhead`.
+    #[command(hide = true)]
+    MicroCosts(commands::micro::Args),
 }
 
 fn main() -> ExitCode {
@@ -170,6 +174,7 @@ fn main() -> ExitCode {
         Command::Report(args) => commands::report::run(args),
         Command::Compare(args) => commands::compare::run(args),
         Command::Export(args) => commands::export::run(args),
+        Command::MicroCosts(args) => commands::micro::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

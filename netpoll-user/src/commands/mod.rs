@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod export;
 pub mod load;
+pub mod micro;
 pub mod profile;
 pub mod report;
 pub mod run;

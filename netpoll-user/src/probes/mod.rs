@@ -3,6 +3,7 @@
 //! are tied to this process's descriptors). What to probe is in [`target`].
 
 pub mod go;
+pub mod micro;
 pub mod ready;
 pub mod snapshot;
 pub mod stacks;
