@@ -48,6 +48,10 @@ enum Task {
         /// The context-switch loop instead of the syscall loop.
         #[arg(long)]
         switches: bool,
+        /// Also write the figure to this file (when the loop runs under `netpoll profile --`,
+        /// whose output is not the benchmark's to read).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
         iterations: u64,
     },
 }
@@ -161,13 +165,10 @@ fn main() {
                 },
         } => bench::load::load(rounds, seconds, threads, connections),
         Task::BenchLoop {
-            switches: false,
+            switches,
+            out,
             iterations,
-        } => bench::overhead::syscall_loop(iterations),
-        Task::BenchLoop {
-            switches: true,
-            iterations,
-        } => bench::overhead::switch_loop(iterations),
+        } => bench::overhead::bench_loop(switches, iterations, out.as_deref()),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

@@ -15,7 +15,7 @@ use anyhow::{Context as _, Result, bail};
 use nix::unistd::Pid;
 use xtask::release_netpoll;
 
-use super::overhead::{Case, KillOnDrop, run_loop, watch};
+use super::overhead::{Case, run_loop, watch};
 use crate::setup;
 
 /// One timed setup: do-nothing programs on these hooks (none: nothing attached).
@@ -92,7 +92,15 @@ pub fn hooks(rounds: usize, iterations: u64) -> Result<()> {
     ] {
         let iterations = case.iterations(iterations);
         timed_floors(case, floors, rounds, iterations, &netpoll, &xtask)?;
-        program_costs(case, iterations, &netpoll, &xtask)?;
+        // The syscall loop under the full mode; the switch loop under the scheduler view and
+        // under lite mode (whose only per-switch cost is its sched_switch program).
+        let modes: &[&[&str]] = match case {
+            Case::Syscalls => &[&[]],
+            Case::Switches => &[&["--sched"], &["--lite"]],
+        };
+        for mode in modes {
+            program_costs(case, mode, iterations, &netpoll, &xtask)?;
+        }
     }
     Ok(())
 }
@@ -121,7 +129,8 @@ fn timed_floors(
             }
             Ok(Some(watch(&mut cmd, "attached")?))
         })
-        .with_context(|| format!("measuring do-nothing programs on {}", f.name))?;
+        .with_context(|| format!("measuring do-nothing programs on {}", f.name))?
+        .ns;
         eprintln!(
             "xtask: round {}/{rounds}: {:<34} {ns:>9.1} ns/{}",
             round + 1,
@@ -156,39 +165,41 @@ fn timed_floors(
 /// netpoll's programs under the kernel's BPF statistics: one run of the loop each with
 /// do-nothing programs, with netpoll watching the loop, and (syscall loop) watching another
 /// process.
-fn program_costs(case: Case, iterations: u64, netpoll: &Path, xtask: &Path) -> Result<()> {
+fn program_costs(
+    case: Case,
+    mode: &[&str],
+    iterations: u64,
+    netpoll: &Path,
+    xtask: &Path,
+) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("netpoll-bench-hooks-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let costs = program_costs_in(case, iterations, netpoll, xtask, &dir);
+    let costs = program_costs_in(case, mode, iterations, netpoll, xtask, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     costs
 }
 
 fn program_costs_in(
     case: Case,
+    mode: &[&str],
     iterations: u64,
     netpoll: &Path,
     xtask: &Path,
     dir: &Path,
 ) -> Result<()> {
-    let sched: &[&str] = if case == Case::Switches {
-        &["--sched"]
-    } else {
-        &[]
-    };
-    let run = |name: &str, floor: bool, bystander: bool| -> Result<Vec<ProgramCost>> {
+    let run = |name: &str, floor: bool, bystander: bool| -> Result<(Vec<ProgramCost>, u64)> {
         let json = dir.join(format!("{name}.json"));
         run_loop(case, iterations, xtask, |pid, others| {
             let target = if bystander {
                 let idle = Command::new("sleep").arg("600").spawn()?;
-                *others = KillOnDrop(Some(Pid::from_raw(idle.id() as i32)));
+                others.kill(Pid::from_raw(idle.id() as i32));
                 idle.id().to_string()
             } else {
                 pid.to_string()
             };
             let mut cmd = Command::new(netpoll);
             cmd.args(["profile", "--quiet", "--bpf-stats", "--pid", &target])
-                .args(sched)
+                .args(mode)
                 .arg("--json")
                 .arg(&json);
             if floor {
@@ -200,12 +211,16 @@ fn program_costs_in(
         if results.programs.is_empty() {
             bail!("no BPF statistics in {}", json.display());
         }
-        Ok(results.programs)
+        let own = results.netpoll_cpu.map_or(0, |c| c.per_second_ns);
+        Ok((results.programs, own))
     };
-    let empty = run("empty", true, false)?;
-    let target = run("target", false, false)?;
-    let bystander = if case == Case::Syscalls {
-        Some(run("bystander", false, true)?)
+    let (empty, _) = run("empty", true, false)?;
+    let (target, own_cpu) = run("target", false, false)?;
+    // The switch loop's threads always hand over to each other: as bystanders of the
+    // scheduler view they would measure only its floor, but lite mode's switch program does
+    // work for every task switched in.
+    let bystander = if case == Case::Syscalls || mode.contains(&"--lite") {
+        Some(run("bystander", false, true)?.0)
     } else {
         None
     };
@@ -214,7 +229,11 @@ fn program_costs_in(
     println!(
         "\nnetpoll's programs ({}{}), kernel BPF statistics: ns per run, minus what the statistics add (a do-nothing program's ns per run)",
         case.describe(),
-        if sched.is_empty() { "" } else { ", --sched" }
+        if mode.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", mode.join(" "))
+        }
     );
     println!(
         "{:<30} {:>10} {:>10} {:>12} {:>14} {:>16}",
@@ -254,8 +273,10 @@ fn program_costs_in(
         );
     }
     println!(
-        "netpoll's own work per {}: {own_total:.0} ns (over the floor of its hooks)",
-        case.unit()
+        "netpoll's own work per {}: {own_total:.0} ns (over the floor of its hooks); its \
+         process (user space, every thread): {:.1} ms of CPU per second of collection",
+        case.unit(),
+        own_cpu as f64 / 1e6
     );
     if !rare.is_empty() {
         println!(

@@ -71,6 +71,14 @@ impl Case {
                 Setup::Floor,
                 Setup::Netpoll,
                 Setup::NonTarget,
+                Setup::NonTargetFrozen,
+                Setup::Comm,
+                Setup::CommNonTarget,
+                Setup::Cgroup,
+                Setup::CgroupNonTarget,
+                Setup::All,
+                Setup::Command,
+                Setup::CommandNonTarget,
                 Setup::Lite,
                 Setup::LiteNonTarget,
                 Setup::NetpollSched,
@@ -83,6 +91,9 @@ impl Case {
                 Setup::FloorSched,
                 Setup::Netpoll,
                 Setup::NetpollSched,
+                Setup::FloorLite,
+                Setup::Lite,
+                Setup::LiteNonTarget,
                 Setup::Bpftrace,
             ],
         }
@@ -95,9 +106,29 @@ enum Setup {
     Floor,
     /// Empty programs on every hook of the scheduler view too.
     FloorSched,
+    /// Empty programs on lite mode's hooks.
+    FloorLite,
     Netpoll,
     /// `netpoll profile` of another process: what a process that is not a target pays.
     NonTarget,
+    /// The same, with netpoll's process stopped (SIGSTOP) once attached: its programs run, its
+    /// user space does nothing. The difference to `NonTarget` is what netpoll's own work
+    /// (sampling, map reads) costs the loop beyond the programs.
+    NonTargetFrozen,
+    /// `--comm` with the loop's name (the loop is a target).
+    Comm,
+    /// `--comm` with a name no task has.
+    CommNonTarget,
+    /// `--cgroup` with the loop moved into that cgroup.
+    Cgroup,
+    /// `--cgroup` of an empty cgroup.
+    CgroupNonTarget,
+    /// `--all`: every process is a target.
+    All,
+    /// `netpoll profile -- LOOP`: the loop started by netpoll.
+    Command,
+    /// `netpoll profile -- sleep 600`: the loop is not a target.
+    CommandNonTarget,
     /// `netpoll profile --lite`.
     Lite,
     /// `netpoll profile --lite` of another process.
@@ -111,6 +142,8 @@ enum Setup {
     Baseline,
     /// The `--baseline` binary profiling another process.
     BaselineNonTarget,
+    /// The `--baseline` binary's `--lite`.
+    BaselineLite,
 }
 
 impl Setup {
@@ -119,8 +152,17 @@ impl Setup {
             Setup::Nothing => "nothing attached",
             Setup::Floor => "empty programs (floor)",
             Setup::FloorSched => "empty programs, +sched hooks",
-            Setup::Netpoll => "netpoll profile",
-            Setup::NonTarget => "netpoll, loop not a target",
+            Setup::FloorLite => "empty programs, lite's hooks",
+            Setup::Netpoll => "netpoll profile --pid",
+            Setup::NonTarget => "--pid, loop not a target",
+            Setup::NonTargetFrozen => "--pid, not a target, netpoll stopped",
+            Setup::Comm => "--comm",
+            Setup::CommNonTarget => "--comm, loop not a target",
+            Setup::Cgroup => "--cgroup",
+            Setup::CgroupNonTarget => "--cgroup, loop not a target",
+            Setup::All => "--all",
+            Setup::Command => "-- COMMAND",
+            Setup::CommandNonTarget => "-- COMMAND, loop not a target",
             Setup::Lite => "netpoll profile --lite",
             Setup::LiteNonTarget => "--lite, loop not a target",
             Setup::NetpollSched => "netpoll profile --sched",
@@ -129,6 +171,7 @@ impl Setup {
             Setup::Strace => "strace -c",
             Setup::Baseline => "baseline netpoll profile",
             Setup::BaselineNonTarget => "baseline, loop not a target",
+            Setup::BaselineLite => "baseline --lite",
         }
     }
 
@@ -142,9 +185,24 @@ impl Setup {
     }
 }
 
-/// The loop, run as `xtask bench-loop N`: stops itself until the watcher is attached, then
-/// prints ns per syscall.
-pub fn syscall_loop(iterations: u64) -> Result<()> {
+/// `xtask bench-loop [--switches] [--out FILE] N`: runs a loop, prints its figure (and writes
+/// it to `out`).
+pub fn bench_loop(switches: bool, iterations: u64, out: Option<&Path>) -> Result<()> {
+    let ns = if switches {
+        switch_loop(iterations)?
+    } else {
+        syscall_loop(iterations)?
+    };
+    println!("{ns:.1}");
+    if let Some(out) = out {
+        std::fs::write(out, format!("{ns:.1}\n"))
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
+/// The syscall loop: stops itself until the watcher is attached; ns per syscall.
+fn syscall_loop(iterations: u64) -> Result<f64> {
     let mut pair = [0i32; 2];
     // SAFETY: valid out-pointer.
     if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr()) } != 0 {
@@ -161,14 +219,12 @@ pub fn syscall_loop(iterations: u64) -> Result<()> {
             libc::read(pair[1], byte.as_mut_ptr().cast(), 1);
         }
     }
-    let ns = start.elapsed().as_nanos() as f64 / (2 * iterations) as f64;
-    println!("{ns:.1}");
-    Ok(())
+    Ok(start.elapsed().as_nanos() as f64 / (2 * iterations) as f64)
 }
 
-/// The switch loop, run as `xtask bench-loop --switches N`: two threads pinned to one CPU hand
-/// a byte back and forth over two pipes; prints ns per context switch (2 per round trip).
-pub fn switch_loop(iterations: u64) -> Result<()> {
+/// The switch loop: two threads pinned to one CPU hand a byte back and forth over two pipes;
+/// ns per context switch (2 per round trip).
+fn switch_loop(iterations: u64) -> Result<f64> {
     let (mut there, mut back) = ([0i32; 2], [0i32; 2]);
     // SAFETY: valid out-pointers.
     if unsafe { libc::pipe(there.as_mut_ptr()) | libc::pipe(back.as_mut_ptr()) } != 0 {
@@ -207,8 +263,7 @@ pub fn switch_loop(iterations: u64) -> Result<()> {
     }
     let ns = start.elapsed().as_nanos() as f64 / (2 * iterations) as f64;
     let _ = echo.join();
-    println!("{ns:.1}");
-    Ok(())
+    Ok(ns)
 }
 
 /// The netpoll binaries measured: this checkout's, and a baseline to compare it with.
@@ -239,6 +294,23 @@ pub fn overhead(
     };
     for &case in cases {
         run_case(case, rounds, iterations, &binaries)?;
+        if case == Case::Syscalls {
+            micro_costs(&netpoll, rounds)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a measured call's time goes: `netpoll micro-costs` runs the hot path's parts as
+/// micro programs under `BPF_PROG_TEST_RUN` (steadier than any timed loop here).
+fn micro_costs(netpoll: &Path, rounds: usize) -> Result<()> {
+    println!("\nthe parts of a measured call, micro-benchmarked in the kernel:");
+    let status = Command::new(netpoll)
+        .args(["micro-costs", "--rounds", &rounds.max(3).to_string()])
+        .status()
+        .context("running netpoll micro-costs")?;
+    if !status.success() {
+        bail!("netpoll micro-costs failed ({status})");
     }
     Ok(())
 }
@@ -251,6 +323,7 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
         if setups.contains(&Setup::NonTarget) {
             setups.push(Setup::BaselineNonTarget);
         }
+        setups.push(Setup::BaselineLite);
     }
     setups.retain(|s| match s {
         Setup::Bpftrace | Setup::Strace => {
@@ -265,11 +338,22 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
             }
             there
         }
+        Setup::Cgroup | Setup::CgroupNonTarget => {
+            let there = cgroup2_root().is_some();
+            if !there {
+                eprintln!(
+                    "xtask: no cgroup v2 hierarchy mounted: skipping {}",
+                    s.name()
+                );
+            }
+            there
+        }
         _ => true,
     });
     let iterations = case.iterations(iterations);
+    let unit = case.unit();
     let samples = super::interleaved(rounds, setups.len(), |round, i| {
-        let ns = measure(
+        let sample = measure(
             case,
             setups[i],
             setups[i].iterations(iterations),
@@ -278,15 +362,17 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
         )
         .with_context(|| format!("measuring with {}", setups[i].name()))?;
         eprintln!(
-            "xtask: round {}/{rounds}: {:<30} {ns:>9.1} ns/{}",
+            "xtask: round {}/{rounds}: {:<36} {:>9.1} ns/{unit}, watcher {:>7.1} ns/{unit}",
             round + 1,
             setups[i].name(),
-            case.unit()
+            sample.ns,
+            sample.watcher_ns,
         );
-        Ok(ns)
+        Ok(sample)
     })?;
-    let medians: Vec<f64> = samples.iter().map(|s| median(s)).collect();
-    let base = medians[0];
+    let ns = |i: usize| -> Vec<f64> { samples[i].iter().map(|s| s.ns).collect() };
+    let watcher = |i: usize| -> Vec<f64> { samples[i].iter().map(|s| s.watcher_ns).collect() };
+    let base = median(&ns(0));
     match case {
         Case::Syscalls => println!(
             "\nns per syscall, 1-byte AF_UNIX write+read loop, median of {rounds} interleaved rounds:"
@@ -296,23 +382,33 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
         ),
     }
     println!(
-        "{:<30} {:>10} {:>10} {:>12} {:>12}",
-        "setup",
-        format!("ns/{}", case.unit()),
-        "added ns",
+        "(watcher: the watching process's own CPU while the loop ran, per {unit} of the loop; \
+         machine: added + watcher)"
+    );
+    println!(
+        "{:<36} {:>10} {:>9} {:>10} {:>9} {:>9} {:>13}",
+        format!("setup"),
+        format!("ns/{unit}"),
+        "added",
         "x nothing",
+        "watcher",
+        "machine",
         "spread"
     );
     for (i, s) in setups.iter().enumerate() {
-        let (lo, hi) = samples[i]
+        let (lo, hi) = ns(i)
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let m = median(&ns(i));
+        let w = median(&watcher(i));
         println!(
-            "{:<30} {:>10.1} {:>10.1} {:>11.2}x {:>5.0}-{:<6.0}",
+            "{:<36} {:>10.1} {:>9.1} {:>9.2}x {:>9.1} {:>9.1} {:>6.0}-{:<6.0}",
             s.name(),
-            medians[i],
-            medians[i] - base,
-            medians[i] / base,
+            m,
+            m - base,
+            m / base,
+            w,
+            m - base + w,
             lo,
             hi
         );
@@ -321,13 +417,9 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
     // (rounds are interleaved, so pairing them cancels slow drift).
     let added = |s: Setup| -> Option<Vec<f64>> {
         let i = setups.iter().position(|&x| x == s)?;
-        Some(
-            samples[i]
-                .iter()
-                .zip(&samples[0])
-                .map(|(x, nothing)| x - nothing)
-                .collect(),
-        )
+        Some(super::paired(&samples[i], &samples[0], |x, nothing| {
+            x.ns - nothing.ns
+        }))
     };
     let compare = |what: &str, a: Setup, b: Setup, target: &str| {
         if let (Some(a), Some(b)) = (added(a), added(b)) {
@@ -359,9 +451,56 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
         "target <= 1.1x",
     );
     compare(
+        "not a target, netpoll stopped / empty-program floor:",
+        Setup::NonTargetFrozen,
+        Setup::Floor,
+        "",
+    );
+    compare(
+        "not a target, netpoll stopped / netpoll running:",
+        Setup::NonTargetFrozen,
+        Setup::NonTarget,
+        "",
+    );
+    for (what, a, b) in [
+        ("--comm / --pid:", Setup::Comm, Setup::Netpoll),
+        ("--cgroup / --pid:", Setup::Cgroup, Setup::Netpoll),
+        ("--all / --pid:", Setup::All, Setup::Netpoll),
+        ("-- COMMAND / --pid:", Setup::Command, Setup::Netpoll),
+        (
+            "not a target: --comm / --pid:",
+            Setup::CommNonTarget,
+            Setup::NonTarget,
+        ),
+        (
+            "not a target: --cgroup / --pid:",
+            Setup::CgroupNonTarget,
+            Setup::NonTarget,
+        ),
+        (
+            "not a target: -- COMMAND / --pid:",
+            Setup::CommandNonTarget,
+            Setup::NonTarget,
+        ),
+    ] {
+        compare(what, a, b, "");
+    }
+    compare(
         "netpoll profile --lite / empty-program floor:",
         Setup::Lite,
         Setup::Floor,
+        "",
+    );
+    compare(
+        "netpoll profile --lite / empty programs on lite's hooks:",
+        Setup::Lite,
+        Setup::FloorLite,
+        "",
+    );
+    compare(
+        "not a target, --lite / empty programs on lite's hooks:",
+        Setup::LiteNonTarget,
+        Setup::FloorLite,
         "",
     );
     compare(
@@ -424,6 +563,12 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
         "",
     );
     compare(
+        "netpoll profile --lite, this binary / the baseline's:",
+        Setup::Lite,
+        Setup::BaselineLite,
+        "",
+    );
+    compare(
         "netpoll profile / strace -c:",
         Setup::Netpoll,
         Setup::Strace,
@@ -432,66 +577,97 @@ fn run_case(case: Case, rounds: usize, iterations: u64, binaries: &Binaries) -> 
     Ok(())
 }
 
+/// One run of a loop under a setup.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Sample {
+    /// ns per syscall (or context switch) of the loop.
+    pub ns: f64,
+    /// The watching process's own CPU time (all its threads, from schedstat) while the loop
+    /// ran, per syscall (or switch) of the loop: what watching costs beyond the loop's own
+    /// slowdown. BPF programs run in the loop's time, not here.
+    pub watcher_ns: f64,
+}
+
 fn measure(
     case: Case,
     setup: Setup,
     iterations: u64,
     binaries: &Binaries,
     xtask: &Path,
-) -> Result<f64> {
+) -> Result<Sample> {
     let netpoll = binaries.netpoll;
-    run_loop(case, iterations, xtask, |pid_s, idle_target| {
+    let profile = |binary: &Path, args: &[&str]| -> Result<Child> {
+        watch(
+            Command::new(binary).args(["profile", "--quiet"]).args(args),
+            "attached",
+        )
+    };
+    match setup {
+        Setup::Command => {
+            return run_loop_as_command(case, iterations, xtask, netpoll);
+        }
+        Setup::CommandNonTarget => {
+            // netpoll starts (and follows) an idle command; the loop runs beside it.
+            return run_loop(case, iterations, xtask, |_, _| {
+                Ok(Some(profile(netpoll, &["--", "sleep", "600"])?))
+            });
+        }
+        _ => {}
+    }
+    run_loop(case, iterations, xtask, |pid_s, guards| {
         let watcher = match setup {
             Setup::Nothing => None,
-            Setup::Floor => Some(watch(
-                Command::new(netpoll).args([
-                    "profile",
-                    "--quiet",
-                    "--empty-programs",
-                    "--pid",
-                    pid_s,
-                ]),
-                "attached",
+            Setup::Floor => Some(profile(netpoll, &["--empty-programs", "--pid", pid_s])?),
+            Setup::FloorSched => Some(profile(
+                netpoll,
+                &["--empty-programs", "--sched", "--pid", pid_s],
             )?),
-            Setup::FloorSched => Some(watch(
-                Command::new(netpoll).args([
-                    "profile",
-                    "--quiet",
-                    "--empty-programs",
-                    "--sched",
-                    "--pid",
-                    pid_s,
-                ]),
-                "attached",
+            Setup::FloorLite => Some(profile(
+                netpoll,
+                &["--empty-programs", "--lite", "--pid", pid_s],
             )?),
-            Setup::Netpoll => Some(watch(
-                Command::new(netpoll).args(["profile", "--quiet", "--pid", pid_s]),
-                "attached",
+            Setup::Netpoll => Some(profile(netpoll, &["--pid", pid_s])?),
+            Setup::Lite => Some(profile(netpoll, &["--lite", "--pid", pid_s])?),
+            Setup::BaselineLite => Some(profile(
+                binaries.baseline.unwrap_or(netpoll),
+                &["--lite", "--pid", pid_s],
             )?),
-            Setup::Lite => Some(watch(
-                Command::new(netpoll).args(["profile", "--quiet", "--lite", "--pid", pid_s]),
-                "attached",
-            )?),
-            Setup::NonTarget | Setup::BaselineNonTarget | Setup::LiteNonTarget => {
+            Setup::NonTarget
+            | Setup::NonTargetFrozen
+            | Setup::BaselineNonTarget
+            | Setup::LiteNonTarget => {
                 // The target is an idle process; the loop pays only what every process pays.
                 let binary = match setup {
                     Setup::BaselineNonTarget => binaries.baseline.unwrap_or(netpoll),
                     _ => netpoll,
                 };
                 let idle = Command::new("sleep").arg("600").spawn()?;
-                let idle_pid = idle.id();
-                *idle_target = KillOnDrop(Some(Pid::from_raw(idle_pid as i32)));
-                let mut cmd = Command::new(binary);
-                cmd.args(["profile", "--quiet", "--pid", &idle_pid.to_string()]);
-                if setup == Setup::LiteNonTarget {
-                    cmd.arg("--lite");
+                let idle_pid = idle.id().to_string();
+                guards.kill(Pid::from_raw(idle.id() as i32));
+                let lite: &[&str] = if setup == Setup::LiteNonTarget {
+                    &["--lite"]
+                } else {
+                    &[]
+                };
+                let child = profile(binary, &[&["--pid", idle_pid.as_str()], lite].concat())?;
+                if setup == Setup::NonTargetFrozen {
+                    // Programs attached, user space frozen until the loop is done.
+                    kill(Pid::from_raw(child.id() as i32), Signal::SIGSTOP)?;
                 }
-                Some(watch(&mut cmd, "attached")?)
+                Some(child)
             }
-            Setup::NetpollSched => Some(watch(
-                Command::new(netpoll).args(["profile", "--quiet", "--sched", "--pid", pid_s]),
-                "attached",
-            )?),
+            Setup::Comm => Some(profile(netpoll, &["--comm", &loop_comm(pid_s)?])?),
+            Setup::CommNonTarget => Some(profile(netpoll, &["--comm", "netpoll-nobody"])?),
+            Setup::Cgroup | Setup::CgroupNonTarget => {
+                let cgroup = guards.cgroup()?;
+                if setup == Setup::Cgroup {
+                    std::fs::write(cgroup.join("cgroup.procs"), pid_s)
+                        .context("moving the loop into the benchmark's cgroup")?;
+                }
+                Some(profile(netpoll, &["--cgroup", &cgroup.to_string_lossy()])?)
+            }
+            Setup::All => Some(profile(netpoll, &["--all"])?),
+            Setup::NetpollSched => Some(profile(netpoll, &["--sched", "--pid", pid_s])?),
             Setup::Exporter => {
                 let port = std::net::TcpListener::bind("127.0.0.1:0")?
                     .local_addr()?
@@ -523,28 +699,47 @@ fn measure(
                 std::thread::sleep(Duration::from_secs(1));
                 Some(child)
             }
-            Setup::Baseline => Some(watch(
-                Command::new(binaries.baseline.unwrap_or(netpoll))
-                    .args(["profile", "--quiet", "--pid", pid_s]),
-                "attached",
+            Setup::Baseline => Some(profile(
+                binaries.baseline.unwrap_or(netpoll),
+                &["--pid", pid_s],
             )?),
             Setup::Strace => Some(watch(
                 Command::new("strace").args(["-c", "-f", "-p", pid_s]),
                 "attached",
             )?),
+            Setup::Command | Setup::CommandNonTarget => unreachable!("handled above"),
         };
         Ok(watcher)
     })
 }
 
+/// The loop's task name, as `--comm` matches it.
+fn loop_comm(pid: &str) -> Result<String> {
+    Ok(std::fs::read_to_string(format!("/proc/{pid}/comm"))?
+        .trim_end()
+        .to_string())
+}
+
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on
+/// hybrid systems).
+fn cgroup2_root() -> Option<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, dir, kind) = (fields.next()?, fields.next()?, fields.next()?);
+        (kind == "cgroup2").then(|| dir.into())
+    })
+}
+
 /// Runs the loop: started stopped, `attach` starts a watcher on its PID (and may start other
-/// processes, in the guard), then it runs; returns what it printed, ns per syscall or switch.
+/// processes or make a cgroup, in the guards), then it runs; returns what it printed, ns per
+/// syscall or switch, and the watcher's CPU meanwhile.
 pub(super) fn run_loop(
     case: Case,
     iterations: u64,
     xtask: &Path,
-    attach: impl FnOnce(&str, &mut KillOnDrop) -> Result<Option<Child>>,
-) -> Result<f64> {
+    attach: impl FnOnce(&str, &mut Guards) -> Result<Option<Child>>,
+) -> Result<Sample> {
     let mut target = Command::new(xtask);
     target.arg("bench-loop");
     if case == Case::Switches {
@@ -561,22 +756,121 @@ pub(super) fn run_loop(
         Ok(WaitStatus::Stopped(..)) => {}
         other => bail!("the loop did not stop for the watcher: {other:?}"),
     }
-    let mut others = KillOnDrop(None);
-    let watcher = attach(&target.id().to_string(), &mut others)?;
+    let mut guards = Guards::default();
+    let watcher = attach(&target.id().to_string(), &mut guards)?;
+    let watcher_cpu = || {
+        watcher
+            .as_ref()
+            .map_or(Ok(0), |w| super::servers::cpu_ns(w.id()))
+    };
+    let cpu_before = watcher_cpu()?;
     kill(pid, Signal::SIGCONT)?;
     let out = target.wait_with_output();
+    let cpu_after = watcher_cpu();
     // Reaped (or unreachable): its PID may be reused, so it must not be killed later.
     loop_guard.0 = None;
     let out = out?;
     if let Some(mut w) = watcher {
-        let _ = kill(Pid::from_raw(w.id() as i32), Signal::SIGINT);
+        let w_pid = Pid::from_raw(w.id() as i32);
+        // A frozen watcher must run again to hear SIGINT.
+        let _ = kill(w_pid, Signal::SIGCONT);
+        let _ = kill(w_pid, Signal::SIGINT);
         let _ = w.wait();
     }
-    drop(others);
-    String::from_utf8_lossy(&out.stdout)
+    drop(guards);
+    let ns: f64 = String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
-        .context("the loop printed no measurement")
+        .context("the loop printed no measurement")?;
+    Ok(Sample {
+        ns,
+        watcher_ns: cpu_after?.saturating_sub(cpu_before) as f64 / (2 * iterations) as f64,
+    })
+}
+
+/// Runs the loop as `netpoll profile -- LOOP`: netpoll starts it (held until the probes are
+/// attached); the loop stops itself as always and is continued once found.
+fn run_loop_as_command(
+    case: Case,
+    iterations: u64,
+    xtask: &Path,
+    netpoll: &Path,
+) -> Result<Sample> {
+    let out = std::env::temp_dir().join(format!("netpoll-bench-loop-{}.out", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+    let mut cmd = Command::new(netpoll);
+    cmd.args(["profile", "--quiet", "--"])
+        .arg(xtask)
+        .arg("bench-loop");
+    if case == Case::Switches {
+        cmd.arg("--switches");
+    }
+    cmd.arg("--out").arg(&out).arg(iterations.to_string());
+    let watcher = watch(&mut cmd, "attached")?;
+    let w_pid = watcher.id();
+    let mut guards = Guards::default();
+    guards.kill(Pid::from_raw(w_pid as i32));
+    // The loop is netpoll's child; it has exec'd and stopped itself when it is stopped under
+    // the loop's own name.
+    let xtask_comm = loop_comm(&std::process::id().to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let loop_pid = loop {
+        if let Some(pid) = children(w_pid).into_iter().find(|&c| {
+            loop_comm(&c.to_string()).is_ok_and(|n| n == xtask_comm) && state(c) == Some('T')
+        }) {
+            break pid;
+        }
+        if Instant::now() > deadline {
+            bail!("the loop started by netpoll did not stop within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let cpu_before = super::servers::cpu_ns(w_pid)?;
+    let mut cpu_after = cpu_before;
+    kill(Pid::from_raw(loop_pid as i32), Signal::SIGCONT)?;
+    // netpoll reaps the loop: its CPU is sampled until then (every 20 ms, a bystander's load).
+    while state(loop_pid).is_some_and(|s| s != 'Z') {
+        if let Ok(cpu) = super::servers::cpu_ns(w_pid) {
+            cpu_after = cpu;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut watcher = watcher;
+    let _ = kill(Pid::from_raw(w_pid as i32), Signal::SIGINT);
+    let _ = watcher.wait();
+    guards.pids.clear();
+    let ns = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .context("the loop wrote no measurement");
+    let _ = std::fs::remove_file(&out);
+    Ok(Sample {
+        ns: ns?,
+        watcher_ns: cpu_after.saturating_sub(cpu_before) as f64 / (2 * iterations) as f64,
+    })
+}
+
+/// The children of every thread of `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// A process's state letter (`R`, `S`, `T`, `Z`...), None once it is gone.
+fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name, in parentheses, may hold spaces: the state follows its last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// Kills (and reaps) a process when dropped: nothing the benchmark starts outlives it.
@@ -587,6 +881,47 @@ impl Drop for KillOnDrop {
         if let Some(pid) = self.0 {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
+        }
+    }
+}
+
+/// What a setup starts beside its watcher, undone when dropped: processes killed (and reaped),
+/// then the cgroup removed (empty once they and the loop are gone).
+#[derive(Default)]
+pub(super) struct Guards {
+    pids: Vec<Pid>,
+    cgroup: Option<std::path::PathBuf>,
+}
+
+impl Guards {
+    pub(super) fn kill(&mut self, pid: Pid) {
+        self.pids.push(pid);
+    }
+
+    /// A new, empty cgroup v2 for this run.
+    fn cgroup(&mut self) -> Result<std::path::PathBuf> {
+        let root = cgroup2_root().context("no cgroup v2 hierarchy is mounted")?;
+        let dir = root.join(format!("netpoll-bench-{}", std::process::id()));
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        self.cgroup = Some(dir.clone());
+        Ok(dir)
+    }
+}
+
+impl Drop for Guards {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        if let Some(dir) = &self.cgroup {
+            // The kernel frees a cgroup's last task a moment after it is reaped.
+            for _ in 0..100 {
+                if std::fs::remove_dir(dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
 }
