@@ -84,6 +84,7 @@ fn main() {
         calls::datagram_batches_are_counted_per_call,
         calls::bystander_on_the_same_cpu_changes_nothing,
         calls::bpf_stats_measure_the_programs,
+        calls::micro_costs_measure_each_part,
         calls::every_hook_kind_measures_the_same,
         calls::missing_tracefs_is_mounted,
         calls::lite_mode_counts_socket_transfers_as_the_full_mode,

@@ -208,6 +208,48 @@ pub fn bpf_stats_measure_the_programs() -> TestResult {
     )
 }
 
+/// `netpoll micro-costs`: every part of the hot path loads, runs under BPF_PROG_TEST_RUN and
+/// gets a figure; a clock read (a helper call into the clocksource) costs more than the
+/// per-CPU slot lookup (which the verifier inlines to a few instructions); the sums are those
+/// of their parts. Nothing stays loaded.
+pub fn micro_costs_measure_each_part() -> TestResult {
+    let out = Command::new(NETPOLL)
+        .args(["micro-costs", "--rounds", "3", "--runs", "200000"])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    check(
+        out.status.success(),
+        format!(
+            "exit {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )?;
+    // `  micro_clock   32.0 (30.0-40.0)  a clock read ...`: the median.
+    let part = |name: &str| -> Result<f64, String> {
+        text.lines()
+            .find_map(|l| {
+                let mut words = l.split_whitespace();
+                (words.next() == Some(name)).then(|| words.next()?.parse().ok())?
+            })
+            .ok_or_else(|| format!("no figure for {name} in:\n{text}"))
+    };
+    for (program, _) in netpoll_ebpf::abi::MICRO_PROGRAMS.iter().skip(1) {
+        part(program)?;
+    }
+    let (clock, slot) = (part("micro_clock")?, part("micro_current")?);
+    check(
+        clock > 5.0 && clock > slot,
+        format!("a clock read {clock} ns, the slot lookup {slot} ns"),
+    )?;
+    check(
+        text.contains("sys_enter") && text.contains("two clock reads"),
+        format!("no sums in:\n{text}"),
+    )?;
+    assert_nothing_attached();
+    Ok(())
+}
+
 pub fn every_hook_kind_measures_the_same() -> TestResult {
     for hook in ["tp-btf", "raw-tp", "tracepoint"] {
         let run = profile_fixture(Scenario::Io, &["--hook", hook]);
