@@ -147,9 +147,9 @@ pub struct SchedTotals {
     pub runq: [u64; SCHED_BUCKETS],
 }
 
-/// Per-CPU state (`CURRENT`): the measured call of the thread running on this CPU, and the
-/// last target verdict (any mode but `--all`, when `VERDICT_CACHE` is set), valid while
-/// `verdict_generation` matches `TARGETS_GEN`.
+/// Per-CPU state (`CURRENT`): the measured call of the thread running on this CPU, who runs
+/// there, and the last target verdict (any mode but `--all`, when `VERDICT_CACHE` is set),
+/// valid while `verdict_generation` matches `TARGETS_GEN`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Current {
@@ -160,6 +160,9 @@ pub struct Current {
     pub verdict_for: u64,
     pub verdict_generation: u64,
     pub verdict: u64,
+    /// The thread running on this CPU (pid_tgid), taken at the first hook after a context
+    /// switch, forgotten (0) at the next: the hooks in between need not ask the kernel.
+    pub running: u64,
 }
 
 /// Everything recorded for one slot (syscall x socket/other x measured/lower-bound).
@@ -1112,7 +1115,7 @@ pub fn program_name(kind: HookKind, hook: Hook, floor: bool) -> String {
     format!("{floor}{}_{}", kind.prefix(), hook.stem())
 }
 
-/// The hot path's parts, micro-benchmarked by `netpoll primitive-costs` (socket filters run by
+/// The hot path's parts, micro-benchmarked by `netpoll micro-costs` (socket filters run by
 /// `BPF_PROG_TEST_RUN`, never attached): program, what one run does beyond `micro_empty`.
 pub const MICRO_PROGRAMS: &[(&str, &str)] = &[
     (
@@ -1122,7 +1125,7 @@ pub const MICRO_PROGRAMS: &[(&str, &str)] = &[
     ("micro_clock", "a clock read (bpf_ktime_get_ns)"),
     (
         "micro_pid_tgid",
-        "who is calling (bpf_get_current_pid_tgid)",
+        "asking who runs (bpf_get_current_pid_tgid): once per context switch",
     ),
     (
         "micro_syscall_table",
@@ -1134,7 +1137,7 @@ pub const MICRO_PROGRAMS: &[(&str, &str)] = &[
     ),
     (
         "micro_verdict",
-        "the cached target verdict (slot lookup, generation, compare)",
+        "who runs and the cached verdict (slot lookup, generation, compares)",
     ),
     (
         "micro_targets_hash",
@@ -1343,7 +1346,7 @@ mod tests {
         assert_eq!(size_of::<InFlight>(), 16);
         assert_eq!(offset_of!(InFlight, index), 8);
         assert_eq!(size_of::<PidSlot>(), 8);
-        assert_eq!(size_of::<Current>(), 48);
+        assert_eq!(size_of::<Current>(), 56);
         assert_eq!(size_of::<StackKey>(), 24 + 8 * RETURN_CANDIDATES);
         assert_eq!(size_of::<StackStats>(), 64);
         assert_eq!(offset_of!(SlotStats, latency), 64);

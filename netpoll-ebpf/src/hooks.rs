@@ -49,12 +49,13 @@ fn switch<C: StackIdContext>(ctx: &C, preempt: u64, next: *const u8, prev_state:
     if lite::lite() {
         // No call is ever timed in lite mode: nothing to park.
         lite::on_switch(preempt & 1 != 0 || prev_state as u32 == 0, task_tid(next));
-        return;
+    } else {
+        probe::on_switch_out(ctx, || preempt & 1 != 0 || prev_state as u32 == 0);
+        if probe::sched_view() {
+            sched::thread_entered_cpu(task_tid(next));
+        }
     }
-    probe::on_switch_out(ctx, || preempt & 1 != 0 || prev_state as u32 == 0);
-    if probe::sched_view() {
-        sched::thread_entered_cpu(task_tid(next));
-    }
+    probe::forget_running();
 }
 
 // Record layout of the classic raw_syscalls tracepoints: 8 bytes of common fields, then
@@ -332,6 +333,7 @@ pub fn tp_task_exit(_ctx: TracePointContext) -> i32 {
 #[tracepoint]
 pub fn tp_switch(ctx: TracePointContext) -> i32 {
     probe::on_switch_out(&ctx, || false);
+    probe::forget_running();
     0
 }
 

@@ -12,9 +12,7 @@
 //! one array read per context switch.
 
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_task_pt_regs,
-    },
+    helpers::{bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_task_pt_regs},
     macros::map,
     maps::{Array, PerCpuArray},
 };
@@ -24,7 +22,7 @@ use netpoll_ebpf::{
     syscalls::NUM_SYSCALLS,
 };
 
-use crate::probe::{bump, current, is_target_cached, lookup_syscall};
+use crate::probe::{bump, caller, current, lookup_syscall};
 
 /// Lite mode is on: every `if lite()` block is pruned by the verifier otherwise.
 #[unsafe(no_mangle)]
@@ -64,7 +62,7 @@ fn stats(index: u32) -> Option<&'static mut LiteStats> {
 #[inline(always)]
 pub fn on_transfer(ret: i64) {
     let Some(current) = current() else { return };
-    if !is_target_cached(current, bpf_get_current_pid_tgid()) {
+    if !caller(current).1 {
         return;
     }
     let Some(info) = lookup_syscall(current_syscall_nr()) else {
@@ -99,8 +97,8 @@ fn asleep_slot(tid: u32) -> Option<&'static mut LiteAsleep> {
 #[inline(always)]
 pub fn on_switch(runnable: bool, next_tid: u32) {
     if !runnable && let Some(current) = current() {
-        let pid_tgid = bpf_get_current_pid_tgid();
-        if is_target_cached(current, pid_tgid)
+        let (pid_tgid, target) = caller(current);
+        if target
             && let Some(info) = lookup_syscall(current_syscall_nr())
             && let Some(slot) = asleep_slot(pid_tgid as u32)
         {

@@ -13,7 +13,7 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 
-use crate::probe::{TARGETS, add_latency, current, is_target_cached, lookup_syscall, stats_for};
+use crate::probe::{TARGETS, add_latency, caller, current, lookup_syscall, stats_for};
 
 /// The run itself: what the others are measured against.
 #[socket_filter]
@@ -50,13 +50,13 @@ pub fn micro_current(ctx: SkBuffContext) -> i64 {
     black_box(current().map_or(0, |c| c.pid_tgid)) as i64 & 0
 }
 
-/// The cached target verdict, as every `sys_enter` asks it (a hit: the thread on a CPU changes
-/// far less often than it makes syscalls).
+/// Who runs and whether it is a target, as every hook asks it (both cached: a hit, as for
+/// every hook after the first since the last context switch).
 #[socket_filter]
 pub fn micro_verdict(ctx: SkBuffContext) -> i64 {
+    let _ = black_box(ctx.len());
     let Some(current) = current() else { return 0 };
-    let pid_tgid = black_box(ctx.len() as u64);
-    black_box(is_target_cached(current, pid_tgid)) as i64 & 0
+    black_box(caller(current).1) as i64 & 0
 }
 
 /// A lookup in the `TARGETS` hash map (what a verdict costs when it is not cached).

@@ -159,25 +159,57 @@ fn is_nonblocking<A: SyscallArgs>(info: &SyscallInfo, args: &A) -> bool {
     }
 }
 
-/// `is_target`, cached per CPU: the thread on a CPU changes far less often than it makes
-/// syscalls, and an uncached verdict costs a hash lookup (`--pid`), a copy of the task's name
-/// (`--comm`) or a walk to its cgroup (`--cgroup`) at every hook. The cache is keyed by thread
-/// and expires when `TARGETS_GEN` moves: a target added, a task renamed (`--comm`) or moved to
+/// The thread running on this CPU (its pid_tgid) and whether it is a target, both cached per
+/// CPU. Who runs is asked of the kernel at the first hook after a context switch and kept
+/// until the next one ([`forget_running`], from `sched_switch`). Only hooks attached after
+/// `sched_switch` may keep it ([`caller`]); the others ([`caller_seen`]) use it when kept and
+/// ask the kernel otherwise. The verdict is kept by thread, across switches: the thread on a CPU
+/// changes far less often than it makes syscalls, and an uncached verdict costs a hash lookup
+/// (`--pid`), a copy of the task's name (`--comm`) or a walk to its cgroup (`--cgroup`); it
+/// expires when `TARGETS_GEN` moves: a target added, a task renamed (`--comm`) or moved to
 /// another cgroup (`--cgroup`), so a task that becomes a target is counted from its next call.
 #[inline(always)]
-pub fn is_target_cached(current: &mut Current, pid_tgid: u64) -> bool {
+pub fn caller(current: &mut Current) -> (u64, bool) {
+    caller_keeping(current, true)
+}
+
+/// [`caller`] for hooks that may run before `sched_switch` is attached (the socket
+/// tracepoints of the full mode, attached before the syscall hooks): who runs is used when a
+/// later hook kept it, never kept from here (no switch would forget it).
+#[inline(always)]
+pub fn caller_seen(current: &mut Current) -> (u64, bool) {
+    caller_keeping(current, false)
+}
+
+#[inline(always)]
+fn caller_keeping(current: &mut Current, keep: bool) -> (u64, bool) {
+    let mut pid_tgid = current.running;
+    if pid_tgid == 0 {
+        pid_tgid = bpf_get_current_pid_tgid();
+        if keep {
+            current.running = pid_tgid;
+        }
+    }
     if global(&VERDICT_CACHE) == 0 {
-        return is_target(pid_tgid);
+        return (pid_tgid, is_target(pid_tgid));
     }
     let generation = TARGETS_GEN.get(0).copied().unwrap_or(0);
     if current.verdict_for == pid_tgid && current.verdict_generation == generation {
-        return current.verdict != 0;
+        return (pid_tgid, current.verdict != 0);
     }
     let verdict = is_target(pid_tgid);
     current.verdict_for = pid_tgid;
     current.verdict_generation = generation;
     current.verdict = verdict as u64;
-    verdict
+    (pid_tgid, verdict)
+}
+
+/// `sched_switch`, last: another thread is about to run on this CPU.
+#[inline(always)]
+pub fn forget_running() {
+    if let Some(current) = current() {
+        current.running = 0;
+    }
 }
 
 /// Expires every CPU's cached verdict (the targets may have changed).
@@ -207,8 +239,8 @@ pub fn on_sys_enter<A: SyscallArgs>(nr: i64, args: &A) {
         return;
     };
     let Some(current) = current() else { return };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_target_cached(current, pid_tgid) {
+    let (pid_tgid, target) = caller(current);
+    if !target {
         return;
     }
     current.pid_tgid = pid_tgid;
@@ -282,10 +314,10 @@ pub fn on_sys_exit<C: StackIdContext>(
         );
         return;
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
     // Only a target can have a parked call: every other process leaves here, on the cached
     // verdict, without a hash lookup or a clock read.
-    if !is_target_cached(current, pid_tgid) {
+    let (pid_tgid, target) = caller(current);
+    if !target {
         return;
     }
     on_parked_call_exit(ctx, regs, pid_tgid, ret, nr());
@@ -369,10 +401,10 @@ pub fn on_socket_io() {
         current.call.socket = 1;
         return;
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
     // Every socket transfer on the machine comes here: other processes leave on the cached
     // verdict, without a hash lookup.
-    if !is_target_cached(current, pid_tgid) {
+    let (pid_tgid, target) = caller_seen(current);
+    if !target {
         return;
     }
     let tid = pid_tgid as u32;

@@ -12,7 +12,7 @@
 //! (a load-time constant prunes it).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{btf_tracepoint, map, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
     programs::{BtfTracePointContext, TracePointContext},
@@ -27,7 +27,7 @@ use netpoll_ebpf::{
 };
 
 use crate::{
-    probe::{SyscallArgs, current, is_target_cached},
+    probe::{SyscallArgs, caller, current},
     sched::record_hist,
 };
 
@@ -100,8 +100,8 @@ pub fn enter<A: SyscallArgs>(nr: i64, args: &A) -> u32 {
         return 0;
     }
     let Some(current) = current() else { return 0 };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_target_cached(current, pid_tgid) {
+    let (pid_tgid, target) = caller(current);
+    if !target {
         return 0;
     }
     if info.flags & ready_flags::AT_EXIT != 0 {
@@ -171,9 +171,8 @@ const TP_RET: usize = 16;
 /// The calling thread, if it is a target's: (tgid, tid).
 #[inline(always)]
 fn target_thread() -> Option<(u32, u32)> {
-    let current = current()?;
-    let pid_tgid = bpf_get_current_pid_tgid();
-    is_target_cached(current, pid_tgid).then_some(((pid_tgid >> 32) as u32, pid_tgid as u32))
+    let (pid_tgid, target) = caller(current()?);
+    target.then_some(((pid_tgid >> 32) as u32, pid_tgid as u32))
 }
 
 /// `sys_exit(struct pt_regs *regs, long ret)`: a target's wait returned.

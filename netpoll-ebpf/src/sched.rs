@@ -23,7 +23,7 @@ use netpoll_ebpf::{
     histogram::{SCHED_BUCKETS, bucket_index},
 };
 
-use crate::probe::{bump, is_target_cached};
+use crate::probe::{bump, caller};
 
 /// Scheduler state of every target thread seen leaving a CPU.
 #[map]
@@ -91,8 +91,8 @@ pub fn thread_left_cpu(current: &mut Current, runnable: bool) -> (u64, u64) {
     let pid_tgid = if current.call.start_ns != 0 {
         current.pid_tgid
     } else {
-        let pid_tgid = bpf_get_current_pid_tgid();
-        if !is_target_cached(current, pid_tgid) {
+        let (pid_tgid, target) = caller(current);
+        if !target {
             return (0, 0);
         }
         pid_tgid

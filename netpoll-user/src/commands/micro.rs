@@ -18,23 +18,13 @@ pub struct Args {
 }
 
 /// What the hooks run per measured call of a target, in micro programs: `sys_enter` looks up
-/// the syscall table, asks the cached verdict (which looks up the call slot) and reads the
-/// clock; `sys_exit` looks up the slot, reads the clock and accounts the call.
-const ENTER: &[&str] = &[
-    "micro_syscall_table",
-    "micro_verdict",
-    "micro_pid_tgid",
-    "micro_clock",
-];
+/// the syscall table, asks who runs and the cached verdict (which looks up the call slot) and
+/// reads the clock; `sys_exit` looks up the slot, reads the clock and accounts the call. Who
+/// runs is asked of the kernel (`micro_pid_tgid`) once per context switch, not per call.
+const ENTER: &[&str] = &["micro_syscall_table", "micro_verdict", "micro_clock"];
 const EXIT: &[&str] = &["micro_current", "micro_clock", "micro_account"];
-/// A bystander's: the table, the verdict; at exit the slot, the caller's id and the verdict.
-const BYSTANDER: &[&str] = &[
-    "micro_syscall_table",
-    "micro_pid_tgid",
-    "micro_verdict",
-    "micro_pid_tgid",
-    "micro_verdict",
-];
+/// A bystander's syscall: the table and the verdict at entry, the verdict at exit.
+const BYSTANDER: &[&str] = &["micro_syscall_table", "micro_verdict", "micro_verdict"];
 
 pub fn run(args: Args) -> Result<i32> {
     crate::system::check_privileges()?;

@@ -186,12 +186,15 @@ pub struct Probes {
 }
 
 /// Hooks that must all attach with one hook kind, in attach order: sched_switch parks the calls
-/// of threads leaving a CPU; then exit before enter, so that calls exiting before ATTACH_NS is
-/// set are ignored and every call entered after the enter hook is attached is measured in full.
+/// of threads leaving a CPU (and forgets which thread the hooks saw running, which only hooks
+/// attached after it may keep); then exit before enter, so that calls exiting before ATTACH_NS
+/// is set are ignored and every call entered after the enter hook is attached is measured in
+/// full.
 const SYSCALL_HOOKS: [Hook; 3] = [Hook::Switch, Hook::SysExit, Hook::SysEnter];
 
-/// Lite mode's hooks (besides the task hooks): no sys_enter/sys_exit.
-const LITE_HOOKS: [Hook; 3] = [Hook::SockRecv, Hook::SockSend, Hook::Switch];
+/// Lite mode's hooks (besides the task hooks): no sys_enter/sys_exit. sched_switch first: it
+/// forgets, at each context switch, which thread the socket hooks saw running.
+const LITE_HOOKS: [Hook; 3] = [Hook::Switch, Hook::SockRecv, Hook::SockSend];
 
 /// Byte offsets of the 6 syscall arguments in x86_64's `struct pt_regs`
 /// (arch/x86/include/asm/ptrace.h: di, si, dx, r10, r8, r9), and of the syscall number
