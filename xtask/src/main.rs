@@ -100,6 +100,14 @@ enum Bench {
         /// write+read iterations per run (the switch loop runs 1/5 of them).
         #[arg(long, default_value_t = 300_000)]
         iterations: u64,
+        /// Another netpoll binary (say, built from the commit before a change to the probes):
+        /// its programs' own work beside this checkout's, in the same interleaved rounds.
+        #[arg(long, value_name = "NETPOLL")]
+        baseline: Option<std::path::PathBuf>,
+        /// Only the interleaved comparison of the programs' own work (targeting modes, lite
+        /// mode's context switch, --baseline), not the timed floors and the per-event tables.
+        #[arg(long)]
+        compare_only: bool,
     },
     /// Requests/s of `netpoll load` against wrk's on the same nginx, interleaved, with ratios.
     Load {
@@ -153,8 +161,14 @@ fn main() {
             )
         }
         Task::Bench {
-            bench: Bench::Hooks { rounds, iterations },
-        } => bench::hooks::hooks(rounds, iterations),
+            bench:
+                Bench::Hooks {
+                    rounds,
+                    iterations,
+                    baseline,
+                    compare_only,
+                },
+        } => bench::hooks::hooks(rounds, iterations, baseline.as_deref(), compare_only),
         Task::Bench {
             bench:
                 Bench::Load {

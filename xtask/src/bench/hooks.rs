@@ -7,6 +7,8 @@
 //! kernel's BPF statistics (`--bpf-stats`: run count and run time of each program), with the
 //! loop as a target and as a bystander: their ns per run minus the do-nothing programs' ns per
 //! run (what the statistics themselves add, two clock reads) is the work netpoll does there.
+//! That difference, first, in interleaved rounds with intervals for each targeting mode, lite
+//! mode's context switch, and (`--baseline`) another netpoll binary; then by event, once.
 
 use std::{path::Path, process::Command};
 
@@ -82,10 +84,28 @@ const SWITCH_FLOORS: &[Floor] = &[
     },
 ];
 
-pub fn hooks(rounds: usize, iterations: u64) -> Result<()> {
+pub fn hooks(
+    rounds: usize,
+    iterations: u64,
+    baseline: Option<&Path>,
+    compare_only: bool,
+) -> Result<()> {
     setup::test_prerequisites()?;
+    if let Some(b) = baseline
+        && !b.is_file()
+    {
+        bail!("--baseline {}: no such file", b.display());
+    }
     let netpoll = release_netpoll()?;
     let xtask = std::env::current_exe()?;
+    let dir = std::env::temp_dir().join(format!("netpoll-bench-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let compared = compare_costs(rounds, iterations, (&netpoll, baseline), &xtask, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    compared?;
+    if compare_only {
+        return Ok(());
+    }
     for (case, floors) in [
         (Case::Syscalls, SYSCALL_FLOORS),
         (Case::Switches, SWITCH_FLOORS),
@@ -286,6 +306,286 @@ fn program_costs_in(
                 Case::Switches => "switches",
             },
             rare.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// How the loop is targeted, or not: each of profile's ways of naming targets.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Targeting {
+    Pid,
+    Comm,
+    Cgroup,
+    All,
+}
+
+/// One setup of the interleaved BPF-statistics comparison.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct StatsSetup {
+    case: Case,
+    targeting: Targeting,
+    /// The loop is not a target (another process, name or cgroup is).
+    bystander: bool,
+    lite: bool,
+    /// The `--baseline` binary instead of this checkout's.
+    baseline: bool,
+    /// Do-nothing programs on the same hooks: what every other setup is measured against.
+    floor: bool,
+}
+
+impl StatsSetup {
+    const fn new(case: Case, targeting: Targeting, bystander: bool) -> StatsSetup {
+        StatsSetup {
+            case,
+            targeting,
+            bystander,
+            lite: false,
+            baseline: false,
+            floor: false,
+        }
+    }
+
+    fn name(&self) -> String {
+        let mut name = match self.targeting {
+            Targeting::Pid => "--pid",
+            Targeting::Comm => "--comm",
+            Targeting::Cgroup => "--cgroup",
+            Targeting::All => "--all",
+        }
+        .to_string();
+        if self.lite {
+            name.push_str(" --lite");
+        }
+        if self.floor {
+            return format!(
+                "empty programs{}",
+                if self.lite { ", lite's hooks" } else { "" }
+            );
+        }
+        name.push_str(if self.bystander {
+            ", loop not a target"
+        } else {
+            ", loop a target"
+        });
+        if self.baseline {
+            name = format!("baseline {name}");
+        }
+        name
+    }
+}
+
+/// The setups compared: the syscall loop under each targeting mode, as a target and as a
+/// bystander (`-- COMMAND` filters by PID as `--pid` does; `--all` has no bystander), and the
+/// switch loop under `--lite`; with a baseline binary, each of them again with its programs.
+fn stats_setups(baseline: bool) -> Vec<StatsSetup> {
+    use Targeting::*;
+    let (sys, sw) = (Case::Syscalls, Case::Switches);
+    let mut setups = vec![
+        StatsSetup {
+            floor: true,
+            ..StatsSetup::new(sys, Pid, false)
+        },
+        StatsSetup::new(sys, Pid, false),
+        StatsSetup::new(sys, Pid, true),
+        StatsSetup::new(sys, Comm, false),
+        StatsSetup::new(sys, Comm, true),
+        StatsSetup::new(sys, Cgroup, false),
+        StatsSetup::new(sys, Cgroup, true),
+        StatsSetup::new(sys, All, false),
+        StatsSetup {
+            floor: true,
+            lite: true,
+            ..StatsSetup::new(sw, Pid, false)
+        },
+        StatsSetup {
+            lite: true,
+            ..StatsSetup::new(sw, Pid, false)
+        },
+        StatsSetup {
+            lite: true,
+            ..StatsSetup::new(sw, Pid, true)
+        },
+    ];
+    if baseline {
+        let theirs: Vec<StatsSetup> = setups
+            .iter()
+            .filter(|s| !s.floor)
+            .map(|s| StatsSetup {
+                baseline: true,
+                ..*s
+            })
+            .collect();
+        setups.extend(theirs);
+    }
+    setups
+}
+
+/// One run under the kernel's BPF statistics: each program's cost, and netpoll's own CPU
+/// (ms per second of collection).
+fn stats_run(
+    setup: &StatsSetup,
+    iterations: u64,
+    binaries: (&Path, Option<&Path>),
+    xtask: &Path,
+    json: &Path,
+) -> Result<(Vec<ProgramCost>, f64)> {
+    let netpoll = match (setup.baseline, binaries.1) {
+        (true, Some(b)) => b,
+        _ => binaries.0,
+    };
+    run_loop(setup.case, iterations, xtask, |pid, guards| {
+        let mut cmd = Command::new(netpoll);
+        cmd.args(["profile", "--quiet", "--bpf-stats", "--json"])
+            .arg(json);
+        if setup.lite {
+            cmd.arg("--lite");
+        }
+        if setup.floor {
+            cmd.arg("--empty-programs");
+        }
+        match (setup.targeting, setup.bystander) {
+            (Targeting::Pid, true) => {
+                let idle = Command::new("sleep").arg("600").spawn()?;
+                guards.kill(Pid::from_raw(idle.id() as i32));
+                cmd.args(["--pid", &idle.id().to_string()]);
+            }
+            (Targeting::Pid, false) => {
+                cmd.args(["--pid", pid]);
+            }
+            (Targeting::Comm, true) => {
+                cmd.args(["--comm", "netpoll-nobody"]);
+            }
+            (Targeting::Comm, false) => {
+                cmd.args(["--comm", &super::overhead::loop_comm(pid)?]);
+            }
+            (Targeting::Cgroup, bystander) => {
+                let cgroup = guards.cgroup()?;
+                if !bystander {
+                    std::fs::write(cgroup.join("cgroup.procs"), pid)
+                        .context("moving the loop into the benchmark's cgroup")?;
+                }
+                cmd.arg("--cgroup").arg(&cgroup);
+            }
+            (Targeting::All, _) => {
+                cmd.arg("--all");
+            }
+        }
+        Ok(Some(watch(&mut cmd, "attached")?))
+    })?;
+    let results = Results::load(json)?;
+    if results.programs.is_empty() {
+        bail!("no BPF statistics in {}", json.display());
+    }
+    let own_cpu = results.netpoll_cpu.map_or(0, |c| c.per_second_ns) as f64 / 1e6;
+    Ok((results.programs, own_cpu))
+}
+
+/// What each setup's programs do beyond do-nothing programs on the same hooks, per unit of
+/// the loop (syscall, switch), from the kernel's BPF statistics, in interleaved rounds: each
+/// round's figure is taken against that round's floor run, so drift cancels. Medians with 95 %
+/// intervals, and ratios.
+fn compare_costs(
+    rounds: usize,
+    iterations: u64,
+    binaries: (&Path, Option<&Path>),
+    xtask: &Path,
+    dir: &Path,
+) -> Result<()> {
+    let setups = stats_setups(binaries.1.is_some());
+    let json = dir.join("compare.json");
+    let runs = super::interleaved(rounds, setups.len(), |round, i| {
+        let s = &setups[i];
+        let run = stats_run(s, s.case.iterations(iterations), binaries, xtask, &json)
+            .with_context(|| format!("measuring {}", s.name()))?;
+        eprintln!("xtask: round {}/{rounds}: {}", round + 1, s.name());
+        Ok(run)
+    })?;
+    // Own work of setup i in each round, against the floor of its loop and mode that round.
+    let own_work = |i: usize| -> Vec<f64> {
+        let s = &setups[i];
+        let floor = setups
+            .iter()
+            .position(|f| f.floor && f.case == s.case && f.lite == s.lite)
+            .expect("a floor per loop");
+        let units = (s.case.iterations(iterations) * 2) as f64;
+        (0..rounds)
+            .map(|r| {
+                runs[i][r]
+                    .0
+                    .iter()
+                    .filter_map(|p| {
+                        let base = runs[floor][r].0.iter().find(|e| e.event == p.event)?;
+                        Some((p.ns_per_run() - base.ns_per_run()) * p.runs as f64 / units)
+                    })
+                    .sum()
+            })
+            .collect()
+    };
+    println!(
+        "\nnetpoll's programs' own work (over do-nothing programs on the same hooks), kernel BPF statistics, median of {rounds} interleaved rounds (95 % interval)"
+    );
+    println!(
+        "{:<40} {:>26} {:>18}",
+        "setup", "own work per unit", "netpoll CPU ms/s"
+    );
+    let mut work = Vec::new();
+    for (i, s) in setups.iter().enumerate() {
+        let w = own_work(i);
+        let cpu: Vec<f64> = runs[i].iter().map(|r| r.1).collect();
+        if !s.floor {
+            println!(
+                "{:<40} {:>21} ns/{} {:>13.1}",
+                s.name(),
+                stats::estimate(&w).display(|v| format!("{v:.1}")),
+                s.case.unit(),
+                stats::median(&cpu)
+            );
+        }
+        work.push(w);
+    }
+    let find = |f: &dyn Fn(&StatsSetup) -> bool| setups.iter().position(f);
+    let ratio = |what: &str, a: Option<usize>, b: Option<usize>| {
+        if let (Some(a), Some(b)) = (a, b) {
+            println!("{what} {}", stats::ratio(&work[a], &work[b]).display());
+        }
+    };
+    println!("\nratios of own work (95 % bootstrap interval):");
+    for (targeting, name) in [(Targeting::Comm, "--comm"), (Targeting::Cgroup, "--cgroup")] {
+        for bystander in [false, true] {
+            ratio(
+                &format!(
+                    "{name} / --pid, loop {}:",
+                    if bystander {
+                        "not a target"
+                    } else {
+                        "a target"
+                    }
+                ),
+                find(&|s| s.targeting == targeting && s.bystander == bystander && !s.baseline),
+                find(&|s| {
+                    s.case == Case::Syscalls
+                        && s.targeting == Targeting::Pid
+                        && s.bystander == bystander
+                        && !s.floor
+                        && !s.baseline
+                }),
+            );
+        }
+    }
+    for s in setups.iter().filter(|s| s.baseline) {
+        ratio(
+            &format!(
+                "this binary / the baseline's, {}:",
+                s.name().trim_start_matches("baseline ")
+            ),
+            find(&|t| {
+                *t == StatsSetup {
+                    baseline: false,
+                    ..*s
+                }
+            }),
+            find(&|t| t == s),
         );
     }
     Ok(())

@@ -714,7 +714,7 @@ fn measure(
 }
 
 /// The loop's task name, as `--comm` matches it.
-fn loop_comm(pid: &str) -> Result<String> {
+pub(super) fn loop_comm(pid: &str) -> Result<String> {
     Ok(std::fs::read_to_string(format!("/proc/{pid}/comm"))?
         .trim_end()
         .to_string())
@@ -899,7 +899,7 @@ impl Guards {
     }
 
     /// A new, empty cgroup v2 for this run.
-    fn cgroup(&mut self) -> Result<std::path::PathBuf> {
+    pub(super) fn cgroup(&mut self) -> Result<std::path::PathBuf> {
         let root = cgroup2_root().context("no cgroup v2 hierarchy is mounted")?;
         let dir = root.join(format!("netpoll-bench-{}", std::process::id()));
         std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
