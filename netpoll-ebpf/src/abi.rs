@@ -1363,14 +1363,16 @@ mod tests {
         for (i, a) in names.iter().enumerate() {
             assert!(!names[i + 1..].contains(a), "{a} twice");
         }
-        // The af-xdp model's XDP program; 6 hooks of every kind, fork's classic tracepoint, 7
-        // scheduler hooks of 2 kinds; the floor: 5 hooks of every kind, the 7 scheduler hooks
-        // of 2 kinds; the Go view's 4 uprobes, its calibration and 2 poll programs; the
-        // readiness view's 4 wait programs; the io_uring view's 6.
+        // The af-xdp model's XDP program; 6 hooks of every kind, the classic tracepoints of
+        // fork, rename and cgroup moves, 7 scheduler hooks of 2 kinds; the floor: 5 hooks of
+        // every kind, the 7 scheduler hooks of 2 kinds; the Go view's 4 uprobes, its
+        // calibration and 2 poll programs; the readiness view's 4 wait programs; the io_uring
+        // view's 6; the 8 micro programs.
         assert_eq!(
             names.len(),
-            1 + 6 * 3 + 1 + 7 * 2 + 5 * 3 + 7 * 2 + 4 + 1 + 2 + 4 + 6
+            1 + 6 * 3 + 3 + 7 * 2 + 5 * 3 + 7 * 2 + 4 + 1 + 2 + 4 + 6 + MICRO_PROGRAMS.len()
         );
+        assert_eq!(MICRO_PROGRAMS.len(), 8);
 
         assert_eq!(
             program_name(HookKind::TpBtf, Hook::Switch, true),
