@@ -125,24 +125,50 @@ pub fn utc_now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
-/// SIGINT and SIGTERM, noticed at any moment from start-up on.
+/// SIGINT and SIGTERM, noticed at any moment from start-up on; each also wakes [`Signals::wait`].
 pub struct Signals {
     pub interrupt: Arc<AtomicBool>,
     pub terminate: Arc<AtomicBool>,
+    /// The read end of a pipe the handlers write a byte to.
+    wake: std::os::unix::net::UnixStream,
 }
 
 impl Signals {
     pub fn install() -> Result<Signals> {
+        let (wake, wake_write) =
+            std::os::unix::net::UnixStream::pair().context("cannot create the signal pipe")?;
+        wake.set_nonblocking(true)?;
         let signals = Signals {
             interrupt: Arc::default(),
             terminate: Arc::default(),
+            wake,
         };
-        signal_hook::flag::register(signal_hook::consts::SIGINT, signals.interrupt.clone())
-            .and_then(|_| {
-                signal_hook::flag::register(signal_hook::consts::SIGTERM, signals.terminate.clone())
-            })
+        use signal_hook::{consts, flag, low_level::pipe};
+        flag::register(consts::SIGINT, signals.interrupt.clone())
+            .and_then(|_| flag::register(consts::SIGTERM, signals.terminate.clone()))
+            .and_then(|_| pipe::register(consts::SIGINT, wake_write.try_clone()?))
+            .and_then(|_| pipe::register(consts::SIGTERM, wake_write))
             .context("cannot install signal handlers")?;
         Ok(signals)
+    }
+
+    /// Sleeps until a signal, one of `fds` readable (a pidfd: its process exited), or
+    /// `timeout`: a collection loop that wakes for events, not every few milliseconds.
+    pub fn wait(&self, fds: &[std::os::fd::BorrowedFd], timeout: std::time::Duration) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let mut polled: Vec<PollFd> = std::iter::once(self.wake.as_fd())
+            .chain(fds.iter().copied())
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
+        let ms = timeout.as_millis().clamp(0, i32::MAX as u128) as i32;
+        let _ = poll(
+            &mut polled,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        );
+        // Drain the signal bytes; the flags say which signal came.
+        let mut sink = [0u8; 64];
+        while std::io::Read::read(&mut &self.wake, &mut sink).is_ok_and(|n| n > 0) {}
     }
 
     pub fn received(&self) -> Option<i32> {
@@ -154,6 +180,16 @@ impl Signals {
             None
         }
     }
+}
+
+/// A descriptor that becomes readable when process `pid` exits (`pidfd_open`, Linux 5.3);
+/// None when the process is gone or the kernel has no pidfds.
+pub fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open(pid, 0) returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
+    // SAFETY: a descriptor we own from here on.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Raises the soft limit on open descriptors to `needed` (and the hard limit too, when
