@@ -1027,7 +1027,7 @@ impl Hook {
             Hook::TaskFork => ("sched", "sched_process_fork"),
             Hook::TaskRename => ("task", "task_rename"),
             Hook::CgroupAttach => ("cgroup", "cgroup_attach_task"),
-            Hook::Wakeup => ("sched", "sched_wakeup"),
+            Hook::Wakeup => ("sched", "sched_waking"),
             Hook::IrqEntry => ("irq", "irq_handler_entry"),
             Hook::IrqExit => ("irq", "irq_handler_exit"),
             Hook::SoftirqEntry => ("irq", "softirq_entry"),

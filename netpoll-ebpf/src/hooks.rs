@@ -165,7 +165,7 @@ pub fn btf_switch(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-#[btf_tracepoint(function = "sched_wakeup")]
+#[btf_tracepoint(function = "sched_waking")]
 pub fn btf_wakeup(ctx: BtfTracePointContext) -> i32 {
     sched::on_wakeup(task_tid(ctx.arg(0)));
     0
@@ -247,7 +247,7 @@ pub fn raw_switch(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-#[raw_tracepoint(tracepoint = "sched_wakeup")]
+#[raw_tracepoint(tracepoint = "sched_waking")]
 pub fn raw_wakeup(ctx: RawTracePointContext) -> i32 {
     sched::on_wakeup(task_tid(ctx.arg(0)));
     0
@@ -426,11 +426,11 @@ pub fn floor_tp_sock_send(_ctx: TracePointContext) -> i32 {
 pub fn floor_tp_switch(_ctx: TracePointContext) -> i32 {
     0
 }
-#[btf_tracepoint(function = "sched_wakeup")]
+#[btf_tracepoint(function = "sched_waking")]
 pub fn floor_btf_wakeup(_ctx: BtfTracePointContext) -> i32 {
     0
 }
-#[raw_tracepoint(tracepoint = "sched_wakeup")]
+#[raw_tracepoint(tracepoint = "sched_waking")]
 pub fn floor_raw_wakeup(_ctx: RawTracePointContext) -> i32 {
     0
 }

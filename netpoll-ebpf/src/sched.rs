@@ -163,8 +163,12 @@ pub fn thread_entered_cpu(tid: u32) {
     }
 }
 
-/// A task woken: if it is a target thread asleep, its blocked period ends, and who woke it is
-/// noted.
+/// A task woken (`sched_waking`): if it is a target thread asleep, its blocked period ends, and
+/// who woke it is noted. `sched_waking` fires in the waker's context; `sched_wakeup`, which
+/// this used before, fires where the task is activated, which for a wakee on an idle CPU is
+/// that CPU's idle task or IPI handler (the kernel queues the wakeup there): a thread's write
+/// then looked like an interrupt's (1 wakeup in 15 runs of the pipe test, once netpoll's own
+/// process stopped waking every 20 ms and left the CPUs idle more often).
 #[inline(always)]
 pub fn on_wakeup(tid: u32) {
     let Some(t) = THREADS.get_ptr_mut(&tid) else {

@@ -577,7 +577,7 @@ impl Probes {
         }
         Err(last_err
             .unwrap_or_else(|| anyhow!("no hook kind to try"))
-            .context("the scheduler view's hooks (sched_wakeup, interrupts) could not attach"))
+            .context("the scheduler view's hooks (sched_waking, interrupts) could not attach"))
     }
 
     /// sys_enter, sys_exit and sched_switch, all of one kind: the first kind that attaches.
