@@ -68,7 +68,7 @@ const SWITCH_FLOORS: &[Floor] = &[
         sched: false,
     },
     Floor {
-        name: "sched_wakeup",
+        name: "sched_waking",
         hooks: "wakeup",
         sched: false,
     },
@@ -587,6 +587,23 @@ fn compare_costs(
             }),
             find(&|t| t == s),
         );
+    }
+    // netpoll's own process, this binary against the baseline's, setup by setup.
+    let cpu = |i: usize| -> Vec<f64> { runs[i].iter().map(|r| r.1).collect() };
+    for s in setups.iter().filter(|s| s.baseline) {
+        let ours = find(&|t| {
+            *t == StatsSetup {
+                baseline: false,
+                ..*s
+            }
+        });
+        if let (Some(a), Some(b)) = (ours, find(&|t| t == s)) {
+            println!(
+                "netpoll's own CPU per second, this binary / the baseline's, {}: {}",
+                s.name().trim_start_matches("baseline "),
+                stats::ratio(&cpu(a), &cpu(b)).display()
+            );
+        }
     }
     Ok(())
 }
