@@ -251,14 +251,9 @@ fn collect(
             let fds: Vec<_> = watched.iter().map(|(_, fd)| fd.as_fd()).collect();
             signals.wait(&fds, sleep);
         }
-        // An exited --pid's pidfd stays readable: stop watching it.
-        watched.retain(|(pid, _)| {
-            crate::procfs::process_alive(*pid)
-                && targets
-                    .command
-                    .as_ref()
-                    .is_none_or(|c| c.pid != *pid || matches!(c.poll(), CommandState::Running))
-        });
+        // An exited process's pidfd stays readable: stop watching it (the command is a zombie
+        // until reaped below, which is not alive either).
+        watched.retain(|(pid, _)| crate::procfs::process_alive(*pid));
         sampler.tick();
         images.poll(probes);
         if let Some(code) = signals.received() {

@@ -14,10 +14,9 @@ use std::{path::Path, process::Command};
 
 use analysis::{Results, results::ProgramCost, stats};
 use anyhow::{Context as _, Result, bail};
-use nix::unistd::Pid;
 use xtask::release_netpoll;
 
-use super::overhead::{Case, run_loop, watch};
+use super::overhead::{Case, Targeting, run_loop, watch};
 use crate::setup;
 
 /// One timed setup: do-nothing programs on these hooks (none: nothing attached).
@@ -207,40 +206,28 @@ fn program_costs_in(
     xtask: &Path,
     dir: &Path,
 ) -> Result<()> {
-    let run = |name: &str, floor: bool, bystander: bool| -> Result<(Vec<ProgramCost>, u64)> {
-        let json = dir.join(format!("{name}.json"));
-        run_loop(case, iterations, xtask, |pid, others| {
-            let target = if bystander {
-                let idle = Command::new("sleep").arg("600").spawn()?;
-                others.kill(Pid::from_raw(idle.id() as i32));
-                idle.id().to_string()
-            } else {
-                pid.to_string()
-            };
-            let mut cmd = Command::new(netpoll);
-            cmd.args(["profile", "--quiet", "--bpf-stats", "--pid", &target])
-                .args(mode)
-                .arg("--json")
-                .arg(&json);
-            if floor {
-                cmd.arg("--empty-programs");
-            }
-            Ok(Some(watch(&mut cmd, "attached")?))
-        })?;
-        let results = Results::load(&json)?;
-        if results.programs.is_empty() {
-            bail!("no BPF statistics in {}", json.display());
-        }
-        let own = results.netpoll_cpu.map_or(0, |c| c.per_second_ns);
-        Ok((results.programs, own))
+    let run = |floor: bool, bystander: bool| -> Result<(Vec<ProgramCost>, f64)> {
+        let setup = StatsSetup {
+            sched: mode.contains(&"--sched"),
+            lite: mode.contains(&"--lite"),
+            floor,
+            ..StatsSetup::new(case, Targeting::Pid, bystander)
+        };
+        stats_run(
+            &setup,
+            iterations,
+            (netpoll, None),
+            xtask,
+            &dir.join("run.json"),
+        )
     };
-    let (empty, _) = run("empty", true, false)?;
-    let (target, own_cpu) = run("target", false, false)?;
+    let (empty, _) = run(true, false)?;
+    let (target, own_cpu) = run(false, false)?;
     // The switch loop's threads always hand over to each other: as bystanders of the
     // scheduler view they would measure only its floor, but lite mode's switch program does
     // work for every task switched in.
     let bystander = if case == Case::Syscalls || mode.contains(&"--lite") {
-        Some(run("bystander", false, true)?.0)
+        Some(run(false, true)?.0)
     } else {
         None
     };
@@ -296,7 +283,7 @@ fn program_costs_in(
         "netpoll's own work per {}: {own_total:.0} ns (over the floor of its hooks); its \
          process (user space, every thread): {:.1} ms of CPU per second of collection",
         case.unit(),
-        own_cpu as f64 / 1e6
+        own_cpu
     );
     if !rare.is_empty() {
         println!(
@@ -311,15 +298,6 @@ fn program_costs_in(
     Ok(())
 }
 
-/// How the loop is targeted, or not: each of profile's ways of naming targets.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Targeting {
-    Pid,
-    Comm,
-    Cgroup,
-    All,
-}
-
 /// One setup of the interleaved BPF-statistics comparison.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct StatsSetup {
@@ -328,6 +306,8 @@ struct StatsSetup {
     /// The loop is not a target (another process, name or cgroup is).
     bystander: bool,
     lite: bool,
+    /// The scheduler view (`--sched`).
+    sched: bool,
     /// The `--baseline` binary instead of this checkout's.
     baseline: bool,
     /// Do-nothing programs on the same hooks: what every other setup is measured against.
@@ -341,6 +321,7 @@ impl StatsSetup {
             targeting,
             bystander,
             lite: false,
+            sched: false,
             baseline: false,
             floor: false,
         }
@@ -356,6 +337,9 @@ impl StatsSetup {
         .to_string();
         if self.lite {
             name.push_str(" --lite");
+        }
+        if self.sched {
+            name.push_str(" --sched");
         }
         if self.floor {
             return format!(
@@ -444,33 +428,10 @@ fn stats_run(
         if setup.floor {
             cmd.arg("--empty-programs");
         }
-        match (setup.targeting, setup.bystander) {
-            (Targeting::Pid, true) => {
-                let idle = Command::new("sleep").arg("600").spawn()?;
-                guards.kill(Pid::from_raw(idle.id() as i32));
-                cmd.args(["--pid", &idle.id().to_string()]);
-            }
-            (Targeting::Pid, false) => {
-                cmd.args(["--pid", pid]);
-            }
-            (Targeting::Comm, true) => {
-                cmd.args(["--comm", "netpoll-nobody"]);
-            }
-            (Targeting::Comm, false) => {
-                cmd.args(["--comm", &super::overhead::loop_comm(pid)?]);
-            }
-            (Targeting::Cgroup, bystander) => {
-                let cgroup = guards.cgroup()?;
-                if !bystander {
-                    std::fs::write(cgroup.join("cgroup.procs"), pid)
-                        .context("moving the loop into the benchmark's cgroup")?;
-                }
-                cmd.arg("--cgroup").arg(&cgroup);
-            }
-            (Targeting::All, _) => {
-                cmd.arg("--all");
-            }
+        if setup.sched {
+            cmd.arg("--sched");
         }
+        cmd.args(setup.targeting.args(setup.bystander, pid, guards)?);
         Ok(Some(watch(&mut cmd, "attached")?))
     })?;
     let results = Results::load(json)?;

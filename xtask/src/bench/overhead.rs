@@ -641,32 +641,33 @@ fn measure(
                     Setup::BaselineNonTarget => binaries.baseline.unwrap_or(netpoll),
                     _ => netpoll,
                 };
-                let idle = Command::new("sleep").arg("600").spawn()?;
-                let idle_pid = idle.id().to_string();
-                guards.kill(Pid::from_raw(idle.id() as i32));
-                let lite: &[&str] = if setup == Setup::LiteNonTarget {
-                    &["--lite"]
-                } else {
-                    &[]
-                };
-                let child = profile(binary, &[&["--pid", idle_pid.as_str()], lite].concat())?;
+                let mut args = Targeting::Pid.args(true, pid_s, guards)?;
+                if setup == Setup::LiteNonTarget {
+                    args.push("--lite".into());
+                }
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let child = profile(binary, &args)?;
                 if setup == Setup::NonTargetFrozen {
                     // Programs attached, user space frozen until the loop is done.
                     kill(Pid::from_raw(child.id() as i32), Signal::SIGSTOP)?;
                 }
                 Some(child)
             }
-            Setup::Comm => Some(profile(netpoll, &["--comm", &loop_comm(pid_s)?])?),
-            Setup::CommNonTarget => Some(profile(netpoll, &["--comm", "netpoll-nobody"])?),
-            Setup::Cgroup | Setup::CgroupNonTarget => {
-                let cgroup = guards.cgroup()?;
-                if setup == Setup::Cgroup {
-                    std::fs::write(cgroup.join("cgroup.procs"), pid_s)
-                        .context("moving the loop into the benchmark's cgroup")?;
-                }
-                Some(profile(netpoll, &["--cgroup", &cgroup.to_string_lossy()])?)
+            Setup::Comm
+            | Setup::CommNonTarget
+            | Setup::Cgroup
+            | Setup::CgroupNonTarget
+            | Setup::All => {
+                let targeting = match setup {
+                    Setup::Comm | Setup::CommNonTarget => Targeting::Comm,
+                    Setup::Cgroup | Setup::CgroupNonTarget => Targeting::Cgroup,
+                    _ => Targeting::All,
+                };
+                let bystander = matches!(setup, Setup::CommNonTarget | Setup::CgroupNonTarget);
+                let args = targeting.args(bystander, pid_s, guards)?;
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                Some(profile(netpoll, &args)?)
             }
-            Setup::All => Some(profile(netpoll, &["--all"])?),
             Setup::NetpollSched => Some(profile(netpoll, &["--sched", "--pid", pid_s])?),
             Setup::Exporter => {
                 let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -713,8 +714,51 @@ fn measure(
     })
 }
 
+/// Each of `netpoll profile`'s ways of naming targets but `-- COMMAND` (which starts the loop
+/// itself: [`run_loop_as_command`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Targeting {
+    Pid,
+    Comm,
+    Cgroup,
+    All,
+}
+
+impl Targeting {
+    /// The target options that make the loop (PID `loop_pid`) a target, or, for a
+    /// `bystander`, something else: an idle process, a name no task has, an empty cgroup.
+    /// Every process is a target of `--all`. What it starts or makes is undone by `guards`.
+    pub(super) fn args(
+        self,
+        bystander: bool,
+        loop_pid: &str,
+        guards: &mut Guards,
+    ) -> Result<Vec<String>> {
+        let pair = |option: &str, value: String| vec![option.to_string(), value];
+        Ok(match (self, bystander) {
+            (Targeting::Pid, false) => pair("--pid", loop_pid.to_string()),
+            (Targeting::Pid, true) => {
+                let idle = Command::new("sleep").arg("600").spawn()?;
+                guards.kill(Pid::from_raw(idle.id() as i32));
+                pair("--pid", idle.id().to_string())
+            }
+            (Targeting::Comm, false) => pair("--comm", loop_comm(loop_pid)?),
+            (Targeting::Comm, true) => pair("--comm", "netpoll-nobody".to_string()),
+            (Targeting::Cgroup, _) => {
+                let cgroup = guards.cgroup()?;
+                if !bystander {
+                    std::fs::write(cgroup.join("cgroup.procs"), loop_pid)
+                        .context("moving the loop into the benchmark's cgroup")?;
+                }
+                pair("--cgroup", cgroup.to_string_lossy().into_owned())
+            }
+            (Targeting::All, _) => vec!["--all".to_string()],
+        })
+    }
+}
+
 /// The loop's task name, as `--comm` matches it.
-pub(super) fn loop_comm(pid: &str) -> Result<String> {
+fn loop_comm(pid: &str) -> Result<String> {
     Ok(std::fs::read_to_string(format!("/proc/{pid}/comm"))?
         .trim_end()
         .to_string())
@@ -899,7 +943,7 @@ impl Guards {
     }
 
     /// A new, empty cgroup v2 for this run.
-    pub(super) fn cgroup(&mut self) -> Result<std::path::PathBuf> {
+    fn cgroup(&mut self) -> Result<std::path::PathBuf> {
         let root = cgroup2_root().context("no cgroup v2 hierarchy is mounted")?;
         let dir = root.join(format!("netpoll-bench-{}", std::process::id()));
         std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
