@@ -10,10 +10,10 @@ use crate::probes::{Filter, Mode, Options, Probes};
 #[derive(clap::Args)]
 pub struct Args {
     /// Interleaved rounds; medians with 95 % intervals are reported.
-    #[arg(long, default_value_t = 9)]
-    rounds: usize,
+    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Runs of each program per round (the kernel reports their mean).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
 }
 
@@ -41,7 +41,7 @@ pub fn run(args: Args) -> Result<i32> {
         go: None,
         uring: false,
     })?;
-    let samples = probes.micro_costs(args.rounds.max(1), args.runs.max(1))?;
+    let samples = probes.micro_costs(args.rounds as usize, args.runs)?;
     let empty = &samples[0].ns_per_run;
     // Each round's figure less that round's empty run (interleaved: drift cancels).
     let net = |s: &[f64]| -> Vec<f64> { s.iter().zip(empty).map(|(x, e)| x - e).collect() };

@@ -68,6 +68,10 @@ pub fn bad_inputs_fail_with_one_line_and_attach_nothing() -> TestResult {
     )?;
     expect_error(&["profile"], "nothing to profile")?;
     expect_error(
+        &["micro-costs", "--runs", "0"],
+        "invalid value '0' for '--runs <RUNS>'",
+    )?;
+    expect_error(
         &["profile", "--all", "--duration", "0"],
         "0 must be a positive number of seconds",
     )?;
