@@ -6,6 +6,7 @@ pub mod chart;
 pub mod compare;
 pub mod go;
 pub mod histogram;
+pub mod memory;
 pub mod models;
 pub mod png;
 pub mod ready;

@@ -44,6 +44,9 @@ pub struct LoadResults {
     pub idle_connections: usize,
     pub threads: usize,
     pub warmup_ns: u64,
+    /// Time to open the idle connections, before the warm-up. Absent in older files.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub idle_open_ns: u64,
     /// Length of the measurement window actually run (shorter when partial).
     pub duration_ns: u64,
     /// True when the run was cut short (Ctrl-C, or the server died).
@@ -148,6 +151,10 @@ pub struct RunInfo {
     /// A kernel-bypass model's XDP program over the window: what it did with the packets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xdp: Option<XdpCounts>,
+    /// The server's memory and the kernel's at the window's edges, and the peak. Absent in
+    /// files written before netpoll recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::memory::RunMemory>,
 }
 
 /// Packets the `af-xdp` model's XDP program handled, from its own per-CPU map.
@@ -448,6 +455,10 @@ impl PerRequest {
             uring: None,
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

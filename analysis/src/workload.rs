@@ -71,6 +71,28 @@ pub struct ServerConfig {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub busy_poll: bool,
+    /// Worker processes, each serving the model on a listening socket of its own bound to the
+    /// same port (SO_REUSEPORT: the kernel spreads new connections over them; nginx's shape
+    /// with `listen ... reuseport`). A process holds at most the open-files limit's descriptors
+    /// (20,000 on some machines, unraisable there): more connections need more processes.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    #[serde(default = "one_worker", skip_serializing_if = "is_one_worker")]
+    pub workers: u64,
+}
+
+fn one_worker() -> u64 {
+    1
+}
+
+fn is_one_worker(n: &u64) -> bool {
+    *n <= 1
+}
+
+impl ServerConfig {
+    /// Processes serving the model (`--workers`; a default-made config has 0: one).
+    pub fn processes(&self) -> usize {
+        self.workers.max(1) as usize
+    }
 }
 
 fn every_request() -> u64 {
@@ -89,6 +111,7 @@ impl Workload {
             server: ServerConfig {
                 payload: 64,
                 think_every: 1,
+                workers: 1,
                 ..ServerConfig::default()
             },
             external: None,
@@ -117,6 +140,12 @@ impl Workload {
         let model = models::model(&self.model).ok_or_else(|| models::unknown(&self.model))?;
         if self.server.payload == 0 {
             return Err("--payload must be at least 1 byte".into());
+        }
+        if self.server.workers > 1 && model.transport == models::Transport::Udp {
+            return Err(format!(
+                "--workers: {} is a UDP model; worker processes share a TCP port",
+                model.name
+            ));
         }
         Ok((self, model))
     }
@@ -168,6 +197,9 @@ impl Workload {
         }
         if s.busy_poll {
             args.push("--busy-poll".into());
+        }
+        if s.workers > 1 {
+            args.extend(["--workers".into(), s.workers.to_string()]);
         }
         args
     }
@@ -372,6 +404,7 @@ mod tests {
                 threads: 3,
                 sqpoll: true,
                 busy_poll: true,
+                workers: 4,
             },
             external: None,
         };

@@ -157,6 +157,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
                 uring: None,
             },
             xdp: None,
+            memory: None,
             environment: None,
         }),
     }

@@ -11,6 +11,7 @@ compile_error!(
 mod commands;
 mod go;
 mod load;
+mod memory;
 mod metrics;
 mod netns;
 mod observe;
@@ -141,6 +142,10 @@ enum Command {
     /// BPF_PROG_TEST_RUN), for `cargo xtask bench overhead`.
     #[command(hide = true)]
     MicroCosts(commands::micro::Args),
+    /// Opens idle connections and holds them until stdin closes (the helper processes of
+    /// `--idle-connections` beyond one process's descriptor limit).
+    #[command(hide = true)]
+    HoldConnections(load::HoldArgs),
 }
 
 fn main() -> ExitCode {
@@ -175,6 +180,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => commands::compare::run(args),
         Command::Export(args) => commands::export::run(args),
         Command::MicroCosts(args) => commands::micro::run(args),
+        Command::HoldConnections(args) => load::hold(args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

@@ -957,6 +957,48 @@ pub fn load_report(load: &LoadResults) -> String {
 }
 
 /// Server-side figures of `netpoll run`, per request.
+/// The server's memory at the window's end, and the kernel's change over the window.
+fn memory_report(m: &analysis::memory::RunMemory) -> String {
+    use analysis::memory::format_bytes as b;
+    let (s, k0, k1) = (&m.after.server, &m.before.kernel, &m.after.kernel);
+    let delta = |a: u64, z: u64| b(z as f64 - a as f64);
+    let mut out = format!(
+        "memory: server {} resident ({} anonymous, {} file; peak {}), {} page tables, {} process{}, {} threads, {} descriptors, {} mappings; {} connections held\n",
+        b(s.rss_bytes as f64),
+        b(s.anon_bytes as f64),
+        b(s.file_bytes as f64),
+        b(m.peak_rss_bytes as f64),
+        b(s.page_tables_bytes as f64),
+        s.processes,
+        if s.processes == 1 { "" } else { "es" },
+        s.threads,
+        s.descriptors,
+        s.mappings,
+        m.connections,
+    );
+    let slabs: Vec<String> = k1
+        .slabs
+        .iter()
+        .map(|(name, u)| format!("{name} {} ({})", u.objects, b(u.bytes as f64)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "kernel: {} TCP sockets in use, {} in TIME_WAIT, {} TCP buffers; change over the window: kernel stacks {}, page tables {}, unreclaimable slab {}{}",
+        k1.tcp_inuse,
+        k1.tcp_time_wait,
+        b(k1.tcp_buffer_bytes as f64),
+        delta(k0.kernel_stack_bytes, k1.kernel_stack_bytes),
+        delta(k0.page_tables_bytes, k1.page_tables_bytes),
+        delta(k0.slab_unreclaimable_bytes, k1.slab_unreclaimable_bytes),
+        if slabs.is_empty() {
+            String::new()
+        } else {
+            format!("; slab objects: {}", slabs.join(", "))
+        }
+    );
+    out
+}
+
 pub fn run_report(run: &RunInfo) -> String {
     let p = &run.server_process;
     let r = &run.per_request;
@@ -977,6 +1019,9 @@ pub fn run_report(run: &RunInfo) -> String {
         "per request: {:.2} syscalls, {:.2} epoll waits, {:.2} EAGAINs, {:.2} context switches, {:.1}µs server CPU",
         r.syscalls, r.epoll_waits, r.eagain, r.context_switches, r.cpu_us
     );
+    if let Some(m) = &run.memory {
+        out.push_str(&memory_report(m));
+    }
     if let Some(x) = &run.xdp {
         let _ = writeln!(
             out,

@@ -57,7 +57,7 @@ pub fn run(args: Args) -> Result<i32> {
         None
     };
     let config = Arc::new(Config {
-        server: workload.server,
+        server: workload.server.clone(),
         disk_file: disk.as_ref().map(workloads::disk_path),
     });
     let announce = |addr: SocketAddr, what: &str| -> Result<()> {
@@ -66,17 +66,24 @@ pub fn run(args: Args) -> Result<i32> {
     };
     let result = match serve {
         Serve::Tcp(serve) => {
+            let workers = config.server.processes();
             let listener = match args.listen_fd {
                 // SAFETY: an open stream socket handed to us to own (checked).
                 Some(fd) => unsafe { TcpListener::from_raw_fd(inherited(fd, SockType::Stream)?) },
                 None => {
-                    let listener = TcpListener::bind(args.listen)
-                        .with_context(|| format!("cannot listen on {}", args.listen))?;
+                    let listener = workloads::workers::listen(args.listen, workers > 1)?;
                     announce(listener.local_addr()?, "listening on")?;
                     listener
                 }
             };
-            serve(listener, config)
+            if workers > 1 {
+                // Each worker serves one share, as a one-process server of the same model.
+                let mut one = workload.clone();
+                one.server.workers = 1;
+                workloads::workers::serve(listener, workers, &one.args())
+            } else {
+                serve(listener, config)
+            }
         }
         Serve::Udp(serve) => {
             let socket = match args.listen_fd {

@@ -5,6 +5,7 @@
 //! (calling a [`Watcher`] at each boundary so that `run` can snapshot the probes there), shows
 //! progress, and merges the workers' HdrHistograms into [`LoadResults`].
 
+mod idle;
 mod plan;
 mod protocol;
 mod tcp;
@@ -12,7 +13,6 @@ mod timeline;
 mod udp;
 
 use std::{
-    net::TcpStream,
     sync::{Barrier, OnceLock, atomic::Ordering},
     time::{Duration, Instant},
 };
@@ -21,10 +21,11 @@ use analysis::{
     Histogram,
     run::{LoadErrors, LoadMode, LoadResults, Percentiles},
 };
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use netpoll_ebpf::histogram::LATENCY_BUCKETS;
 
+pub use idle::{HoldArgs, hold};
 pub use plan::Plan;
 pub use protocol::Protocol;
 use timeline::{Shared, WorkerResults};
@@ -64,19 +65,7 @@ const TICK: Duration = Duration::from_millis(50);
 pub fn run(plan: &Plan, watcher: &mut dyn Watcher, progress: bool) -> Result<Outcome> {
     plan.protocol.prepare(plan.addr, plan.options.timeout)?;
     // Opened first and kept silent: the descriptors a readiness loop must scan for nothing.
-    let mut idle = Vec::with_capacity(plan.options.idle_connections);
-    for i in 0..plan.options.idle_connections {
-        let stream =
-            TcpStream::connect_timeout(&plan.addr, plan.options.timeout).with_context(|| {
-                format!(
-                    "cannot open idle connection {} of {} to {}",
-                    i + 1,
-                    plan.options.idle_connections,
-                    plan.addr
-                )
-            })?;
-        idle.push(stream);
-    }
+    let (idle, idle_opened) = idle::open(plan)?;
     let shared = Shared::default();
     let start = Barrier::new(plan.options.threads + 1);
     let origin = OnceLock::new();
@@ -129,7 +118,7 @@ pub fn run(plan: &Plan, watcher: &mut dyn Watcher, progress: bool) -> Result<Out
     bar.finish_and_clear();
     drop(idle);
     Ok(Outcome {
-        results: merge(plan, workers, timing, stopped.is_some()),
+        results: merge(plan, workers, timing, stopped.is_some(), idle_opened),
         stopped,
     })
 }
@@ -230,6 +219,7 @@ fn merge(
     workers: Vec<WorkerResults>,
     measured: Duration,
     partial: bool,
+    idle_opened: Duration,
 ) -> LoadResults {
     let mut latency = timeline::new_histogram();
     let mut service_time = timeline::new_histogram();
@@ -268,6 +258,7 @@ fn merge(
         idle_connections: plan.options.idle_connections,
         threads: plan.options.threads,
         warmup_ns: plan.options.warmup.as_nanos() as u64,
+        idle_open_ns: idle_opened.as_nanos() as u64,
         duration_ns: measured.as_nanos() as u64,
         partial,
         requests,

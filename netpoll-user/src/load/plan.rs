@@ -103,6 +103,13 @@ impl Plan {
         if o.idle_connections > 0 && matches!(protocol, Protocol::Udp { .. }) {
             bail!("--idle-connections: UDP has no connections to leave idle");
         }
+        let loopback = addr.ip().is_loopback() && addr.is_ipv4();
+        if o.connections + o.idle_connections > super::idle::PER_SOURCE && !loopback {
+            bail!(
+                "{} connections to one address need several source addresses (28,232 ephemeral ports each); netpoll uses 127.0.0.0/8's for a loopback target only",
+                o.connections + o.idle_connections
+            );
+        }
         if o.threads == 0 {
             bail!("--client-threads must be at least 1");
         }
@@ -127,9 +134,15 @@ impl Plan {
         })
     }
 
-    /// Descriptors the client needs: every connection, plus room for the rest of the process.
+    /// Descriptors this process needs: its connections (the idle ones too when they fit here,
+    /// else helper processes hold them), plus room for the rest of the process.
     pub fn descriptors(&self) -> u64 {
-        (self.options.connections + self.options.idle_connections) as u64 + 64
+        let idle = if super::idle::fit_here(self) {
+            self.options.idle_connections
+        } else {
+            0
+        };
+        (self.options.connections + idle) as u64 + 64
     }
 
     pub fn describe(&self) -> String {

@@ -21,6 +21,7 @@ mod tokio_tasks;
 mod udp_blocking;
 mod udp_epoll;
 mod udp_io_uring;
+pub mod workers;
 
 use std::{
     fs::File,

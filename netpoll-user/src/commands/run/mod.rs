@@ -6,12 +6,13 @@
 mod server;
 
 use std::{
-    net::{SocketAddr, TcpListener, UdpSocket},
+    net::{SocketAddr, UdpSocket},
     os::fd::{AsRawFd as _, OwnedFd},
 };
 
 use analysis::{
     Results,
+    memory::{MemoryEdge, RunMemory},
     models::Transport,
     results::{EndReason, Target, TargetKind},
     run::{Environment, PerRequest, RunInfo, SchedPerRequest, ServerProcess},
@@ -26,7 +27,7 @@ use super::{ResultsArgs, StackArgs};
 use crate::{
     go,
     load::{self, Outcome, Plan, Protocol, StopReason, Watcher},
-    netns,
+    memory, netns,
     observe::Sampler,
     output,
     probes::{
@@ -266,11 +267,11 @@ fn check_model(
         None => args.listen,
     };
     let transport = model.transport;
+    let workers = workload.server.processes();
     let bind = move || -> Result<(OwnedFd, SocketAddr)> {
         Ok(match transport {
             Transport::Tcp => {
-                let l = TcpListener::bind(listen)
-                    .with_context(|| format!("cannot listen on {listen}"))?;
+                let l = workloads::workers::listen(listen, workers > 1)?;
                 let addr = l.local_addr()?;
                 (l.into(), addr)
             }
@@ -297,18 +298,7 @@ fn check_model(
         Transport::Udp => Plan::new(&format!("udp://{addr}"), payload, &args.load)?,
     };
     workload.server.listen = plan.addr.to_string();
-    if let Some(limit) = model.descriptor_limit {
-        // Descriptors 0-2, the listener and the model's own take the lowest numbers.
-        let needed = args.load.connections + args.load.idle_connections + 8;
-        if needed > limit {
-            bail!(
-                "{} watches only descriptors below {limit}: {} connections + {} idle need about {needed}; use fewer, or poll or epoll",
-                model.name,
-                args.load.connections,
-                args.load.idle_connections
-            );
-        }
-    }
+    check_descriptors(model, &workload.server, &args.load)?;
     Ok((
         workload,
         Spec::Model {
@@ -318,6 +308,51 @@ fn check_model(
         },
         plan,
     ))
+}
+
+/// Whether the model's server can hold the run's connections: each process within select's
+/// FD_SETSIZE (for select) and within the open-files limit, raised as far as it may be (the
+/// server inherits it). The limit named in one line when not, with what would fit.
+fn check_descriptors(
+    model: &analysis::models::Model,
+    server: &ServerConfig,
+    load: &analysis::workload::LoadOptions,
+) -> Result<()> {
+    let processes = server.processes();
+    let held = load.connections + load.idle_connections;
+    // Descriptors 0-2, the listener and the model's own (epoll, io_uring, eventfd) besides the
+    // connections; SO_REUSEPORT's hash spreads connections unevenly: room for a tenth more.
+    let per_process = if processes == 1 {
+        held + 8
+    } else {
+        held.div_ceil(processes) * 11 / 10 + 8
+    };
+    let workers = if processes > 1 {
+        format!(" per worker process ({processes} workers)")
+    } else {
+        String::new()
+    };
+    if let Some(limit) = model.descriptor_limit
+        && per_process > limit
+    {
+        bail!(
+            "{} watches only descriptors below {limit} (FD_SETSIZE): {} connections + {} idle need about {per_process}{workers}; use fewer, more --workers, or poll or epoll",
+            model.name,
+            load.connections,
+            load.idle_connections
+        );
+    }
+    if system::ensure_fd_limit(per_process as u64 + 64, "").is_err() {
+        let hard = system::fd_hard_limit();
+        let needed = held
+            .div_ceil(hard.saturating_sub(64) as usize * 10 / 11)
+            .max(2);
+        bail!(
+            "{}: a process may hold at most {hard} descriptors (the open-files hard limit, which cannot be raised here): {held} connections need about {per_process}{workers}; use --workers {needed} (processes sharing the port) or fewer connections",
+            model.name
+        );
+    }
+    Ok(())
 }
 
 /// A third-party server: its target as `netpoll load` takes it, and nothing else accepting
@@ -389,6 +424,8 @@ struct Edge {
     machine: MachineSample,
     /// A kernel-bypass model's XDP counts.
     xdp: Option<analysis::run::XdpCounts>,
+    /// The server's memory and the kernel's (None: the server was gone).
+    memory: Option<MemoryEdge>,
 }
 
 /// What the load and the watcher measured.
@@ -407,6 +444,8 @@ struct Measured {
     go: Option<analysis::go::GoRuntime>,
     /// `--stacks`: the server's mappings.
     images: Images,
+    /// The sum of the server processes' resident high-water marks when the window closed.
+    peak_rss: u64,
 }
 
 /// Snapshots the probes and the server process at the window's edges, and watches for the
@@ -435,6 +474,7 @@ struct RunWatcher<'a> {
     wants_go: bool,
     /// `--stacks`: the server's mappings, kept from its first stack.
     images: Images,
+    peak_rss: u64,
 }
 
 impl RunWatcher<'_> {
@@ -445,8 +485,16 @@ impl RunWatcher<'_> {
             .or(self.last_stat)
             .unwrap_or_default();
         self.peak_threads = self.peak_threads.max(server.threads);
+        let probes = self.probes.snapshot()?;
+        // After the probes: read at an edge only (a process of 19,000 threads has 38,000
+        // mappings to count).
+        let memory = memory::process_tree(self.server.pid()).map(|server| MemoryEdge {
+            server,
+            kernel: memory::kernel(self.server.pid()),
+        });
         Ok(Edge {
-            probes: self.probes.snapshot()?,
+            probes,
+            memory,
             server,
             client: ProcessSample::read_stat(std::process::id()).unwrap_or_default(),
             machine: MachineSample::read().unwrap_or_default(),
@@ -471,6 +519,7 @@ impl Watcher for RunWatcher<'_> {
 
     fn measurement_ended(&mut self) -> Result<()> {
         self.after = Some(self.sample()?);
+        self.peak_rss = memory::peak_rss_tree(self.server.pid());
         self.sampler.now();
         if let Some(sampler) = self.go.take() {
             self.go_view = go::finish(sampler, self.exact, self.probes, &self.go_before);
@@ -528,6 +577,7 @@ fn measure(
         go_before: go::Baseline::default(),
         wants_go: c.go,
         images,
+        peak_rss: 0,
     };
     watcher.images.watch(probes, &[server.pid()]);
     let outcome = load::run(&c.plan, &mut watcher, !c.quiet);
@@ -547,6 +597,7 @@ fn measure(
         sampler,
         go_view,
         images,
+        peak_rss,
         ..
     } = watcher;
     Ok(Measured {
@@ -559,6 +610,7 @@ fn measure(
         io_threads,
         go: go_view,
         images,
+        peak_rss,
     })
 }
 
@@ -578,6 +630,7 @@ fn assemble(
             client: ProcessSample::default(),
             machine: MachineSample::default(),
             xdp: None,
+            memory: None,
         },
     };
     // Ended before the measurement began: an empty window.
@@ -593,6 +646,17 @@ fn assemble(
     );
     let environment = environment(c, &before, &after);
     let load = m.outcome.results;
+    let memory = before
+        .memory
+        .clone()
+        .zip(after.memory.clone())
+        .map(|(before, after)| RunMemory {
+            connections: (load.connections + load.idle_connections) as u64,
+            before,
+            after,
+            peak_rss_bytes: m.peak_rss,
+            peak_threads: m.peak_threads,
+        });
     let measured: Vec<_> = window.measured_since(None);
     let count = |f: &dyn Fn(&analysis::results::SyscallStats) -> u64| -> u64 {
         measured.iter().map(f).sum()
@@ -649,6 +713,7 @@ fn assemble(
                 .xdp
                 .zip(before.xdp)
                 .map(|(after, before)| after.since(&before)),
+            memory,
         }),
     });
     if let (Some(ready), Some(run)) = (&results.ready, results.run.as_mut()) {
