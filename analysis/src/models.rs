@@ -195,6 +195,129 @@ pub const VARIANTS: &[Variant] = &[
     },
 ];
 
+/// Memory mappings each thread of netpoll's models takes: its stack and guard page, and the
+/// signal stack Rust's runtime gives every thread and its guard page (measured: 20,105
+/// mappings in a blocking-threads server of 5,011 threads).
+pub const MAPPINGS_PER_THREAD: usize = 4;
+
+/// What the machine allows one process: the open-files hard limit (`ulimit -Hn`, raised up to
+/// fs.nr_open only with CAP_SYS_RESOURCE), vm.max_map_count, kernel.pid_max.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessLimits {
+    pub descriptors: usize,
+    /// `descriptors` is fs.nr_open: the hard limit may be raised to it here.
+    pub descriptors_raisable: bool,
+    pub max_map_count: usize,
+    pub pid_max: usize,
+}
+
+impl ProcessLimits {
+    /// This machine's, for this process.
+    pub fn read() -> ProcessLimits {
+        let sysctl = |name: &str, default| {
+            std::fs::read_to_string(format!("/proc/sys/{name}"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(default)
+        };
+        // `Max open files            1024                 20000                files`.
+        let hard_files = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|l| {
+                let line = l.lines().find(|l| l.starts_with("Max open files"))?;
+                line.split_whitespace().nth(4)?.parse().ok()
+            })
+            .unwrap_or(1024);
+        // With CAP_SYS_RESOURCE the hard limit may be raised, up to fs.nr_open (netpoll does).
+        const CAP_SYS_RESOURCE: u32 = 24;
+        let may_raise = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let caps = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+                u64::from_str_radix(caps.trim(), 16).ok()
+            })
+            .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0);
+        ProcessLimits {
+            descriptors: if may_raise {
+                sysctl("fs/nr_open", hard_files).max(hard_files)
+            } else {
+                hard_files
+            },
+            descriptors_raisable: may_raise,
+            max_map_count: sysctl("vm/max_map_count", 65_530),
+            pid_max: sysctl("kernel/pid_max", 32_768),
+        }
+    }
+}
+
+/// Why one process of a model cannot hold a number of connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The open-files limit: more processes would hold more (`--workers`).
+    Descriptors(String),
+    /// A limit of the model itself (FD_SETSIZE), or of threads.
+    Model(String),
+}
+
+impl Stop {
+    pub fn reason(&self) -> &str {
+        match self {
+            Stop::Descriptors(s) | Stop::Model(s) => s,
+        }
+    }
+}
+
+/// Descriptors a server process keeps beside its connections (stdio, the listener, epoll's,
+/// io_uring's, a few of the runtime's) and the room netpoll leaves for the rest.
+pub const SPARE_DESCRIPTORS: usize = 72;
+
+impl Model {
+    /// Whether one process of this model can hold `held` connections under `limits`; the limit
+    /// that stops it, in one line, if not.
+    pub fn stops(&self, held: usize, limits: &ProcessLimits) -> Option<Stop> {
+        let name = self.name;
+        if let Some(limit) = self.descriptor_limit
+            && held + 8 > limit
+        {
+            return Some(Stop::Model(format!(
+                "{name} stops at {limit} descriptors: FD_SETSIZE (select's bitmaps have that many bits)"
+            )));
+        }
+        if self.family == Family::BlockingPerConnection {
+            // A margin for the process's own mappings and the machine's other tasks.
+            let by_maps = limits.max_map_count.saturating_sub(200) / MAPPINGS_PER_THREAD;
+            let by_pids = limits.pid_max.saturating_sub(1000);
+            if held > by_maps.min(by_pids) {
+                return Some(Stop::Model(if by_maps <= by_pids {
+                    format!(
+                        "{name} stops at about {by_maps} connections: a thread each, {MAPPINGS_PER_THREAD} memory mappings per thread (stack, guard page, signal stack and its guard), vm.max_map_count {}",
+                        limits.max_map_count
+                    )
+                } else {
+                    format!(
+                        "{name} stops at about {by_pids} connections: a thread each, and every thread takes a PID of the machine's kernel.pid_max {}",
+                        limits.pid_max
+                    )
+                }));
+            }
+        }
+        let most = limits.descriptors.saturating_sub(SPARE_DESCRIPTORS);
+        (held > most).then(|| {
+            Stop::Descriptors(format!(
+                "{name} stops at about {most} connections in one process: {}",
+                if limits.descriptors_raisable {
+                    format!("fs.nr_open ({})", limits.descriptors)
+                } else {
+                    format!(
+                        "the open-files hard limit ({}, which cannot be raised here)",
+                        limits.descriptors
+                    )
+                }
+            ))
+        })
+    }
+}
+
 /// The model called `name`.
 pub fn model(name: &str) -> Option<&'static Model> {
     MODELS.iter().find(|m| m.name == name)
@@ -273,5 +396,43 @@ mod tests {
         assert!(
             unknown("x").contains("blocking-threads") && unknown("x").contains("io-uring+sqpoll")
         );
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn each_model_stops_at_its_own_limit() {
+        let limits = ProcessLimits {
+            descriptors: 20_000,
+            descriptors_raisable: false,
+            max_map_count: 65_530,
+            pid_max: 32_768,
+        };
+        let stop = |name: &str, held| model(name).unwrap().stops(held, &limits);
+        assert_eq!(stop("select", 1000), None);
+        assert!(matches!(stop("select", 1017), Some(Stop::Model(s)) if s.contains("FD_SETSIZE")));
+        assert_eq!(stop("epoll-lt", 19_928), None);
+        let over = stop("epoll-lt", 19_929).unwrap();
+        assert!(matches!(&over, Stop::Descriptors(s) if s.contains("cannot be raised")), "{over:?}");
+        // A thread per connection: 4 mappings each under vm.max_map_count.
+        assert_eq!(stop("blocking-threads", 16_332), None);
+        assert!(matches!(stop("blocking-threads", 16_333), Some(Stop::Model(s)) if s.contains("max_map_count")));
+        let pids = ProcessLimits {
+            pid_max: 4096,
+            ..limits
+        };
+        let few = model("blocking-threads").unwrap().stops(3500, &pids).unwrap();
+        assert!(few.reason().contains("pid_max"), "{few:?}");
+        let raisable = ProcessLimits {
+            descriptors: 1 << 20,
+            descriptors_raisable: true,
+            ..limits
+        };
+        assert_eq!(model("epoll-lt").unwrap().stops(100_000, &raisable), None);
+        let live = ProcessLimits::read();
+        assert!(live.descriptors >= 1024 && live.max_map_count > 0 && live.pid_max > 0);
     }
 }

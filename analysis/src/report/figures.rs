@@ -432,6 +432,7 @@ pub fn charts(runs: &[Run]) -> Result<Vec<Chart>, ReportError> {
         charts.extend(go_charts(&workloads, note)?);
         charts.extend(uring_charts(&workloads, note)?);
         charts.extend(versus(&every, axis.unwrap_or(Axis::Connections))?);
+        charts.extend(super::memory::charts(runs)?);
     }
     if all.len() > 1 || !workloads.is_empty() {
         charts.extend(syscall_charts(&all, note)?);

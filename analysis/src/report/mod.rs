@@ -12,6 +12,7 @@ pub mod document;
 pub mod figures;
 pub mod html;
 pub mod markdown;
+pub mod memory;
 pub mod runs;
 pub mod sentence;
 pub mod stacks;
@@ -111,6 +112,13 @@ pub fn document(runs: &[Run], charts: &[Chart], heading: &Heading) -> Document {
     let verdicts = table::verdicts(&cells);
     if !verdicts.rows.is_empty() {
         doc.blocks.push(Block::Table(verdicts));
+    }
+    let memory = memory::table(runs);
+    if !memory.rows.is_empty() {
+        if let Some(sentence) = memory::sentence(runs) {
+            doc.paragraph(Some("Per connection."), &sentence);
+        }
+        doc.blocks.push(Block::Table(memory));
     }
     let scheduler = table::scheduler(&cells);
     if !scheduler.rows.is_empty() {

@@ -58,13 +58,14 @@ impl Run {
                 let s = &i.workload.server;
                 let l = &i.load;
                 format!(
-                    "{} payload={} think={} disk={}{} threads={} c={} idle={} rate={:?} t={}",
+                    "{} payload={} think={} disk={}{} threads={} workers={} c={} idle={} rate={:?} t={}",
                     i.workload.label(),
                     s.payload,
                     s.think_us,
                     s.disk_read,
                     if s.cold_disk { " cold" } else { "" },
                     s.threads,
+                    s.processes(),
                     l.connections,
                     l.idle_connections,
                     l.rate,

@@ -71,6 +71,9 @@ pub fn experiments(opts: Options) -> Result<PathBuf> {
             );
         }
         suite.experiment.retain(|e| &e.name == only);
+    } else {
+        // Long experiments run only when named.
+        suite.experiment.retain(|e| !e.long);
     }
     if opts.calibrate {
         suite.experiment.clear();
@@ -255,6 +258,8 @@ mod tests {
             ));
             runs.iter().map(|p| p.seconds).sum::<f64>() + suite.experiment.len() as f64
         };
+        let mut suite = suite;
+        suite.experiment.retain(|e| !e.long);
         let full = seconds(&suite, DEFAULT_REPEAT);
         let quick = seconds(&suite.clone().quick(), QUICK_REPEAT);
         eprintln!("planned: full {full:.0} s, quick {quick:.0} s");

@@ -165,6 +165,20 @@ fn experiment_report(
             p.error.as_deref().unwrap_or("unknown error")
         )
     }));
+    // Each limit once: where a model stopped, and why.
+    let mut limits: Vec<String> = Vec::new();
+    for p in mine.iter().filter(|p| p.status == Status::BeyondLimit) {
+        let finding = format!(
+            "limit: {} (not run at {} connections)",
+            p.error.as_deref().unwrap_or_default(),
+            p.connections + p.idle_connections
+        );
+        let model = format!("limit: {} stops", p.model);
+        if !limits.iter().any(|l| l.starts_with(&model)) {
+            limits.push(finding);
+        }
+    }
+    notes.extend(limits);
     let not_run = mine.iter().filter(|p| p.status == Status::NotRun).count();
     if not_run > 0 {
         notes.push(format!(

@@ -31,6 +31,9 @@ pub fn run_all(netpoll: &Path, runs: &mut [Planned]) -> Result<bool> {
     let started = Instant::now();
     let count = runs.len();
     for (i, planned) in runs.iter_mut().enumerate() {
+        if planned.status == Status::BeyondLimit {
+            continue;
+        }
         if interrupted.load(Ordering::Relaxed) {
             planned.error = Some("the suite was interrupted before this run".into());
             continue;

@@ -91,6 +91,9 @@ impl Calibration {
             uring: false,
             threads: 0,
             note: None,
+            scale_out: Vec::new(),
+            workers: eight(),
+            long: false,
             quick: None,
         }
     }
@@ -166,8 +169,23 @@ pub struct Experiment {
     /// A caveat the report states under its question.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Models that go past one process's descriptor limit as `workers` processes sharing the
+    /// port (`netpoll run --workers`); the others stop at the limit, which the report names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scale_out: Vec<String>,
+    /// Worker processes of the `scale_out` models where one process cannot hold the
+    /// connections.
+    #[serde(default = "eight")]
+    pub workers: u64,
+    /// Too long for the suite: run only by `--only NAME`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub long: bool,
     #[serde(default, skip_serializing)]
     quick: Option<Quick>,
+}
+
+fn eight() -> u64 {
+    8
 }
 
 /// What `--quick` changes.
@@ -232,6 +250,12 @@ impl Experiment {
             if models::model(model).is_none() && models::variant(model).is_none() {
                 bail!("experiment {}: {}", self.name, models::unknown(model));
             }
+        }
+        if let Some(m) = self.scale_out.iter().find(|m| !self.models.contains(m)) {
+            bail!("experiment {}: scale_out model {m} is not among its models", self.name);
+        }
+        if self.workers < 2 && !self.scale_out.is_empty() {
+            bail!("experiment {}: workers must be at least 2", self.name);
         }
         for server in &self.servers {
             if !servers.iter().any(|s| &s.name == server) {

@@ -13,6 +13,7 @@ use std::{
 use analysis::{
     Results,
     memory::{MemoryEdge, RunMemory},
+    models::{SPARE_DESCRIPTORS, Stop},
     models::Transport,
     results::{EndReason, Target, TargetKind},
     run::{Environment, PerRequest, RunInfo, SchedPerRequest, ServerProcess},
@@ -310,9 +311,10 @@ fn check_model(
     ))
 }
 
-/// Whether the model's server can hold the run's connections: each process within select's
-/// FD_SETSIZE (for select) and within the open-files limit, raised as far as it may be (the
-/// server inherits it). The limit named in one line when not, with what would fit.
+/// Whether the model's server can hold the run's connections: each process within its own
+/// limits (select's FD_SETSIZE, a thread per connection's mappings) and the open-files limit,
+/// raised as far as it may be (the server inherits it). The limit named in one line when not,
+/// with what would fit.
 fn check_descriptors(
     model: &analysis::models::Model,
     server: &ServerConfig,
@@ -320,39 +322,39 @@ fn check_descriptors(
 ) -> Result<()> {
     let processes = server.processes();
     let held = load.connections + load.idle_connections;
-    // Descriptors 0-2, the listener and the model's own (epoll, io_uring, eventfd) besides the
-    // connections; SO_REUSEPORT's hash spreads connections unevenly: room for a tenth more.
+    // SO_REUSEPORT's hash spreads connections unevenly: room for a tenth more in each.
     let per_process = if processes == 1 {
-        held + 8
+        held
     } else {
-        held.div_ceil(processes) * 11 / 10 + 8
+        held.div_ceil(processes) * 11 / 10
     };
     let workers = if processes > 1 {
-        format!(" per worker process ({processes} workers)")
+        format!(" ({processes} worker processes, about {per_process} connections each)")
     } else {
         String::new()
     };
-    if let Some(limit) = model.descriptor_limit
-        && per_process > limit
-    {
-        bail!(
-            "{} watches only descriptors below {limit} (FD_SETSIZE): {} connections + {} idle need about {per_process}{workers}; use fewer, more --workers, or poll or epoll",
-            model.name,
+    let limits = analysis::models::ProcessLimits::read();
+    match model.stops(per_process, &limits) {
+        Some(Stop::Model(why)) => bail!(
+            "{why}: {} connections + {} idle{workers}; use fewer{}",
             load.connections,
-            load.idle_connections
-        );
+            load.idle_connections,
+            if model.descriptor_limit.is_some() {
+                ", more --workers, or poll or epoll"
+            } else {
+                ""
+            }
+        ),
+        Some(Stop::Descriptors(why)) => {
+            let most = limits.descriptors - SPARE_DESCRIPTORS;
+            let needed = held.div_ceil(most * 10 / 11).max(2);
+            bail!(
+                "{why}: {held} connections{workers}; use --workers {needed} (processes sharing the port) or fewer connections"
+            )
+        }
+        None => {}
     }
-    if system::ensure_fd_limit(per_process as u64 + 64, "").is_err() {
-        let hard = system::fd_hard_limit();
-        let needed = held
-            .div_ceil(hard.saturating_sub(64) as usize * 10 / 11)
-            .max(2);
-        bail!(
-            "{}: a process may hold at most {hard} descriptors (the open-files hard limit, which cannot be raised here): {held} connections need about {per_process}{workers}; use --workers {needed} (processes sharing the port) or fewer connections",
-            model.name
-        );
-    }
-    Ok(())
+    system::ensure_fd_limit((per_process + SPARE_DESCRIPTORS) as u64, "the connections")
 }
 
 /// A third-party server: its target as `netpoll load` takes it, and nothing else accepting
