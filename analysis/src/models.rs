@@ -416,15 +416,23 @@ mod limit_tests {
         assert!(matches!(stop("select", 1017), Some(Stop::Model(s)) if s.contains("FD_SETSIZE")));
         assert_eq!(stop("epoll-lt", 19_928), None);
         let over = stop("epoll-lt", 19_929).unwrap();
-        assert!(matches!(&over, Stop::Descriptors(s) if s.contains("cannot be raised")), "{over:?}");
+        assert!(
+            matches!(&over, Stop::Descriptors(s) if s.contains("cannot be raised")),
+            "{over:?}"
+        );
         // A thread per connection: 4 mappings each under vm.max_map_count.
         assert_eq!(stop("blocking-threads", 16_332), None);
-        assert!(matches!(stop("blocking-threads", 16_333), Some(Stop::Model(s)) if s.contains("max_map_count")));
+        assert!(
+            matches!(stop("blocking-threads", 16_333), Some(Stop::Model(s)) if s.contains("max_map_count"))
+        );
         let pids = ProcessLimits {
             pid_max: 4096,
             ..limits
         };
-        let few = model("blocking-threads").unwrap().stops(3500, &pids).unwrap();
+        let few = model("blocking-threads")
+            .unwrap()
+            .stops(3500, &pids)
+            .unwrap();
         assert!(few.reason().contains("pid_max"), "{few:?}");
         let raisable = ProcessLimits {
             descriptors: 1 << 20,

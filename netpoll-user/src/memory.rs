@@ -153,7 +153,130 @@ fn page_size() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::{
+        io::{BufRead as _, BufReader},
+        process::{Child, Command, Stdio},
+    };
+
     use super::*;
+
+    const MIB: u64 = 1 << 20;
+    /// Stack each fixture thread touches.
+    const STACK_TOUCHED: usize = 256 << 10;
+
+    /// The fixture's side (run as a child by `a_fixture_of_known_memory_is_measured_exactly`):
+    /// maps and touches NETPOLL_MEMORY_FIXTURE="MIB,THREADS" (every page written), starts the
+    /// threads, each touching 256 KiB of its stack, says `ready` and waits to be killed.
+    #[test]
+    #[ignore = "the child process of a_fixture_of_known_memory_is_measured_exactly"]
+    fn memory_fixture() {
+        let Ok(spec) = std::env::var("NETPOLL_MEMORY_FIXTURE") else {
+            return;
+        };
+        let (mib, threads) = spec.split_once(',').expect("MIB,THREADS");
+        let (mib, threads): (usize, usize) = (mib.parse().unwrap(), threads.parse().unwrap());
+        let len = mib << 20;
+        if len > 0 {
+            // SAFETY: a fresh anonymous private mapping, written only inside its length.
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+                .cast::<u8>();
+                assert_ne!(p.cast(), libc::MAP_FAILED);
+                for i in (0..len).step_by(4096) {
+                    p.add(i).write_volatile(1);
+                }
+            }
+        }
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        for _ in 0..threads {
+            let ready = ready_tx.clone();
+            std::thread::spawn(move || {
+                let mut stack = [0u8; STACK_TOUCHED];
+                for i in (0..STACK_TOUCHED).step_by(4096) {
+                    stack[i] = 1;
+                }
+                std::hint::black_box(&mut stack);
+                ready.send(()).unwrap();
+                loop {
+                    std::thread::park();
+                }
+            });
+        }
+        for _ in 0..threads {
+            ready_rx.recv().unwrap();
+        }
+        println!("ready");
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+
+    /// This test binary run as the fixture; returns once it is ready.
+    fn fixture(mib: u64, threads: usize) -> Child {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "memory::tests::memory_fixture",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("NETPOLL_MEMORY_FIXTURE", format!("{mib},{threads}"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("fixture");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        assert!(
+            out.lines()
+                .map_while(Result::ok)
+                .any(|l| l.trim() == "ready"),
+            "the fixture did not get ready"
+        );
+        child
+    }
+
+    /// Two fixtures, one with nothing and one with 64 MiB touched and 16 threads that touched
+    /// 256 KiB of stack each: their difference is what netpoll must read, within the page
+    /// granularity of the threads' own pages (a thread's first stack pages, its TLS, the
+    /// signal stack's page it may touch: under 64 KiB each here).
+    #[test]
+    fn a_fixture_of_known_memory_is_measured_exactly() {
+        let (mib, threads) = (64, 16);
+        let mut base = fixture(0, 0);
+        let mut full = fixture(mib, threads);
+        let a = process(base.id()).expect("base");
+        let b = process(full.id()).expect("full");
+        for c in [&mut base, &mut full] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let anon = b.anon_bytes - a.anon_bytes;
+        let expected = mib * MIB + (threads * STACK_TOUCHED) as u64;
+        let slack = threads as u64 * 64 * 1024;
+        eprintln!(
+            "fixture: anonymous +{anon} bytes (expected {expected}), +{} threads, +{} mappings",
+            b.threads - a.threads,
+            b.mappings - a.mappings
+        );
+        assert!(
+            anon >= expected && anon <= expected + slack,
+            "anonymous memory grew by {anon} bytes, expected {expected} (+ at most {slack})"
+        );
+        assert_eq!(b.threads - a.threads, threads as u64);
+        // A thread's stack and guard page, its signal stack and guard: 4 mappings each (and
+        // a malloc arena for some: 2 more).
+        let maps = b.mappings - a.mappings;
+        let least = (threads * analysis::models::MAPPINGS_PER_THREAD) as u64;
+        assert!(
+            maps >= least && maps <= least + 2 * threads as u64 + 2,
+            "{maps} mappings"
+        );
+        assert!(b.rss_bytes - a.rss_bytes >= expected, "{a:?} {b:?}");
+    }
 
     #[test]
     fn this_process_has_memory_descriptors_and_mappings() {

@@ -119,9 +119,11 @@ pub fn table(runs: &[super::Run]) -> Table {
         ],
     );
     for m in models(runs) {
-        let held_range = m.runs.iter().map(held).fold((f64::MAX, 0.0f64), |a, x| {
-            (a.0.min(x), a.1.max(x))
-        });
+        let held_range = m
+            .runs
+            .iter()
+            .map(held)
+            .fold((f64::MAX, 0.0f64), |a, x| (a.0.min(x), a.1.max(x)));
         let largest = m
             .runs
             .iter()
@@ -179,7 +181,11 @@ pub fn sentence(runs: &[super::Run]) -> Option<String> {
         .filter_map(|m| {
             let s = fit(m, wait_mean_ns)?;
             let name = m.runs.iter().find_map(wait_name)?;
-            Some(format!("{} ({name}) {}", m.label, display(Some(s), |v| format!("{v:.2} ns"))))
+            Some(format!(
+                "{} ({name}) {}",
+                m.label,
+                display(Some(s), |v| format!("{v:.2} ns"))
+            ))
         })
         .collect();
     if !waits.is_empty() {

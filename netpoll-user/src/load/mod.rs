@@ -30,6 +30,21 @@ pub use plan::Plan;
 pub use protocol::Protocol;
 use timeline::{Shared, WorkerResults};
 
+/// A TCP socket of the load generator, to `addr`'s family. With SO_REUSEADDR: a closed client
+/// socket waits in TIME_WAIT for a minute on its local port, and unless it had SO_REUSEADDR no
+/// listener may bind that port meanwhile, SO_REUSEADDR or not (the kernel's rule). Ephemeral
+/// ports are a server's ports too: 19,000 connections took nginx's port (fixed for a suite)
+/// often enough that it could not start in the next run.
+fn client_socket(addr: std::net::SocketAddr) -> std::io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    Ok(socket)
+}
+
 /// Why a run ended early.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
@@ -41,6 +56,12 @@ pub enum StopReason {
 
 /// Sees the run's phases: `run` snapshots probes and the server process at the boundaries.
 pub trait Watcher {
+    /// The idle connections are open and the load has not started: a moment for readings too
+    /// slow for the window's edges (reading 100,000 descriptors from /proc takes seconds, on
+    /// the load generator's CPU).
+    fn connections_opened(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// The warm-up is over: measurement begins.
     fn measurement_started(&mut self) -> Result<()> {
         Ok(())
@@ -66,6 +87,7 @@ pub fn run(plan: &Plan, watcher: &mut dyn Watcher, progress: bool) -> Result<Out
     plan.protocol.prepare(plan.addr, plan.options.timeout)?;
     // Opened first and kept silent: the descriptors a readiness loop must scan for nothing.
     let (idle, idle_opened) = idle::open(plan)?;
+    watcher.connections_opened()?;
     let shared = Shared::default();
     let start = Barrier::new(plan.options.threads + 1);
     let origin = OnceLock::new();

@@ -116,11 +116,7 @@ struct Worker<'a> {
 
 /// A non-blocking connect: the stream, and whether it is already open.
 fn start_connect(addr: SocketAddr) -> io::Result<(TcpStream, bool)> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
+    let socket = super::client_socket(addr)?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
     let open = match socket.connect(&addr.into()) {
@@ -132,7 +128,9 @@ fn start_connect(addr: SocketAddr) -> io::Result<(TcpStream, bool)> {
 }
 
 fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    let socket = super::client_socket(addr)?;
+    socket.connect_timeout(&addr.into(), timeout)?;
+    let stream: TcpStream = socket.into();
     stream.set_nonblocking(true)?;
     stream.set_nodelay(true)?;
     Ok(stream)

@@ -252,7 +252,10 @@ impl Experiment {
             }
         }
         if let Some(m) = self.scale_out.iter().find(|m| !self.models.contains(m)) {
-            bail!("experiment {}: scale_out model {m} is not among its models", self.name);
+            bail!(
+                "experiment {}: scale_out model {m} is not among its models",
+                self.name
+            );
         }
         if self.workers < 2 && !self.scale_out.is_empty() {
             bail!("experiment {}: workers must be at least 2", self.name);
