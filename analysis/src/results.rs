@@ -81,6 +81,11 @@ pub struct Results {
     /// reads, /proc sampling, the Go sampler...), beside its programs' time in the kernel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netpoll_cpu: Option<NetpollCpu>,
+    /// `profile` of processes (`--pid`, `-- COMMAND`): their memory (children included) at
+    /// the collection's start and end; `connections` is the sockets they held at the end.
+    /// (`run` has its server's in `run.memory`.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::memory::RunMemory>,
     /// `--uring`: each io_uring request's path (inline, poll, io-wq) and phases, by operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uring: Option<crate::uring::Uring>,

@@ -918,6 +918,7 @@ mod tests {
             go: None,
             ready: None,
             netpoll_cpu: None,
+            memory: None,
             uring: None,
             stacks: None,
         }

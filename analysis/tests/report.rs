@@ -104,6 +104,7 @@ fn run_results(model: &str, connections: usize, payload: usize) -> Results {
         go: None,
         ready: None,
         netpoll_cpu: None,
+        memory: None,
         uring: None,
         stacks: None,
         scheduler: None,

@@ -47,31 +47,57 @@ pub fn process(pid: u32) -> Option<ProcessMemory> {
     })
 }
 
-/// `root` and its descendants (a server's worker processes), summed; None when `root` is gone.
-pub fn process_tree(root: u32) -> Option<ProcessMemory> {
-    let mut total = process(root)?;
-    for pid in procfs::descendants(&[root]) {
-        let Some(m) = process(pid) else { continue };
-        total.processes += m.processes;
-        total.threads += m.threads;
-        total.descriptors += m.descriptors;
-        total.mappings += m.mappings;
-        total.rss_bytes += m.rss_bytes;
-        total.pss_bytes += m.pss_bytes;
-        total.anon_bytes += m.anon_bytes;
-        total.file_bytes += m.file_bytes;
-        total.shmem_bytes += m.shmem_bytes;
-        total.page_tables_bytes += m.page_tables_bytes;
-        total.virtual_bytes += m.virtual_bytes;
+/// `roots` and their descendants (a server's worker processes), each process once, summed;
+/// None when none of them is alive.
+pub fn processes(roots: &[u32]) -> Option<ProcessMemory> {
+    let mut pids = roots.to_vec();
+    pids.extend(procfs::descendants(roots));
+    pids.sort_unstable();
+    pids.dedup();
+    let mut total: Option<ProcessMemory> = None;
+    for m in pids.into_iter().filter_map(process) {
+        let t = total.get_or_insert_with(ProcessMemory::default);
+        t.processes += m.processes;
+        t.threads += m.threads;
+        t.descriptors += m.descriptors;
+        t.mappings += m.mappings;
+        t.rss_bytes += m.rss_bytes;
+        t.pss_bytes += m.pss_bytes;
+        t.anon_bytes += m.anon_bytes;
+        t.file_bytes += m.file_bytes;
+        t.shmem_bytes += m.shmem_bytes;
+        t.page_tables_bytes += m.page_tables_bytes;
+        t.virtual_bytes += m.virtual_bytes;
     }
-    Some(total)
+    total
 }
 
-/// The sum of the tree's resident high-water marks (`VmHWM`).
-pub fn peak_rss_tree(root: u32) -> u64 {
-    std::iter::once(root)
-        .chain(procfs::descendants(&[root]))
+/// `root` and its descendants; None when `root` is gone.
+pub fn process_tree(root: u32) -> Option<ProcessMemory> {
+    procfs::process_alive(root)
+        .then(|| processes(&[root]))
+        .flatten()
+}
+
+/// The sum of the resident high-water marks (`VmHWM`) of `roots` and their descendants.
+pub fn peak_rss(roots: &[u32]) -> u64 {
+    let mut pids = roots.to_vec();
+    pids.extend(procfs::descendants(roots));
+    pids.sort_unstable();
+    pids.dedup();
+    pids.into_iter()
         .filter_map(|pid| kb_field(&read(format!("/proc/{pid}/status")).ok()?, "VmHWM"))
+        .sum()
+}
+
+/// The sockets `roots` and their descendants hold.
+pub fn sockets(roots: &[u32]) -> u64 {
+    let mut pids = roots.to_vec();
+    pids.extend(procfs::descendants(roots));
+    pids.sort_unstable();
+    pids.dedup();
+    pids.into_iter()
+        .map(|pid| procfs::socket_inodes(pid).len() as u64)
         .sum()
 }
 
@@ -288,7 +314,11 @@ mod tests {
         );
         assert!(m.pss_bytes > 0 && m.virtual_bytes > m.rss_bytes, "{m:?}");
         assert!(process(0).is_none());
-        assert!(peak_rss_tree(std::process::id()) >= m.rss_bytes / 2);
+        assert!(peak_rss(&[std::process::id()]) >= m.rss_bytes / 2);
+        let tree = process_tree(std::process::id()).expect("tree");
+        assert!(tree.processes >= 1 && tree.rss_bytes >= m.rss_bytes / 2);
+        let _udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(sockets(&[std::process::id()]) >= 1);
     }
 
     #[test]

@@ -957,13 +957,14 @@ pub fn load_report(load: &LoadResults) -> String {
 }
 
 /// Server-side figures of `netpoll run`, per request.
-/// The server's memory at the window's end, and the kernel's change over the window.
-fn memory_report(m: &analysis::memory::RunMemory) -> String {
+/// The processes' memory at the end (`who`: the server, the targets), and the kernel's change
+/// since the start; `held`: what `m.connections` counts.
+pub fn memory_report(m: &analysis::memory::RunMemory, who: &str, held: &str) -> String {
     use analysis::memory::format_bytes as b;
     let (s, k0, k1) = (&m.after.server, &m.before.kernel, &m.after.kernel);
     let delta = |a: u64, z: u64| b(z as f64 - a as f64);
     let mut out = format!(
-        "memory: server {} resident ({} anonymous, {} file; peak {}), {} page tables, {} process{}, {} threads, {} descriptors, {} mappings; {} connections held\n",
+        "memory: {who} {} resident ({} anonymous, {} file; peak {}), {} page tables, {} process{}, {} threads, {} descriptors, {} mappings; {} {held}\n",
         b(s.rss_bytes as f64),
         b(s.anon_bytes as f64),
         b(s.file_bytes as f64),
@@ -983,7 +984,7 @@ fn memory_report(m: &analysis::memory::RunMemory) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "kernel: {} TCP sockets in use, {} in TIME_WAIT, {} TCP buffers; change over the window: kernel stacks {}, page tables {}, unreclaimable slab {}{}",
+        "kernel: {} TCP sockets in use, {} in TIME_WAIT, {} TCP buffers; change since the start: kernel stacks {}, page tables {}, unreclaimable slab {}{}",
         k1.tcp_inuse,
         k1.tcp_time_wait,
         b(k1.tcp_buffer_bytes as f64),
@@ -1020,7 +1021,7 @@ pub fn run_report(run: &RunInfo) -> String {
         r.syscalls, r.epoll_waits, r.eagain, r.context_switches, r.cpu_us
     );
     if let Some(m) = &run.memory {
-        out.push_str(&memory_report(m));
+        out.push_str(&memory_report(m, "server", "connections held"));
     }
     if let Some(x) = &run.xdp {
         let _ = writeln!(

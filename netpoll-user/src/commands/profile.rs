@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use analysis::{
     Results,
+    memory::{MemoryEdge, RunMemory},
     results::{EndReason, Lite, TargetKind, classes_of},
     verdict,
     workload::parse_seconds,
@@ -17,7 +18,7 @@ use super::{
     targets::{TargetArgs, Targets},
 };
 use crate::{
-    go,
+    go, memory,
     observe::Sampler,
     output,
     probes::{
@@ -112,8 +113,20 @@ pub fn run(args: Args) -> Result<i32> {
     let started_at = system::utc_now_rfc3339();
     let start = Instant::now();
     let cpu_at_start = system::own_cpu_ns();
+    // Processes' memory at the collection's edges (children counted with their parents): a
+    // --pid's before it is told the probes are on (it may be gone soon after), a command's
+    // once it has run its exec.
+    let processes = matches!(targets.target.kind, TargetKind::Pid | TargetKind::Command)
+        .then(|| targets.target.pids.clone());
+    let mut memory = MemoryWatch::new(processes);
+    if targets.command.is_none() {
+        memory.start();
+    }
     announce(&args, &targets, &probes);
     targets.release()?;
+    if targets.command.is_some() {
+        memory.start();
+    }
     // After the release: a command has run its exec by then.
     let mut images = Images::new(&mut probes);
     images.watch(&probes, &targets.target.pids);
@@ -127,6 +140,7 @@ pub fn run(args: Args) -> Result<i32> {
     } else {
         Vec::new()
     });
+    // Processes' memory at the collection's edges (children counted with their parents).
     let (end_reason, exit_code, command_exit_code) = collect(
         &args,
         &targets,
@@ -134,8 +148,10 @@ pub fn run(args: Args) -> Result<i32> {
         &signals,
         &mut sampler,
         &mut images,
+        &mut memory,
     )?;
     sampler.now();
+    let memory = memory.finish();
     let mut snapshot = probes.snapshot()?;
     let raw_stacks = snapshot.stacks.take();
     let mut results = snapshot.into_results(Collection {
@@ -148,6 +164,7 @@ pub fn run(args: Args) -> Result<i32> {
         command_exit_code,
         run: None,
     });
+    results.memory = memory;
     if bpf_stats.enabled {
         results.programs = probes.program_costs();
     }
@@ -181,6 +198,70 @@ pub fn run(args: Args) -> Result<i32> {
     drop(bpf_stats);
     report(&args, &results, &mut sinks)?;
     Ok(exit_code)
+}
+
+/// The targets' memory (`profile` of processes): read as the collection starts, once a second
+/// while it runs (a target may exit before the end), and at its end.
+struct MemoryWatch {
+    pids: Option<Vec<u32>>,
+    before: Option<MemoryEdge>,
+    /// The latest reading, its sockets and high-water marks, and when it was taken.
+    last: Option<(MemoryEdge, u64, u64)>,
+    at: Instant,
+    peak_threads: u64,
+}
+
+impl MemoryWatch {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new(pids: Option<Vec<u32>>) -> MemoryWatch {
+        MemoryWatch {
+            pids,
+            before: None,
+            last: None,
+            at: Instant::now(),
+            peak_threads: 0,
+        }
+    }
+
+    /// The first reading.
+    fn start(&mut self) {
+        self.before = self.read().map(|l| l.0);
+    }
+
+    /// The processes' memory and the kernel's, their sockets and high-water marks; None when
+    /// they are all gone.
+    fn read(&mut self) -> Option<(MemoryEdge, u64, u64)> {
+        let pids = self.pids.as_deref()?;
+        let edge = MemoryEdge {
+            server: memory::processes(pids)?,
+            kernel: memory::kernel(*pids.first()?),
+        };
+        self.peak_threads = self.peak_threads.max(edge.server.threads);
+        self.at = Instant::now();
+        let reading = (edge, memory::sockets(pids), memory::peak_rss(pids));
+        self.last = Some(reading.clone());
+        Some(reading)
+    }
+
+    fn tick(&mut self) {
+        if self.at.elapsed() >= Self::EVERY {
+            self.read();
+        }
+    }
+
+    /// The start against now, or against the last reading when the targets are gone.
+    fn finish(mut self) -> Option<RunMemory> {
+        let before = self.before.take()?;
+        let (after, sockets, peak) = self.read().or(self.last.take())?;
+        Some(RunMemory {
+            connections: sockets,
+            before,
+            after,
+            peak_rss_bytes: peak,
+            peak_threads: self.peak_threads,
+        })
+    }
 }
 
 /// The value, or `None` after a one-line note: what `--go` and `--go-exact` cannot do does not
@@ -218,6 +299,7 @@ fn collect(
     signals: &system::Signals,
     sampler: &mut Sampler,
     images: &mut Images,
+    memory: &mut MemoryWatch,
 ) -> Result<(EndReason, i32, Option<i32>)> {
     let start = Instant::now();
     let mut last_interval = (Instant::now(), None::<Snapshot>);
@@ -255,6 +337,7 @@ fn collect(
         // until reaped below, which is not alive either).
         watched.retain(|(pid, _)| crate::procfs::process_alive(*pid));
         sampler.tick();
+        memory.tick();
         images.poll(probes);
         if let Some(code) = signals.received() {
             let status = targets.command.as_ref().and_then(HeldCommand::stop);
@@ -308,6 +391,9 @@ fn print_interval(now: &Snapshot, before: Option<&Snapshot>, elapsed: Duration) 
 fn report(args: &Args, results: &Results, sinks: &mut ResultsSinks) -> Result<()> {
     if !args.results.quiet {
         print!("{}", output::report(results));
+        if let Some(m) = &results.memory {
+            print!("{}", output::memory_report(m, "targets", "sockets held"));
+        }
     }
     sinks.write(results)
 }

@@ -267,6 +267,7 @@ impl Snapshot {
             go: None,
             ready: self.ready,
             netpoll_cpu: None,
+            memory: None,
             uring: self.uring,
             stacks: None,
         }

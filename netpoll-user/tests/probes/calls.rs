@@ -202,6 +202,14 @@ pub fn bpf_stats_measure_the_programs() -> TestResult {
         own.user_ns + own.system_ns > 0 && own.per_second_ns > 0,
         format!("{own:?}"),
     )?;
+    // The fixture's memory at the collection's edges (its last reading, as it exited first).
+    let m = r.memory.as_ref().ok_or("no memory section")?;
+    check(
+        m.after.server.processes >= 1
+            && m.after.server.rss_bytes > 0
+            && m.before.server.threads >= 1,
+        format!("{m:?}"),
+    )?;
     check(
         stats_on()? == before,
         "kernel.bpf_stats_enabled is back as it was",

@@ -551,7 +551,7 @@ impl Watcher for RunWatcher<'_> {
         // The window has closed: the slow readings now.
         after.memory = self.memory();
         self.after = Some(after);
-        self.peak_rss = memory::peak_rss_tree(self.server.pid());
+        self.peak_rss = memory::peak_rss(&[self.server.pid()]);
         self.sampler.now();
         if let Some(sampler) = self.go.take() {
             self.go_view = go::finish(sampler, self.exact, self.probes, &self.go_before);
