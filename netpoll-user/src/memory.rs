@@ -47,15 +47,20 @@ pub fn process(pid: u32) -> Option<ProcessMemory> {
     })
 }
 
-/// `roots` and their descendants (a server's worker processes), each process once, summed;
-/// None when none of them is alive.
-pub fn processes(roots: &[u32]) -> Option<ProcessMemory> {
+/// `roots` and their descendants, each once.
+fn family(roots: &[u32]) -> Vec<u32> {
     let mut pids = roots.to_vec();
     pids.extend(procfs::descendants(roots));
     pids.sort_unstable();
     pids.dedup();
+    pids
+}
+
+/// `roots` and their descendants (a server's worker processes), each process once, summed;
+/// None when none of them is alive.
+pub fn processes(roots: &[u32]) -> Option<ProcessMemory> {
     let mut total: Option<ProcessMemory> = None;
-    for m in pids.into_iter().filter_map(process) {
+    for m in family(roots).into_iter().filter_map(process) {
         let t = total.get_or_insert_with(ProcessMemory::default);
         t.processes += m.processes;
         t.threads += m.threads;
@@ -81,22 +86,16 @@ pub fn process_tree(root: u32) -> Option<ProcessMemory> {
 
 /// The sum of the resident high-water marks (`VmHWM`) of `roots` and their descendants.
 pub fn peak_rss(roots: &[u32]) -> u64 {
-    let mut pids = roots.to_vec();
-    pids.extend(procfs::descendants(roots));
-    pids.sort_unstable();
-    pids.dedup();
-    pids.into_iter()
+    family(roots)
+        .into_iter()
         .filter_map(|pid| kb_field(&read(format!("/proc/{pid}/status")).ok()?, "VmHWM"))
         .sum()
 }
 
 /// The sockets `roots` and their descendants hold.
 pub fn sockets(roots: &[u32]) -> u64 {
-    let mut pids = roots.to_vec();
-    pids.extend(procfs::descendants(roots));
-    pids.sort_unstable();
-    pids.dedup();
-    pids.into_iter()
+    family(roots)
+        .into_iter()
         .map(|pid| procfs::socket_inodes(pid).len() as u64)
         .sum()
 }

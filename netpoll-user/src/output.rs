@@ -14,14 +14,9 @@ pub fn fmt_ns(ns: u64) -> String {
     analysis::chart::fmt_ns(ns as f64)
 }
 
+/// 512B, 12.3KiB, 4.0MiB: `analysis::memory::format_bytes`, without the space (table columns).
 pub fn fmt_bytes(b: u64) -> String {
-    let f = b as f64;
-    match b {
-        0..1024 => format!("{b}B"),
-        1024..1_048_576 => format!("{:.1}KiB", f / 1024.0),
-        1_048_576..1_073_741_824 => format!("{:.1}MiB", f / 1_048_576.0),
-        _ => format!("{:.2}GiB", f / 1_073_741_824.0),
-    }
+    analysis::memory::format_bytes(b as f64).replace(' ', "")
 }
 
 /// bpftrace's bucket labels: 512, 1K, 2M.
