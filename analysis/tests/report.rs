@@ -789,3 +789,101 @@ fn third_party_servers_and_verdicts_are_reported() {
     );
     assert!(md.contains("epoll, level-triggered, single reactor"));
 }
+
+/// A run of `model` holding `held` connections whose server has `per_connection` bytes of
+/// anonymous memory per connection over 8 MiB, and whose wait call (`wait`) takes
+/// `wait_per_connection` ns per connection over 2 µs.
+fn with_memory(
+    model: &str,
+    wait: &str,
+    held: u64,
+    per_connection: u64,
+    wait_per_connection: u64,
+) -> Results {
+    use analysis::memory::{MemoryEdge, ProcessMemory, RunMemory};
+    let mut r = run_results(model, 10, 64);
+    let mean = 2_000 + wait_per_connection * held;
+    r.classes
+        .retain(|c| !c.name.starts_with("epoll") && c.name != "poll_select");
+    let mut class = stats(wait, 1000, &[(mean, 1000)], &[]);
+    class.latency_sum_ns = mean * 1000;
+    class.total = true;
+    r.classes.push(class);
+    let info = r.run.as_mut().expect("run");
+    info.load.idle_connections = held as usize - 10;
+    let server = ProcessMemory {
+        processes: 1,
+        threads: 1,
+        anon_bytes: (8 << 20) + per_connection * held,
+        rss_bytes: (12 << 20) + per_connection * held,
+        ..ProcessMemory::default()
+    };
+    info.memory = Some(RunMemory {
+        connections: held,
+        after: MemoryEdge {
+            server,
+            ..MemoryEdge::default()
+        },
+        ..RunMemory::default()
+    });
+    r
+}
+
+#[test]
+fn memory_per_connection_is_a_slope_with_an_interval() {
+    let dir = temp_dir("memory");
+    let mut results = Vec::new();
+    for held in [10, 1010, 5010, 19010] {
+        for _ in 0..3 {
+            results.push(with_memory("epoll-lt", "epoll", held, 200, 0));
+            results.push(with_memory("poll", "poll_select", held, 120, 640));
+        }
+    }
+    let runs = runs(&dir, &results);
+    let table = report::memory::table(&runs);
+    let row = |model: &str| {
+        table
+            .rows
+            .iter()
+            .find(|r| r[0] == model)
+            .unwrap_or_else(|| panic!("no row for {model}: {table:?}"))
+            .clone()
+    };
+    // Exact lines: the slope is the bytes per connection, its interval a point.
+    assert!(
+        row("epoll-lt")[3].starts_with("200 B"),
+        "{:?}",
+        row("epoll-lt")
+    );
+    assert!(row("poll")[3].starts_with("120 B"), "{:?}", row("poll"));
+    assert_eq!(row("poll")[2], "10-19010");
+    assert!(row("poll")[6].starts_with("640.00 ns"), "{:?}", row("poll"));
+    assert!(
+        row("epoll-lt")[6].starts_with("0.00 ns"),
+        "{:?}",
+        row("epoll-lt")
+    );
+    let sentence = report::memory::sentence(&runs).expect("sentence");
+    assert!(
+        sentence.contains("poll (poll_select) 640.00 ns"),
+        "{sentence}"
+    );
+    assert!(sentence.contains("OLS 2004"), "{sentence}");
+    let charts = report::memory::charts(&runs).expect("charts");
+    for name in ["memory_vs_connections", "wait_time_vs_connections"] {
+        assert!(chart(&charts, name).svg.contains("epoll-lt"), "{name}");
+    }
+    // One number of connections per model: no slope, no table row.
+    let flat = runs_of_one_size(&dir);
+    assert!(report::memory::table(&flat).rows.is_empty());
+}
+
+fn runs_of_one_size(dir: &Path) -> Vec<Run> {
+    runs(
+        dir,
+        &[
+            with_memory("epoll-lt", "epoll", 10, 200, 0),
+            with_memory("epoll-lt", "epoll", 10, 200, 0),
+        ],
+    )
+}

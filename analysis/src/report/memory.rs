@@ -168,14 +168,17 @@ pub fn sentence(runs: &[super::Run]) -> Option<String> {
     if parts.is_empty() {
         return None;
     }
-    let mut text = format!(
-        "One more connection costs {}; the kernel's socket, file and epoll objects add {} per connection (both ends of loopback).",
-        parts.join(", "),
-        models
-            .iter()
-            .find_map(|m| fit(m, slab))
-            .map_or("-".into(), |s| display(Some(s), format_bytes))
-    );
+    let mut text = format!("One more connection costs {}", parts.join(", "));
+    // The kernel's objects per connection: the same for every model using epoll; the first
+    // model's fit, named.
+    if let Some((m, s)) = models.iter().find_map(|m| Some((m, fit(m, slab)?))) {
+        text.push_str(&format!(
+            "; the kernel's socket, file and epoll objects add {} per connection ({}'s runs; both ends of loopback)",
+            display(Some(s), format_bytes),
+            m.label
+        ));
+    }
+    text.push('.');
     let waits: Vec<String> = models
         .iter()
         .filter_map(|m| {
