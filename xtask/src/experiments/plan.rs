@@ -160,16 +160,20 @@ pub fn plan(
                                 repeat: r,
                                 args: run_args(e, model, &point, &file, placement, servers),
                                 file,
-                                seconds: e.duration
-                                    + e.warmup
-                                    + OVERHEAD_SECONDS
-                                    + if e.servers.contains(model) {
-                                        SERVER_OVERHEAD_SECONDS
-                                    } else {
-                                        0.0
-                                    }
-                                    + if e.netns { NETNS_OVERHEAD_SECONDS } else { 0.0 }
-                                    + (c + idle) as f64 * OPEN_SECONDS_PER_CONNECTION,
+                                seconds: if matches!(limit, Limit::Stops(_)) {
+                                    0.0
+                                } else {
+                                    e.duration
+                                        + e.warmup
+                                        + OVERHEAD_SECONDS
+                                        + if e.servers.contains(model) {
+                                            SERVER_OVERHEAD_SECONDS
+                                        } else {
+                                            0.0
+                                        }
+                                        + if e.netns { NETNS_OVERHEAD_SECONDS } else { 0.0 }
+                                        + (c + idle) as f64 * OPEN_SECONDS_PER_CONNECTION
+                                },
                                 status: match limit {
                                     Limit::Stops(_) => Status::BeyondLimit,
                                     _ => Status::NotRun,
@@ -183,11 +187,6 @@ pub fn plan(
                     }
                 }
             }
-        }
-    }
-    for run in &mut runs {
-        if run.status == Status::BeyondLimit {
-            run.seconds = 0.0;
         }
     }
     runs
@@ -327,5 +326,46 @@ mod tests {
         assert_eq!(Placement::disjoint(&[0], 1), Placement::default());
         let four = Placement::disjoint(&[0, 1, 2, 3], 2);
         assert_eq!(four.server_cpus, Some(vec![2, 3]));
+    }
+
+    #[test]
+    fn runs_past_a_limit_are_findings_or_scale_out() {
+        // 2,000,000 connections: past any process's open-files limit (fs.nr_open is at most
+        // 1,048,576 by default), whether netpoll may raise it or not.
+        let e: Experiment = toml::from_str(
+            "name = \"c\"\nquestion = \"q\"\nmodels = [\"select\", \"poll\", \"epoll-lt\"]\n\
+             connections = [10]\nidle_connections = [100, 2000, 2000000]\nscale_out = [\"epoll-lt\"]\n\
+             workers = 64\nduration = 1.0\nwarmup = 0.5\n",
+        )
+        .expect("experiment");
+        let runs = plan(&[e], 1, Path::new("/out"), &Placement::default(), None);
+        let find = |model: &str, idle: usize| {
+            runs.iter()
+                .find(|r| r.model == model && r.idle_connections == idle)
+                .expect("planned")
+        };
+        assert_eq!(find("select", 100).status, Status::NotRun);
+        let select = find("select", 2000);
+        assert_eq!(select.status, Status::BeyondLimit);
+        assert!(select.error.as_deref().unwrap().contains("FD_SETSIZE"));
+        assert_eq!(select.seconds, 0.0);
+        let poll = find("poll", 2_000_000);
+        assert_eq!(poll.status, Status::BeyondLimit);
+        assert!(
+            poll.error
+                .as_deref()
+                .unwrap()
+                .contains("does not spread over processes"),
+            "{:?}",
+            poll.error
+        );
+        let epoll = find("epoll-lt", 2_000_000);
+        assert_eq!(epoll.status, Status::NotRun);
+        assert!(epoll.args.windows(2).any(|w| w == ["--workers", "64"]));
+        assert!(
+            !find("epoll-lt", 100)
+                .args
+                .contains(&"--workers".to_string())
+        );
     }
 }
