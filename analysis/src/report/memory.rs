@@ -169,9 +169,13 @@ pub fn sentence(runs: &[super::Run]) -> Option<String> {
         return None;
     }
     let mut text = format!("One more connection costs {}", parts.join(", "));
-    // The kernel's objects per connection: the same for every model using epoll; the first
-    // model's fit, named.
-    if let Some((m, s)) = models.iter().find_map(|m| Some((m, fit(m, slab)?))) {
+    // The kernel's objects per connection (much the same for every model: the sockets, files
+    // and epoll items are the kernel's): the fit of the model that held the most, named.
+    let widest = models.iter().max_by(|a, b| {
+        let most = |m: &Model| m.runs.iter().map(held).fold(0.0, f64::max);
+        most(a).total_cmp(&most(b))
+    });
+    if let Some((m, s)) = widest.and_then(|m| Some((m, fit(m, slab)?))) {
         text.push_str(&format!(
             "; the kernel's socket, file and epoll objects add {} per connection ({}'s runs; both ends of loopback)",
             display(Some(s), format_bytes),
