@@ -144,6 +144,7 @@ macro_rules! declared_servers {
 declared_servers! {
     verdict_nginx_1_worker: "nginx-1-worker";
     verdict_nginx_2_workers: "nginx-2-workers";
+    verdict_nginx_c100k: "nginx-c100k";
     verdict_apache2_prefork: "apache2-prefork";
     verdict_apache2_event: "apache2-event";
     verdict_go_net_http: "go-net-http";

@@ -115,7 +115,7 @@ pub fn table(runs: &[super::Run]) -> Table {
             "server resident memory per connection",
             "kernel sockets and epoll items per connection (both ends)",
             "time per wait call per connection",
-            "largest run: resident (peak), threads, mappings",
+            "largest run: resident (peak), threads, mappings, idle connections opened in",
         ],
     );
     for m in models(runs) {
@@ -124,11 +124,11 @@ pub fn table(runs: &[super::Run]) -> Table {
             .iter()
             .map(held)
             .fold((f64::MAX, 0.0f64), |a, x| (a.0.min(x), a.1.max(x)));
-        let largest = m
-            .runs
-            .iter()
-            .max_by(|a, b| held(a).total_cmp(&held(b)))
-            .and_then(|r| r.run.as_ref()?.memory.clone());
+        let largest_run = m.runs.iter().max_by(|a, b| held(a).total_cmp(&held(b)));
+        let largest = largest_run.and_then(|r| r.run.as_ref()?.memory.clone());
+        let opened_ns = largest_run
+            .and_then(|r| r.run.as_ref())
+            .map_or(0, |i| i.load.idle_open_ns);
         let per_conn = |v: f64| format_bytes(v);
         table.rows.push(vec![
             m.label.clone(),
@@ -140,11 +140,12 @@ pub fn table(runs: &[super::Run]) -> Table {
             display(fit(&m, wait_mean_ns), |v| format!("{v:.2} ns")),
             largest.map_or("-".into(), |l| {
                 format!(
-                    "{} ({}), {}, {}",
+                    "{} ({}), {}, {}, {:.2} s",
                     format_bytes(l.after.server.rss_bytes as f64),
                     format_bytes(l.peak_rss_bytes as f64),
                     l.after.server.threads,
-                    l.after.server.mappings
+                    l.after.server.mappings,
+                    opened_ns as f64 / 1e9
                 )
             }),
         ]);
