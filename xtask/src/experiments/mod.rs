@@ -73,7 +73,7 @@ pub fn experiments(opts: Options) -> Result<PathBuf> {
         suite.experiment.retain(|e| &e.name == only);
     } else {
         // Long experiments run only when named.
-        suite.experiment.retain(|e| !e.long);
+        suite = suite.without_long();
     }
     if opts.calibrate {
         suite.experiment.clear();
@@ -258,8 +258,7 @@ mod tests {
             ));
             runs.iter().map(|p| p.seconds).sum::<f64>() + suite.experiment.len() as f64
         };
-        let mut suite = suite;
-        suite.experiment.retain(|e| !e.long);
+        let suite = suite.without_long();
         let full = seconds(&suite, DEFAULT_REPEAT);
         let quick = seconds(&suite.clone().quick(), QUICK_REPEAT);
         eprintln!("planned: full {full:.0} s, quick {quick:.0} s");

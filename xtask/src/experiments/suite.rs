@@ -349,6 +349,12 @@ impl Suite {
         }
     }
 
+    /// The suite as a run of it without `--only` runs it: long experiments left out.
+    pub fn without_long(mut self) -> Suite {
+        self.experiment.retain(|e| !e.long);
+        self
+    }
+
     /// The declared servers the experiments run, each once.
     pub fn servers_used(&self) -> Vec<&Server> {
         self.server

@@ -435,7 +435,8 @@ struct Edge {
     machine: MachineSample,
     /// A kernel-bypass model's XDP counts.
     xdp: Option<analysis::run::XdpCounts>,
-    /// The server's memory and the kernel's (None: the server was gone).
+    /// The server's memory and the kernel's, read apart from the rest (before the load, and
+    /// once the window has closed: too slow for the edge itself); None: the server was gone.
     memory: Option<MemoryEdge>,
 }
 
