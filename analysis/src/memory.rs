@@ -110,12 +110,6 @@ pub struct RunMemory {
 }
 
 impl RunMemory {
-    /// The server's resident memory per connection held in this one run: a crude figure (it
-    /// includes whatever the server had before any connection); sweeps fit a slope instead.
-    pub fn rss_per_connection(&self) -> Option<f64> {
-        (self.connections > 0).then(|| self.after.server.rss_bytes as f64 / self.connections as f64)
-    }
-
     /// The kernel's memory in the caches of [`SLABS`] at the window's end.
     pub fn slab_bytes(&self) -> u64 {
         self.after.kernel.slabs.values().map(|s| s.bytes).sum()
@@ -146,17 +140,15 @@ mod tests {
         assert_eq!(format_bytes(4200.0), "4.1 KiB");
         assert_eq!(format_bytes(3.0 * 1048576.0), "3.0 MiB");
         assert_eq!(format_bytes(-2048.0), "-2.0 KiB");
-        let m = RunMemory {
-            connections: 4,
-            after: MemoryEdge {
-                server: ProcessMemory {
-                    rss_bytes: 4096,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            ..Default::default()
+        // The caches' bytes at the window's end, summed.
+        let slab = |objects| SlabUse {
+            objects,
+            object_size: 128,
+            bytes: objects * 128,
         };
-        assert_eq!(m.rss_per_connection(), Some(1024.0));
+        let mut m = RunMemory::default();
+        m.after.kernel.slabs.insert("TCP".into(), slab(4));
+        m.after.kernel.slabs.insert("eventpoll_epi".into(), slab(2));
+        assert_eq!(m.slab_bytes(), 6 * 128);
     }
 }

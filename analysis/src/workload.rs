@@ -75,10 +75,13 @@ pub struct ServerConfig {
     /// same port (SO_REUSEPORT: the kernel spreads new connections over them; nginx's shape
     /// with `listen ... reuseport`). A process holds at most the open-files limit's descriptors
     /// (20,000 on some machines, unraisable there): more connections need more processes.
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_WORKERS))]
     #[serde(default = "one_worker", skip_serializing_if = "is_one_worker")]
     pub workers: u64,
 }
+
+/// The most `--workers` takes.
+pub const MAX_WORKERS: u64 = 64;
 
 fn one_worker() -> u64 {
     1

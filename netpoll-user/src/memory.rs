@@ -5,7 +5,7 @@
 
 use std::fs;
 
-use analysis::memory::{KernelMemory, ProcessMemory, SLABS, SlabUse};
+use analysis::memory::{KernelMemory, MemoryEdge, ProcessMemory, SLABS, SlabUse};
 
 use crate::procfs::{self, read};
 
@@ -58,7 +58,7 @@ fn family(roots: &[u32]) -> Vec<u32> {
 
 /// `roots` and their descendants (a server's worker processes), each process once, summed;
 /// None when none of them is alive.
-pub fn processes(roots: &[u32]) -> Option<ProcessMemory> {
+fn processes(roots: &[u32]) -> Option<ProcessMemory> {
     let mut total: Option<ProcessMemory> = None;
     for m in family(roots).into_iter().filter_map(process) {
         let t = total.get_or_insert_with(ProcessMemory::default);
@@ -77,11 +77,13 @@ pub fn processes(roots: &[u32]) -> Option<ProcessMemory> {
     total
 }
 
-/// `root` and its descendants; None when `root` is gone.
-pub fn process_tree(root: u32) -> Option<ProcessMemory> {
-    procfs::process_alive(root)
-        .then(|| processes(&[root]))
-        .flatten()
+/// The memory of `roots` and their descendants, and the kernel's (sockstat from the first's
+/// network namespace); None when they are all gone.
+pub fn edge(roots: &[u32]) -> Option<MemoryEdge> {
+    Some(MemoryEdge {
+        server: processes(roots)?,
+        kernel: kernel(*roots.first()?),
+    })
 }
 
 /// The sum of the resident high-water marks (`VmHWM`) of `roots` and their descendants.
@@ -314,7 +316,7 @@ mod tests {
         assert!(m.pss_bytes > 0 && m.virtual_bytes > m.rss_bytes, "{m:?}");
         assert!(process(0).is_none());
         assert!(peak_rss(&[std::process::id()]) >= m.rss_bytes / 2);
-        let tree = process_tree(std::process::id()).expect("tree");
+        let tree = edge(&[std::process::id()]).expect("tree").server;
         assert!(tree.processes >= 1 && tree.rss_bytes >= m.rss_bytes / 2);
         let _udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         assert!(sockets(&[std::process::id()]) >= 1);

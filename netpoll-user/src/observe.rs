@@ -77,6 +77,7 @@ pub fn sample(roots: &[u32], with_descriptors: bool) -> Sample {
     // UDP sockets' inodes (10th column), read once: a server's processes share a namespace.
     let udp_inodes = pids
         .first()
+        .filter(|_| with_descriptors)
         .map(|&pid| procfs::net_table_inodes(pid, &["udp", "udp6"]))
         .unwrap_or_default();
     for pid in pids {

@@ -209,12 +209,6 @@ pub fn ensure_fd_limit(needed: u64, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The open-files hard limit of this process (what `ensure_fd_limit` may raise the soft one to
-/// without CAP_SYS_RESOURCE).
-pub fn fd_hard_limit() -> u64 {
-    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1024, |l| l.1)
-}
-
 /// Makes this process the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER): a
 /// server's child whose parent exits, or that escapes into a session of its own, is re-parented
 /// here instead of to init, so netpoll still finds it, and stops it, at the end.

@@ -7,18 +7,18 @@ use super::{ReportError, table::Table};
 use crate::{
     chart::{self, Point, Series},
     memory::format_bytes,
-    results::{Class, Results},
+    results::{Class, Results, SyscallStats},
     stats::{self, Slope},
 };
 
 /// One model's runs (those that recorded memory).
-struct Model {
+struct Model<'a> {
     label: String,
-    runs: Vec<Results>,
+    runs: Vec<&'a Results>,
 }
 
 /// Runs with a memory section, grouped by model (`workload.label()`), in the order given.
-fn models(runs: &[super::Run]) -> Vec<Model> {
+fn models(runs: &[super::Run]) -> Vec<Model<'_>> {
     let mut out: Vec<Model> = Vec::new();
     for run in runs {
         let Some(info) = run.info() else { continue };
@@ -27,15 +27,15 @@ fn models(runs: &[super::Run]) -> Vec<Model> {
         }
         let label = info.workload.label();
         match out.iter_mut().find(|m| m.label == label) {
-            Some(m) => m.runs.push(run.results.clone()),
+            Some(m) => m.runs.push(&run.results),
             None => out.push(Model {
                 label,
-                runs: vec![run.results.clone()],
+                runs: vec![&run.results],
             }),
         }
     }
     // A slope needs the model at two numbers of connections at least.
-    out.retain(|m| m.runs.iter().any(|r| held(r) != held(&m.runs[0])));
+    out.retain(|m| m.runs.iter().any(|r| held(r) != held(m.runs[0])));
     out
 }
 
@@ -68,22 +68,18 @@ fn memory(r: &Results, f: impl Fn(&crate::memory::RunMemory) -> f64) -> f64 {
         .map_or(f64::NAN, f)
 }
 
-/// The mean time inside the server's waiting call (epoll_wait, poll, select...), ns.
-fn wait_mean_ns(r: &Results) -> f64 {
+/// The server's readiness wait (epoll_wait, poll, select...) and its calls.
+fn readiness_wait(r: &Results) -> Option<(Class, &SyscallStats)> {
     Class::ALL
         .into_iter()
         .filter(|c| c.is_readiness_wait())
-        .filter_map(|c| r.class(c))
-        .find(|s| s.calls > 0)
-        .map_or(f64::NAN, |s| s.latency_sum_ns as f64 / s.calls as f64)
+        .filter_map(|c| Some((c, r.class(c)?)))
+        .find(|(_, s)| s.calls > 0)
 }
 
-fn wait_name(r: &Results) -> Option<&'static str> {
-    Class::ALL
-        .into_iter()
-        .filter(|c| c.is_readiness_wait())
-        .find(|c| r.class(*c).is_some_and(|s| s.calls > 0))
-        .map(|c| c.name())
+/// The mean time inside the server's readiness wait, ns.
+fn wait_mean_ns(r: &Results) -> f64 {
+    readiness_wait(r).map_or(f64::NAN, |(_, s)| s.latency_sum_ns as f64 / s.calls as f64)
 }
 
 fn fit(m: &Model, y: fn(&Results) -> f64) -> Option<Slope> {
@@ -122,7 +118,7 @@ pub fn table(runs: &[super::Run]) -> Table {
         let held_range = m
             .runs
             .iter()
-            .map(held)
+            .map(|r| held(r))
             .fold((f64::MAX, 0.0f64), |a, x| (a.0.min(x), a.1.max(x)));
         let largest_run = m.runs.iter().max_by(|a, b| held(a).total_cmp(&held(b)));
         let largest = largest_run.and_then(|r| r.run.as_ref()?.memory.clone());
@@ -173,7 +169,7 @@ pub fn sentence(runs: &[super::Run]) -> Option<String> {
     // The kernel's objects per connection (much the same for every model: the sockets, files
     // and epoll items are the kernel's): the fit of the model that held the most, named.
     let widest = models.iter().max_by(|a, b| {
-        let most = |m: &Model| m.runs.iter().map(held).fold(0.0, f64::max);
+        let most = |m: &Model| m.runs.iter().map(|r| held(r)).fold(0.0, f64::max);
         most(a).total_cmp(&most(b))
     });
     if let Some((m, s)) = widest.and_then(|m| Some((m, fit(m, slab)?))) {
@@ -188,7 +184,7 @@ pub fn sentence(runs: &[super::Run]) -> Option<String> {
         .iter()
         .filter_map(|m| {
             let s = fit(m, wait_mean_ns)?;
-            let name = m.runs.iter().find_map(wait_name)?;
+            let name = m.runs.iter().find_map(|r| readiness_wait(r))?.0.name();
             Some(format!(
                 "{} ({name}) {}",
                 m.label,
@@ -249,7 +245,12 @@ pub fn charts(runs: &[super::Run]) -> Result<Vec<chart::Chart>, ReportError> {
             .iter()
             .map(|m| {
                 // The median of the repeats at each number held, with its interval.
-                let mut xs: Vec<f64> = m.runs.iter().map(held).filter(|x| x.is_finite()).collect();
+                let mut xs: Vec<f64> = m
+                    .runs
+                    .iter()
+                    .map(|r| held(r))
+                    .filter(|x| x.is_finite())
+                    .collect();
                 xs.sort_by(f64::total_cmp);
                 xs.dedup();
                 let points: Vec<Point> = xs

@@ -140,7 +140,6 @@ pub fn run(args: Args) -> Result<i32> {
     } else {
         Vec::new()
     });
-    // Processes' memory at the collection's edges (children counted with their parents).
     let (end_reason, exit_code, command_exit_code) = collect(
         &args,
         &targets,
@@ -233,10 +232,7 @@ impl MemoryWatch {
     /// they are all gone.
     fn read(&mut self) -> Option<(MemoryEdge, u64, u64)> {
         let pids = self.pids.as_deref()?;
-        let edge = MemoryEdge {
-            server: memory::processes(pids)?,
-            kernel: memory::kernel(*pids.first()?),
-        };
+        let edge = memory::edge(pids)?;
         self.peak_threads = self.peak_threads.max(edge.server.threads);
         self.at = Instant::now();
         let reading = (edge, memory::sockets(pids), memory::peak_rss(pids));

@@ -27,8 +27,14 @@ use crate::system;
 /// source; here netpoll picks them, below the ephemeral range).
 pub const PER_SOURCE: usize = 25_000;
 
-/// Descriptors a process keeps for itself beside the connections it holds.
-const SPARE_DESCRIPTORS: u64 = 64;
+/// Descriptors the load generator's processes keep for themselves beside their connections.
+pub const SPARE_DESCRIPTORS: u64 = 64;
+
+/// Descriptors one process may hold: the open-files hard limit, or fs.nr_open where it may be
+/// raised (`analysis::models::ProcessLimits`, as the server's check reads it).
+fn process_limit() -> u64 {
+    analysis::models::ProcessLimits::read().descriptors as u64
+}
 
 /// Where the idle connections are held.
 pub enum Idle {
@@ -42,7 +48,7 @@ pub enum Idle {
 /// limit beside the active ones.
 pub fn fit_here(plan: &Plan) -> bool {
     let o = &plan.options;
-    (o.connections + o.idle_connections) as u64 + SPARE_DESCRIPTORS <= system::fd_hard_limit()
+    (o.connections + o.idle_connections) as u64 + SPARE_DESCRIPTORS <= process_limit()
 }
 
 /// Connections per source address and port chosen by netpoll (`connect`), for a loopback
@@ -65,7 +71,7 @@ pub fn open(plan: &Plan) -> Result<(Idle, Duration)> {
             .collect::<Result<Vec<_>>>()?;
         return Ok((Idle::Here(streams), started.elapsed()));
     }
-    let share = (system::fd_hard_limit() - SPARE_DESCRIPTORS) as usize;
+    let share = (process_limit() - SPARE_DESCRIPTORS) as usize;
     let exe = std::env::current_exe().context("cannot find the netpoll executable")?;
     let mut helpers: Vec<(Child, BufReader<ChildStdout>)> = Vec::new();
     for first in (0..count).step_by(share) {

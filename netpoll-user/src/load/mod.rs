@@ -86,7 +86,19 @@ const TICK: Duration = Duration::from_millis(50);
 pub fn run(plan: &Plan, watcher: &mut dyn Watcher, progress: bool) -> Result<Outcome> {
     plan.protocol.prepare(plan.addr, plan.options.timeout)?;
     // Opened first and kept silent: the descriptors a readiness loop must scan for nothing.
-    let (idle, idle_opened) = idle::open(plan)?;
+    let (idle, idle_opened) = match idle::open(plan) {
+        Ok(opened) => opened,
+        // Ctrl-C, or the server dying, while they opened: the run's end, not a failure.
+        Err(e) => match watcher.check() {
+            Some(stopped) => {
+                return Ok(Outcome {
+                    results: merge(plan, Vec::new(), Duration::ZERO, true, Duration::ZERO),
+                    stopped: Some(stopped),
+                });
+            }
+            None => return Err(e),
+        },
+    };
     watcher.connections_opened()?;
     let shared = Shared::default();
     let start = Barrier::new(plan.options.threads + 1);

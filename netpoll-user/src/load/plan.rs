@@ -142,7 +142,7 @@ impl Plan {
         } else {
             0
         };
-        (self.options.connections + idle) as u64 + 64
+        (self.options.connections + idle) as u64 + super::idle::SPARE_DESCRIPTORS
     }
 
     pub fn describe(&self) -> String {

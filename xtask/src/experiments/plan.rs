@@ -7,7 +7,7 @@ use std::{
 };
 
 use analysis::{
-    models::Stop,
+    models::{ProcessLimits, Stop},
     servers::Prepared,
     workload::{LoadOptions, Workload, format_cpu_list},
 };
@@ -130,13 +130,14 @@ pub fn plan(
     servers: Option<&Prepared>,
 ) -> Vec<Planned> {
     let mut runs = Vec::new();
+    let limits = analysis::models::ProcessLimits::read();
     for r in 1..=repeat {
         for e in experiments {
             for rate in e.load_rates() {
                 for &idle in &e.idle_connections {
                     for &c in &e.connections {
                         for model in e.entries() {
-                            let limit = Limit::of(e, model, c + idle);
+                            let limit = Limit::of(e, model, c + idle, &limits);
                             let at = rate.map_or(String::new(), |r| format!("-rate{r}"));
                             let file = out
                                 .join(&e.name)
@@ -209,12 +210,12 @@ impl Limit {
     /// A model of the catalogue against the limits of one process (`analysis::models::Model::
     /// stops`, as `netpoll run` checks them); third-party servers bring their own processes
     /// and limits.
-    fn of(e: &Experiment, model: &str, held: usize) -> Limit {
+    fn of(e: &Experiment, model: &str, held: usize, limits: &ProcessLimits) -> Limit {
         let name = analysis::models::variant(model).map_or(model, |v| v.model);
         let Some(m) = analysis::models::model(name) else {
             return Limit::Within;
         };
-        match m.stops(held, &analysis::models::ProcessLimits::read()) {
+        match m.stops(held, limits) {
             None => Limit::Within,
             Some(Stop::Descriptors(_)) if e.scale_out.iter().any(|s| s == model) => {
                 Limit::ScaledOut(e.workers)

@@ -299,7 +299,7 @@ fn check_model(
         Transport::Udp => Plan::new(&format!("udp://{addr}"), payload, &args.load)?,
     };
     workload.server.listen = plan.addr.to_string();
-    check_descriptors(model, &workload.server, &args.load)?;
+    check_limits(model, &workload.server, &args.load)?;
     Ok((
         workload,
         Spec::Model {
@@ -311,14 +311,11 @@ fn check_model(
     ))
 }
 
-/// The most `--workers` takes.
-const MAX_WORKERS: usize = 64;
-
 /// Whether the model's server can hold the run's connections: each process within its own
 /// limits (select's FD_SETSIZE, a thread per connection's mappings) and the open-files limit,
 /// raised as far as it may be (the server inherits it). The limit named in one line when not,
 /// with what would fit.
-fn check_descriptors(
+fn check_limits(
     model: &analysis::models::Model,
     server: &ServerConfig,
     load: &analysis::workload::LoadOptions,
@@ -351,10 +348,11 @@ fn check_descriptors(
         Some(Stop::Descriptors(why)) => {
             let most = limits.descriptors - SPARE_DESCRIPTORS;
             let needed = held.div_ceil(most * 10 / 11).max(2);
-            if needed > MAX_WORKERS {
+            let max = analysis::workload::MAX_WORKERS as usize;
+            if needed > max {
                 bail!(
-                    "{why}: {held} connections{workers}; {MAX_WORKERS} worker processes hold about {}: use fewer connections",
-                    MAX_WORKERS * most * 10 / 11
+                    "{why}: {held} connections{workers}; {max} worker processes hold about {}: use fewer connections",
+                    max * most * 10 / 11
                 )
             }
             bail!(
@@ -519,10 +517,7 @@ impl RunWatcher<'_> {
     /// 19,000 connections has 19,000 descriptors to count; 100,000 took 0.5 s), so read before
     /// the load starts and after the window has closed.
     fn memory(&self) -> Option<MemoryEdge> {
-        memory::process_tree(self.server.pid()).map(|server| MemoryEdge {
-            server,
-            kernel: memory::kernel(self.server.pid()),
-        })
+        memory::edge(&[self.server.pid()])
     }
 }
 
