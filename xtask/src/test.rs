@@ -11,7 +11,12 @@ use xtask::{cargo, is_root, run, workspace_root};
 
 use crate::setup;
 
+/// Disk a test build from scratch fills under target/: 4.2 GiB at the peak of a clean clone's CI
+/// run (both profiles, the Go toolchains, the quick experiments' output), rounded up.
+const FRESH_BUILD_GIB: f64 = 5.0;
+
 pub fn test() -> Result<()> {
+    disk_space()?;
     setup::test_prerequisites()?;
     if !is_root() {
         bail!(
@@ -60,6 +65,30 @@ pub fn test() -> Result<()> {
     println!("tests: {passed} passed, {failed} failed");
     if failed > 0 || passed == 0 {
         bail!("{failed} tests failed, {passed} passed");
+    }
+    Ok(())
+}
+
+/// Says how much disk target/ has, and warns when a build from scratch would not fit: a full disk
+/// otherwise shows up minutes later as a linker's "No space left on device".
+fn disk_space() -> Result<()> {
+    let target = workspace_root()?.join("target");
+    let dir = if target.is_dir() {
+        target
+    } else {
+        workspace_root()?
+    };
+    let stat =
+        nix::sys::statvfs::statvfs(&dir).with_context(|| format!("statvfs {}", dir.display()))?;
+    let free_gib =
+        stat.blocks_available() as f64 * stat.fragment_size() as f64 / (1u64 << 30) as f64;
+    if free_gib < FRESH_BUILD_GIB {
+        eprintln!(
+            "xtask: warning: {free_gib:.1} GiB free under {}; a test build from scratch takes about {FRESH_BUILD_GIB} GiB",
+            dir.display()
+        );
+    } else {
+        eprintln!("xtask: {free_gib:.1} GiB free under {}", dir.display());
     }
     Ok(())
 }
