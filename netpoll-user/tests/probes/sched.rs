@@ -78,18 +78,38 @@ pub fn a_busy_thread_on_the_same_cpu_shows_as_run_queue_time() -> TestResult {
         std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2,
         "this test needs 2 CPUs",
     )?;
-    let (same_sum, same_max, preemptions) = contended(Scenario::RunqSameCpu)?;
-    let (other_sum, other_max, _) = contended(Scenario::RunqOtherCpu)?;
+    // Interleaved pairs, compared by their medians: whatever else runs on the waiter's CPU
+    // (a kernel worker, another process) adds run-queue time to one run of either kind (once
+    // 18.8 ms to a run beside an idle CPU, 3.8x less than behind the busy thread), not to most.
+    let (mut same, mut other) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        same.push(contended(Scenario::RunqSameCpu)?);
+        other.push(contended(Scenario::RunqOtherCpu)?);
+    }
     eprintln!(
-        "run-queue time of 100 1-ms waits: {same_sum} ns (longest {same_max} ns) behind a busy thread on the same CPU, {other_sum} ns (longest {other_max} ns) on another"
+        "run-queue time of 100 1-ms waits (ns, longest) behind a busy thread on the same CPU: {:?}; on another: {:?}",
+        same.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+        other.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>()
     );
+    let median = |runs: &[(u64, u64, u64)], field: fn(&(u64, u64, u64)) -> u64| {
+        let mut values: Vec<u64> = runs.iter().map(field).collect();
+        values.sort_unstable();
+        values[values.len() / 2]
+    };
+    let (same_sum, same_max) = (median(&same, |s| s.0), median(&same, |s| s.1));
+    let other_sum = median(&other, |s| s.0);
     // Woken, the (low-priority) waiter queues behind the spinning thread: a time slice in some
     // calls.
     check(
         same_max >= 1_000_000 && same_sum > 5 * other_sum.max(1),
-        format!("same CPU: runq {same_sum} ns (longest {same_max}); other CPU: {other_sum} ns"),
+        format!(
+            "medians: same CPU runq {same_sum} ns (longest {same_max}); other CPU {other_sum} ns"
+        ),
     )?;
-    check(preemptions > 0, "the spinning thread was preempted")?;
+    check(
+        same.iter().all(|s| s.2 > 0),
+        "the spinning thread was preempted",
+    )?;
     Ok(())
 }
 
