@@ -212,6 +212,30 @@ pub struct ProcessLimits {
 }
 
 impl ProcessLimits {
+    /// How many threads of its own one process may start here, and what stops it there. A
+    /// margin is kept for the process's own mappings and the machine's other tasks.
+    pub fn threads(&self) -> (usize, String) {
+        let by_maps = self.max_map_count.saturating_sub(200) / MAPPINGS_PER_THREAD;
+        let by_pids = self.pid_max.saturating_sub(1000);
+        if by_maps <= by_pids {
+            (
+                by_maps,
+                format!(
+                    "{MAPPINGS_PER_THREAD} memory mappings per thread (stack, guard page, signal stack and its guard), vm.max_map_count {}",
+                    self.max_map_count
+                ),
+            )
+        } else {
+            (
+                by_pids,
+                format!(
+                    "and every thread takes a PID of the machine's kernel.pid_max {}",
+                    self.pid_max
+                ),
+            )
+        }
+    }
+
     /// This machine's, for this process.
     pub fn read() -> ProcessLimits {
         let sysctl = |name: &str, default| {
@@ -284,21 +308,11 @@ impl Model {
             )));
         }
         if self.family == Family::BlockingPerConnection {
-            // A margin for the process's own mappings and the machine's other tasks.
-            let by_maps = limits.max_map_count.saturating_sub(200) / MAPPINGS_PER_THREAD;
-            let by_pids = limits.pid_max.saturating_sub(1000);
-            if held > by_maps.min(by_pids) {
-                return Some(Stop::Model(if by_maps <= by_pids {
-                    format!(
-                        "{name} stops at about {by_maps} connections: a thread each, {MAPPINGS_PER_THREAD} memory mappings per thread (stack, guard page, signal stack and its guard), vm.max_map_count {}",
-                        limits.max_map_count
-                    )
-                } else {
-                    format!(
-                        "{name} stops at about {by_pids} connections: a thread each, and every thread takes a PID of the machine's kernel.pid_max {}",
-                        limits.pid_max
-                    )
-                }));
+            let (most, why) = limits.threads();
+            if held > most {
+                return Some(Stop::Model(format!(
+                    "{name} stops at about {most} connections: a thread each, {why}"
+                )));
             }
         }
         let most = limits.descriptors.saturating_sub(SPARE_DESCRIPTORS);

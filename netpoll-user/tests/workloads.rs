@@ -198,3 +198,258 @@ fn go_netpoller_keeps_its_disk_file_across_garbage_collections() {
         load.errors
     );
 }
+
+/// A thread per connection past the machine's limit (a thread's mappings under
+/// vm.max_map_count, here about 16,300): the server closes the connections past it, says so once
+/// on stderr, keeps serving those it holds, and serves again once they end; it never aborts
+/// (it did, at 16,925 threads, when a new thread could not map its signal stack).
+#[test]
+fn blocking_threads_closes_connections_past_its_thread_limit_and_lives() {
+    use std::io::{BufRead as _, BufReader};
+
+    let (most, _) = analysis::models::ProcessLimits::read().threads();
+    let past = 100;
+    // Both ends' descriptors: the server's (inherited limit) and ours.
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit");
+    assert!(
+        hard as usize > most + past + 64,
+        "this test needs {} descriptors, the hard limit is {hard}",
+        most + past + 64
+    );
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard)
+        .expect("setrlimit");
+    let mut child = Command::new(NETPOLL)
+        .args([
+            "serve",
+            "--model",
+            "blocking-threads",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--payload", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn netpoll serve");
+    let server = Server {
+        addr: {
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().expect("stdout"))
+                .read_line(&mut line)
+                .expect("first line");
+            line.trim().rsplit(' ').next().expect("address").to_string()
+        },
+        child,
+    };
+    let echo = |stream: &mut TcpStream| -> bool {
+        stream.write_all(b"x").is_ok() && {
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).is_ok() && byte == *b"x"
+        }
+    };
+    let connections: Vec<TcpStream> = (0..most + past)
+        .map(|i| {
+            let stream =
+                TcpStream::connect(&server.addr).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            stream
+        })
+        .collect();
+    // One listener, accepted in order: the last `past` are the ones past the limit. Each of
+    // those is closed by the server (end of file, or reset when our byte arrived first).
+    for (i, stream) in connections.iter().enumerate().skip(most) {
+        let mut byte = [0u8; 1];
+        let read = (&*stream).read(&mut byte);
+        assert!(
+            matches!(read, Ok(0))
+                || read
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "connection {i}, past {most}: {read:?}"
+        );
+    }
+    let mut connections = connections;
+    for i in [0, most / 2, most - 1] {
+        assert!(
+            echo(&mut connections[i]),
+            "connection {i} of {most} not served"
+        );
+    }
+    let pid = server.child.id();
+    let threads = || -> usize {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("the server lives")
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("Threads:")
+    };
+    let held = threads();
+    assert!(
+        (most..=most + 4).contains(&held),
+        "{held} threads for {most} connections"
+    );
+    // Once they end, their threads end, and a new connection is served again.
+    drop(connections);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while threads() > 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} threads left",
+            threads()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut again = TcpStream::connect(&server.addr).expect("connect after");
+    again
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    assert!(echo(&mut again), "not served after the others closed");
+    drop(again);
+    let mut server = server;
+    server.child.kill().expect("kill");
+    server.child.wait().expect("wait");
+    let mut said = String::new();
+    server
+        .child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut said)
+        .expect("stderr");
+    assert!(
+        said.lines().count() == 1
+            && said.contains(&format!("closing new connections while {most} are open"))
+            && said.contains("vm.max_map_count"),
+        "stderr: {said:?}"
+    );
+}
+
+/// A thread that cannot start (here: RLIMIT_NPROC of 40 threads for an unprivileged user, the
+/// server run as `nobody` when we are root, for whom the limit does not count): its connection
+/// is closed, said once, and the server keeps serving the connections it holds.
+#[test]
+fn blocking_threads_closes_a_connection_whose_thread_cannot_start() {
+    use std::{
+        io::{BufRead as _, BufReader},
+        os::unix::process::CommandExt as _,
+    };
+
+    const NPROC: u64 = 40;
+    // `nobody` may not reach target/ (a CI checkout's parents): a link or copy in /tmp.
+    let dir = std::env::temp_dir().join(format!("netpoll-nproc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let exe = dir.join("netpoll");
+    if std::fs::hard_link(NETPOLL, &exe).is_err() {
+        std::fs::copy(NETPOLL, &exe).expect("copy netpoll");
+    }
+    let mut command = Command::new(&exe);
+    command
+        .args([
+            "serve",
+            "--model",
+            "blocking-threads",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--payload", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: NPROC,
+                rlim_max: NPROC,
+            };
+            if libc::setrlimit(libc::RLIMIT_NPROC, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::geteuid() == 0
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let mut child = command.spawn().expect("spawn netpoll serve");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("first line");
+    let addr = line.trim().rsplit(' ').next().expect("address").to_string();
+    let mut server = Server { child, addr };
+    // In order: served (echoed) while threads start, closed once they cannot.
+    let answers: Vec<(TcpStream, bool)> = (0..2 * NPROC)
+        .map(|i| {
+            let mut stream =
+                TcpStream::connect(&server.addr).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            let mut byte = [0u8; 1];
+            let served = stream.write_all(b"x").is_ok()
+                && match stream.read(&mut byte) {
+                    Ok(1) => byte == *b"x",
+                    Ok(0) => false,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+                    other => panic!("connection {i}: {other:?}"),
+                };
+            (stream, served)
+        })
+        .collect();
+    let served = answers.iter().take_while(|(_, served)| *served).count();
+    assert!(
+        (NPROC as usize / 2..NPROC as usize).contains(&served)
+            && answers[served..].iter().all(|(_, served)| !served),
+        "served: {:?}",
+        answers.iter().map(|(_, s)| *s as u8).collect::<Vec<_>>()
+    );
+    // The held ones are still served; after they end, a new one is.
+    let mut answers = answers;
+    for (stream, _) in answers.iter_mut().take(served) {
+        let mut byte = [0u8; 1];
+        stream.write_all(b"y").expect("write");
+        stream.read_exact(&mut byte).expect("read");
+        assert_eq!(byte, *b"y");
+    }
+    drop(answers);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let served_again = loop {
+        let mut stream = TcpStream::connect(&server.addr).expect("connect after");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut byte = [0u8; 1];
+        if stream.write_all(b"z").is_ok() && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(served_again, "not served after the others closed");
+    server.child.kill().expect("kill");
+    server.child.wait().expect("wait");
+    let mut said = String::new();
+    server
+        .child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut said)
+        .expect("stderr");
+    assert!(
+        said.lines().count() == 1
+            && said.contains("closing new connections: cannot start a thread"),
+        "stderr: {said:?}"
+    );
+}
