@@ -199,14 +199,53 @@ fn go_netpoller_keeps_its_disk_file_across_garbage_collections() {
     );
 }
 
+/// `netpoll serve --model blocking-threads` from `exe`, stdout and stderr piped; `setup` may
+/// change the command (limits, user) before it starts. Returns once it printed its address.
+fn blocking_threads_server(exe: &std::path::Path, setup: impl FnOnce(&mut Command)) -> Server {
+    use std::io::{BufRead as _, BufReader};
+    let mut command = Command::new(exe);
+    command
+        .args([
+            "serve",
+            "--model",
+            "blocking-threads",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--payload", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    setup(&mut command);
+    let mut child = command.spawn().expect("spawn netpoll serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("first line");
+    let addr = line.trim().rsplit(' ').next().expect("address").to_string();
+    Server { child, addr }
+}
+
+/// Kills the server: what it wrote on stderr.
+fn stop_for_stderr(mut server: Server) -> String {
+    server.child.kill().expect("kill");
+    server.child.wait().expect("wait");
+    let mut said = String::new();
+    server
+        .child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut said)
+        .expect("stderr");
+    said
+}
+
 /// A thread per connection past the machine's limit (a thread's mappings under
 /// vm.max_map_count, here about 16,300): the server closes the connections past it, says so once
 /// on stderr, keeps serving those it holds, and serves again once they end; it never aborts
 /// (it did, at 16,925 threads, when a new thread could not map its signal stack).
 #[test]
 fn blocking_threads_closes_connections_past_its_thread_limit_and_lives() {
-    use std::io::{BufRead as _, BufReader};
-
     let (most, _) = analysis::models::ProcessLimits::read().threads();
     let past = 100;
     // Both ends' descriptors: the server's (inherited limit) and ours.
@@ -219,29 +258,7 @@ fn blocking_threads_closes_connections_past_its_thread_limit_and_lives() {
     );
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard)
         .expect("setrlimit");
-    let mut child = Command::new(NETPOLL)
-        .args([
-            "serve",
-            "--model",
-            "blocking-threads",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--payload", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn netpoll serve");
-    let server = Server {
-        addr: {
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().expect("stdout"))
-                .read_line(&mut line)
-                .expect("first line");
-            line.trim().rsplit(' ').next().expect("address").to_string()
-        },
-        child,
-    };
+    let server = blocking_threads_server(std::path::Path::new(NETPOLL), |_| {});
     let echo = |stream: &mut TcpStream| -> bool {
         stream.write_all(b"x").is_ok() && {
             let mut byte = [0u8; 1];
@@ -309,17 +326,7 @@ fn blocking_threads_closes_connections_past_its_thread_limit_and_lives() {
         .expect("timeout");
     assert!(echo(&mut again), "not served after the others closed");
     drop(again);
-    let mut server = server;
-    server.child.kill().expect("kill");
-    server.child.wait().expect("wait");
-    let mut said = String::new();
-    server
-        .child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut said)
-        .expect("stderr");
+    let said = stop_for_stderr(server);
     assert!(
         said.lines().count() == 1
             && said.contains(&format!("closing new connections while {most} are open"))
@@ -333,10 +340,7 @@ fn blocking_threads_closes_connections_past_its_thread_limit_and_lives() {
 /// is closed, said once, and the server keeps serving the connections it holds.
 #[test]
 fn blocking_threads_closes_a_connection_whose_thread_cannot_start() {
-    use std::{
-        io::{BufRead as _, BufReader},
-        os::unix::process::CommandExt as _,
-    };
+    use std::os::unix::process::CommandExt as _;
 
     const NPROC: u64 = 40;
     // `nobody` may not reach target/ (a CI checkout's parents): a link or copy in /tmp.
@@ -346,20 +350,8 @@ fn blocking_threads_closes_a_connection_whose_thread_cannot_start() {
     if std::fs::hard_link(NETPOLL, &exe).is_err() {
         std::fs::copy(NETPOLL, &exe).expect("copy netpoll");
     }
-    let mut command = Command::new(&exe);
-    command
-        .args([
-            "serve",
-            "--model",
-            "blocking-threads",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--payload", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
     // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
+    let server = blocking_threads_server(&exe, |command| unsafe {
         command.pre_exec(|| {
             let limit = libc::rlimit {
                 rlim_cur: NPROC,
@@ -376,16 +368,9 @@ fn blocking_threads_closes_a_connection_whose_thread_cannot_start() {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
-        })
-    };
-    let mut child = command.spawn().expect("spawn netpoll serve");
+        });
+    });
     let _ = std::fs::remove_dir_all(&dir);
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("first line");
-    let addr = line.trim().rsplit(' ').next().expect("address").to_string();
-    let mut server = Server { child, addr };
     // In order: served (echoed) while threads start, closed once they cannot.
     let answers: Vec<(TcpStream, bool)> = (0..2 * NPROC)
         .map(|i| {
@@ -437,16 +422,7 @@ fn blocking_threads_closes_a_connection_whose_thread_cannot_start() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(served_again, "not served after the others closed");
-    server.child.kill().expect("kill");
-    server.child.wait().expect("wait");
-    let mut said = String::new();
-    server
-        .child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut said)
-        .expect("stderr");
+    let said = stop_for_stderr(server);
     assert!(
         said.lines().count() == 1
             && said.contains("closing new connections: cannot start a thread"),
